@@ -1,0 +1,225 @@
+//! `hsmkey key ...`
+
+use clap::Subcommand;
+use hsmkey::formats::id::parse_id;
+use hsmkey::hsm::keys::{BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpec, Usage};
+use hsmkey::ops;
+use hsmkey::Error;
+
+use super::{out, print_json, table, Context};
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create a key in the token. Keys are always CKA_SENSITIVE; they leave the
+    /// token only wrapped, and only if --backup-policy allows it.
+    Generate {
+        /// The key's name (CKA_LABEL). Later versions are labelled NAME@v2, NAME@v3...
+        #[arg(long)]
+        label: String,
+        /// aes-128|aes-192|aes-256|generic-256|rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384
+        /// (default aes-256 with --kek).
+        #[arg(long = "type", value_name = "TYPE")]
+        key_type: Option<String>,
+        /// CKA_ID as hex. Default: 16 random bytes from the token.
+        #[arg(long, value_name = "HEX")]
+        id: Option<String>,
+        /// Comma-separated: encrypt,decrypt,sign,verify,wrap,unwrap,derive.
+        /// Default: encrypt,decrypt for AES; sign,verify otherwise; wrap,unwrap with --kek.
+        #[arg(long, value_name = "LIST")]
+        usage: Option<String>,
+        /// none: never leaves the token (default). trusted: may be wrapped only
+        /// under keys the SO marked CKA_TRUSTED. any: may be wrapped under any
+        /// wrapping key (weaker: see docs/KEYS.md).
+        #[arg(long, value_name = "POLICY", default_value = "none")]
+        backup_policy: String,
+        /// Make a key-encryption key: AES-256, wrap/unwrap, non-extractable.
+        #[arg(long)]
+        kek: bool,
+        /// Set CKA_TRUSTED so that keys with --backup-policy trusted may be wrapped
+        /// under this one. Needs the SO PIN (--so-pin-source); the key is then a
+        /// public (CKA_PRIVATE=false) token object, usable by the user.
+        #[arg(long)]
+        trusted: bool,
+    },
+    /// List keys (optionally those a label or pkcs11: URI names), every version.
+    List {
+        /// A label or pkcs11: URI; default: every key.
+        key: Option<String>,
+    },
+    /// Show every attribute hsmkey uses for a key, and its KCV.
+    Show {
+        /// Label (all versions), NAME@vN (one version) or pkcs11: URI.
+        key: String,
+    },
+    /// Make the next version of a key: same type, id, usage and backup policy.
+    Rotate {
+        /// The key's name or URI.
+        key: String,
+    },
+    /// Destroy a key: every version and both halves of a key pair, unless the URI narrows it.
+    Destroy {
+        /// Label, NAME@vN or pkcs11: URI.
+        key: String,
+        /// Confirm; without it nothing is destroyed.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
+    match cmd {
+        KeyCommand::Generate {
+            label,
+            key_type,
+            id,
+            usage,
+            backup_policy,
+            kek,
+            trusted,
+        } => {
+            let spec = match key_type {
+                Some(t) => t.parse()?,
+                None if kek => KeySpec::Aes256,
+                None => {
+                    return Err(Error::Usage {
+                        message: "--type is required (or --kek for an AES-256 key-encryption key)".into(),
+                    })
+                }
+            };
+            let usage = usage.map(|u| u.parse::<Usage>()).transpose()?;
+            let policy: BackupPolicy = backup_policy.parse()?;
+            let module = ctx.module()?;
+            let token = if trusted { ctx.open_so(&module)? } else { ctx.open_user(&module)? };
+            let id = match id {
+                Some(hex) => parse_id(&hex).map_err(|reason| Error::BadInput { what: "--id".into(), reason })?,
+                None => token
+                    .session()
+                    .generate_random_vec(16)
+                    .map_err(|e| Error::pkcs11("draw a random key id", e))?,
+            };
+            let request = GenerateSpec {
+                name: label,
+                id,
+                spec,
+                usage,
+                policy,
+                kek,
+                trusted,
+                version: 1,
+            };
+            let made = ops::keys::generate(&token, &request)?;
+            render_keys(ctx, &made, "created");
+        }
+        KeyCommand::List { key } => {
+            let selector = match key {
+                Some(k) => KeySelector::parse(&k)?,
+                None => KeySelector::all(),
+            };
+            let module = ctx.module()?;
+            let token = ctx.open_user(&module)?;
+            let keys = ops::keys::list(&token, &selector)?;
+            render_keys(ctx, &keys, "");
+        }
+        KeyCommand::Show { key } => {
+            let selector = KeySelector::parse(&key)?;
+            let module = ctx.module()?;
+            let token = ctx.open_user(&module)?;
+            let keys = ops::keys::show(&token, &selector)?;
+            if ctx.json() {
+                print_json(&keys);
+            } else {
+                let mut text = String::new();
+                for k in &keys {
+                    text.push_str(&show_one(k));
+                    text.push('\n');
+                }
+                out(&text);
+            }
+        }
+        KeyCommand::Rotate { key } => {
+            let selector = KeySelector::parse(&key)?;
+            let module = ctx.module()?;
+            let token = ctx.open_user(&module)?;
+            let made = ops::keys::rotate(&token, &selector)?;
+            render_keys(ctx, &made, "created");
+        }
+        KeyCommand::Destroy { key, yes } => {
+            let selector = KeySelector::parse(&key)?;
+            if !yes {
+                return Err(Error::Usage {
+                    message: format!("destroying '{key}' is permanent; add --yes to confirm"),
+                });
+            }
+            let module = ctx.module()?;
+            let token = ctx.open_user(&module)?;
+            let gone = ops::keys::destroy(&token, &selector)?;
+            render_keys(ctx, &gone, "destroyed");
+        }
+    }
+    Ok(())
+}
+
+fn render_keys(ctx: &Context, keys: &[KeyInfo], verb: &str) {
+    if ctx.json() {
+        print_json(&keys);
+        return;
+    }
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.label.clone(),
+                k.id.clone(),
+                k.class.clone(),
+                k.key_type.clone(),
+                k.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                k.version.to_string(),
+                k.usage.join(","),
+                k.backup_policy.clone(),
+                k.kcv.clone(),
+            ]
+        })
+        .collect();
+    let mut text = table(
+        &["LABEL", "ID", "CLASS", "TYPE", "SIZE", "VERSION", "USAGE", "BACKUP", "KCV"],
+        &rows,
+    );
+    if !verb.is_empty() {
+        text.push_str(&format!("{} object(s) {verb}\n", keys.len()));
+    } else if keys.is_empty() {
+        text.push_str("no keys\n");
+    }
+    out(&text);
+}
+
+fn show_one(k: &KeyInfo) -> String {
+    let flag = |b: Option<bool>| match b {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "not reported",
+    };
+    format!(
+        "label:             {}\nname / version:    {} / {}\nid:                {}\nclass:             {}\ntype:              {}\nsize:              {}\nusage:             {}\nbackup policy:     {}\nKCV:               {} ({})\nsensitive:         {}\nextractable:       {}\nalways sensitive:  {}\nnever extractable: {}\nwrap with trusted: {}\ntrusted:           {}\nprivate:           {}\nlocal:             {}\nmodifiable:        {}\nURI:               {}\n",
+        k.label,
+        k.name,
+        k.version,
+        k.id,
+        k.class,
+        k.key_type,
+        k.size.map(|s| format!("{s} bits")).unwrap_or_else(|| "unknown".into()),
+        k.usage.join(","),
+        k.backup_policy,
+        k.kcv,
+        k.kcv_method,
+        flag(k.sensitive),
+        flag(k.extractable),
+        flag(k.always_sensitive),
+        flag(k.never_extractable),
+        flag(k.wrap_with_trusted),
+        flag(k.trusted),
+        flag(k.private),
+        flag(k.local),
+        flag(k.modifiable),
+        k.uri
+    )
+}

@@ -1,0 +1,278 @@
+//! The command line: clap definitions, the terminal, human and `--json` output.
+//! The only place that prints.
+
+mod key;
+mod token;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hsmkey::hsm::pin::{PinRequest, PinRole, PinSource};
+use hsmkey::hsm::{Login, Module, Token};
+use hsmkey::{Error, Result};
+use secrecy::SecretString;
+use serde::Serialize;
+
+/// hsmkey: back up, export and import keys as ciphertext, wrapped inside a
+/// PKCS#11 token (HSM or SoftHSM2). Key material never crosses the PKCS#11
+/// boundary in the clear.
+#[derive(Parser, Debug)]
+#[command(name = "hsmkey", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes, before or after the command name.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// PKCS#11 module (shared library). Default: $HSMKEY_MODULE, then the usual SoftHSM2 paths.
+    #[arg(long, global = true, env = "HSMKEY_MODULE", value_name = "PATH")]
+    module: Option<String>,
+    /// Initialization string passed to C_Initialize's pReserved (NSS softokn needs one:
+    /// "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=").
+    #[arg(long, global = true, env = "HSMKEY_MODULE_ARGS", value_name = "STRING")]
+    module_args: Option<String>,
+    /// Token by label or RFC 7512 URI (pkcs11:token=...;serial=...). Default: the only initialized token.
+    #[arg(long, global = true, env = "HSMKEY_TOKEN", value_name = "LABEL|URI")]
+    token: Option<String>,
+    /// Where the user PIN comes from: env:VAR, file:PATH or prompt. Default: $HSMKEY_PIN if set, else a prompt on a terminal.
+    #[arg(long, global = true, value_name = "SRC")]
+    pin_source: Option<String>,
+    /// Where the Security Officer PIN comes from (token init, --trusted). Default: $HSMKEY_SO_PIN, else a prompt.
+    #[arg(long, global = true, value_name = "SRC")]
+    so_pin_source: Option<String>,
+    /// Accept a PIN written in argv as pin:VALUE. Other users can read argv through ps: avoid.
+    #[arg(long, global = true)]
+    insecure_pin_in_argv: bool,
+    /// Print results and errors as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Tokens: list, info, init, mechanisms.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Keys: generate, list, show, rotate, destroy.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+}
+
+/// Run the program; the exit code follows docs/ERRORS.md.
+pub fn run() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let json_requested = argv.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(e, json_requested),
+    };
+    init_logging(&cli.global);
+    let ctx = Context {
+        global: cli.global.clone(),
+    };
+    let outcome = match cli.command {
+        Command::Token(cmd) => token::run(&ctx, cmd),
+        Command::Key(cmd) => key::run(&ctx, cmd),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e, ctx.global.json);
+            ExitCode::from(e.exit_class().exit_code() as u8)
+        }
+    }
+}
+
+fn clap_failure(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            if json {
+                let msg = e.render().to_string();
+                let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ");
+                let err = Error::Usage {
+                    message: first.to_string(),
+                };
+                report_error(&err, true);
+            } else {
+                let _ = e.print();
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(g: &Global) {
+    let level = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HSMKEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hsmkey={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    error_code: &'a str,
+    message: String,
+    context: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn report_error(e: &Error, json: bool) {
+    if json {
+        let body = JsonError {
+            error_code: e.code(),
+            message: e.to_string(),
+            context: e.context(),
+        };
+        print_json(&body);
+    } else {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "error[{}]: {e}", e.code());
+        for (k, v) in e.context() {
+            let _ = writeln!(err, "  {k}: {v}");
+        }
+        let _ = writeln!(err, "  what to do: {}", e.hint());
+    }
+}
+
+/// Write to stdout; a closed pipe (`hsmkey key list | head`) ends quietly.
+pub(crate) fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+pub(crate) fn print_json<T: Serialize>(value: &T) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+        format!("{{\"error_code\":\"HK1902\",\"message\":\"cannot serialize output: {e}\"}}")
+    });
+    out(&format!("{text}\n"));
+}
+
+/// What every command needs to reach a token.
+pub(crate) struct Context {
+    pub(crate) global: Global,
+}
+
+impl Context {
+    pub(crate) fn json(&self) -> bool {
+        self.global.json
+    }
+
+    pub(crate) fn module(&self) -> Result<Module> {
+        Module::load(
+            self.global.module.as_deref(),
+            self.global.module_args.as_deref(),
+        )
+    }
+
+    fn pin(&self, role: PinRole) -> Result<SecretString> {
+        let text = match role {
+            PinRole::User => &self.global.pin_source,
+            PinRole::SecurityOfficer => &self.global.so_pin_source,
+        };
+        let source = text.as_deref().map(str::parse::<PinSource>).transpose()?;
+        let prompter = |prompt: &str| -> std::io::Result<SecretString> {
+            rpassword::prompt_password(format!("hsmkey: {prompt}")).map(SecretString::from)
+        };
+        // A prompt needs a person: never in CI, never without a terminal.
+        let interactive = std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("CI").is_none();
+        PinRequest {
+            role,
+            source,
+            allow_argv: self.global.insecure_pin_in_argv,
+            prompter: if interactive { Some(&prompter) } else { None },
+        }
+        .resolve()
+    }
+
+    pub(crate) fn user_pin(&self) -> Result<SecretString> {
+        self.pin(PinRole::User)
+    }
+
+    pub(crate) fn so_pin(&self) -> Result<SecretString> {
+        self.pin(PinRole::SecurityOfficer)
+    }
+
+    /// Select the token and log in as the user.
+    pub(crate) fn open_user<'m>(&self, module: &'m Module) -> Result<Token<'m>> {
+        let slot = module.select_token(self.global.token.as_deref())?;
+        let pin = self.user_pin()?;
+        module.open(slot, Login::User(&pin))
+    }
+
+    /// Select the token and log in as the Security Officer.
+    pub(crate) fn open_so<'m>(&self, module: &'m Module) -> Result<Token<'m>> {
+        let slot = module.select_token(self.global.token.as_deref())?;
+        let pin = self.so_pin()?;
+        module.open(slot, Login::SecurityOfficer(&pin))
+    }
+
+    pub(crate) fn token_selector(&self) -> Option<&str> {
+        self.global.token.as_deref()
+    }
+}
+
+/// Left-aligned text table with a header row.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}

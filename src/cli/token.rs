@@ -1,0 +1,142 @@
+//! `hsmkey token ...`
+
+use clap::Subcommand;
+use hsmkey::hsm::probe;
+use hsmkey::Error;
+
+use super::{out, print_json, table, Context};
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// List the slots that hold a token.
+    List,
+    /// Show one token's details (the one --token names, or the only one).
+    Info,
+    /// Initialize a fresh token: sets the label, the SO PIN and the user PIN.
+    ///
+    /// Takes the first slot without an initialized token (SoftHSM2 always offers
+    /// one), or --slot. The SO PIN comes from --so-pin-source, the user PIN from
+    /// --pin-source. Erases whatever the slot held.
+    Init {
+        /// Token label, 1 to 32 bytes.
+        #[arg(long)]
+        label: String,
+        /// Slot id to initialize (see `token list`).
+        #[arg(long)]
+        slot: Option<u64>,
+    },
+    /// What the token can do for hsmkey: mechanism information and a known-answer
+    /// test of each AES key-wrap mechanism (what 0x210A really is), plus RSA-OAEP hashes.
+    Mechanisms,
+}
+
+pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
+    let module = ctx.module()?;
+    match cmd {
+        TokenCommand::List => {
+            let tokens = module.tokens()?;
+            if ctx.json() {
+                print_json(&tokens);
+            } else {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.slot_id.to_string(),
+                            if t.initialized { t.label.clone() } else { "(not initialized)".into() },
+                            t.manufacturer.clone(),
+                            t.model.clone(),
+                            t.serial.clone(),
+                            t.uri.clone(),
+                        ]
+                    })
+                    .collect();
+                out(&table(&["SLOT", "LABEL", "MANUFACTURER", "MODEL", "SERIAL", "URI"], &rows));
+            }
+        }
+        TokenCommand::Info => {
+            let slot = module.select_token(ctx.token_selector())?;
+            let d = module.details(slot)?;
+            if ctx.json() {
+                print_json(&d);
+            } else {
+                let s = &d.summary;
+                out(&format!(
+                    "label:          {}\nmanufacturer:   {}\nmodel:          {}\nserial:         {}\nslot:           {}\nfirmware:       {}\nhardware:       {}\nlibrary:        {} {} ({})\nmodule:         {}\nPIN length:     {}..{}\nuser PIN:       {}\nURI:            {}\n",
+                    s.label, s.manufacturer, s.model, s.serial, s.slot_id, d.firmware_version, d.hardware_version,
+                    d.library_description, d.library_version, d.library_manufacturer, d.module,
+                    d.min_pin_length, d.max_pin_length,
+                    if d.user_pin_locked { "locked" } else if d.user_pin_count_low { "count low" } else if s.user_pin_initialized { "set" } else { "not initialized" },
+                    s.uri
+                ));
+            }
+        }
+        TokenCommand::Init { label, slot } => {
+            let free = module.uninitialized_slots()?;
+            let chosen = match slot {
+                Some(id) => free.into_iter().find(|s| s.id() == id).ok_or_else(|| Error::TokenNotFound {
+                    selector: format!("slot {id} without an initialized token"),
+                })?,
+                None => free.into_iter().next().ok_or_else(|| Error::TokenNotFound {
+                    selector: "a slot without an initialized token".into(),
+                })?,
+            };
+            let so_pin = ctx.so_pin()?;
+            let user_pin = ctx.user_pin()?;
+            module.init_token(chosen, &label, &so_pin, &user_pin)?;
+            // SoftHSM moves a freshly initialized token to a new slot id: find it by label.
+            let tokens = module.tokens()?;
+            let made = tokens
+                .into_iter()
+                .find(|t| t.initialized && t.label == label)
+                .ok_or_else(|| Error::Internal("the token just initialized is not listed".into()))?;
+            if ctx.json() {
+                print_json(&made);
+            } else {
+                out(&format!("initialized token '{}' (serial {}): {}\n", made.label, made.serial, made.uri));
+            }
+        }
+        TokenCommand::Mechanisms => {
+            let token = ctx.open_user(&module)?;
+            let caps = probe::probe(&token)?;
+            if ctx.json() {
+                print_json(&caps);
+            } else {
+                render_capabilities(&caps);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_capabilities(caps: &probe::Capabilities) {
+    let rows: Vec<Vec<String>> = caps
+        .mechanisms
+        .iter()
+        .map(|m| {
+            vec![
+                m.number.clone(),
+                m.name.to_string(),
+                if m.available { "yes".into() } else { "no".into() },
+                m.flags.join(","),
+                match (m.min_key_size, m.max_key_size) {
+                    (Some(a), Some(b)) => format!("{a}..{b}"),
+                    _ => String::new(),
+                },
+                m.kat.clone().unwrap_or_default(),
+                m.purpose.to_string(),
+            ]
+        })
+        .collect();
+    let mut text = table(&["NUMBER", "MECHANISM", "AVAILABLE", "FLAGS", "KEY SIZES", "KNOWN-ANSWER TEST", "USED FOR"], &rows);
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    text.push_str(&format!(
+        "\nexact RFC 3394:          {}\nexact RFC 5649:          {}\n0x210A on this token is: {}\nRSA-OAEP with SHA-1:     {}\nRSA-OAEP with SHA-256:   {}\n",
+        caps.rfc3394_mechanism.as_deref().unwrap_or("none"),
+        caps.rfc5649_mechanism.as_deref().unwrap_or("none"),
+        caps.aes_key_wrap_pad_is,
+        yn(caps.oaep_sha1),
+        yn(caps.oaep_sha256),
+    ));
+    out(&text);
+}

@@ -1,0 +1,439 @@
+//! One error type for the whole library, with a stable code per variant.
+//!
+//! Codes are part of the contract (docs/ERRORS.md lists them): scripts match on
+//! `error_code`, never on the message. Codes are grouped by the exit class they
+//! map to, so a new variant picks its number from its group.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+/// Result alias used across the library.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What kind of failure this is, which decides the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// A bug or an unexpected local failure (I/O on our own files included).
+    Internal,
+    /// The command line is wrong or incomplete.
+    Usage,
+    /// The module, token or key named does not exist.
+    NotFound,
+    /// Login failed, the PIN is locked, or a PIN could not be obtained.
+    Auth,
+    /// The token cannot do what was asked (mechanism, hash, policy).
+    NotCapable,
+    /// An input file or value is malformed or was tampered with.
+    BadInput,
+    /// The token reported a failure that fits no other class.
+    Token,
+    /// The operation would overwrite or duplicate something that exists.
+    Conflict,
+}
+
+impl ExitClass {
+    /// The process exit code for this class. Stable: documented in docs/ERRORS.md.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ExitClass::Internal => 1,
+            ExitClass::Usage => 2,
+            ExitClass::NotFound => 3,
+            ExitClass::Auth => 4,
+            ExitClass::NotCapable => 5,
+            ExitClass::BadInput => 6,
+            ExitClass::Token => 7,
+            ExitClass::Conflict => 8,
+        }
+    }
+}
+
+/// Every failure hsmkey reports. `#[non_exhaustive]` so new codes can be added.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    // HK10xx: selection and usage
+    #[error("The PKCS#11 module could not be loaded from {path}: {reason}")]
+    ModuleLoad { path: String, reason: String },
+    #[error("No PKCS#11 module was given and none was found at the usual SoftHSM2 paths.")]
+    NoModule { tried: Vec<String> },
+    #[error("The token was not found.")]
+    TokenNotFound { selector: String },
+    #[error("The key is not found.")]
+    KeyNotFound { key: String },
+    #[error("More than one {what} matches {selector}.")]
+    Ambiguous {
+        what: &'static str,
+        selector: String,
+        candidates: Vec<String>,
+    },
+    #[error("The PKCS#11 URI is malformed: {reason}")]
+    MalformedUri { uri: String, reason: String },
+    #[error("{message}")]
+    Usage { message: String },
+
+    // HK11xx: authentication
+    #[error("The PIN is incorrect.")]
+    PinIncorrect { user: &'static str },
+    #[error("The PIN is locked.")]
+    PinLocked { user: &'static str },
+    #[error("No {user} PIN is available: {reason}")]
+    PinUnavailable { user: &'static str, reason: String },
+    #[error("A PIN on the command line is refused: {what}")]
+    PinInArgv { what: String },
+    #[error("This operation needs a Security Officer login: {what}")]
+    SoLoginRequired { what: String },
+    #[error("The user PIN of this token is not initialized.")]
+    UserPinNotInitialized { token: String },
+
+    // HK12xx: capability
+    #[error("The token cannot do {capability}.")]
+    NotCapable {
+        capability: String,
+        detail: String,
+        alternatives: String,
+    },
+    #[error("The key's policy does not allow this: {reason}")]
+    PolicyRefused { key: String, reason: String },
+
+    // HK13xx: bad input
+    #[error("Invalid {what}: {reason}")]
+    BadInput { what: String, reason: String },
+
+    // HK14xx: token failures not otherwise classified
+    #[error("{function} failed with {rv}.")]
+    Pkcs11 {
+        function: String,
+        rv: String,
+        action: String,
+    },
+
+    // HK15xx: conflicts
+    #[error("{what} already exists.")]
+    AlreadyExists { what: String },
+
+    // HK19xx: internal
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable error code, `HK` + 4 digits.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::ModuleLoad { .. } => "HK1001",
+            Error::NoModule { .. } => "HK1002",
+            Error::TokenNotFound { .. } => "HK1003",
+            Error::KeyNotFound { .. } => "HK1004",
+            Error::Ambiguous { .. } => "HK1005",
+            Error::MalformedUri { .. } => "HK1006",
+            Error::Usage { .. } => "HK1007",
+            Error::PinIncorrect { .. } => "HK1101",
+            Error::PinLocked { .. } => "HK1102",
+            Error::PinUnavailable { .. } => "HK1103",
+            Error::PinInArgv { .. } => "HK1104",
+            Error::SoLoginRequired { .. } => "HK1105",
+            Error::UserPinNotInitialized { .. } => "HK1106",
+            Error::NotCapable { .. } => "HK1201",
+            Error::PolicyRefused { .. } => "HK1202",
+            Error::BadInput { .. } => "HK1301",
+            Error::Pkcs11 { .. } => "HK1401",
+            Error::AlreadyExists { .. } => "HK1501",
+            Error::Io { .. } => "HK1901",
+            Error::Internal(_) => "HK1902",
+        }
+    }
+
+    /// Which exit code the process ends with.
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            Error::ModuleLoad { .. }
+            | Error::NoModule { .. }
+            | Error::TokenNotFound { .. }
+            | Error::KeyNotFound { .. } => ExitClass::NotFound,
+            Error::Ambiguous { .. }
+            | Error::MalformedUri { .. }
+            | Error::Usage { .. }
+            | Error::PinInArgv { .. } => ExitClass::Usage,
+            Error::PinIncorrect { .. }
+            | Error::PinLocked { .. }
+            | Error::PinUnavailable { .. }
+            | Error::SoLoginRequired { .. }
+            | Error::UserPinNotInitialized { .. } => ExitClass::Auth,
+            Error::NotCapable { .. } | Error::PolicyRefused { .. } => ExitClass::NotCapable,
+            Error::BadInput { .. } => ExitClass::BadInput,
+            Error::Pkcs11 { .. } => ExitClass::Token,
+            Error::AlreadyExists { .. } => ExitClass::Conflict,
+            Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
+        }
+    }
+
+    /// Machine-readable details, for `--json` and for the human hint.
+    pub fn context(&self) -> BTreeMap<&'static str, String> {
+        let mut ctx = BTreeMap::new();
+        match self {
+            Error::ModuleLoad { path, reason } => {
+                ctx.insert("module", path.clone());
+                ctx.insert("reason", reason.clone());
+            }
+            Error::NoModule { tried } => {
+                ctx.insert("tried", tried.join(", "));
+            }
+            Error::TokenNotFound { selector } => {
+                ctx.insert("token", selector.clone());
+            }
+            Error::KeyNotFound { key } => {
+                ctx.insert("key", key.clone());
+            }
+            Error::Ambiguous {
+                selector,
+                candidates,
+                ..
+            } => {
+                ctx.insert("selector", selector.clone());
+                ctx.insert("candidates", candidates.join(", "));
+            }
+            Error::MalformedUri { uri, reason } => {
+                ctx.insert("uri", uri.clone());
+                ctx.insert("reason", reason.clone());
+            }
+            Error::Usage { .. } => {}
+            Error::PinIncorrect { user }
+            | Error::PinLocked { user }
+            | Error::PinUnavailable { user, .. } => {
+                ctx.insert("user", (*user).to_string());
+            }
+            Error::PinInArgv { .. } => {}
+            Error::SoLoginRequired { what } => {
+                ctx.insert("operation", what.clone());
+            }
+            Error::UserPinNotInitialized { token } => {
+                ctx.insert("token", token.clone());
+            }
+            Error::NotCapable {
+                capability, detail, ..
+            } => {
+                ctx.insert("capability", capability.clone());
+                if !detail.is_empty() {
+                    ctx.insert("detail", detail.clone());
+                }
+            }
+            Error::PolicyRefused { key, .. } => {
+                ctx.insert("key", key.clone());
+            }
+            Error::BadInput { what, .. } => {
+                ctx.insert("input", what.clone());
+            }
+            Error::Pkcs11 {
+                function,
+                rv,
+                action,
+            } => {
+                ctx.insert("function", function.clone());
+                ctx.insert("rv", rv.clone());
+                ctx.insert("action", action.clone());
+            }
+            Error::AlreadyExists { what } => {
+                ctx.insert("object", what.clone());
+            }
+            Error::Io { path, .. } => {
+                ctx.insert("path", path.clone());
+            }
+            Error::Internal(_) => {}
+        }
+        ctx
+    }
+
+    /// What the operator should do next, in one sentence.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::ModuleLoad { .. } => {
+                "Check the path given with --module or HSMKEY_MODULE, and that the library matches this machine's architecture.".into()
+            }
+            Error::NoModule { .. } => {
+                "Install SoftHSM2 (apt-get install softhsm2) or name your HSM's PKCS#11 library with --module PATH or HSMKEY_MODULE.".into()
+            }
+            Error::TokenNotFound { .. } => {
+                "Run `hsmkey token list` to see the tokens, then pass --token LABEL or a pkcs11: URI.".into()
+            }
+            Error::KeyNotFound { .. } => {
+                "Run `hsmkey key list` to see the keys on this token; name a key by label or pkcs11: URI.".into()
+            }
+            Error::Ambiguous { .. } => {
+                "Be more specific: use a pkcs11: URI with serial= for tokens, or id= and type= for keys.".into()
+            }
+            Error::MalformedUri { .. } => {
+                "Write the URI as in RFC 7512, e.g. pkcs11:token=prod;object=kek;type=secret-key (percent-encode ; / ? % and spaces).".into()
+            }
+            Error::Usage { .. } => "Run the command with --help to see its options.".into(),
+            Error::PinIncorrect { .. } => {
+                "Check the PIN source; hsmkey does not retry, so the token's retry counter went down by one only.".into()
+            }
+            Error::PinLocked { .. } => {
+                "The Security Officer must unlock or reset the PIN with the HSM vendor's tools.".into()
+            }
+            Error::PinUnavailable { .. } => {
+                "Give the PIN with --pin-source env:VAR or file:PATH (or set HSMKEY_PIN); a prompt is only shown on a terminal.".into()
+            }
+            Error::PinInArgv { .. } => {
+                "Use --pin-source env:VAR or file:PATH; a PIN in argv is visible to every user through ps. Pass --insecure-pin-in-argv to accept that risk.".into()
+            }
+            Error::SoLoginRequired { .. } => {
+                "Give the Security Officer PIN with --so-pin-source env:VAR or file:PATH.".into()
+            }
+            Error::UserPinNotInitialized { .. } => {
+                "Initialize the token with `hsmkey token init --label L` (it sets both PINs).".into()
+            }
+            Error::NotCapable { alternatives, .. } => {
+                if alternatives.is_empty() {
+                    "Run `hsmkey token mechanisms` to see what this token can do.".into()
+                } else {
+                    alternatives.clone()
+                }
+            }
+            Error::PolicyRefused { .. } => {
+                "Keys are created non-extractable unless --backup-policy trusted|any was given; create a new key with the policy you need.".into()
+            }
+            Error::BadInput { .. } => "Check the value or file named above.".into(),
+            Error::Pkcs11 { .. } => {
+                "Run again with -v for a trace; if the token reports a device error, check the HSM's own logs.".into()
+            }
+            Error::AlreadyExists { .. } => {
+                "Choose another label, or pass --force where the command offers it.".into()
+            }
+            Error::Io { .. } => "Check the path, its permissions and the free space.".into(),
+            Error::Internal(_) => "This is a bug in hsmkey; please report it with the output of -v.".into(),
+        }
+    }
+
+    /// A token failure from cryptoki, classified: PIN errors become auth errors,
+    /// unsupported mechanisms become capability errors; the rest keeps the
+    /// PKCS#11 function and CKR_ name as context.
+    pub fn pkcs11(action: &str, err: cryptoki::error::Error) -> Error {
+        use cryptoki::error::{Error as CkError, RvError};
+        match err {
+            CkError::Pkcs11(rv, function) => match rv {
+                RvError::PinIncorrect => Error::PinIncorrect { user: "user" },
+                RvError::PinLocked => Error::PinLocked { user: "user" },
+                RvError::MechanismInvalid | RvError::MechanismParamInvalid => Error::NotCapable {
+                    capability: action.to_string(),
+                    detail: format!("{function:?} returned {}", ckr_name(rv)),
+                    alternatives: String::new(),
+                },
+                _ => Error::Pkcs11 {
+                    function: format!("C_{function:?}"),
+                    rv: ckr_name(rv),
+                    action: action.to_string(),
+                },
+            },
+            other => Error::Internal(format!("{action}: {other}")),
+        }
+    }
+}
+
+/// The CKR_ name of a PKCS#11 return value, as the spec spells it
+/// (`PinIncorrect` -> `CKR_PIN_INCORRECT`), so operators can search vendor docs.
+pub fn ckr_name(rv: cryptoki::error::RvError) -> String {
+    use cryptoki::error::RvError;
+    match rv {
+        RvError::UnknownErrorCode(code) | RvError::VendorDefined(code) => format!("CKR_0x{code:08X}"),
+        other => {
+            let camel = format!("{other:?}");
+            let mut name = String::from("CKR");
+            for c in camel.chars() {
+                if c.is_ascii_uppercase() {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            name
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ckr_names_follow_the_spec() {
+        use cryptoki::error::RvError;
+        assert_eq!(ckr_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+        assert_eq!(ckr_name(RvError::KeyNotWrappable), "CKR_KEY_NOT_WRAPPABLE");
+        assert_eq!(ckr_name(RvError::GeneralError), "CKR_GENERAL_ERROR");
+    }
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let samples = [
+            Error::ModuleLoad {
+                path: "p".into(),
+                reason: "r".into(),
+            },
+            Error::NoModule { tried: vec![] },
+            Error::TokenNotFound {
+                selector: "t".into(),
+            },
+            Error::KeyNotFound { key: "k".into() },
+            Error::Ambiguous {
+                what: "key",
+                selector: "k".into(),
+                candidates: vec![],
+            },
+            Error::MalformedUri {
+                uri: "u".into(),
+                reason: "r".into(),
+            },
+            Error::Usage {
+                message: "m".into(),
+            },
+            Error::PinIncorrect { user: "user" },
+            Error::PinLocked { user: "user" },
+            Error::PinUnavailable {
+                user: "user",
+                reason: "r".into(),
+            },
+            Error::PinInArgv { what: "w".into() },
+            Error::SoLoginRequired { what: "w".into() },
+            Error::UserPinNotInitialized { token: "t".into() },
+            Error::NotCapable {
+                capability: "c".into(),
+                detail: String::new(),
+                alternatives: String::new(),
+            },
+            Error::PolicyRefused {
+                key: "k".into(),
+                reason: "r".into(),
+            },
+            Error::BadInput {
+                what: "w".into(),
+                reason: "r".into(),
+            },
+            Error::Pkcs11 {
+                function: "f".into(),
+                rv: "r".into(),
+                action: "a".into(),
+            },
+            Error::AlreadyExists { what: "w".into() },
+            Error::Io {
+                path: "p".into(),
+                source: std::io::Error::other("x"),
+            },
+            Error::Internal("x".into()),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for e in &samples {
+            let code = e.code();
+            assert!(seen.insert(code), "duplicate code {code}");
+            assert_eq!(code.len(), 6);
+            assert!(code.starts_with("HK") && code[2..].chars().all(|c| c.is_ascii_digit()));
+            assert!(!e.hint().is_empty());
+        }
+    }
+}

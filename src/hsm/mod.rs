@@ -1,0 +1,360 @@
+//! The only code that calls cryptoki: module loading, token selection,
+//! sessions and login, key templates, KCVs, capability probes.
+
+pub mod keys;
+pub mod pin;
+pub mod probe;
+pub mod raw;
+pub mod uri;
+
+use std::path::Path;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use uri::Pkcs11Uri;
+
+/// Where SoftHSM2 lives on the usual systems, tried in order when neither
+/// `--module` nor HSMKEY_MODULE names a module.
+pub const DEFAULT_MODULE_PATHS: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+/// A loaded and initialized PKCS#11 module.
+pub struct Module {
+    pkcs11: Pkcs11,
+    raw: raw::RawModule,
+    path: String,
+}
+
+/// What `token list` shows for one slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenSummary {
+    pub slot_id: u64,
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub initialized: bool,
+    pub user_pin_initialized: bool,
+    pub uri: String,
+}
+
+/// What `token info` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenDetails {
+    #[serde(flatten)]
+    pub summary: TokenSummary,
+    pub firmware_version: String,
+    pub hardware_version: String,
+    pub library_description: String,
+    pub library_manufacturer: String,
+    pub library_version: String,
+    pub module: String,
+    pub min_pin_length: usize,
+    pub max_pin_length: usize,
+    pub login_required: bool,
+    pub user_pin_locked: bool,
+    pub user_pin_count_low: bool,
+    pub so_pin_locked: bool,
+    pub session_count: Option<u64>,
+    pub free_private_memory: Option<usize>,
+}
+
+impl Module {
+    /// Load a module: the explicit path, else the first default path that exists.
+    /// `module_args` is handed to C_Initialize's pReserved (NSS softokn).
+    pub fn load(path: Option<&str>, module_args: Option<&str>) -> Result<Module> {
+        let path = match path {
+            Some(p) => p.to_string(),
+            None => DEFAULT_MODULE_PATHS
+                .iter()
+                .find(|p| Path::new(p).exists())
+                .map(|p| p.to_string())
+                .ok_or_else(|| Error::NoModule {
+                    tried: DEFAULT_MODULE_PATHS.iter().map(|s| s.to_string()).collect(),
+                })?,
+        };
+        if !Path::new(&path).exists() {
+            return Err(Error::ModuleLoad {
+                path,
+                reason: "no such file".into(),
+            });
+        }
+        tracing::debug!(module = %path, "loading PKCS#11 module");
+        let pkcs11 = Pkcs11::new(&path).map_err(|e| Error::ModuleLoad {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        raw::initialize(&pkcs11, module_args).map_err(|e| Error::pkcs11("initialize the module", e))?;
+        let raw = raw::RawModule::open(&path).map_err(|reason| Error::ModuleLoad {
+            path: path.clone(),
+            reason,
+        })?;
+        Ok(Module { pkcs11, raw, path })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn raw(&self) -> &raw::RawModule {
+        &self.raw
+    }
+
+    pub fn pkcs11(&self) -> &Pkcs11 {
+        &self.pkcs11
+    }
+
+    fn summary(&self, slot: Slot) -> Result<TokenSummary> {
+        let info = self
+            .pkcs11
+            .get_token_info(slot)
+            .map_err(|e| Error::pkcs11("read token information", e))?;
+        let label = info.label().trim_end().to_string();
+        let manufacturer = info.manufacturer_id().trim_end().to_string();
+        let model = info.model().trim_end().to_string();
+        let serial = info.serial_number().trim_end().to_string();
+        let uri = Pkcs11Uri::for_token(&label, &manufacturer, &model, &serial).to_string();
+        Ok(TokenSummary {
+            slot_id: slot.id(),
+            label,
+            manufacturer,
+            model,
+            serial,
+            initialized: info.token_initialized(),
+            user_pin_initialized: info.user_pin_initialized(),
+            uri,
+        })
+    }
+
+    /// Every slot that holds a token, initialized or not.
+    pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
+        let slots = self
+            .pkcs11
+            .get_slots_with_token()
+            .map_err(|e| Error::pkcs11("list slots", e))?;
+        slots.into_iter().map(|s| self.summary(s)).collect()
+    }
+
+    /// Details of one token.
+    pub fn details(&self, slot: Slot) -> Result<TokenDetails> {
+        let info = self
+            .pkcs11
+            .get_token_info(slot)
+            .map_err(|e| Error::pkcs11("read token information", e))?;
+        let lib = self
+            .pkcs11
+            .get_library_info()
+            .map_err(|e| Error::pkcs11("read library information", e))?;
+        Ok(TokenDetails {
+            summary: self.summary(slot)?,
+            firmware_version: info.firmware_version().to_string(),
+            hardware_version: info.hardware_version().to_string(),
+            library_description: lib.library_description().trim_end().to_string(),
+            library_manufacturer: lib.manufacturer_id().trim_end().to_string(),
+            library_version: lib.library_version().to_string(),
+            module: self.path.clone(),
+            min_pin_length: info.min_pin_length(),
+            max_pin_length: info.max_pin_length(),
+            login_required: info.login_required(),
+            user_pin_locked: info.user_pin_locked(),
+            user_pin_count_low: info.user_pin_count_low(),
+            so_pin_locked: info.so_pin_locked(),
+            session_count: info.session_count(),
+            free_private_memory: info.free_private_memory(),
+        })
+    }
+
+    /// Find the slot of the token named by `selector` (a label or a pkcs11:
+    /// URI). Without a selector, the only initialized token is taken; with
+    /// several, the operator must choose.
+    pub fn select_token(&self, selector: Option<&str>) -> Result<Slot> {
+        let slots = self
+            .pkcs11
+            .get_slots_with_token()
+            .map_err(|e| Error::pkcs11("list slots", e))?;
+        let mut matches = Vec::new();
+        let uri = match selector {
+            Some(s) if Pkcs11Uri::looks_like_uri(s) => Some(parse_uri(s)?),
+            _ => None,
+        };
+        for slot in slots {
+            let summary = self.summary(slot)?;
+            let hit = match (selector, &uri) {
+                (_, Some(u)) => token_matches(u, slot, &summary),
+                (Some(label), None) => summary.label == label,
+                (None, None) => summary.initialized,
+            };
+            if hit {
+                matches.push((slot, summary));
+            }
+        }
+        let shown = selector.unwrap_or("(no --token given)").to_string();
+        match matches.len() {
+            0 => Err(Error::TokenNotFound { selector: shown }),
+            1 => Ok(matches.remove(0).0),
+            _ => Err(Error::Ambiguous {
+                what: "token",
+                selector: shown,
+                candidates: matches.into_iter().map(|(_, s)| s.uri).collect(),
+            }),
+        }
+    }
+
+    /// Slots whose token is not initialized yet (fresh SoftHSM slot, new HSM partition).
+    pub fn uninitialized_slots(&self) -> Result<Vec<Slot>> {
+        let slots = self
+            .pkcs11
+            .get_slots_with_token()
+            .map_err(|e| Error::pkcs11("list slots", e))?;
+        let mut out = Vec::new();
+        for slot in slots {
+            if !self.summary(slot)?.initialized {
+                out.push(slot);
+            }
+        }
+        Ok(out)
+    }
+
+    /// C_InitToken then C_InitPIN: a usable token with both PINs set.
+    pub fn init_token(
+        &self,
+        slot: Slot,
+        label: &str,
+        so_pin: &SecretString,
+        user_pin: &SecretString,
+    ) -> Result<()> {
+        if label.is_empty() || label.len() > 32 {
+            return Err(Error::BadInput {
+                what: "token label".into(),
+                reason: "must be 1 to 32 bytes (PKCS#11 pads labels to 32)".into(),
+            });
+        }
+        self.pkcs11
+            .init_token(slot, so_pin, label)
+            .map_err(|e| so_error("initialize the token", e))?;
+        let session = self
+            .pkcs11
+            .open_rw_session(slot)
+            .map_err(|e| Error::pkcs11("open a session", e))?;
+        session
+            .login(UserType::So, Some(so_pin))
+            .map_err(|e| so_error("log in as SO", e))?;
+        session
+            .init_pin(user_pin)
+            .map_err(|e| Error::pkcs11("set the user PIN", e))?;
+        let _ = session.logout();
+        Ok(())
+    }
+
+    /// Open a read-write session on the token and log in.
+    pub fn open(&self, slot: Slot, login: Login<'_>) -> Result<Token<'_>> {
+        let session = self
+            .pkcs11
+            .open_rw_session(slot)
+            .map_err(|e| Error::pkcs11("open a session", e))?;
+        let summary = self.summary(slot)?;
+        match login {
+            Login::None => {}
+            Login::User(pin) => {
+                if !summary.user_pin_initialized {
+                    return Err(Error::UserPinNotInitialized {
+                        token: summary.label.clone(),
+                    });
+                }
+                login_once(&session, UserType::User, pin)?;
+            }
+            Login::SecurityOfficer(pin) => {
+                login_once(&session, UserType::So, pin).map_err(|e| match e {
+                    Error::PinIncorrect { .. } => Error::PinIncorrect { user: "SO" },
+                    Error::PinLocked { .. } => Error::PinLocked { user: "SO" },
+                    other => other,
+                })?;
+            }
+        }
+        Ok(Token {
+            module: self,
+            session,
+            slot,
+            summary,
+        })
+    }
+}
+
+/// How to log in when opening a token.
+pub enum Login<'a> {
+    None,
+    User(&'a SecretString),
+    SecurityOfficer(&'a SecretString),
+}
+
+fn login_once(session: &Session, user: UserType, pin: &SecretString) -> Result<()> {
+    // One attempt only: a retry loop would burn the token's PIN counter.
+    match session.login(user, Some(pin)) {
+        Ok(()) => Ok(()),
+        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+            Ok(())
+        }
+        Err(e) => Err(Error::pkcs11("log in", e)),
+    }
+}
+
+fn so_error(action: &str, e: cryptoki::error::Error) -> Error {
+    match Error::pkcs11(action, e) {
+        Error::PinIncorrect { .. } => Error::PinIncorrect { user: "SO" },
+        Error::PinLocked { .. } => Error::PinLocked { user: "SO" },
+        other => other,
+    }
+}
+
+/// Parse a URI, turning its error into the crate's error.
+pub fn parse_uri(s: &str) -> Result<Pkcs11Uri> {
+    Pkcs11Uri::parse(s).map_err(|e| Error::MalformedUri {
+        // The query may hold a pin-value: never echo it.
+        uri: s.split('?').next().unwrap_or_default().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn token_matches(uri: &Pkcs11Uri, slot: Slot, t: &TokenSummary) -> bool {
+    let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+    eq(&uri.token, &t.label)
+        && eq(&uri.manufacturer, &t.manufacturer)
+        && eq(&uri.model, &t.model)
+        && eq(&uri.serial, &t.serial)
+        && uri.slot_id.is_none_or(|id| id == slot.id())
+}
+
+/// An open, logged-in session on one token. Everything that touches keys
+/// goes through it.
+pub struct Token<'m> {
+    module: &'m Module,
+    session: Session,
+    slot: Slot,
+    summary: TokenSummary,
+}
+
+impl<'m> Token<'m> {
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn module(&self) -> &'m Module {
+        self.module
+    }
+
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
+    pub fn summary(&self) -> &TokenSummary {
+        &self.summary
+    }
+}

@@ -1,0 +1,235 @@
+//! Where PINs come from. Never argv by default (DESIGN.md invariant 6).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Which PIN: the normal user's or the Security Officer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinRole {
+    User,
+    SecurityOfficer,
+}
+
+impl PinRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            PinRole::User => "user",
+            PinRole::SecurityOfficer => "SO",
+        }
+    }
+
+    /// The environment variable read when no source is given.
+    pub fn default_env(self) -> &'static str {
+        match self {
+            PinRole::User => "HSMKEY_PIN",
+            PinRole::SecurityOfficer => "HSMKEY_SO_PIN",
+        }
+    }
+}
+
+/// A `--pin-source` value.
+#[derive(Debug, Clone)]
+pub enum PinSource {
+    /// `env:VAR`
+    Env(String),
+    /// `file:PATH`: the first line of the file.
+    File(PathBuf),
+    /// `prompt`: ask on the terminal.
+    Prompt,
+    /// `pin:VALUE`: only with the explicit insecure flag.
+    Argv(SecretString),
+}
+
+impl FromStr for PinSource {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::Usage {
+            message: format!("invalid PIN source '{}': {reason}", redact(s)),
+        };
+        if s == "prompt" {
+            return Ok(PinSource::Prompt);
+        }
+        match s.split_once(':') {
+            Some(("env", var)) if !var.is_empty() => Ok(PinSource::Env(var.to_string())),
+            Some(("file", path)) if !path.is_empty() => Ok(PinSource::File(PathBuf::from(path))),
+            Some(("pin", value)) => Ok(PinSource::Argv(SecretString::from(value.to_string()))),
+            _ => Err(bad("expected env:VAR, file:PATH or prompt")),
+        }
+    }
+}
+
+fn redact(s: &str) -> String {
+    match s.split_once(':') {
+        Some(("pin", _)) => "pin:***".to_string(),
+        _ => s.to_string(),
+    }
+}
+
+/// Asks the operator for a PIN; supplied by the binary, which owns the terminal.
+pub type Prompter<'a> = &'a dyn Fn(&str) -> std::io::Result<SecretString>;
+
+/// Everything needed to obtain one PIN.
+pub struct PinRequest<'a> {
+    pub role: PinRole,
+    pub source: Option<PinSource>,
+    /// The operator passed the explicit flag that accepts a PIN in argv.
+    pub allow_argv: bool,
+    /// `None` when there is no terminal: a prompt then is an error, never a hang.
+    pub prompter: Option<Prompter<'a>>,
+}
+
+impl PinRequest<'_> {
+    /// Resolve the PIN: the explicit source, else the role's environment
+    /// variable, else a prompt on a terminal.
+    pub fn resolve(&self) -> Result<SecretString> {
+        let user = self.role.name();
+        let source = match &self.source {
+            Some(s) => s.clone(),
+            None => match std::env::var_os(self.role.default_env()) {
+                Some(_) => PinSource::Env(self.role.default_env().to_string()),
+                None => PinSource::Prompt,
+            },
+        };
+        match source {
+            PinSource::Env(var) => match std::env::var(&var) {
+                Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
+                Ok(_) => Err(Error::PinUnavailable {
+                    user,
+                    reason: format!("environment variable {var} is empty"),
+                }),
+                Err(_) => Err(Error::PinUnavailable {
+                    user,
+                    reason: format!("environment variable {var} is not set"),
+                }),
+            },
+            PinSource::File(path) => {
+                let raw = Zeroizing::new(std::fs::read(&path).map_err(|e| Error::PinUnavailable {
+                    user,
+                    reason: format!("cannot read {}: {e}", path.display()),
+                })?);
+                let text = std::str::from_utf8(&raw).map_err(|_| Error::PinUnavailable {
+                    user,
+                    reason: format!("{} is not UTF-8", path.display()),
+                })?;
+                // A PIN file is a single line; editors add a final newline.
+                let pin = text.lines().next().unwrap_or("");
+                if pin.is_empty() {
+                    return Err(Error::PinUnavailable {
+                        user,
+                        reason: format!("{} is empty", path.display()),
+                    });
+                }
+                Ok(SecretString::from(pin.to_string()))
+            }
+            PinSource::Argv(pin) => {
+                if self.allow_argv {
+                    Ok(pin)
+                } else {
+                    Err(Error::PinInArgv {
+                        what: format!("the {user} PIN was given as pin:VALUE"),
+                    })
+                }
+            }
+            PinSource::Prompt => match self.prompter {
+                Some(prompt) => {
+                    let pin = prompt(&format!("{user} PIN: ")).map_err(|e| {
+                        Error::PinUnavailable {
+                            user,
+                            reason: format!("cannot read from the terminal: {e}"),
+                        }
+                    })?;
+                    if pin.expose_secret().is_empty() {
+                        return Err(Error::PinUnavailable {
+                            user,
+                            reason: "an empty PIN was entered".into(),
+                        });
+                    }
+                    Ok(pin)
+                }
+                None => Err(Error::PinUnavailable {
+                    user,
+                    reason: format!(
+                        "no --{}pin-source and no {} variable, and there is no terminal to prompt on",
+                        if self.role == PinRole::User { "" } else { "so-" },
+                        self.role.default_env()
+                    ),
+                }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(source: &str, allow_argv: bool) -> PinRequest<'static> {
+        PinRequest {
+            role: PinRole::User,
+            source: Some(source.parse().unwrap()),
+            allow_argv,
+            prompter: None,
+        }
+    }
+
+    #[test]
+    fn parses_sources() {
+        assert!(matches!("env:X".parse::<PinSource>().unwrap(), PinSource::Env(v) if v == "X"));
+        assert!(matches!("file:/a/b".parse::<PinSource>().unwrap(), PinSource::File(p) if p == PathBuf::from("/a/b")));
+        assert!(matches!("prompt".parse::<PinSource>().unwrap(), PinSource::Prompt));
+        assert_eq!("env:".parse::<PinSource>().unwrap_err().code(), "HK1007");
+        assert_eq!("1234".parse::<PinSource>().unwrap_err().code(), "HK1007");
+    }
+
+    #[test]
+    fn bad_source_message_never_shows_the_pin() {
+        let err = "pin".parse::<PinSource>().unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+        let err = request("pin:secret-pin", false).resolve().unwrap_err();
+        assert_eq!(err.code(), "HK1104");
+        assert!(!err.to_string().contains("secret-pin"));
+    }
+
+    #[test]
+    fn argv_pin_only_with_the_flag() {
+        let pin = request("pin:1234", true).resolve().unwrap();
+        assert_eq!(pin.expose_secret(), "1234");
+    }
+
+    #[test]
+    fn file_pin_takes_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        std::fs::write(&path, "98765\r\n").unwrap();
+        let pin = request(&format!("file:{}", path.display()), false)
+            .resolve()
+            .unwrap();
+        assert_eq!(pin.expose_secret(), "98765");
+        std::fs::write(&path, "\n").unwrap();
+        let err = request(&format!("file:{}", path.display()), false)
+            .resolve()
+            .unwrap_err();
+        assert_eq!(err.code(), "HK1103");
+    }
+
+    #[test]
+    fn missing_env_and_no_terminal_is_an_error_not_a_hang() {
+        let err = request("env:HSMKEY_TEST_SURELY_UNSET_VAR", false)
+            .resolve()
+            .unwrap_err();
+        assert_eq!(err.code(), "HK1103");
+        let no_tty = PinRequest {
+            role: PinRole::User,
+            source: Some(PinSource::Prompt),
+            allow_argv: false,
+            prompter: None,
+        };
+        assert_eq!(no_tty.resolve().unwrap_err().code(), "HK1103");
+    }
+}

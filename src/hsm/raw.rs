@@ -1,0 +1,248 @@
+//! The only `unsafe` code in hsmkey: direct PKCS#11 calls that cryptoki 0.12
+//! cannot make safely.
+//!
+//! Why this exists (REFERENCE.md §5):
+//! - cryptoki has no safe name for CKM_AES_KEY_WRAP_KWP (0x210B),
+//!   CKM_AES_KEY_WRAP_PKCS7 (0x210C) or CKM_RSA_AES_KEY_WRAP (0x1054), and
+//!   `MechanismType` cannot be built from a number below CKM_VENDOR_DEFINED;
+//! - `Session::wrap_key` returns the buffer sized by the size query rather than
+//!   the length the second call reports, so tokens that over-report (NSS) give
+//!   blobs with trailing zeros;
+//! - NSS softokn needs a configuration string in C_Initialize's pReserved.
+//!
+//! The module is opened a second time with `dlopen`, which returns the handle
+//! of the copy cryptoki already loaded, so the function list is the same one and
+//! session and object handles from cryptoki are valid here.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::ptr;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags};
+use cryptoki::error::{Rv, RvError};
+use cryptoki::object::Attribute;
+use cryptoki_sys::{
+    CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_OBJECT_HANDLE, CK_RV,
+    CK_ULONG, CKR_OK,
+};
+
+/// A raw view of the module's function list.
+pub struct RawModule {
+    // Kept so the library stays mapped as long as the function list is used.
+    _library: libloading::Library,
+    functions: *const CK_FUNCTION_LIST,
+}
+
+// SAFETY: the function list is an immutable table of function pointers owned
+// by the library; PKCS#11 modules initialized with CKF_OS_LOCKING_OK are
+// required to be callable from any thread.
+unsafe impl Send for RawModule {}
+// SAFETY: as above; we never write through the pointer.
+unsafe impl Sync for RawModule {}
+
+/// Mechanism information as the token reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMechanismInfo {
+    pub min_key_size: u64,
+    pub max_key_size: u64,
+    pub flags: u64,
+}
+
+/// A mechanism with an optional parameter block, borrowed for the call.
+pub struct RawMechanism<'a> {
+    pub mechanism: u64,
+    pub parameter: Option<&'a [u8]>,
+}
+
+impl RawMechanism<'_> {
+    fn to_ck(&self) -> CK_MECHANISM {
+        match self.parameter {
+            // The token only reads the parameter; PKCS#11 types it as non-const.
+            Some(p) => CK_MECHANISM {
+                mechanism: self.mechanism as _,
+                pParameter: p.as_ptr() as *mut _,
+                ulParameterLen: p.len() as CK_ULONG,
+            },
+            None => CK_MECHANISM {
+                mechanism: self.mechanism as _,
+                pParameter: ptr::null_mut(),
+                ulParameterLen: 0,
+            },
+        }
+    }
+}
+
+fn check(rv: CK_RV) -> Result<(), RvError> {
+    match Rv::from(rv) {
+        Rv::Ok => Ok(()),
+        Rv::Error(e) => Err(e),
+    }
+}
+
+impl RawModule {
+    /// Open the module's function list. `path` must be the same library that
+    /// cryptoki loaded.
+    pub fn open(path: &str) -> Result<Self, String> {
+        // SAFETY: loading a PKCS#11 module runs its initializers; that is the
+        // same library cryptoki has already loaded, so nothing new runs.
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
+        type GetFunctionList = unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV;
+        // SAFETY: C_GetFunctionList has this signature in every PKCS#11 version.
+        let get: libloading::Symbol<GetFunctionList> =
+            unsafe { library.get(b"C_GetFunctionList\0") }.map_err(|e| e.to_string())?;
+        let mut list: *mut CK_FUNCTION_LIST = ptr::null_mut();
+        // SAFETY: `list` is a valid out-pointer for the duration of the call.
+        let rv = unsafe { get(&mut list) };
+        if rv != CKR_OK || list.is_null() {
+            return Err(format!("C_GetFunctionList returned 0x{rv:08X}"));
+        }
+        Ok(RawModule {
+            _library: library,
+            functions: list,
+        })
+    }
+
+    fn functions(&self) -> &CK_FUNCTION_LIST {
+        // SAFETY: checked non-null in `open`; the table lives as long as the
+        // library, which `self` keeps loaded.
+        unsafe { &*self.functions }
+    }
+
+    /// C_GetMechanismInfo for any mechanism number. `Ok(None)` when the token
+    /// says the mechanism is invalid.
+    pub fn mechanism_info(
+        &self,
+        slot: u64,
+        mechanism: u64,
+    ) -> Result<Option<RawMechanismInfo>, RvError> {
+        let f = self
+            .functions()
+            .C_GetMechanismInfo
+            .ok_or(RvError::FunctionNotSupported)?;
+        let mut info = CK_MECHANISM_INFO {
+            ulMinKeySize: 0,
+            ulMaxKeySize: 0,
+            flags: 0,
+        };
+        // SAFETY: `info` is a valid out-pointer for the call.
+        let rv = unsafe { f(slot as _, mechanism as _, &mut info) };
+        match check(rv) {
+            Ok(()) => Ok(Some(RawMechanismInfo {
+                min_key_size: info.ulMinKeySize as u64,
+                max_key_size: info.ulMaxKeySize as u64,
+                flags: info.flags as u64,
+            })),
+            Err(RvError::MechanismInvalid) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// C_WrapKey returning exactly the bytes the token wrote: the length from
+    /// the second call, not the size query's upper bound.
+    pub fn wrap_key(
+        &self,
+        session: u64,
+        mechanism: &RawMechanism<'_>,
+        wrapping_key: u64,
+        key: u64,
+    ) -> Result<Vec<u8>, RvError> {
+        let f = self
+            .functions()
+            .C_WrapKey
+            .ok_or(RvError::FunctionNotSupported)?;
+        let mut mech = mechanism.to_ck();
+        let mut len: CK_ULONG = 0;
+        // SAFETY: a null output buffer asks for the length; `mech` and its
+        // parameter outlive the call.
+        let rv = unsafe {
+            f(
+                session as _,
+                &mut mech,
+                wrapping_key as CK_OBJECT_HANDLE,
+                key as CK_OBJECT_HANDLE,
+                ptr::null_mut(),
+                &mut len,
+            )
+        };
+        check(rv)?;
+        let mut out = vec![0u8; len as usize];
+        // SAFETY: `out` has `len` bytes, which is what we tell the token.
+        let rv = unsafe {
+            f(
+                session as _,
+                &mut mech,
+                wrapping_key as CK_OBJECT_HANDLE,
+                key as CK_OBJECT_HANDLE,
+                out.as_mut_ptr(),
+                &mut len,
+            )
+        };
+        check(rv)?;
+        out.truncate(len as usize);
+        Ok(out)
+    }
+
+    /// C_UnwrapKey with any mechanism number.
+    pub fn unwrap_key(
+        &self,
+        session: u64,
+        mechanism: &RawMechanism<'_>,
+        unwrapping_key: u64,
+        wrapped: &[u8],
+        template: &[Attribute],
+    ) -> Result<u64, RvError> {
+        let f = self
+            .functions()
+            .C_UnwrapKey
+            .ok_or(RvError::FunctionNotSupported)?;
+        let mut mech = mechanism.to_ck();
+        let mut attrs: Vec<CK_ATTRIBUTE> = template.iter().map(CK_ATTRIBUTE::from).collect();
+        let mut handle: CK_OBJECT_HANDLE = 0;
+        // SAFETY: every pointer refers to memory that outlives the call; the
+        // attribute values are borrowed from `template`, which the token only reads.
+        let rv = unsafe {
+            f(
+                session as _,
+                &mut mech,
+                unwrapping_key as CK_OBJECT_HANDLE,
+                wrapped.as_ptr() as *mut _,
+                wrapped.len() as CK_ULONG,
+                attrs.as_mut_ptr(),
+                attrs.len() as CK_ULONG,
+                &mut handle,
+            )
+        };
+        check(rv)?;
+        Ok(handle as u64)
+    }
+}
+
+/// Initialize a cryptoki context, passing `module_args` (NSS's configuration
+/// string) through C_Initialize's pReserved when given.
+pub fn initialize(
+    pkcs11: &cryptoki::context::Pkcs11,
+    module_args: Option<&str>,
+) -> Result<(), cryptoki::error::Error> {
+    let flags = CInitializeFlags::OS_LOCKING_OK;
+    match module_args {
+        None => pkcs11.initialize(CInitializeArgs::new(flags)),
+        Some(args) => {
+            let c_args = CString::new(args).map_err(cryptoki::error::Error::NulError)?;
+            let reserved = std::ptr::NonNull::new(c_args.as_ptr() as *mut std::ffi::c_void)
+                .ok_or(cryptoki::error::Error::NullFunctionPointer)?;
+            // SAFETY: pReserved points to a NUL-terminated string that lives
+            // until C_Initialize returns (`c_args` is dropped after the call);
+            // modules that take it (NSS softokn) copy what they need.
+            let init = unsafe { CInitializeArgs::new_with_reserved(flags, reserved) };
+            pkcs11.initialize(init)
+        }
+    }
+}
+
+/// Turn a handle returned by [`RawModule::unwrap_key`] into cryptoki's type.
+pub fn object_handle(handle: u64) -> cryptoki::object::ObjectHandle {
+    // SAFETY: only called with handles the token itself just returned on a
+    // session of this module; an invalid handle would only make the token
+    // answer CKR_OBJECT_HANDLE_INVALID, not cause memory unsafety.
+    unsafe { cryptoki::object::ObjectHandle::new_from_raw(handle as _) }
+}

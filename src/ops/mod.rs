@@ -1,0 +1,3 @@
+//! Use-cases: each composes `hsm` (the token) and `formats` (the bytes).
+
+pub mod keys;

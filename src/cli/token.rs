@@ -27,7 +27,13 @@ pub enum TokenCommand {
     },
     /// What the token can do for hsmkey: mechanism information and a known-answer
     /// test of each AES key-wrap mechanism (what 0x210A really is), plus RSA-OAEP hashes.
-    Mechanisms,
+    Mechanisms {
+        /// Fail (exit 5, HK1201) unless the token has all of these, proved by the
+        /// probe: rfc3394, rfc5649, oaep-sha1, oaep-sha256, rsa-aes-key-wrap.
+        /// For pre-flight checks in scripts.
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        require: Vec<String>,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
@@ -96,9 +102,12 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
                 out(&format!("initialized token '{}' (serial {}): {}\n", made.label, made.serial, made.uri));
             }
         }
-        TokenCommand::Mechanisms => {
+        TokenCommand::Mechanisms { require } => {
             let token = ctx.open_user(&module)?;
             let caps = probe::probe(&token)?;
+            for capability in &require {
+                caps.require(capability)?;
+            }
             if ctx.json() {
                 print_json(&caps);
             } else {

@@ -105,6 +105,45 @@ pub struct Capabilities {
     pub aes_key_wrap_pad_is: String,
 }
 
+impl Capabilities {
+    /// Succeed when the token has `capability`; otherwise the capability error
+    /// that names it.
+    pub fn require(&self, capability: &str) -> Result<()> {
+        let available = |name: &str| self.mechanisms.iter().any(|m| m.name == name && m.available);
+        let has = match capability {
+            "rfc3394" => self.rfc3394_mechanism.is_some(),
+            "rfc5649" => self.rfc5649_mechanism.is_some(),
+            "oaep-sha1" => self.oaep_sha1,
+            "oaep-sha256" => self.oaep_sha256,
+            "rsa-aes-key-wrap" => available("CKM_RSA_AES_KEY_WRAP"),
+            other => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "unknown capability '{other}': use rfc3394, rfc5649, oaep-sha1, oaep-sha256 or rsa-aes-key-wrap"
+                    ),
+                })
+            }
+        };
+        if has {
+            return Ok(());
+        }
+        let detail = match capability {
+            "rfc5649" => format!(
+                "no mechanism passed the RFC 5649 known-answer test; 0x210A here is {}",
+                self.aes_key_wrap_pad_is
+            ),
+            "rfc3394" => "CKM_AES_KEY_WRAP is missing or failed its known-answer test".into(),
+            "oaep-sha1" | "oaep-sha256" => "RSA-OAEP with this hash failed to wrap and unwrap a session key".into(),
+            _ => "the mechanism is not offered".into(),
+        };
+        Err(Error::NotCapable {
+            capability: capability.to_string(),
+            detail,
+            alternatives: "Run `hsmkey token mechanisms` to see what this token can do, or use a token that has it (docs/TOKENS.md).".into(),
+        })
+    }
+}
+
 // RFC 3394 §4.1: 128-bit KEK, 128-bit key data.
 const KAT_3394_KEK: [u8; 16] = hex_lit(b"000102030405060708090A0B0C0D0E0F");
 const KAT_3394_DATA: [u8; 16] = hex_lit(b"00112233445566778899AABBCCDDEEFF");
@@ -115,7 +154,7 @@ const KAT_5649_DATA: [u8; 20] = hex_lit(b"c37b7e6492584340bed12207808941155068f7
 const KAT_5649_OUT: [u8; 32] =
     hex_lit(b"138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a");
 // The same KEK and data under the padding variants tokens use instead, computed
-// once with the aes-kw crate (tests/vectors/kat_variants.txt, checked by a test).
+// with the aes-kw crate; the unit test below recomputes them.
 const KAT_ZERO_5649_OUT: [u8; 32] =
     hex_lit(b"cf1e485360e1a8126f524d01771677f9400edb4d074f14116988d71e1588e367");
 const KAT_PKCS7_8_OUT: [u8; 32] =
@@ -382,6 +421,32 @@ pub fn probe(token: &Token<'_>) -> Result<Capabilities> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variant_vectors_match_an_independent_implementation() {
+        use aes_kw::KekAes192;
+        let kek = KekAes192::new(&KAT_5649_KEK.into());
+        let mut out = [0u8; 32];
+        kek.wrap_with_padding(&KAT_5649_DATA, &mut out).unwrap();
+        assert_eq!(out, KAT_5649_OUT);
+        let mut zero = KAT_5649_DATA.to_vec();
+        zero.extend([0u8; 4]);
+        kek.wrap_with_padding(&zero, &mut out).unwrap();
+        assert_eq!(out, KAT_ZERO_5649_OUT);
+        let mut pkcs7 = KAT_5649_DATA.to_vec();
+        pkcs7.extend([4u8; 4]);
+        kek.wrap(&pkcs7, &mut out).unwrap();
+        assert_eq!(out, KAT_PKCS7_8_OUT);
+        let mut pkcs7_16 = KAT_5649_DATA.to_vec();
+        pkcs7_16.extend([12u8; 12]);
+        let mut out40 = [0u8; 40];
+        kek.wrap(&pkcs7_16, &mut out40).unwrap();
+        assert_eq!(out40, KAT_PKCS7_16_OUT);
+        let kek128 = aes_kw::KekAes128::new(&KAT_3394_KEK.into());
+        let mut out24 = [0u8; 24];
+        kek128.wrap(&KAT_3394_DATA, &mut out24).unwrap();
+        assert_eq!(out24, KAT_3394_OUT);
+    }
 
     #[test]
     fn hex_literals_decode() {

@@ -113,6 +113,19 @@ impl SoftToken {
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 
+    /// Like [`json`], with the SO PIN in HSMKEY_SO_PIN.
+    pub fn json_with_so(&self, args: &[&str]) -> Value {
+        let out = self
+            .cmd()
+            .env("HSMKEY_SO_PIN", SO_PIN)
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "hsmkey {args:?} failed: {}", String::from_utf8_lossy(&out.stdout));
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+
     /// Run hsmkey with `--json`, expect failure; return (exit code, error JSON).
     pub fn json_err(&self, cmd: &mut Command) -> (i32, Value) {
         let out = cmd.arg("--json").output().unwrap();

@@ -1,0 +1,306 @@
+//! `hsmkey key ...` against real SoftHSM2 tokens, checked by an independent
+//! tool (pkcs11-tool) and by software KCVs of values the test put in.
+
+mod common;
+
+use std::process::Command as StdCommand;
+
+use aes::cipher::{BlockEncrypt, KeyInit};
+use common::{code, SoftToken, LABEL, SO_PIN, USER_PIN};
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use serde_json::Value;
+
+fn only(v: &Value) -> &Value {
+    let arr = v.as_array().expect("array");
+    assert_eq!(arr.len(), 1, "{v}");
+    &arr[0]
+}
+
+/// What `pkcs11-tool -O` says about the object with this label: the block of
+/// lines from its header to the next header.
+fn pkcs11_tool_block(t: &SoftToken, label: &str) -> String {
+    let out = StdCommand::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &t.conf)
+        .args([
+            "--module", &t.module, "--token-label", LABEL, "--login", "--pin", USER_PIN, "-O",
+        ])
+        .output()
+        .expect("pkcs11-tool (package opensc) runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut blocks = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            blocks.push(String::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    let wanted = format!("  label:      {label}\n");
+    let found: Vec<_> = blocks.into_iter().filter(|b| b.contains(&wanted)).collect();
+    assert_eq!(found.len(), 1, "one object labelled {label} in:\n{text}");
+    found.into_iter().next().unwrap()
+}
+
+#[test]
+fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
+    let t = SoftToken::new();
+    let v = t.json(&["key", "generate", "--label", "data", "--type", "aes-256", "--id", "0102"]);
+    let k = only(&v);
+    assert_eq!(k["label"], "data");
+    assert_eq!(k["id"], "0102");
+    assert_eq!(k["type"], "aes");
+    assert_eq!(k["size"], 256);
+    assert_eq!(k["sensitive"], true);
+    assert_eq!(k["extractable"], false, "default policy is none");
+    assert_eq!(k["backup_policy"], "none");
+    assert_eq!(k["usage"], serde_json::json!(["encrypt", "decrypt"]));
+    let block = pkcs11_tool_block(&t, "data");
+    assert!(block.starts_with("Secret Key Object; AES length 32"), "{block}");
+    assert!(block.contains("  ID:         0102\n"), "{block}");
+    assert!(block.contains("Usage:      encrypt, decrypt\n"), "{block}");
+    assert!(block.contains("Access:     sensitive, always sensitive, never extractable"), "{block}");
+
+    t.json(&["key", "generate", "--label", "exp", "--type", "aes-128", "--backup-policy", "any"]);
+    let block = pkcs11_tool_block(&t, "exp");
+    assert!(block.contains("Access:     sensitive, always sensitive, extractable"), "{block}");
+
+    let kek = only(&t.json(&["key", "generate", "--label", "kek", "--kek"])).clone();
+    assert_eq!(kek["usage"], serde_json::json!(["wrap", "unwrap"]));
+    assert_eq!(kek["extractable"], false);
+    let block = pkcs11_tool_block(&t, "kek");
+    assert!(block.contains("Usage:      wrap, unwrap\n"), "{block}");
+}
+
+#[test]
+fn every_key_type_generates_with_explicit_usage_on_both_halves() {
+    let t = SoftToken::new();
+    for (ty, class, size) in [
+        ("aes-128", "secret-key", 128),
+        ("aes-192", "secret-key", 192),
+        ("generic-256", "secret-key", 256),
+        ("rsa-2048", "private-key", 2048),
+        ("ec-p256", "private-key", 256),
+        ("ec-p384", "private-key", 384),
+    ] {
+        let v = t.json(&["key", "generate", "--label", ty, "--type", ty, "--backup-policy", "trusted"]);
+        let objs = v.as_array().unwrap();
+        assert_eq!(objs[0]["class"], class, "{ty}");
+        assert_eq!(objs[0]["size"], size, "{ty}");
+        assert_eq!(objs[0]["backup_policy"], "trusted", "{ty}");
+        assert_eq!(objs[0]["wrap_with_trusted"], true, "{ty}");
+        assert_eq!(objs[0]["sensitive"], true, "{ty}");
+        if class == "private-key" {
+            assert_eq!(objs.len(), 2);
+            // SoftHSM would turn on decrypt/unwrap if hsmkey left them out.
+            assert_eq!(objs[0]["usage"], serde_json::json!(["sign"]), "{ty}");
+            assert_eq!(objs[1]["class"], "public-key");
+            assert_eq!(objs[1]["usage"], serde_json::json!(["verify"]), "{ty}");
+            assert_eq!(objs[0]["id"], objs[1]["id"]);
+        }
+    }
+    let rsa = t.json(&["key", "generate", "--label", "transport", "--type", "rsa-3072", "--usage", "wrap,unwrap"]);
+    assert_eq!(rsa[0]["usage"], serde_json::json!(["unwrap"]));
+    assert_eq!(rsa[1]["usage"], serde_json::json!(["wrap"]));
+    assert_eq!(rsa[1]["size"], 3072);
+}
+
+#[test]
+fn kcv_equals_the_software_kcv_of_a_known_value() {
+    let t = SoftToken::new();
+    let value: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(7).wrapping_add(3));
+    t.put_secret(vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(b"known".to_vec()),
+        Attribute::Id(vec![0x42]),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(true),
+        Attribute::Value(value.to_vec()),
+    ]);
+    let cipher = aes::Aes256::new(&value.into());
+    let mut block = aes::Block::default();
+    cipher.encrypt_block(&mut block);
+    let expected = hex::encode(&block[..3]);
+    let shown = t.json(&["key", "show", "known"]);
+    assert_eq!(only(&shown)["kcv"], expected.as_str());
+    // The human form prints the same KCV.
+    let out = t.cmd().args(["key", "show", "pkcs11:object=known;type=secret-key"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("KCV:               {expected}")));
+}
+
+#[test]
+fn kcv_is_unavailable_rather_than_guessed() {
+    let t = SoftToken::new();
+    // A generic secret with no check value and no encrypt usage: nothing in the
+    // token can give a KCV, so none is shown.
+    t.put_secret(vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(true),
+        Attribute::Label(b"opaque".to_vec()),
+        Attribute::Sensitive(true),
+        Attribute::CheckValue(vec![]),
+        Attribute::Value(vec![9u8; 32]),
+    ]);
+    let shown = t.json(&["key", "show", "opaque"]);
+    assert_eq!(only(&shown)["kcv"], "unavailable");
+}
+
+#[test]
+fn rotate_makes_the_next_version_with_the_same_policy() {
+    let t = SoftToken::new();
+    let v1 = only(&t.json(&["key", "generate", "--label", "db", "--type", "aes-256", "--backup-policy", "any", "--usage", "encrypt"])).clone();
+    let v2 = only(&t.json(&["key", "rotate", "db"])).clone();
+    assert_eq!(v2["label"], "db@v2");
+    assert_eq!(v2["name"], "db");
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["id"], v1["id"]);
+    assert_eq!(v2["usage"], v1["usage"]);
+    assert_eq!(v2["backup_policy"], "any");
+    assert_ne!(v2["kcv"], v1["kcv"], "a new version is a new key");
+    let v3 = only(&t.json(&["key", "rotate", "db@v2"])).clone();
+    assert_eq!(v3["label"], "db@v3");
+    let listed = t.json(&["key", "list", "db"]);
+    let versions: Vec<_> = listed.as_array().unwrap().iter().map(|k| k["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(only(&t.json(&["key", "show", "db@v2"]))["version"], 2);
+    // A name with the reserved suffix cannot be generated directly.
+    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--label", "x@v2", "--type", "aes-128"]));
+    assert_eq!((exit, code(&e)), (6, "HK1301"));
+}
+
+#[test]
+fn destroy_needs_yes_and_removes_every_version() {
+    let t = SoftToken::new();
+    t.json(&["key", "generate", "--label", "gone", "--type", "ec-p256"]);
+    t.json(&["key", "rotate", "gone"]);
+    t.json(&["key", "generate", "--label", "stays", "--type", "aes-128"]);
+    let before = t.object_count();
+    let (exit, e) = t.json_err(t.cmd().args(["key", "destroy", "gone"]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+    assert_eq!(t.object_count(), before);
+    let gone = t.json(&["key", "destroy", "gone", "--yes"]);
+    assert_eq!(gone.as_array().unwrap().len(), 4);
+    assert_eq!(t.object_count(), before - 4);
+    let (exit, e) = t.json_err(t.cmd().args(["key", "show", "gone"]));
+    assert_eq!((exit, code(&e)), (3, "HK1004"));
+    assert_eq!(only(&t.json(&["key", "list"]))["label"], "stays");
+}
+
+#[test]
+fn unknown_key_is_not_found_with_and_without_json() {
+    let t = SoftToken::new();
+    let (exit, e) = t.json_err(t.cmd().args(["key", "show", "missing"]));
+    assert_eq!(exit, 3);
+    assert_eq!(code(&e), "HK1004");
+    assert_eq!(e["message"], "The key is not found.");
+    assert_eq!(e["context"]["key"], "missing");
+    let out = t.cmd().args(["key", "show", "missing"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error[HK1004]: The key is not found."), "{stderr}");
+    assert!(stderr.contains("what to do:"), "{stderr}");
+}
+
+#[test]
+fn wrong_pin_is_an_auth_error_tried_once() {
+    let t = SoftToken::new();
+    let (exit, e) = t.json_err(t.cmd().env("HSMKEY_PIN", "9999").args(["key", "list"]));
+    assert_eq!(exit, 4);
+    assert_eq!(code(&e), "HK1101");
+    // One attempt only: the right PIN still works afterwards (SoftHSM locks after many).
+    t.json(&["key", "list"]);
+    let out = t.cmd().env("HSMKEY_PIN", "9999").args(["key", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[HK1101]"));
+}
+
+#[test]
+fn pin_sources_file_env_and_argv() {
+    let t = SoftToken::new();
+    let pin_file = t.dir.path().join("pin.txt");
+    std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
+    let src = format!("file:{}", pin_file.display());
+    let out = t.cmd().env_remove("HSMKEY_PIN").args(["key", "list", "--pin-source", &src, "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let out = t.cmd().env_remove("HSMKEY_PIN").env("MYPIN", USER_PIN).args(["--pin-source", "env:MYPIN", "key", "list"]).output().unwrap();
+    assert!(out.status.success());
+    // No PIN anywhere and no terminal: an error, never a hang.
+    let (exit, e) = t.json_err(t.cmd().env_remove("HSMKEY_PIN").args(["key", "list"]));
+    assert_eq!((exit, code(&e)), (4, "HK1103"));
+    // A PIN in argv is refused unless the operator accepts the risk explicitly.
+    let argv_pin = format!("pin:{USER_PIN}");
+    let (exit, e) = t.json_err(t.cmd().env_remove("HSMKEY_PIN").args(["key", "list", "--pin-source", &argv_pin]));
+    assert_eq!((exit, code(&e)), (2, "HK1104"));
+    assert!(!e.to_string().contains(USER_PIN));
+    let out = t
+        .cmd()
+        .env_remove("HSMKEY_PIN")
+        .args(["key", "list", "--pin-source", &argv_pin, "--insecure-pin-in-argv"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn malformed_uri_is_a_usage_error() {
+    let t = SoftToken::new();
+    for bad in ["pkcs11:object=a;object=b", "pkcs11:id=%zz", "pkcs11:color=blue"] {
+        let (exit, e) = t.json_err(t.cmd().args(["key", "show", bad]));
+        assert_eq!((exit, code(&e)), (2, "HK1006"), "{bad}");
+    }
+    // A pin-value in a malformed URI is never echoed back.
+    let (_, e) = t.json_err(t.cmd().args(["key", "show", "pkcs11:bogus=1?pin-value=s3cr3t"]));
+    assert_eq!(code(&e), "HK1006");
+    assert!(!e.to_string().contains("s3cr3t"));
+    let (exit, e) = t.json_err(t.cmd().args(["--token", "pkcs11:serial=%4", "key", "list"]));
+    assert_eq!((exit, code(&e)), (2, "HK1006"));
+}
+
+#[test]
+fn bad_arguments_give_their_codes() {
+    let t = SoftToken::new();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["key", "generate", "--label", "a", "--type", "des"], 6, "HK1301"),
+        (&["key", "generate", "--label", "a", "--type", "aes-128", "--backup-policy", "maybe"], 6, "HK1301"),
+        (&["key", "generate", "--label", "a", "--type", "ec-p256", "--usage", "encrypt"], 6, "HK1301"),
+        (&["key", "generate", "--label", "a", "--type", "aes-128", "--id", "zz"], 6, "HK1301"),
+        (&["key", "generate", "--label", "a", "--kek", "--type", "aes-128"], 2, "HK1007"),
+        (&["key", "generate", "--label", "a"], 2, "HK1007"),
+        (&["key", "frobnicate"], 2, "HK1007"),
+    ];
+    let before = t.object_count();
+    for (args, exit, want) in cases {
+        let (got_exit, e) = t.json_err(t.cmd().args(*args));
+        assert_eq!((got_exit, code(&e)), (*exit, *want), "{args:?}");
+    }
+    assert_eq!(t.object_count(), before, "refusals create nothing");
+    t.json(&["key", "generate", "--label", "dup", "--type", "aes-128"]);
+    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--label", "dup", "--type", "aes-128"]));
+    assert_eq!((exit, code(&e)), (8, "HK1501"));
+}
+
+#[test]
+fn trusted_kek_needs_the_so_pin() {
+    let t = SoftToken::new();
+    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--label", "tk", "--kek", "--trusted"]));
+    assert_eq!((exit, code(&e)), (4, "HK1103"));
+    let (exit, e) = t.json_err(t.cmd().env("HSMKEY_SO_PIN", "0000").args(["key", "generate", "--label", "tk", "--kek", "--trusted"]));
+    assert_eq!((exit, code(&e)), (4, "HK1101"));
+    assert_eq!(e["context"]["user"], "SO");
+    let v = t.json_with_so(&["key", "generate", "--label", "tk", "--kek", "--trusted"]);
+    let k = only(&v);
+    assert_eq!(k["trusted"], true);
+    assert_eq!(k["private"], false);
+    assert_eq!(k["extractable"], false);
+    // The user sees it.
+    assert_eq!(only(&t.json(&["key", "show", "tk"]))["trusted"], true);
+    let _ = SO_PIN;
+}

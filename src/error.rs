@@ -342,7 +342,9 @@ impl Error {
 pub fn ckr_name(rv: cryptoki::error::RvError) -> String {
     use cryptoki::error::RvError;
     match rv {
-        RvError::UnknownErrorCode(code) | RvError::VendorDefined(code) => format!("CKR_0x{code:08X}"),
+        RvError::UnknownErrorCode(code) | RvError::VendorDefined(code) => {
+            format!("CKR_0x{code:08X}")
+        }
         other => {
             let camel = format!("{other:?}");
             let mut name = String::from("CKR");

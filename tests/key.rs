@@ -22,7 +22,14 @@ fn pkcs11_tool_block(t: &SoftToken, label: &str) -> String {
     let out = StdCommand::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", &t.conf)
         .args([
-            "--module", &t.module, "--token-label", LABEL, "--login", "--pin", USER_PIN, "-O",
+            "--module",
+            &t.module,
+            "--token-label",
+            LABEL,
+            "--login",
+            "--pin",
+            USER_PIN,
+            "-O",
         ])
         .output()
         .expect("pkcs11-tool (package opensc) runs");
@@ -47,7 +54,9 @@ fn pkcs11_tool_block(t: &SoftToken, label: &str) -> String {
 #[test]
 fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
     let t = SoftToken::new();
-    let v = t.json(&["key", "generate", "--label", "data", "--type", "aes-256", "--id", "0102"]);
+    let v = t.json(&[
+        "key", "generate", "--label", "data", "--type", "aes-256", "--id", "0102",
+    ]);
     let k = only(&v);
     assert_eq!(k["label"], "data");
     assert_eq!(k["id"], "0102");
@@ -58,14 +67,32 @@ fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
     assert_eq!(k["backup_policy"], "none");
     assert_eq!(k["usage"], serde_json::json!(["encrypt", "decrypt"]));
     let block = pkcs11_tool_block(&t, "data");
-    assert!(block.starts_with("Secret Key Object; AES length 32"), "{block}");
+    assert!(
+        block.starts_with("Secret Key Object; AES length 32"),
+        "{block}"
+    );
     assert!(block.contains("  ID:         0102\n"), "{block}");
     assert!(block.contains("Usage:      encrypt, decrypt\n"), "{block}");
-    assert!(block.contains("Access:     sensitive, always sensitive, never extractable"), "{block}");
+    assert!(
+        block.contains("Access:     sensitive, always sensitive, never extractable"),
+        "{block}"
+    );
 
-    t.json(&["key", "generate", "--label", "exp", "--type", "aes-128", "--backup-policy", "any"]);
+    t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "exp",
+        "--type",
+        "aes-128",
+        "--backup-policy",
+        "any",
+    ]);
     let block = pkcs11_tool_block(&t, "exp");
-    assert!(block.contains("Access:     sensitive, always sensitive, extractable"), "{block}");
+    assert!(
+        block.contains("Access:     sensitive, always sensitive, extractable"),
+        "{block}"
+    );
 
     let kek = only(&t.json(&["key", "generate", "--label", "kek", "--kek"])).clone();
     assert_eq!(kek["usage"], serde_json::json!(["wrap", "unwrap"]));
@@ -85,7 +112,16 @@ fn every_key_type_generates_with_explicit_usage_on_both_halves() {
         ("ec-p256", "private-key", 256),
         ("ec-p384", "private-key", 384),
     ] {
-        let v = t.json(&["key", "generate", "--label", ty, "--type", ty, "--backup-policy", "trusted"]);
+        let v = t.json(&[
+            "key",
+            "generate",
+            "--label",
+            ty,
+            "--type",
+            ty,
+            "--backup-policy",
+            "trusted",
+        ]);
         let objs = v.as_array().unwrap();
         assert_eq!(objs[0]["class"], class, "{ty}");
         assert_eq!(objs[0]["size"], size, "{ty}");
@@ -101,7 +137,16 @@ fn every_key_type_generates_with_explicit_usage_on_both_halves() {
             assert_eq!(objs[0]["id"], objs[1]["id"]);
         }
     }
-    let rsa = t.json(&["key", "generate", "--label", "transport", "--type", "rsa-3072", "--usage", "wrap,unwrap"]);
+    let rsa = t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "transport",
+        "--type",
+        "rsa-3072",
+        "--usage",
+        "wrap,unwrap",
+    ]);
     assert_eq!(rsa[0]["usage"], serde_json::json!(["unwrap"]));
     assert_eq!(rsa[1]["usage"], serde_json::json!(["wrap"]));
     assert_eq!(rsa[1]["size"], 3072);
@@ -130,9 +175,15 @@ fn kcv_equals_the_software_kcv_of_a_known_value() {
     let shown = t.json(&["key", "show", "known"]);
     assert_eq!(only(&shown)["kcv"], expected.as_str());
     // The human form prints the same KCV.
-    let out = t.cmd().args(["key", "show", "pkcs11:object=known;type=secret-key"]).output().unwrap();
+    let out = t
+        .cmd()
+        .args(["key", "show", "pkcs11:object=known;type=secret-key"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("KCV:               {expected}")));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("KCV:               {expected}"))
+    );
 }
 
 #[test]
@@ -156,7 +207,19 @@ fn kcv_is_unavailable_rather_than_guessed() {
 #[test]
 fn rotate_makes_the_next_version_with_the_same_policy() {
     let t = SoftToken::new();
-    let v1 = only(&t.json(&["key", "generate", "--label", "db", "--type", "aes-256", "--backup-policy", "any", "--usage", "encrypt"])).clone();
+    let v1 = only(&t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "db",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+        "--usage",
+        "encrypt",
+    ]))
+    .clone();
     let v2 = only(&t.json(&["key", "rotate", "db"])).clone();
     assert_eq!(v2["label"], "db@v2");
     assert_eq!(v2["name"], "db");
@@ -168,11 +231,19 @@ fn rotate_makes_the_next_version_with_the_same_policy() {
     let v3 = only(&t.json(&["key", "rotate", "db@v2"])).clone();
     assert_eq!(v3["label"], "db@v3");
     let listed = t.json(&["key", "list", "db"]);
-    let versions: Vec<_> = listed.as_array().unwrap().iter().map(|k| k["version"].as_u64().unwrap()).collect();
+    let versions: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["version"].as_u64().unwrap())
+        .collect();
     assert_eq!(versions, vec![1, 2, 3]);
     assert_eq!(only(&t.json(&["key", "show", "db@v2"]))["version"], 2);
     // A name with the reserved suffix cannot be generated directly.
-    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--label", "x@v2", "--type", "aes-128"]));
+    let (exit, e) = t.json_err(
+        t.cmd()
+            .args(["key", "generate", "--label", "x@v2", "--type", "aes-128"]),
+    );
     assert_eq!((exit, code(&e)), (6, "HK1301"));
 }
 
@@ -205,7 +276,10 @@ fn unknown_key_is_not_found_with_and_without_json() {
     let out = t.cmd().args(["key", "show", "missing"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error[HK1004]: The key is not found."), "{stderr}");
+    assert!(
+        stderr.starts_with("error[HK1004]: The key is not found."),
+        "{stderr}"
+    );
     assert!(stderr.contains("what to do:"), "{stderr}");
 }
 
@@ -217,7 +291,12 @@ fn wrong_pin_is_an_auth_error_tried_once() {
     assert_eq!(code(&e), "HK1101");
     // One attempt only: the right PIN still works afterwards (SoftHSM locks after many).
     t.json(&["key", "list"]);
-    let out = t.cmd().env("HSMKEY_PIN", "9999").args(["key", "list"]).output().unwrap();
+    let out = t
+        .cmd()
+        .env("HSMKEY_PIN", "9999")
+        .args(["key", "list"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error[HK1101]"));
 }
@@ -228,22 +307,44 @@ fn pin_sources_file_env_and_argv() {
     let pin_file = t.dir.path().join("pin.txt");
     std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
     let src = format!("file:{}", pin_file.display());
-    let out = t.cmd().env_remove("HSMKEY_PIN").args(["key", "list", "--pin-source", &src, "--json"]).output().unwrap();
+    let out = t
+        .cmd()
+        .env_remove("HSMKEY_PIN")
+        .args(["key", "list", "--pin-source", &src, "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = t.cmd().env_remove("HSMKEY_PIN").env("MYPIN", USER_PIN).args(["--pin-source", "env:MYPIN", "key", "list"]).output().unwrap();
+    let out = t
+        .cmd()
+        .env_remove("HSMKEY_PIN")
+        .env("MYPIN", USER_PIN)
+        .args(["--pin-source", "env:MYPIN", "key", "list"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     // No PIN anywhere and no terminal: an error, never a hang.
     let (exit, e) = t.json_err(t.cmd().env_remove("HSMKEY_PIN").args(["key", "list"]));
     assert_eq!((exit, code(&e)), (4, "HK1103"));
     // A PIN in argv is refused unless the operator accepts the risk explicitly.
     let argv_pin = format!("pin:{USER_PIN}");
-    let (exit, e) = t.json_err(t.cmd().env_remove("HSMKEY_PIN").args(["key", "list", "--pin-source", &argv_pin]));
+    let (exit, e) = t.json_err(t.cmd().env_remove("HSMKEY_PIN").args([
+        "key",
+        "list",
+        "--pin-source",
+        &argv_pin,
+    ]));
     assert_eq!((exit, code(&e)), (2, "HK1104"));
     assert!(!e.to_string().contains(USER_PIN));
     let out = t
         .cmd()
         .env_remove("HSMKEY_PIN")
-        .args(["key", "list", "--pin-source", &argv_pin, "--insecure-pin-in-argv"])
+        .args([
+            "key",
+            "list",
+            "--pin-source",
+            &argv_pin,
+            "--insecure-pin-in-argv",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -252,12 +353,19 @@ fn pin_sources_file_env_and_argv() {
 #[test]
 fn malformed_uri_is_a_usage_error() {
     let t = SoftToken::new();
-    for bad in ["pkcs11:object=a;object=b", "pkcs11:id=%zz", "pkcs11:color=blue"] {
+    for bad in [
+        "pkcs11:object=a;object=b",
+        "pkcs11:id=%zz",
+        "pkcs11:color=blue",
+    ] {
         let (exit, e) = t.json_err(t.cmd().args(["key", "show", bad]));
         assert_eq!((exit, code(&e)), (2, "HK1006"), "{bad}");
     }
     // A pin-value in a malformed URI is never echoed back.
-    let (_, e) = t.json_err(t.cmd().args(["key", "show", "pkcs11:bogus=1?pin-value=s3cr3t"]));
+    let (_, e) = t.json_err(
+        t.cmd()
+            .args(["key", "show", "pkcs11:bogus=1?pin-value=s3cr3t"]),
+    );
     assert_eq!(code(&e), "HK1006");
     assert!(!e.to_string().contains("s3cr3t"));
     let (exit, e) = t.json_err(t.cmd().args(["--token", "pkcs11:serial=%4", "key", "list"]));
@@ -268,11 +376,46 @@ fn malformed_uri_is_a_usage_error() {
 fn bad_arguments_give_their_codes() {
     let t = SoftToken::new();
     let cases: &[(&[&str], i32, &str)] = &[
-        (&["key", "generate", "--label", "a", "--type", "des"], 6, "HK1301"),
-        (&["key", "generate", "--label", "a", "--type", "aes-128", "--backup-policy", "maybe"], 6, "HK1301"),
-        (&["key", "generate", "--label", "a", "--type", "ec-p256", "--usage", "encrypt"], 6, "HK1301"),
-        (&["key", "generate", "--label", "a", "--type", "aes-128", "--id", "zz"], 6, "HK1301"),
-        (&["key", "generate", "--label", "a", "--kek", "--type", "aes-128"], 2, "HK1007"),
+        (
+            &["key", "generate", "--label", "a", "--type", "des"],
+            6,
+            "HK1301",
+        ),
+        (
+            &[
+                "key",
+                "generate",
+                "--label",
+                "a",
+                "--type",
+                "aes-128",
+                "--backup-policy",
+                "maybe",
+            ],
+            6,
+            "HK1301",
+        ),
+        (
+            &[
+                "key", "generate", "--label", "a", "--type", "ec-p256", "--usage", "encrypt",
+            ],
+            6,
+            "HK1301",
+        ),
+        (
+            &[
+                "key", "generate", "--label", "a", "--type", "aes-128", "--id", "zz",
+            ],
+            6,
+            "HK1301",
+        ),
+        (
+            &[
+                "key", "generate", "--label", "a", "--kek", "--type", "aes-128",
+            ],
+            2,
+            "HK1007",
+        ),
         (&["key", "generate", "--label", "a"], 2, "HK1007"),
         (&["key", "frobnicate"], 2, "HK1007"),
     ];
@@ -283,16 +426,30 @@ fn bad_arguments_give_their_codes() {
     }
     assert_eq!(t.object_count(), before, "refusals create nothing");
     t.json(&["key", "generate", "--label", "dup", "--type", "aes-128"]);
-    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--label", "dup", "--type", "aes-128"]));
+    let (exit, e) = t.json_err(
+        t.cmd()
+            .args(["key", "generate", "--label", "dup", "--type", "aes-128"]),
+    );
     assert_eq!((exit, code(&e)), (8, "HK1501"));
 }
 
 #[test]
 fn trusted_kek_needs_the_so_pin() {
     let t = SoftToken::new();
-    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--label", "tk", "--kek", "--trusted"]));
+    let (exit, e) =
+        t.json_err(
+            t.cmd()
+                .args(["key", "generate", "--label", "tk", "--kek", "--trusted"]),
+        );
     assert_eq!((exit, code(&e)), (4, "HK1103"));
-    let (exit, e) = t.json_err(t.cmd().env("HSMKEY_SO_PIN", "0000").args(["key", "generate", "--label", "tk", "--kek", "--trusted"]));
+    let (exit, e) = t.json_err(t.cmd().env("HSMKEY_SO_PIN", "0000").args([
+        "key",
+        "generate",
+        "--label",
+        "tk",
+        "--kek",
+        "--trusted",
+    ]));
     assert_eq!((exit, code(&e)), (4, "HK1101"));
     assert_eq!(e["context"]["user"], "SO");
     let v = t.json_with_so(&["key", "generate", "--label", "tk", "--kek", "--trusted"]);

@@ -14,7 +14,10 @@ fn token_list_shows_the_fixture_token() {
     assert_eq!(ours[0]["label"], LABEL);
     assert_eq!(ours[0]["manufacturer"], "SoftHSM project");
     let uri = ours[0]["uri"].as_str().unwrap();
-    assert!(uri.starts_with("pkcs11:token=hsmkey-test;manufacturer=SoftHSM%20project;serial="), "{uri}");
+    assert!(
+        uri.starts_with("pkcs11:token=hsmkey-test;manufacturer=SoftHSM%20project;serial="),
+        "{uri}"
+    );
 }
 
 #[test]
@@ -45,10 +48,22 @@ fn token_init_sets_label_and_both_pins() {
     let out = t
         .cmd()
         .env("SOPIN", SO_PIN)
-        .args(["token", "init", "--label", "fresh", "--so-pin-source", "env:SOPIN", "--json"])
+        .args([
+            "token",
+            "init",
+            "--label",
+            "fresh",
+            "--so-pin-source",
+            "env:SOPIN",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["label"], "fresh");
     assert_eq!(v["initialized"], true);
@@ -60,10 +75,22 @@ fn token_init_sets_label_and_both_pins() {
     let trusted = t
         .cmd()
         .env("HSMKEY_SO_PIN", SO_PIN)
-        .args(["key", "generate", "--label", "tk", "--kek", "--trusted", "--json"])
+        .args([
+            "key",
+            "generate",
+            "--label",
+            "tk",
+            "--kek",
+            "--trusted",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stdout));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stdout)
+    );
 }
 
 #[test]
@@ -108,7 +135,11 @@ fn mechanisms_report_what_softhsm_really_does() {
 fn require_names_the_missing_capability() {
     let t = SoftToken::new();
     t.json(&["token", "mechanisms", "--require", "rfc3394,oaep-sha1"]);
-    let (exit, v) = t.json_err(t.cmd().args(["token", "mechanisms", "--require", "rfc3394,oaep-sha256"]));
+    let (exit, v) =
+        t.json_err(
+            t.cmd()
+                .args(["token", "mechanisms", "--require", "rfc3394,oaep-sha256"]),
+        );
     assert_eq!(exit, 5);
     assert_eq!(code(&v), "HK1201");
     assert_eq!(v["context"]["capability"], "oaep-sha256");
@@ -127,9 +158,12 @@ fn require_names_the_missing_capability() {
 fn missing_module_is_reported() {
     let t = SoftToken::new();
     let mut cmd = assert_cmd::Command::cargo_bin("hsmkey").unwrap();
-    cmd.env_clear()
-        .env("HSMKEY_PIN", USER_PIN)
-        .args(["--module", "/nonexistent/libnothing.so", "token", "list"]);
+    cmd.env_clear().env("HSMKEY_PIN", USER_PIN).args([
+        "--module",
+        "/nonexistent/libnothing.so",
+        "token",
+        "list",
+    ]);
     let (exit, v) = t.json_err(&mut cmd);
     assert_eq!(exit, 3);
     assert_eq!(code(&v), "HK1001");

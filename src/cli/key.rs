@@ -82,16 +82,24 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 None if kek => KeySpec::Aes256,
                 None => {
                     return Err(Error::Usage {
-                        message: "--type is required (or --kek for an AES-256 key-encryption key)".into(),
+                        message: "--type is required (or --kek for an AES-256 key-encryption key)"
+                            .into(),
                     })
                 }
             };
             let usage = usage.map(|u| u.parse::<Usage>()).transpose()?;
             let policy: BackupPolicy = backup_policy.parse()?;
             let module = ctx.module()?;
-            let token = if trusted { ctx.open_so(&module)? } else { ctx.open_user(&module)? };
+            let token = if trusted {
+                ctx.open_so(&module)?
+            } else {
+                ctx.open_user(&module)?
+            };
             let id = match id {
-                Some(hex) => parse_id(&hex).map_err(|reason| Error::BadInput { what: "--id".into(), reason })?,
+                Some(hex) => parse_id(&hex).map_err(|reason| Error::BadInput {
+                    what: "--id".into(),
+                    reason,
+                })?,
                 None => token
                     .session()
                     .generate_random_vec(16)
@@ -181,7 +189,9 @@ fn render_keys(ctx: &Context, keys: &[KeyInfo], verb: &str) {
         })
         .collect();
     let mut text = table(
-        &["LABEL", "ID", "CLASS", "TYPE", "SIZE", "VERSION", "USAGE", "BACKUP", "KCV"],
+        &[
+            "LABEL", "ID", "CLASS", "TYPE", "SIZE", "VERSION", "USAGE", "BACKUP", "KCV",
+        ],
         &rows,
     );
     if !verb.is_empty() {

@@ -110,7 +110,11 @@ fn clap_failure(e: clap::Error, json: bool) -> ExitCode {
         _ => {
             if json {
                 let msg = e.render().to_string();
-                let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ");
+                let first = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
                 let err = Error::Usage {
                     message: first.to_string(),
                 };
@@ -171,7 +175,10 @@ fn report_error(e: &Error, json: bool) {
 /// Write to stdout; a closed pipe (`hsmkey key list | head`) ends quietly.
 pub(crate) fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

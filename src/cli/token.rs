@@ -49,7 +49,11 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
                     .map(|t| {
                         vec![
                             t.slot_id.to_string(),
-                            if t.initialized { t.label.clone() } else { "(not initialized)".into() },
+                            if t.initialized {
+                                t.label.clone()
+                            } else {
+                                "(not initialized)".into()
+                            },
                             t.manufacturer.clone(),
                             t.model.clone(),
                             t.serial.clone(),
@@ -57,7 +61,10 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
                         ]
                     })
                     .collect();
-                out(&table(&["SLOT", "LABEL", "MANUFACTURER", "MODEL", "SERIAL", "URI"], &rows));
+                out(&table(
+                    &["SLOT", "LABEL", "MANUFACTURER", "MODEL", "SERIAL", "URI"],
+                    &rows,
+                ));
             }
         }
         TokenCommand::Info => {
@@ -79,14 +86,20 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
         }
         TokenCommand::Init { label, slot } => {
             let free = module.uninitialized_slots()?;
-            let chosen = match slot {
-                Some(id) => free.into_iter().find(|s| s.id() == id).ok_or_else(|| Error::TokenNotFound {
-                    selector: format!("slot {id} without an initialized token"),
-                })?,
-                None => free.into_iter().next().ok_or_else(|| Error::TokenNotFound {
-                    selector: "a slot without an initialized token".into(),
-                })?,
-            };
+            let chosen =
+                match slot {
+                    Some(id) => free.into_iter().find(|s| s.id() == id).ok_or_else(|| {
+                        Error::TokenNotFound {
+                            selector: format!("slot {id} without an initialized token"),
+                        }
+                    })?,
+                    None => free
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| Error::TokenNotFound {
+                            selector: "a slot without an initialized token".into(),
+                        })?,
+                };
             let so_pin = ctx.so_pin()?;
             let user_pin = ctx.user_pin()?;
             module.init_token(chosen, &label, &so_pin, &user_pin)?;
@@ -95,11 +108,16 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
             let made = tokens
                 .into_iter()
                 .find(|t| t.initialized && t.label == label)
-                .ok_or_else(|| Error::Internal("the token just initialized is not listed".into()))?;
+                .ok_or_else(|| {
+                    Error::Internal("the token just initialized is not listed".into())
+                })?;
             if ctx.json() {
                 print_json(&made);
             } else {
-                out(&format!("initialized token '{}' (serial {}): {}\n", made.label, made.serial, made.uri));
+                out(&format!(
+                    "initialized token '{}' (serial {}): {}\n",
+                    made.label, made.serial, made.uri
+                ));
             }
         }
         TokenCommand::Mechanisms { require } => {
@@ -126,7 +144,11 @@ fn render_capabilities(caps: &probe::Capabilities) {
             vec![
                 m.number.clone(),
                 m.name.to_string(),
-                if m.available { "yes".into() } else { "no".into() },
+                if m.available {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
                 m.flags.join(","),
                 match (m.min_key_size, m.max_key_size) {
                     (Some(a), Some(b)) => format!("{a}..{b}"),
@@ -137,7 +159,18 @@ fn render_capabilities(caps: &probe::Capabilities) {
             ]
         })
         .collect();
-    let mut text = table(&["NUMBER", "MECHANISM", "AVAILABLE", "FLAGS", "KEY SIZES", "KNOWN-ANSWER TEST", "USED FOR"], &rows);
+    let mut text = table(
+        &[
+            "NUMBER",
+            "MECHANISM",
+            "AVAILABLE",
+            "FLAGS",
+            "KEY SIZES",
+            "KNOWN-ANSWER TEST",
+            "USED FOR",
+        ],
+        &rows,
+    );
     let yn = |b: bool| if b { "yes" } else { "no" };
     text.push_str(&format!(
         "\nexact RFC 3394:          {}\nexact RFC 5649:          {}\n0x210A on this token is: {}\nRSA-OAEP with SHA-1:     {}\nRSA-OAEP with SHA-256:   {}\n",

@@ -284,7 +284,11 @@ pub struct GenerateSpec {
 /// Split `N@vk` into (`N`, k); a label without the suffix is version 1.
 pub fn split_version(label: &str) -> (&str, u32) {
     if let Some((name, v)) = label.rsplit_once("@v") {
-        if !name.is_empty() && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0') {
+        if !name.is_empty()
+            && !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_digit())
+            && !v.starts_with('0')
+        {
             if let Ok(n) = v.parse::<u32>() {
                 if n >= 2 {
                     return (name, n);
@@ -351,7 +355,10 @@ pub struct Generated {
 pub fn effective_usage(spec: &GenerateSpec) -> Result<Usage> {
     if spec.kek && spec.spec != KeySpec::Aes256 {
         return Err(Error::Usage {
-            message: format!("--kek makes an AES-256 key; --type {} does not fit", spec.spec.name()),
+            message: format!(
+                "--kek makes an AES-256 key; --type {} does not fit",
+                spec.spec.name()
+            ),
         });
     }
     let usage = match (spec.usage, spec.kek) {
@@ -394,9 +401,14 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
     let map = |e| match Error::pkcs11("generate the key", e) {
         err @ Error::Pkcs11 { .. }
             if spec.trusted
-                && ["CKR_ATTRIBUTE_READ_ONLY", "CKR_USER_NOT_LOGGED_IN", "CKR_TEMPLATE_INCONSISTENT", "CKR_ATTRIBUTE_VALUE_INVALID"]
-                    .iter()
-                    .any(|rv| rv_is(&err, rv)) =>
+                && [
+                    "CKR_ATTRIBUTE_READ_ONLY",
+                    "CKR_USER_NOT_LOGGED_IN",
+                    "CKR_TEMPLATE_INCONSISTENT",
+                    "CKR_ATTRIBUTE_VALUE_INVALID",
+                ]
+                .iter()
+                .any(|rv| rv_is(&err, rv)) =>
         {
             Error::SoLoginRequired {
                 what: "setting CKA_TRUSTED on a key".into(),
@@ -410,7 +422,11 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 KeySpec::Aes128 => (Mechanism::AesKeyGen, CkKeyType::AES, 16u64),
                 KeySpec::Aes192 => (Mechanism::AesKeyGen, CkKeyType::AES, 24),
                 KeySpec::Aes256 => (Mechanism::AesKeyGen, CkKeyType::AES, 32),
-                _ => (Mechanism::GenericSecretKeyGen, CkKeyType::GENERIC_SECRET, 32),
+                _ => (
+                    Mechanism::GenericSecretKeyGen,
+                    CkKeyType::GENERIC_SECRET,
+                    32,
+                ),
             };
             let mut t = common_private(spec, &label);
             t.extend([
@@ -802,13 +818,27 @@ pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
         }
     };
     let (kcv, kcv_method) = if class == ObjectClass::SECRET_KEY {
-        kcv(token, handle, key_type, check_value.as_deref(), usage.encrypt)
+        kcv(
+            token,
+            handle,
+            key_type,
+            check_value.as_deref(),
+            usage.encrypt,
+        )
     } else {
-        ("unavailable".to_string(), "not defined for asymmetric keys".to_string())
+        (
+            "unavailable".to_string(),
+            "not defined for asymmetric keys".to_string(),
+        )
     };
     let (name, version) = split_version(&label);
     let summary = token.summary();
-    let mut uri = Pkcs11Uri::for_token(&summary.label, &summary.manufacturer, &summary.model, &summary.serial);
+    let mut uri = Pkcs11Uri::for_token(
+        &summary.label,
+        &summary.manufacturer,
+        &summary.model,
+        &summary.serial,
+    );
     uri.object = Some(label.clone());
     uri.id = Some(id.clone());
     uri.object_type = Some(match class_name(class) {
@@ -823,7 +853,9 @@ pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
         label,
         id: hex::encode(&id),
         class: class_name(class).into(),
-        key_type: key_type.map(key_type_name).unwrap_or_else(|| "unknown".into()),
+        key_type: key_type
+            .map(key_type_name)
+            .unwrap_or_else(|| "unknown".into()),
         size,
         usage: usage.names(),
         backup_policy,
@@ -867,9 +899,15 @@ pub fn kcv(
         }
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
-        match token.session().encrypt(&Mechanism::AesEcb, handle, &[0u8; 16]) {
+        match token
+            .session()
+            .encrypt(&Mechanism::AesEcb, handle, &[0u8; 16])
+        {
             Ok(block) if block.len() >= 3 => {
-                return (hex::encode(&block[..3]), "AES-ECB(key, 0^128) in the token".into())
+                return (
+                    hex::encode(&block[..3]),
+                    "AES-ECB(key, 0^128) in the token".into(),
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::debug!("KCV by AES-ECB failed: {e}"),
@@ -912,7 +950,8 @@ pub fn spec_of(info: &KeyInfo) -> Result<KeySpec> {
                     "hsmkey cannot create a key of type {t} and size {}",
                     s.map(|b| b.to_string()).unwrap_or_else(|| "unknown".into())
                 ),
-                alternatives: "Create the new version with your HSM vendor's tools, labelled NAME@vN.".into(),
+                alternatives:
+                    "Create the new version with your HSM vendor's tools, labelled NAME@vN.".into(),
             })
         }
     };

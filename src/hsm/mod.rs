@@ -92,7 +92,8 @@ impl Module {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        raw::initialize(&pkcs11, module_args).map_err(|e| Error::pkcs11("initialize the module", e))?;
+        raw::initialize(&pkcs11, module_args)
+            .map_err(|e| Error::pkcs11("initialize the module", e))?;
         let raw = raw::RawModule::open(&path).map_err(|reason| Error::ModuleLoad {
             path: path.clone(),
             reason,

@@ -181,8 +181,13 @@ mod tests {
     #[test]
     fn parses_sources() {
         assert!(matches!("env:X".parse::<PinSource>().unwrap(), PinSource::Env(v) if v == "X"));
-        assert!(matches!("file:/a/b".parse::<PinSource>().unwrap(), PinSource::File(p) if p == PathBuf::from("/a/b")));
-        assert!(matches!("prompt".parse::<PinSource>().unwrap(), PinSource::Prompt));
+        assert!(
+            matches!("file:/a/b".parse::<PinSource>().unwrap(), PinSource::File(p) if p == std::path::Path::new("/a/b"))
+        );
+        assert!(matches!(
+            "prompt".parse::<PinSource>().unwrap(),
+            PinSource::Prompt
+        ));
         assert_eq!("env:".parse::<PinSource>().unwrap_err().code(), "HK1007");
         assert_eq!("1234".parse::<PinSource>().unwrap_err().code(), "HK1007");
     }

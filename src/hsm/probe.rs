@@ -23,16 +23,48 @@ pub const CKM_RSA_PKCS_OAEP: u64 = 0x0009;
 /// Mechanisms `token mechanisms` reports, with why hsmkey cares.
 const PROBED: &[(u64, &str, &str)] = &[
     (CKM_AES_KEY_WRAP, "CKM_AES_KEY_WRAP", "RFC 3394 key wrap"),
-    (CKM_AES_KEY_WRAP_PAD, "CKM_AES_KEY_WRAP_PAD", "padded key wrap; meaning varies by token"),
-    (CKM_AES_KEY_WRAP_KWP, "CKM_AES_KEY_WRAP_KWP", "RFC 5649 key wrap (PKCS#11 3.0)"),
-    (CKM_AES_KEY_WRAP_PKCS7, "CKM_AES_KEY_WRAP_PKCS7", "PKCS#7 padding + RFC 3394 (PKCS#11 3.0)"),
-    (CKM_RSA_AES_KEY_WRAP, "CKM_RSA_AES_KEY_WRAP", "RSA-OAEP + RFC 5649 in one call (BYOK)"),
-    (CKM_RSA_PKCS_OAEP, "CKM_RSA_PKCS_OAEP", "RSA-OAEP wrap (BYOK, recipient backups)"),
-    (0x0001, "CKM_RSA_PKCS", "RSA PKCS#1 v1.5 (not used for wrapping by hsmkey)"),
-    (0x0000, "CKM_RSA_PKCS_KEY_PAIR_GEN", "key generate --type rsa-*"),
+    (
+        CKM_AES_KEY_WRAP_PAD,
+        "CKM_AES_KEY_WRAP_PAD",
+        "padded key wrap; meaning varies by token",
+    ),
+    (
+        CKM_AES_KEY_WRAP_KWP,
+        "CKM_AES_KEY_WRAP_KWP",
+        "RFC 5649 key wrap (PKCS#11 3.0)",
+    ),
+    (
+        CKM_AES_KEY_WRAP_PKCS7,
+        "CKM_AES_KEY_WRAP_PKCS7",
+        "PKCS#7 padding + RFC 3394 (PKCS#11 3.0)",
+    ),
+    (
+        CKM_RSA_AES_KEY_WRAP,
+        "CKM_RSA_AES_KEY_WRAP",
+        "RSA-OAEP + RFC 5649 in one call (BYOK)",
+    ),
+    (
+        CKM_RSA_PKCS_OAEP,
+        "CKM_RSA_PKCS_OAEP",
+        "RSA-OAEP wrap (BYOK, recipient backups)",
+    ),
+    (
+        0x0001,
+        "CKM_RSA_PKCS",
+        "RSA PKCS#1 v1.5 (not used for wrapping by hsmkey)",
+    ),
+    (
+        0x0000,
+        "CKM_RSA_PKCS_KEY_PAIR_GEN",
+        "key generate --type rsa-*",
+    ),
     (0x1040, "CKM_EC_KEY_PAIR_GEN", "key generate --type ec-*"),
     (0x1080, "CKM_AES_KEY_GEN", "key generate --type aes-*"),
-    (0x0350, "CKM_GENERIC_SECRET_KEY_GEN", "key generate --type generic-256"),
+    (
+        0x0350,
+        "CKM_GENERIC_SECRET_KEY_GEN",
+        "key generate --type generic-256",
+    ),
     (0x1081, "CKM_AES_ECB", "KCV of AES keys"),
     (0x1087, "CKM_AES_GCM", "encryption checks after restore"),
     (0x108A, "CKM_AES_CMAC", "in-token MAC"),
@@ -109,7 +141,11 @@ impl Capabilities {
     /// Succeed when the token has `capability`; otherwise the capability error
     /// that names it.
     pub fn require(&self, capability: &str) -> Result<()> {
-        let available = |name: &str| self.mechanisms.iter().any(|m| m.name == name && m.available);
+        let available = |name: &str| {
+            self.mechanisms
+                .iter()
+                .any(|m| m.name == name && m.available)
+        };
         let has = match capability {
             "rfc3394" => self.rfc3394_mechanism.is_some(),
             "rfc5649" => self.rfc5649_mechanism.is_some(),
@@ -133,7 +169,9 @@ impl Capabilities {
                 self.aes_key_wrap_pad_is
             ),
             "rfc3394" => "CKM_AES_KEY_WRAP is missing or failed its known-answer test".into(),
-            "oaep-sha1" | "oaep-sha256" => "RSA-OAEP with this hash failed to wrap and unwrap a session key".into(),
+            "oaep-sha1" | "oaep-sha256" => {
+                "RSA-OAEP with this hash failed to wrap and unwrap a session key".into()
+            }
             _ => "the mechanism is not offered".into(),
         };
         Err(Error::NotCapable {
@@ -159,9 +197,8 @@ const KAT_ZERO_5649_OUT: [u8; 32] =
     hex_lit(b"cf1e485360e1a8126f524d01771677f9400edb4d074f14116988d71e1588e367");
 const KAT_PKCS7_8_OUT: [u8; 32] =
     hex_lit(b"44bfbc91df7939f52728eb0c6287a43cb268367ead991a471290544c21f20477");
-const KAT_PKCS7_16_OUT: [u8; 40] = hex_lit(
-    b"f33ac46f59a7ca8eb2072600f2b8ae8d832e159d4ac22ef755d0a16f74a1937d8863851be11a0c0b",
-);
+const KAT_PKCS7_16_OUT: [u8; 40] =
+    hex_lit(b"f33ac46f59a7ca8eb2072600f2b8ae8d832e159d4ac22ef755d0a16f74a1937d8863851be11a0c0b");
 
 const fn hex_lit<const N: usize>(s: &[u8]) -> [u8; N] {
     const fn nibble(c: u8) -> u8 {
@@ -247,25 +284,32 @@ fn kat(token: &Token<'_>, mechanism: u64) -> Result<std::result::Result<WrapAlgo
         mechanism,
         parameter: None,
     };
-    let (kek, target, expected): (_, _, Vec<(&[u8], WrapAlgorithm)>) = if mechanism == CKM_AES_KEY_WRAP {
-        (
-            session_secret(session, &mut eph, KeyType::AES, &KAT_3394_KEK, true)?,
-            session_secret(session, &mut eph, KeyType::AES, &KAT_3394_DATA, false)?,
-            vec![(&KAT_3394_OUT[..], WrapAlgorithm::Rfc3394)],
-        )
-    } else {
-        (
-            session_secret(session, &mut eph, KeyType::AES, &KAT_5649_KEK, true)?,
-            session_secret(session, &mut eph, KeyType::GENERIC_SECRET, &KAT_5649_DATA, false)?,
-            vec![
-                (&KAT_5649_OUT[..], WrapAlgorithm::Rfc5649),
-                (&KAT_ZERO_5649_OUT[..], WrapAlgorithm::Rfc5649ZeroPadded),
-                (&KAT_PKCS7_8_OUT[..], WrapAlgorithm::Pkcs7Rfc3394),
-                (&KAT_PKCS7_16_OUT[..], WrapAlgorithm::Pkcs7Block16Rfc3394),
-            ],
-        )
-    };
-    let wrapped = match raw.wrap_key(session.handle() as u64, &mech, kek.handle() as u64, target.handle() as u64) {
+    let (kek, target, expected): (_, _, Vec<(&[u8], WrapAlgorithm)>) =
+        if mechanism == CKM_AES_KEY_WRAP {
+            (
+                session_secret(session, &mut eph, KeyType::AES, &KAT_3394_KEK, true)?,
+                session_secret(session, &mut eph, KeyType::AES, &KAT_3394_DATA, false)?,
+                vec![(&KAT_3394_OUT[..], WrapAlgorithm::Rfc3394)],
+            )
+        } else {
+            (
+                session_secret(session, &mut eph, KeyType::AES, &KAT_5649_KEK, true)?,
+                session_secret(
+                    session,
+                    &mut eph,
+                    KeyType::GENERIC_SECRET,
+                    &KAT_5649_DATA,
+                    false,
+                )?,
+                vec![
+                    (&KAT_5649_OUT[..], WrapAlgorithm::Rfc5649),
+                    (&KAT_ZERO_5649_OUT[..], WrapAlgorithm::Rfc5649ZeroPadded),
+                    (&KAT_PKCS7_8_OUT[..], WrapAlgorithm::Pkcs7Rfc3394),
+                    (&KAT_PKCS7_16_OUT[..], WrapAlgorithm::Pkcs7Block16Rfc3394),
+                ],
+            )
+        };
+    let wrapped = match raw.wrap_key(session.handle(), &mech, kek.handle(), target.handle()) {
         Ok(w) => w,
         Err(rv) => return Ok(Err(format!("wrap failed: {}", crate::error::ckr_name(rv)))),
     };

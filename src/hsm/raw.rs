@@ -22,8 +22,8 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags};
 use cryptoki::error::{Rv, RvError};
 use cryptoki::object::Attribute;
 use cryptoki_sys::{
-    CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_OBJECT_HANDLE, CK_RV,
-    CK_ULONG, CKR_OK,
+    CKR_OK, CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_OBJECT_HANDLE,
+    CK_RV, CK_ULONG,
 };
 
 /// A raw view of the module's function list.
@@ -110,6 +110,8 @@ impl RawModule {
 
     /// C_GetMechanismInfo for any mechanism number. `Ok(None)` when the token
     /// says the mechanism is invalid.
+    // CK_ULONG is u64 here but 32 bits on Windows: keep the conversions.
+    #[allow(clippy::useless_conversion)]
     pub fn mechanism_info(
         &self,
         slot: u64,
@@ -128,9 +130,9 @@ impl RawModule {
         let rv = unsafe { f(slot as _, mechanism as _, &mut info) };
         match check(rv) {
             Ok(()) => Ok(Some(RawMechanismInfo {
-                min_key_size: info.ulMinKeySize as u64,
-                max_key_size: info.ulMaxKeySize as u64,
-                flags: info.flags as u64,
+                min_key_size: u64::from(info.ulMinKeySize),
+                max_key_size: u64::from(info.ulMaxKeySize),
+                flags: u64::from(info.flags),
             })),
             Err(RvError::MechanismInvalid) => Ok(None),
             Err(e) => Err(e),

@@ -694,8 +694,14 @@ mod tests {
             assert_eq!(text.parse::<ObjectType>(), Ok(ty));
             assert_eq!(u.to_string(), format!("pkcs11:type={text}"));
         }
-        assert_eq!(parse("pkcs11:type=private-key").object_type, Some(ObjectType::PrivateKey));
-        assert_eq!(parse("pkcs11:type=public-key").to_string(), "pkcs11:type=public");
+        assert_eq!(
+            parse("pkcs11:type=private-key").object_type,
+            Some(ObjectType::PrivateKey)
+        );
+        assert_eq!(
+            parse("pkcs11:type=public-key").to_string(),
+            "pkcs11:type=public"
+        );
         for bad in ["privatekey", "key", "Cert", "secret%20key"] {
             let e = err(&format!("pkcs11:type={bad}"));
             assert!(

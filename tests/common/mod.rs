@@ -44,7 +44,9 @@ impl SoftToken {
     /// A directory and config with no token in it yet (slot 0 is free).
     pub fn empty() -> SoftToken {
         let base = if Path::new("/dev/shm").is_dir() {
-            tempfile::Builder::new().prefix("hsmkey-test-").tempdir_in("/dev/shm")
+            tempfile::Builder::new()
+                .prefix("hsmkey-test-")
+                .tempdir_in("/dev/shm")
         } else {
             tempfile::Builder::new().prefix("hsmkey-test-").tempdir()
         }
@@ -75,7 +77,14 @@ impl SoftToken {
         let status = StdCommand::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &t.conf)
             .args([
-                "--init-token", "--free", "--label", LABEL, "--so-pin", SO_PIN, "--pin", USER_PIN,
+                "--init-token",
+                "--free",
+                "--label",
+                LABEL,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
             ])
             .output()
             .expect("softhsm2-util runs");
@@ -122,7 +131,11 @@ impl SoftToken {
             .arg("--json")
             .output()
             .unwrap();
-        assert!(out.status.success(), "hsmkey {args:?} failed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "hsmkey {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 
@@ -161,7 +174,10 @@ impl SoftToken {
         let result = {
             let session = pkcs11.open_rw_session(slot).unwrap();
             session
-                .login(UserType::User, Some(&SecretString::from(USER_PIN.to_string())))
+                .login(
+                    UserType::User,
+                    Some(&SecretString::from(USER_PIN.to_string())),
+                )
                 .unwrap();
             f(&session)
         };

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what hsmkey's tests and demo need on Debian/Ubuntu: SoftHSM2 (the
+# token), OpenSC (pkcs11-tool, the independent cross-check). Idempotent:
+# apt-get runs only when something is missing, and `apt-get update` only once.
+set -euo pipefail
+
+need=()
+command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+if ((${#need[@]} == 0)); then
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing: ${need[*]}; install them with your package manager" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "installing: ${need[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null

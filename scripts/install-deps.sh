@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install what hsmkey's tests and demo need on Debian/Ubuntu: SoftHSM2 (the
-# token), OpenSC (pkcs11-tool, the independent cross-check). Idempotent:
-# apt-get runs only when something is missing, and `apt-get update` only once.
+# default token), OpenSC (pkcs11-tool, the independent cross-check), NSS
+# (libsoftokn3, the third token kind). Idempotent: apt-get runs only when
+# something is missing, and `apt-get update` only once.
 set -euo pipefail
 
 need=()
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+ls /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so >/dev/null 2>&1 || need+=(libnss3)
 if ((${#need[@]} == 0)); then
     exit 0
 fi

@@ -1,13 +1,11 @@
-//! `hsmkey key ...` against real SoftHSM2 tokens, checked by an independent
+//! `hsmkey key ...` against real tokens, checked by an independent
 //! tool (pkcs11-tool) and by software KCVs of values the test put in.
 
 mod common;
 
-use std::process::Command as StdCommand;
-
 use aes::cipher::{BlockEncrypt, KeyInit};
-use common::{code, SoftToken, LABEL, SO_PIN, USER_PIN};
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use common::{code, Kind, TestToken, USER_PIN};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use serde_json::Value;
 
 fn only(v: &Value) -> &Value {
@@ -17,23 +15,22 @@ fn only(v: &Value) -> &Value {
 }
 
 /// What `pkcs11-tool -O` says about the object with this label: the block of
-/// lines from its header to the next header.
-fn pkcs11_tool_block(t: &SoftToken, label: &str) -> String {
-    let out = StdCommand::new("pkcs11-tool")
-        .env("SOFTHSM2_CONF", &t.conf)
-        .args([
-            "--module",
-            &t.module,
-            "--token-label",
-            LABEL,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "-O",
-        ])
+/// lines from its header to the next header. `None` where pkcs11-tool cannot
+/// reach the token (NSS needs an init string it cannot pass).
+fn pkcs11_tool_block(t: &TestToken, label: &str) -> Option<String> {
+    if !t.pkcs11_tool_works() {
+        return None;
+    }
+    let out = t
+        .pkcs11_tool()
+        .args(["--login", "--pin", USER_PIN, "-O"])
         .output()
         .expect("pkcs11-tool (package opensc) runs");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut blocks = Vec::new();
     for line in text.lines() {
@@ -48,12 +45,38 @@ fn pkcs11_tool_block(t: &SoftToken, label: &str) -> String {
     let wanted = format!("  label:      {label}\n");
     let found: Vec<_> = blocks.into_iter().filter(|b| b.contains(&wanted)).collect();
     assert_eq!(found.len(), 1, "one object labelled {label} in:\n{text}");
-    found.into_iter().next().unwrap()
+    found.into_iter().next()
+}
+
+/// CKA_SENSITIVE and CKA_EXTRACTABLE as the token reports them to the test
+/// process, by label: the independent check that works on every token.
+fn token_flags(t: &TestToken, label: &str) -> (bool, bool) {
+    t.with_session(|s| {
+        let found = s
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .unwrap();
+        assert_eq!(found.len(), 1, "one object labelled {label}");
+        let attrs = s
+            .get_attributes(
+                found[0],
+                &[AttributeType::Sensitive, AttributeType::Extractable],
+            )
+            .unwrap();
+        let mut flags = (false, true);
+        for a in attrs {
+            match a {
+                Attribute::Sensitive(b) => flags.0 = b,
+                Attribute::Extractable(b) => flags.1 = b,
+                _ => {}
+            }
+        }
+        flags
+    })
 }
 
 #[test]
 fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let v = t.json(&[
         "key", "generate", "--label", "data", "--type", "aes-256", "--id", "0102",
     ]);
@@ -66,17 +89,19 @@ fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
     assert_eq!(k["extractable"], false, "default policy is none");
     assert_eq!(k["backup_policy"], "none");
     assert_eq!(k["usage"], serde_json::json!(["encrypt", "decrypt"]));
-    let block = pkcs11_tool_block(&t, "data");
-    assert!(
-        block.starts_with("Secret Key Object; AES length 32"),
-        "{block}"
-    );
-    assert!(block.contains("  ID:         0102\n"), "{block}");
-    assert!(block.contains("Usage:      encrypt, decrypt\n"), "{block}");
-    assert!(
-        block.contains("Access:     sensitive, always sensitive, never extractable"),
-        "{block}"
-    );
+    assert_eq!(token_flags(&t, "data"), (true, false));
+    if let Some(block) = pkcs11_tool_block(&t, "data") {
+        assert!(
+            block.starts_with("Secret Key Object; AES length 32"),
+            "{block}"
+        );
+        assert!(block.contains("  ID:         0102\n"), "{block}");
+        assert!(block.contains("Usage:      encrypt, decrypt\n"), "{block}");
+        assert!(
+            block.contains("Access:     sensitive, always sensitive, never extractable"),
+            "{block}"
+        );
+    }
 
     t.json(&[
         "key",
@@ -88,22 +113,26 @@ fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
         "--backup-policy",
         "any",
     ]);
-    let block = pkcs11_tool_block(&t, "exp");
-    assert!(
-        block.contains("Access:     sensitive, always sensitive, extractable"),
-        "{block}"
-    );
+    assert_eq!(token_flags(&t, "exp"), (true, true));
+    if let Some(block) = pkcs11_tool_block(&t, "exp") {
+        assert!(
+            block.contains("Access:     sensitive, always sensitive, extractable"),
+            "{block}"
+        );
+    }
 
     let kek = only(&t.json(&["key", "generate", "--label", "kek", "--kek"])).clone();
     assert_eq!(kek["usage"], serde_json::json!(["wrap", "unwrap"]));
     assert_eq!(kek["extractable"], false);
-    let block = pkcs11_tool_block(&t, "kek");
-    assert!(block.contains("Usage:      wrap, unwrap\n"), "{block}");
+    assert_eq!(token_flags(&t, "kek"), (true, false));
+    if let Some(block) = pkcs11_tool_block(&t, "kek") {
+        assert!(block.contains("Usage:      wrap, unwrap\n"), "{block}");
+    }
 }
 
 #[test]
 fn every_key_type_generates_with_explicit_usage_on_both_halves() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     for (ty, class, size) in [
         ("aes-128", "secret-key", 128),
         ("aes-192", "secret-key", 192),
@@ -154,7 +183,7 @@ fn every_key_type_generates_with_explicit_usage_on_both_halves() {
 
 #[test]
 fn kcv_equals_the_software_kcv_of_a_known_value() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let value: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(7).wrapping_add(3));
     t.put_secret(vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
@@ -188,25 +217,29 @@ fn kcv_equals_the_software_kcv_of_a_known_value() {
 
 #[test]
 fn kcv_is_unavailable_rather_than_guessed() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     // A generic secret with no check value and no encrypt usage: nothing in the
     // token can give a KCV, so none is shown.
-    t.put_secret(vec![
+    let mut template = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
         Attribute::Token(true),
         Attribute::Label(b"opaque".to_vec()),
         Attribute::Sensitive(true),
-        Attribute::CheckValue(vec![]),
         Attribute::Value(vec![9u8; 32]),
-    ]);
+    ];
+    // SoftHSM computes a check value unless told there is none.
+    if t.kind == Kind::SoftHsm {
+        template.push(Attribute::CheckValue(vec![]));
+    }
+    t.put_secret(template);
     let shown = t.json(&["key", "show", "opaque"]);
     assert_eq!(only(&shown)["kcv"], "unavailable");
 }
 
 #[test]
 fn rotate_makes_the_next_version_with_the_same_policy() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let v1 = only(&t.json(&[
         "key",
         "generate",
@@ -224,7 +257,8 @@ fn rotate_makes_the_next_version_with_the_same_policy() {
     assert_eq!(v2["label"], "db@v2");
     assert_eq!(v2["name"], "db");
     assert_eq!(v2["version"], 2);
-    assert_eq!(v2["id"], v1["id"]);
+    // Each version has its own id: NSS replaces a key whose id a new one reuses.
+    assert_ne!(v2["id"], v1["id"]);
     assert_eq!(v2["usage"], v1["usage"]);
     assert_eq!(v2["backup_policy"], "any");
     assert_ne!(v2["kcv"], v1["kcv"], "a new version is a new key");
@@ -249,7 +283,7 @@ fn rotate_makes_the_next_version_with_the_same_policy() {
 
 #[test]
 fn destroy_needs_yes_and_removes_every_version() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     t.json(&["key", "generate", "--label", "gone", "--type", "ec-p256"]);
     t.json(&["key", "rotate", "gone"]);
     t.json(&["key", "generate", "--label", "stays", "--type", "aes-128"]);
@@ -267,7 +301,7 @@ fn destroy_needs_yes_and_removes_every_version() {
 
 #[test]
 fn unknown_key_is_not_found_with_and_without_json() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let (exit, e) = t.json_err(t.cmd().args(["key", "show", "missing"]));
     assert_eq!(exit, 3);
     assert_eq!(code(&e), "HK1004");
@@ -285,7 +319,7 @@ fn unknown_key_is_not_found_with_and_without_json() {
 
 #[test]
 fn wrong_pin_is_an_auth_error_tried_once() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let (exit, e) = t.json_err(t.cmd().env("HSMKEY_PIN", "9999").args(["key", "list"]));
     assert_eq!(exit, 4);
     assert_eq!(code(&e), "HK1101");
@@ -303,7 +337,7 @@ fn wrong_pin_is_an_auth_error_tried_once() {
 
 #[test]
 fn pin_sources_file_env_and_argv() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let pin_file = t.dir.path().join("pin.txt");
     std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
     let src = format!("file:{}", pin_file.display());
@@ -352,7 +386,7 @@ fn pin_sources_file_env_and_argv() {
 
 #[test]
 fn malformed_uri_is_a_usage_error() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     for bad in [
         "pkcs11:object=a;object=b",
         "pkcs11:id=%zz",
@@ -374,7 +408,7 @@ fn malformed_uri_is_a_usage_error() {
 
 #[test]
 fn bad_arguments_give_their_codes() {
-    let t = SoftToken::new();
+    let t = TestToken::new();
     let cases: &[(&[&str], i32, &str)] = &[
         (
             &["key", "generate", "--label", "a", "--type", "des"],
@@ -431,33 +465,40 @@ fn bad_arguments_give_their_codes() {
             .args(["key", "generate", "--label", "dup", "--type", "aes-128"]),
     );
     assert_eq!((exit, code(&e)), (8, "HK1501"));
+    // A reused id is refused too: NSS would silently replace the first key.
+    t.json(&[
+        "key", "generate", "--label", "first", "--type", "aes-128", "--id", "77",
+    ]);
+    let before = t.object_count();
+    let (exit, e) = t.json_err(t.cmd().args([
+        "key", "generate", "--label", "second", "--type", "ec-p256", "--id", "77",
+    ]));
+    assert_eq!((exit, code(&e)), (8, "HK1501"));
+    assert_eq!(e["context"]["object"], "a key with id 77");
+    assert_eq!(t.object_count(), before);
 }
 
 #[test]
 fn trusted_kek_needs_the_so_pin() {
-    let t = SoftToken::new();
-    let (exit, e) =
-        t.json_err(
-            t.cmd()
-                .args(["key", "generate", "--label", "tk", "--kek", "--trusted"]),
-        );
+    let t = TestToken::new();
+    let args = ["key", "generate", "--label", "tk", "--kek", "--trusted"];
+    let (exit, e) = t.json_err(t.cmd().args(args));
     assert_eq!((exit, code(&e)), (4, "HK1103"));
-    let (exit, e) = t.json_err(t.cmd().env("HSMKEY_SO_PIN", "0000").args([
-        "key",
-        "generate",
-        "--label",
-        "tk",
-        "--kek",
-        "--trusted",
-    ]));
+    if t.kind == Kind::Nss {
+        // NSS softokn refuses SO sessions once the user PIN is set.
+        let (exit, e) = t.json_err(t.cmd().env("HSMKEY_SO_PIN", "0000").args(args));
+        assert_eq!((exit, code(&e)), (5, "HK1201"));
+        assert_eq!(e["context"]["capability"], "a Security Officer login");
+        return;
+    }
+    let (exit, e) = t.json_err(t.cmd().env("HSMKEY_SO_PIN", "0000").args(args));
     assert_eq!((exit, code(&e)), (4, "HK1101"));
     assert_eq!(e["context"]["user"], "SO");
-    let v = t.json_with_so(&["key", "generate", "--label", "tk", "--kek", "--trusted"]);
+    let v = t.json_with_so(&args);
     let k = only(&v);
     assert_eq!(k["trusted"], true);
     assert_eq!(k["private"], false);
     assert_eq!(k["extractable"], false);
     // The user sees it.
     assert_eq!(only(&t.json(&["key", "show", "tk"]))["trusted"], true);
-    let _ = SO_PIN;
 }

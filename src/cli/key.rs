@@ -20,7 +20,7 @@ pub enum KeyCommand {
         /// (default aes-256 with --kek).
         #[arg(long = "type", value_name = "TYPE")]
         key_type: Option<String>,
-        /// CKA_ID as hex. Default: 16 random bytes from the token.
+        /// CKA_ID as hex; refused if any key on the token has it. Default: 16 random bytes from the token.
         #[arg(long, value_name = "HEX")]
         id: Option<String>,
         /// Comma-separated: encrypt,decrypt,sign,verify,wrap,unwrap,derive.
@@ -51,7 +51,7 @@ pub enum KeyCommand {
         /// Label (all versions), NAME@vN (one version) or pkcs11: URI.
         key: String,
     },
-    /// Make the next version of a key: same type, id, usage and backup policy.
+    /// Make the next version of a key: same type, usage and backup policy, its own id.
     Rotate {
         /// The key's name or URI.
         key: String,
@@ -100,10 +100,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     what: "--id".into(),
                     reason,
                 })?,
-                None => token
-                    .session()
-                    .generate_random_vec(16)
-                    .map_err(|e| Error::pkcs11("draw a random key id", e))?,
+                None => ops::keys::random_id(&token)?,
             };
             let request = GenerateSpec {
                 name: label,

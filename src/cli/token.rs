@@ -103,14 +103,23 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
             let so_pin = ctx.so_pin()?;
             let user_pin = ctx.user_pin()?;
             module.init_token(chosen, &label, &so_pin, &user_pin)?;
-            // SoftHSM moves a freshly initialized token to a new slot id: find it by label.
+            // SoftHSM moves a freshly initialized token to a new slot id, so
+            // look for the label first; NSS softokn keeps its slot but ignores
+            // the label ("NSS Certificate DB").
             let tokens = module.tokens()?;
-            let made = tokens
-                .into_iter()
-                .find(|t| t.initialized && t.label == label)
-                .ok_or_else(|| {
-                    Error::Internal("the token just initialized is not listed".into())
-                })?;
+            let by_label = tokens.iter().find(|t| t.initialized && t.label == label);
+            let by_slot = tokens
+                .iter()
+                .find(|t| t.initialized && t.slot_id == chosen.id());
+            let made = by_label.or(by_slot).cloned().ok_or_else(|| {
+                Error::Internal("the token just initialized is not listed".into())
+            })?;
+            if made.label != label {
+                tracing::warn!(
+                    "this token keeps its own label '{}'; '{label}' was not applied",
+                    made.label
+                );
+            }
             if ctx.json() {
                 print_json(&made);
             } else {

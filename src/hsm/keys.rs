@@ -1,7 +1,8 @@
 //! Key templates, lookup, description, check values and versions.
 //!
 //! Versions (docs/KEYS.md): version 1 of a key named `N` has CKA_LABEL `N`;
-//! version k >= 2 has CKA_LABEL `N@vk`. All versions share CKA_ID. A bare name
+//! version k >= 2 has CKA_LABEL `N@vk`. Each version has its own CKA_ID (NSS
+//! softokn replaces a key whose CKA_ID and class match a new one). A bare name
 //! selects every version; `N@vk` selects one.
 
 use std::fmt;

@@ -276,6 +276,13 @@ impl Module {
                 login_once(&session, UserType::So, pin).map_err(|e| match e {
                     Error::PinIncorrect { .. } => Error::PinIncorrect { user: "SO" },
                     Error::PinLocked { .. } => Error::PinLocked { user: "SO" },
+                    Error::Pkcs11 { ref rv, .. } if rv == "CKR_USER_TYPE_INVALID" => {
+                        Error::NotCapable {
+                            capability: "a Security Officer login".into(),
+                            detail: "the token refuses SO sessions (NSS softokn allows one only before the user PIN is set)".into(),
+                            alternatives: "Operations that need the SO (CKA_TRUSTED keys) are not possible on this token; use `--backup-policy any` keys and an ordinary KEK, or a token with SO sessions.".into(),
+                        }
+                    }
                     other => other,
                 })?;
             }

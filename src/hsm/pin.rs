@@ -41,6 +41,8 @@ pub enum PinSource {
     File(PathBuf),
     /// `prompt`: ask on the terminal.
     Prompt,
+    /// `empty`: the empty PIN, which NSS softokn's Security Officer has.
+    Empty,
     /// `pin:VALUE`: only with the explicit insecure flag.
     Argv(SecretString),
 }
@@ -55,11 +57,14 @@ impl FromStr for PinSource {
         if s == "prompt" {
             return Ok(PinSource::Prompt);
         }
+        if s == "empty" {
+            return Ok(PinSource::Empty);
+        }
         match s.split_once(':') {
             Some(("env", var)) if !var.is_empty() => Ok(PinSource::Env(var.to_string())),
             Some(("file", path)) if !path.is_empty() => Ok(PinSource::File(PathBuf::from(path))),
             Some(("pin", value)) => Ok(PinSource::Argv(SecretString::from(value.to_string()))),
-            _ => Err(bad("expected env:VAR, file:PATH or prompt")),
+            _ => Err(bad("expected env:VAR, file:PATH, prompt or empty")),
         }
     }
 }
@@ -136,6 +141,7 @@ impl PinRequest<'_> {
                     })
                 }
             }
+            PinSource::Empty => Ok(SecretString::from(String::new())),
             PinSource::Prompt => match self.prompter {
                 Some(prompt) => {
                     let pin = prompt(&format!("{user} PIN: ")).map_err(|e| {

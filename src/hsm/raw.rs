@@ -167,21 +167,35 @@ impl RawModule {
             )
         };
         check(rv)?;
-        let mut out = vec![0u8; len as usize];
-        // SAFETY: `out` has `len` bytes, which is what we tell the token.
-        let rv = unsafe {
-            f(
-                session as _,
-                &mut mech,
-                wrapping_key as CK_OBJECT_HANDLE,
-                key as CK_OBJECT_HANDLE,
-                out.as_mut_ptr(),
-                &mut len,
-            )
-        };
-        check(rv)?;
-        out.truncate(len as usize);
-        Ok(out)
+        // NSS's size query for 0x210B under-reports (it leaves out the
+        // padding), so a too-small buffer is grown and the call made again.
+        let mut capacity = len as usize;
+        for _ in 0..3 {
+            let mut out = vec![0u8; capacity];
+            let mut written: CK_ULONG = capacity as CK_ULONG;
+            // SAFETY: `out` has `written` bytes, which is what we tell the token.
+            let rv = unsafe {
+                f(
+                    session as _,
+                    &mut mech,
+                    wrapping_key as CK_OBJECT_HANDLE,
+                    key as CK_OBJECT_HANDLE,
+                    out.as_mut_ptr(),
+                    &mut written,
+                )
+            };
+            match check(rv) {
+                Ok(()) => {
+                    out.truncate(written as usize);
+                    return Ok(out);
+                }
+                Err(RvError::BufferTooSmall) => {
+                    capacity = (written as usize).max(capacity + 16);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RvError::BufferTooSmall)
     }
 
     /// C_UnwrapKey with any mechanism number.

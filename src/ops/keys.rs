@@ -15,11 +15,37 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Vec<KeyInfo>> 
             what: format!("a key named '{}'", spec.name),
         });
     }
+    ensure_id_unused(token, &spec.id)?;
     let made = keys::generate(token, spec)?;
     made.handles
         .iter()
         .map(|h| keys::describe(token, *h))
         .collect()
+}
+
+/// Refuse an id that any key on the token already has: NSS softokn silently
+/// replaces an existing key with the same CKA_ID and class, so a duplicate id
+/// could destroy a key without a word.
+fn ensure_id_unused(token: &Token<'_>, id: &[u8]) -> Result<()> {
+    let selector = KeySelector {
+        id: Some(id.to_vec()),
+        shown: format!("id {}", hex::encode(id)),
+        ..KeySelector::default()
+    };
+    if !keys::find(token, &selector)?.is_empty() {
+        return Err(Error::AlreadyExists {
+            what: format!("a key with id {}", hex::encode(id)),
+        });
+    }
+    Ok(())
+}
+
+/// A fresh CKA_ID drawn from the token's random generator.
+pub fn random_id(token: &Token<'_>) -> Result<Vec<u8>> {
+    token
+        .session()
+        .generate_random_vec(16)
+        .map_err(|e| Error::pkcs11("draw a random key id", e))
 }
 
 /// Describe every key the selector names.
@@ -38,7 +64,8 @@ pub fn show(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>> {
         .collect()
 }
 
-/// Make the next version of a named key: same type, usage, policy and id.
+/// Make the next version of a named key: same type, usage and policy, a new id
+/// (docs/KEYS.md: versions are linked by label, never by a shared CKA_ID).
 pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>> {
     let all = show(token, selector)?;
     let mut names: Vec<&str> = all.iter().map(|k| k.name.as_str()).collect();
@@ -84,7 +111,7 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
     };
     let spec = GenerateSpec {
         name: latest.name.clone(),
-        id: hex::decode(&latest.id).map_err(|e| Error::Internal(e.to_string()))?,
+        id: random_id(token)?,
         spec: keys::spec_of(latest)?,
         usage: Some(usage),
         policy,
@@ -92,6 +119,7 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
         trusted: latest.trusted == Some(true),
         version: next,
     };
+    ensure_id_unused(token, &spec.id)?;
     let made = keys::generate(token, &spec)?;
     made.handles
         .iter()

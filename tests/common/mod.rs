@@ -1,6 +1,12 @@
-//! The token fixture: a fresh SoftHSM2 token per test, in its own directory
-//! (on /dev/shm when there is one) with its own SOFTHSM2_CONF, so tests run in
-//! parallel without sharing state.
+//! The token fixture: a fresh token per test, in its own directory (on
+//! /dev/shm when there is one), so tests run in parallel without sharing state.
+//!
+//! The kind of token comes from HSMKEY_TEST_TOKEN: `softhsm` (default),
+//! `kryoptic` (module from HSMKEY_TEST_KRYOPTIC, default
+//! target/kryoptic/libkryoptic_pkcs11.so, built by scripts/install-kryoptic.sh)
+//! or `nss` (libsoftokn3.so from libnss3). Tokens are initialized by test code
+//! (softhsm2-util, or cryptoki directly), never by hsmkey, so the fixture does
+//! not depend on the code under test.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -11,6 +17,7 @@ use assert_cmd::Command;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -23,26 +30,82 @@ const SOFTHSM_PATHS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
     "/usr/local/lib/softhsm/libsofthsm2.so",
 ];
+const NSS_PATHS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/libsoftokn3.so",
+    "/usr/lib/aarch64-linux-gnu/libsoftokn3.so",
+    "/usr/lib64/libsoftokn3.so",
+];
+/// NSS softokn ignores the label given to C_InitToken.
+pub const NSS_LABEL: &str = "NSS Certificate DB";
 
-/// The SoftHSM2 module on this machine; tests cannot run without one.
-pub fn softhsm_module() -> String {
-    SOFTHSM_PATHS
+/// Which soft token the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    SoftHsm,
+    Kryoptic,
+    Nss,
+}
+
+/// The kind this run tests, from HSMKEY_TEST_TOKEN.
+pub fn kind() -> Kind {
+    match std::env::var("HSMKEY_TEST_TOKEN").as_deref() {
+        Err(_) | Ok("") | Ok("softhsm") => Kind::SoftHsm,
+        Ok("kryoptic") => Kind::Kryoptic,
+        Ok("nss") => Kind::Nss,
+        Ok(other) => panic!("HSMKEY_TEST_TOKEN={other}: expected softhsm, kryoptic or nss"),
+    }
+}
+
+fn first_existing(paths: &[&str], what: &str) -> String {
+    paths
         .iter()
         .find(|p| Path::new(p).exists())
-        .expect("SoftHSM2 is not installed: run scripts/test.sh, which installs it")
+        .unwrap_or_else(|| {
+            panic!("{what} is not installed: run scripts/test.sh, which installs it")
+        })
         .to_string()
 }
 
-/// One SoftHSM2 token in a private directory.
-pub struct SoftToken {
-    pub dir: tempfile::TempDir,
-    pub conf: PathBuf,
-    pub module: String,
+/// The SoftHSM2 module on this machine.
+pub fn softhsm_module() -> String {
+    first_existing(SOFTHSM_PATHS, "SoftHSM2")
 }
 
-impl SoftToken {
-    /// A directory and config with no token in it yet (slot 0 is free).
-    pub fn empty() -> SoftToken {
+fn kryoptic_module() -> String {
+    let path = std::env::var("HSMKEY_TEST_KRYOPTIC").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/kryoptic/libkryoptic_pkcs11.so"
+        )
+        .to_string()
+    });
+    assert!(
+        Path::new(&path).exists(),
+        "kryoptic module {path} missing: run scripts/install-kryoptic.sh"
+    );
+    path
+}
+
+/// One token in a private directory.
+pub struct TestToken {
+    pub dir: tempfile::TempDir,
+    pub kind: Kind,
+    pub module: String,
+    /// C_Initialize's pReserved (NSS).
+    pub module_args: Option<String>,
+    /// Environment the module reads (SOFTHSM2_CONF, KRYOPTIC_CONF).
+    pub env: Vec<(String, String)>,
+    /// The token's label once initialized.
+    pub label: String,
+    /// SoftHSM's config file (for pkcs11-tool).
+    pub conf: PathBuf,
+}
+
+static IN_PROCESS: Mutex<()> = Mutex::new(());
+
+impl TestToken {
+    /// A directory and config with no initialized token yet.
+    pub fn empty() -> TestToken {
         let base = if Path::new("/dev/shm").is_dir() {
             tempfile::Builder::new()
                 .prefix("hsmkey-test-")
@@ -51,49 +114,111 @@ impl SoftToken {
             tempfile::Builder::new().prefix("hsmkey-test-").tempdir()
         }
         .expect("temp dir");
-        let tokens = base.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
+        let kind = kind();
         let conf = base.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                tokens.display()
+        let (module, module_args, env, label) = match kind {
+            Kind::SoftHsm => {
+                let tokens = base.path().join("tokens");
+                std::fs::create_dir(&tokens).unwrap();
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                        tokens.display()
+                    ),
+                )
+                .unwrap();
+                (
+                    softhsm_module(),
+                    None,
+                    vec![("SOFTHSM2_CONF".to_string(), conf.display().to_string())],
+                    LABEL.to_string(),
+                )
+            }
+            Kind::Kryoptic => (
+                kryoptic_module(),
+                None,
+                vec![(
+                    "KRYOPTIC_CONF".to_string(),
+                    base.path().join("token.sql").display().to_string(),
+                )],
+                LABEL.to_string(),
             ),
-        )
-        .unwrap();
-        SoftToken {
+            Kind::Nss => (
+                first_existing(NSS_PATHS, "NSS softokn (libnss3)"),
+                Some(format!(
+                    "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+                    base.path().display()
+                )),
+                vec![],
+                NSS_LABEL.to_string(),
+            ),
+        };
+        TestToken {
             dir: base,
+            kind,
+            module,
+            module_args,
+            env,
+            label,
             conf,
-            module: softhsm_module(),
         }
     }
 
-    /// A fresh initialized token, labelled [`LABEL`], with the test PINs. Made
-    /// with softhsm2-util, not hsmkey, so the fixture does not depend on the
-    /// code under test.
-    pub fn new() -> SoftToken {
-        let t = SoftToken::empty();
-        let status = StdCommand::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &t.conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                LABEL,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                USER_PIN,
-            ])
-            .output()
-            .expect("softhsm2-util runs");
-        assert!(
-            status.status.success(),
-            "softhsm2-util failed: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
+    /// A fresh initialized token with the test PINs.
+    pub fn new() -> TestToken {
+        let t = TestToken::empty();
+        match t.kind {
+            Kind::SoftHsm => {
+                let out = StdCommand::new("softhsm2-util")
+                    .env("SOFTHSM2_CONF", &t.conf)
+                    .args([
+                        "--init-token",
+                        "--free",
+                        "--label",
+                        LABEL,
+                        "--so-pin",
+                        SO_PIN,
+                        "--pin",
+                        USER_PIN,
+                    ])
+                    .output()
+                    .expect("softhsm2-util runs");
+                assert!(
+                    out.status.success(),
+                    "softhsm2-util failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Kind::Kryoptic => t.with_module(|p| {
+                let slot = p.get_slots_with_token().unwrap()[0];
+                let so = SecretString::from(SO_PIN.to_string());
+                p.init_token(slot, &so, LABEL).unwrap();
+                let s = p.open_rw_session(slot).unwrap();
+                s.login(UserType::So, Some(&so)).unwrap();
+                s.init_pin(&SecretString::from(USER_PIN.to_string()))
+                    .unwrap();
+            }),
+            Kind::Nss => t.with_module(|p| {
+                // A new NSS database has an SO with an empty PIN (REFERENCE.md §4).
+                let slot = nss_db_slot(p);
+                let so = SecretString::from(String::new());
+                p.init_token(slot, &so, LABEL).unwrap();
+                let s = p.open_rw_session(slot).unwrap();
+                s.login(UserType::So, Some(&so)).unwrap();
+                s.init_pin(&SecretString::from(USER_PIN.to_string()))
+                    .unwrap();
+            }),
+        }
         t
+    }
+
+    /// The token selector hsmkey needs: NSS has two initialized slots.
+    pub fn token_env(&self) -> Option<&str> {
+        match self.kind {
+            Kind::Nss => Some(NSS_LABEL),
+            _ => None,
+        }
     }
 
     /// `hsmkey` with this token's environment and the user PIN in HSMKEY_PIN.
@@ -102,12 +227,27 @@ impl SoftToken {
         let mut c = Command::cargo_bin("hsmkey").unwrap();
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("SOFTHSM2_CONF", &self.conf)
             .env("HSMKEY_PIN", USER_PIN)
             .env("CI", "true")
-            .arg("--module")
-            .arg(&self.module);
+            .env("HSMKEY_MODULE", &self.module);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if let Some(args) = &self.module_args {
+            c.env("HSMKEY_MODULE_ARGS", args);
+        }
+        if let Some(token) = self.token_env() {
+            c.env("HSMKEY_TOKEN", token);
+        }
         c
+    }
+
+    /// The `--so-pin-source` that works on this kind (NSS: the empty PIN).
+    pub fn so_pin_source(&self) -> &'static str {
+        match self.kind {
+            Kind::Nss => "empty",
+            _ => "env:SOPIN",
+        }
     }
 
     /// Run hsmkey with `--json`, expect success, parse stdout.
@@ -122,11 +262,12 @@ impl SoftToken {
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 
-    /// Like [`json`], with the SO PIN in HSMKEY_SO_PIN.
+    /// Like [`json`], with the SO PIN given.
     pub fn json_with_so(&self, args: &[&str]) -> Value {
         let out = self
             .cmd()
-            .env("HSMKEY_SO_PIN", SO_PIN)
+            .env("SOPIN", SO_PIN)
+            .args(["--so-pin-source", self.so_pin_source()])
             .args(args)
             .arg("--json")
             .output()
@@ -153,26 +294,49 @@ impl SoftToken {
         (out.status.code().unwrap(), v)
     }
 
-    /// Work on the token from the test process, through cryptoki directly: for
-    /// putting known key values in (C_CreateObject with CKA_VALUE), which hsmkey
-    /// itself never does. SoftHSM reads SOFTHSM2_CONF at C_Initialize, so
-    /// in-process use is serialized across tests.
-    pub fn with_session<R>(&self, f: impl FnOnce(&Session) -> R) -> R {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        std::env::set_var("SOFTHSM2_CONF", &self.conf);
+    /// Load and initialize the module in the test process. Soft tokens read
+    /// their configuration from the environment at C_Initialize, so in-process
+    /// use is serialized across the tests of this binary.
+    pub fn with_module<R>(&self, f: impl FnOnce(&Pkcs11) -> R) -> R {
+        let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in &self.env {
+            std::env::set_var(k, v);
+        }
         let pkcs11 = Pkcs11::new(&self.module).unwrap();
-        pkcs11
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .unwrap();
-        let slot = pkcs11
-            .get_slots_with_initialized_token()
-            .unwrap()
-            .into_iter()
-            .next()
-            .expect("an initialized token");
-        let result = {
-            let session = pkcs11.open_rw_session(slot).unwrap();
+        let flags = CInitializeFlags::OS_LOCKING_OK;
+        match &self.module_args {
+            None => pkcs11.initialize(CInitializeArgs::new(flags)).unwrap(),
+            Some(args) => {
+                let c_args = std::ffi::CString::new(args.as_str()).unwrap();
+                let ptr = std::ptr::NonNull::new(c_args.as_ptr() as *mut std::ffi::c_void).unwrap();
+                // SAFETY: the string outlives C_Initialize, which copies what it needs.
+                let init = unsafe { CInitializeArgs::new_with_reserved(flags, ptr) };
+                pkcs11.initialize(init).unwrap();
+            }
+        }
+        let result = f(&pkcs11);
+        pkcs11.finalize().unwrap();
+        result
+    }
+
+    fn user_slot(&self, p: &Pkcs11) -> Slot {
+        match self.kind {
+            Kind::Nss => nss_db_slot(p),
+            _ => p
+                .get_slots_with_initialized_token()
+                .unwrap()
+                .into_iter()
+                .next()
+                .expect("an initialized token"),
+        }
+    }
+
+    /// A logged-in user session in the test process: for putting known key
+    /// values in (C_CreateObject with CKA_VALUE), which hsmkey never does.
+    pub fn with_session<R>(&self, f: impl FnOnce(&Session) -> R) -> R {
+        self.with_module(|p| {
+            let slot = self.user_slot(p);
+            let session = p.open_rw_session(slot).unwrap();
             session
                 .login(
                     UserType::User,
@@ -180,20 +344,55 @@ impl SoftToken {
                 )
                 .unwrap();
             f(&session)
-        };
-        pkcs11.finalize().unwrap();
-        result
+        })
     }
 
-    /// Put a secret key with a known value into the token (test code only).
+    /// Put a key with a known value into the token (test code only).
     pub fn put_secret(&self, template: Vec<Attribute>) -> ObjectHandle {
         self.with_session(|s| s.create_object(&template).unwrap())
     }
 
     /// How many objects the user can see: tests assert it is unchanged after refusals.
+    /// Only keys, certificates and data objects count: kryoptic also lists its
+    /// mechanism and profile objects.
     pub fn object_count(&self) -> usize {
-        self.with_session(|s| s.find_objects(&[]).unwrap().len())
+        use cryptoki::object::ObjectClass;
+        self.with_session(|s| {
+            [
+                ObjectClass::SECRET_KEY,
+                ObjectClass::PRIVATE_KEY,
+                ObjectClass::PUBLIC_KEY,
+                ObjectClass::CERTIFICATE,
+                ObjectClass::DATA,
+            ]
+            .into_iter()
+            .map(|c| s.find_objects(&[Attribute::Class(c)]).unwrap().len())
+            .sum()
+        })
     }
+
+    /// Whether pkcs11-tool can reach this token (it cannot pass NSS's init string).
+    pub fn pkcs11_tool_works(&self) -> bool {
+        self.kind != Kind::Nss
+    }
+
+    /// `pkcs11-tool` pointed at this token.
+    pub fn pkcs11_tool(&self) -> StdCommand {
+        let mut c = StdCommand::new("pkcs11-tool");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.args(["--module", &self.module, "--token-label", &self.label]);
+        c
+    }
+}
+
+fn nss_db_slot(p: &Pkcs11) -> Slot {
+    p.get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| p.get_token_info(*s).unwrap().label().trim_end() == NSS_LABEL)
+        .expect("the NSS Certificate DB slot")
 }
 
 /// The JSON error's code.

@@ -275,11 +275,19 @@ impl Error {
             Error::PinIncorrect { .. } => {
                 "Check the PIN source; hsmkey does not retry, so the token's retry counter went down by one only.".into()
             }
-            Error::PinLocked { .. } => {
-                "The Security Officer must unlock or reset the PIN with the HSM vendor's tools.".into()
+            Error::PinLocked { user } => {
+                if *user == "SO" {
+                    "The SO PIN is locked: only the HSM vendor's recovery procedure (or re-initializing a soft token) unlocks it.".into()
+                } else {
+                    "The Security Officer must unlock or reset the user PIN (C_InitPIN) with the HSM vendor's tools.".into()
+                }
             }
-            Error::PinUnavailable { .. } => {
-                "Give the PIN with --pin-source env:VAR or file:PATH (or set HSMKEY_PIN); a prompt is only shown on a terminal.".into()
+            Error::PinUnavailable { user, .. } => {
+                if *user == "SO" {
+                    "Give the SO PIN with --so-pin-source env:VAR, file:PATH or empty (or set HSMKEY_SO_PIN); a prompt is only shown on a terminal.".into()
+                } else {
+                    "Give the PIN with --pin-source env:VAR or file:PATH (or set HSMKEY_PIN); a prompt is only shown on a terminal.".into()
+                }
             }
             Error::PinInArgv { .. } => {
                 "Use --pin-source env:VAR or file:PATH; a PIN in argv is visible to every user through ps. Pass --insecure-pin-in-argv to accept that risk.".into()
@@ -288,7 +296,7 @@ impl Error {
                 "Give the Security Officer PIN with --so-pin-source env:VAR or file:PATH.".into()
             }
             Error::UserPinNotInitialized { .. } => {
-                "Initialize the token with `hsmkey token init --label L` (it sets both PINs).".into()
+                "The Security Officer must set the user PIN (C_InitPIN, e.g. pkcs11-tool --init-pin --login --login-type so); `hsmkey token init` does both PINs for a new token.".into()
             }
             Error::NotCapable { alternatives, .. } => {
                 if alternatives.is_empty() {

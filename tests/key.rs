@@ -502,3 +502,174 @@ fn trusted_kek_needs_the_so_pin() {
     // The user sees it.
     assert_eq!(only(&t.json(&["key", "show", "tk"]))["trusted"], true);
 }
+
+/// The known-KEK attack on `trusted` keys through the KEK's own unwrap: wrap a
+/// trusted key under the trusted KEK, unwrap it again as a readable or
+/// untrusted copy. The KEK's CKA_UNWRAP_TEMPLATE must make the token refuse.
+#[test]
+fn trusted_kek_cannot_unwrap_a_key_into_a_weaker_copy() {
+    use cryptoki::mechanism::Mechanism;
+    let t = TestToken::new();
+    if t.kind == Kind::Nss {
+        // No SO sessions on NSS, so no trusted KEK: refused with HK1201 (tested above).
+        let (exit, e) = t.json_err(t.cmd().args([
+            "--so-pin-source",
+            "empty",
+            "key",
+            "generate",
+            "--label",
+            "tk",
+            "--kek",
+            "--trusted",
+        ]));
+        assert_eq!((exit, code(&e)), (5, "HK1201"));
+        return;
+    }
+    t.json_with_so(&["key", "generate", "--label", "tk", "--kek", "--trusted"]);
+    t.json(&["key", "generate", "--label", "plain-kek", "--kek"]);
+    t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "crown",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "trusted",
+    ]);
+    t.with_session(|s| {
+        let find = |label: &str| {
+            s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                .unwrap()[0]
+        };
+        let (tk, plain, crown) = (find("tk"), find("plain-kek"), find("crown"));
+        // The trusted key wraps only under the trusted KEK.
+        assert!(s.wrap_key(&Mechanism::AesKeyWrap, plain, crown).is_err());
+        let blob = s.wrap_key(&Mechanism::AesKeyWrap, tk, crown).unwrap();
+        let base = |sensitive: bool, wwt: bool| {
+            vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Sensitive(sensitive),
+                Attribute::Extractable(true),
+                Attribute::WrapWithTrusted(wwt),
+            ]
+        };
+        assert!(
+            s.unwrap_key(&Mechanism::AesKeyWrap, tk, &blob, &base(false, true))
+                .is_err(),
+            "a non-sensitive copy must be refused"
+        );
+        assert!(
+            s.unwrap_key(&Mechanism::AesKeyWrap, tk, &blob, &base(true, false))
+                .is_err(),
+            "a copy wrappable by untrusted keys must be refused"
+        );
+        let copy = s
+            .unwrap_key(&Mechanism::AesKeyWrap, tk, &blob, &base(true, true))
+            .expect("a copy as strong as the original is allowed");
+        s.destroy_object(copy).unwrap();
+        // An ordinary KEK also refuses to unwrap into a non-sensitive key.
+        let value = vec![5u8; 16];
+        let known = s
+            .create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Extractable(true),
+                Attribute::Value(value),
+            ])
+            .unwrap();
+        let blob = s.wrap_key(&Mechanism::AesKeyWrap, plain, known).unwrap();
+        assert!(s
+            .unwrap_key(&Mechanism::AesKeyWrap, plain, &blob, &base(false, false))
+            .is_err());
+    });
+}
+
+#[test]
+fn rsa_pairs_have_no_recover_usages() {
+    let t = TestToken::new();
+    t.json(&["key", "generate", "--label", "r", "--type", "rsa-2048"]);
+    t.with_session(|s| {
+        for h in s.find_objects(&[Attribute::Label(b"r".to_vec())]).unwrap() {
+            let attrs = s
+                .get_attributes(
+                    h,
+                    &[AttributeType::SignRecover, AttributeType::VerifyRecover],
+                )
+                .unwrap();
+            for a in attrs {
+                match a {
+                    Attribute::SignRecover(b) | Attribute::VerifyRecover(b) => assert!(!b),
+                    _ => {}
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn rotating_a_trusted_kek_uses_the_so_session() {
+    let t = TestToken::new();
+    if t.kind == Kind::Nss {
+        return; // no trusted keys on NSS (see trusted_kek_needs_the_so_pin)
+    }
+    t.json_with_so(&["key", "generate", "--label", "tk", "--kek", "--trusted"]);
+    let v2 = t.json_with_so(&["key", "rotate", "tk"]);
+    assert_eq!(only(&v2)["label"], "tk@v2");
+    assert_eq!(only(&v2)["trusted"], true);
+    // Without the SO PIN the rotation is refused with the SO PIN error.
+    let (exit, e) = t.json_err(t.cmd().args(["key", "rotate", "tk"]));
+    assert_eq!((exit, code(&e)), (4, "HK1103"));
+    assert_eq!(e["context"]["user"], "SO");
+}
+
+#[test]
+fn key_uri_selects_its_token_and_refuses_another() {
+    let t = TestToken::new();
+    t.json(&["key", "generate", "--label", "k", "--type", "aes-128"]);
+    let uri = only(&t.json(&["key", "show", "k"]))["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(only(&t.json(&["key", "show", &uri]))["label"], "k");
+    let other = uri.replace("serial=", "serial=ff");
+    let (exit, e) = t.json_err(t.cmd().args(["key", "show", &other]));
+    assert!(
+        matches!((exit, code(&e)), (3, "HK1003") | (2, "HK1007")),
+        "{e}"
+    );
+}
+
+#[test]
+fn pins_in_uris_are_never_echoed() {
+    let t = TestToken::new();
+    let (exit, e) =
+        t.json_err(
+            t.cmd()
+                .args(["key", "show", "pkcs11:object=nope?pin-value=s3cr3t"]),
+        );
+    assert_eq!((exit, code(&e)), (3, "HK1004"));
+    assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    let (_, e) = t.json_err(
+        t.cmd()
+            .args(["key", "show", "pkcs11:pin-value=s3cr3t;object=x"]),
+    );
+    assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    let (_, e) =
+        t.json_err(
+            t.cmd()
+                .args(["--token", "pkcs11:token=zz?pin-value=s3cr3t", "key", "list"]),
+        );
+    assert!(!e.to_string().contains("s3cr3t"), "{e}");
+}
+
+#[test]
+fn usage_errors_in_json_name_the_missing_argument() {
+    let t = TestToken::new();
+    let (exit, e) = t.json_err(t.cmd().args(["key", "generate", "--type", "aes-128"]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+    assert!(e["message"].as_str().unwrap().contains("--label"), "{e}");
+}

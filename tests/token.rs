@@ -274,3 +274,50 @@ fn missing_module_is_reported() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("error[HK1001]"));
 }
+
+#[test]
+fn token_init_refuses_a_taken_label_and_a_bad_pin_before_changing_anything() {
+    let t = TestToken::new();
+    if t.kind == Kind::Nss {
+        return; // NSS has a single database token with a fixed label
+    }
+    let (exit, e) = t.json_err(t.cmd().env("SOPIN", common::SO_PIN).args([
+        "token",
+        "init",
+        "--label",
+        &t.label,
+        "--so-pin-source",
+        "env:SOPIN",
+    ]));
+    assert_eq!((exit, code(&e)), (8, "HK1501"));
+    if t.kind == Kind::Kryoptic {
+        // kryoptic reports no usable PIN length limits (8..0) before
+        // initialization, so hsmkey cannot refuse a short PIN up front there.
+        return;
+    }
+    let empty = TestToken::empty();
+    let (exit, e) = empty.json_err(
+        empty
+            .cmd()
+            .env("SOPIN", common::SO_PIN)
+            .env("HSMKEY_PIN", "1")
+            .args([
+                "token",
+                "init",
+                "--label",
+                "x",
+                "--so-pin-source",
+                "env:SOPIN",
+            ]),
+    );
+    assert_eq!((exit, code(&e)), (6, "HK1301"));
+    let listed = empty.json(&["token", "list"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["initialized"] == false),
+        "{listed}"
+    );
+}

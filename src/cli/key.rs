@@ -89,28 +89,40 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             };
             let usage = usage.map(|u| u.parse::<Usage>()).transpose()?;
             let policy: BackupPolicy = backup_policy.parse()?;
+            let id = id
+                .map(|hex| {
+                    parse_id(&hex).map_err(|reason| Error::BadInput {
+                        what: "--id".into(),
+                        reason,
+                    })
+                })
+                .transpose()?;
             let module = ctx.module()?;
-            let token = if trusted {
-                ctx.open_so(&module)?
-            } else {
-                ctx.open_user(&module)?
-            };
-            let id = match id {
-                Some(hex) => parse_id(&hex).map_err(|reason| Error::BadInput {
-                    what: "--id".into(),
-                    reason,
-                })?,
-                None => ops::keys::random_id(&token)?,
-            };
-            let request = GenerateSpec {
+            let mut request = GenerateSpec {
                 name: label,
-                id,
+                id: id.unwrap_or_default(),
                 spec,
                 usage,
                 policy,
                 kek,
                 trusted,
                 version: 1,
+            };
+            hsmkey::hsm::keys::effective_usage(&request)?;
+            let token = {
+                // Names and ids are checked where private objects are visible:
+                // an SO session sees only public ones.
+                let user = ctx.open_user(&module)?;
+                if request.id.is_empty() {
+                    request.id = ops::keys::random_id(&user)?;
+                }
+                ops::keys::check_available(&user, &request.name, &request.id)?;
+                if trusted {
+                    drop(user);
+                    ctx.open_so_for(&module, None)?
+                } else {
+                    user
+                }
             };
             let made = ops::keys::generate(&token, &request)?;
             render_keys(ctx, &made, "created");
@@ -121,14 +133,14 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 None => KeySelector::all(),
             };
             let module = ctx.module()?;
-            let token = ctx.open_user(&module)?;
+            let token = ctx.open_user_for(&module, Some(&selector))?;
             let keys = ops::keys::list(&token, &selector)?;
             render_keys(ctx, &keys, "");
         }
         KeyCommand::Show { key } => {
             let selector = KeySelector::parse(&key)?;
             let module = ctx.module()?;
-            let token = ctx.open_user(&module)?;
+            let token = ctx.open_user_for(&module, Some(&selector))?;
             let keys = ops::keys::show(&token, &selector)?;
             if ctx.json() {
                 print_json(&keys);
@@ -144,8 +156,18 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
         KeyCommand::Rotate { key } => {
             let selector = KeySelector::parse(&key)?;
             let module = ctx.module()?;
-            let token = ctx.open_user(&module)?;
-            let made = ops::keys::rotate(&token, &selector)?;
+            let made = {
+                let token = ctx.open_user_for(&module, Some(&selector))?;
+                ops::keys::rotate(&token, &selector)
+            };
+            // A trusted KEK can only be made by the SO: retry in an SO session.
+            let made = match made {
+                Err(Error::SoLoginRequired { .. }) => {
+                    let token = ctx.open_so_for(&module, Some(&selector))?;
+                    ops::keys::rotate(&token, &selector)?
+                }
+                other => other?,
+            };
             render_keys(ctx, &made, "created");
         }
         KeyCommand::Destroy { key, yes } => {
@@ -156,7 +178,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 });
             }
             let module = ctx.module()?;
-            let token = ctx.open_user(&module)?;
+            let token = ctx.open_user_for(&module, Some(&selector))?;
             let gone = ops::keys::destroy(&token, &selector)?;
             render_keys(ctx, &gone, "destroyed");
         }

@@ -8,6 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use hsmkey::hsm::keys::KeySelector;
 use hsmkey::hsm::pin::{PinRequest, PinRole, PinSource};
 use hsmkey::hsm::{Login, Module, Token};
 use hsmkey::{Error, Result};
@@ -109,14 +110,18 @@ fn clap_failure(e: clap::Error, json: bool) -> ExitCode {
         }
         _ => {
             if json {
-                let msg = e.render().to_string();
-                let first = msg
+                let rendered = e.render().to_string();
+                let message = rendered
                     .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ");
+                    .take_while(|l| {
+                        !l.starts_with("Usage:") && !l.starts_with("For more information")
+                    })
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let err = Error::Usage {
-                    message: first.to_string(),
+                    message: message.trim_start_matches("error: ").to_string(),
                 };
                 report_error(&err, true);
             } else {
@@ -241,16 +246,44 @@ impl Context {
 
     /// Select the token and log in as the user.
     pub(crate) fn open_user<'m>(&self, module: &'m Module) -> Result<Token<'m>> {
-        let slot = module.select_token(self.global.token.as_deref())?;
+        self.open_user_for(module, None)
+    }
+
+    /// Like [`Context::open_user`]; without --token, a key URI's token
+    /// attributes (`pkcs11:token=prod;object=k`) choose the token.
+    pub(crate) fn open_user_for<'m>(
+        &self,
+        module: &'m Module,
+        key: Option<&KeySelector>,
+    ) -> Result<Token<'m>> {
+        let slot = module.select_token(self.selector_for(key).as_deref())?;
         let pin = self.user_pin()?;
         module.open(slot, Login::User(&pin))
     }
 
     /// Select the token and log in as the Security Officer.
-    pub(crate) fn open_so<'m>(&self, module: &'m Module) -> Result<Token<'m>> {
-        let slot = module.select_token(self.global.token.as_deref())?;
+    pub(crate) fn open_so_for<'m>(
+        &self,
+        module: &'m Module,
+        key: Option<&KeySelector>,
+    ) -> Result<Token<'m>> {
+        let slot = module.select_token(self.selector_for(key).as_deref())?;
         let pin = self.so_pin()?;
         module.open(slot, Login::SecurityOfficer(&pin))
+    }
+
+    fn selector_for(&self, key: Option<&KeySelector>) -> Option<String> {
+        match (&self.global.token, key.and_then(|k| k.token.as_ref())) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(uri)) => {
+                let mut token_only = uri.clone();
+                token_only.object = None;
+                token_only.id = None;
+                token_only.object_type = None;
+                Some(token_only.to_string())
+            }
+            (None, None) => None,
+        }
     }
 
     pub(crate) fn token_selector(&self) -> Option<&str> {

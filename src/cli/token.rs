@@ -15,8 +15,8 @@ pub enum TokenCommand {
     /// Initialize a fresh token: sets the label, the SO PIN and the user PIN.
     ///
     /// Takes the first slot without an initialized token (SoftHSM2 always offers
-    /// one), or --slot. The SO PIN comes from --so-pin-source, the user PIN from
-    /// --pin-source. Erases whatever the slot held.
+    /// one), or --slot; never an initialized one. The SO PIN comes from
+    /// --so-pin-source (NSS softokn: `empty`), the user PIN from --pin-source.
     Init {
         /// Token label, 1 to 32 bytes.
         #[arg(long)]
@@ -85,6 +85,15 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
             }
         }
         TokenCommand::Init { label, slot } => {
+            if module
+                .tokens()?
+                .iter()
+                .any(|t| t.initialized && t.label == label)
+            {
+                return Err(Error::AlreadyExists {
+                    what: format!("a token labelled '{label}'"),
+                });
+            }
             let free = module.uninitialized_slots()?;
             let chosen =
                 match slot {
@@ -102,6 +111,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
                 };
             let so_pin = ctx.so_pin()?;
             let user_pin = ctx.user_pin()?;
+            module.check_pin_length(chosen, &user_pin)?;
             module.init_token(chosen, &label, &so_pin, &user_pin)?;
             // SoftHSM moves a freshly initialized token to a new slot id, so
             // look for the label first; NSS softokn keeps its slot but ignores
@@ -130,6 +140,9 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
             }
         }
         TokenCommand::Mechanisms { require } => {
+            for capability in &require {
+                probe::check_capability_name(capability)?;
+            }
             let token = ctx.open_user(&module)?;
             let caps = probe::probe(&token)?;
             for capability in &require {

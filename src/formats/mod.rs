@@ -1,5 +1,7 @@
 //! Pure data layouts, one module per format: no token, no paths, only
-//! `Read`/`Write` and bytes. The native backup bundle and the BYOK formats land
-//! here (docs/FORMAT.md, docs/BYOK.md).
+//! `Read`/`Write` and bytes.
 
+pub mod bundle;
 pub mod id;
+pub mod password;
+pub mod spki;

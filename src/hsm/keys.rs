@@ -386,9 +386,9 @@ pub fn effective_usage(spec: &GenerateSpec) -> Result<Usage> {
             ),
         });
     }
-    if spec.trusted && !usage.wrap {
+    if spec.trusted && !spec.kek {
         return Err(Error::Usage {
-            message: "--trusted marks a wrapping key; give --kek or a usage with wrap".into(),
+            message: "--trusted marks a key-encryption key: use it with --kek".into(),
         });
     }
     Ok(usage)
@@ -396,6 +396,30 @@ pub fn effective_usage(spec: &GenerateSpec) -> Result<Usage> {
 
 /// Create a key (or key pair) in the token.
 pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
+    // SoftHSM 2.6.1 can leave an empty, label-less object behind when a
+    // generation fails; note which exist now so a failure can remove its own.
+    let unlabelled_before = unlabelled(token);
+    let made = generate_inner(token, spec);
+    if made.is_err() {
+        if let Ok(before) = unlabelled_before {
+            for h in unlabelled(token).unwrap_or_default() {
+                if !before.contains(&h) {
+                    let _ = token.session().destroy_object(h);
+                }
+            }
+        }
+    }
+    made
+}
+
+fn unlabelled(token: &Token<'_>) -> Result<Vec<ObjectHandle>> {
+    token
+        .session()
+        .find_objects(&[Attribute::Label(Vec::new())])
+        .map_err(|e| Error::pkcs11("find objects", e))
+}
+
+fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
     let usage = effective_usage(spec)?;
     let label = versioned_label(&spec.name, spec.version);
     let session = token.session();
@@ -442,7 +466,37 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 Attribute::Unwrap(usage.unwrap),
                 Attribute::Derive(usage.derive),
             ]);
-            vec![session.generate_key(&mech, &t).map_err(map)?]
+            if usage.unwrap {
+                // Whatever is unwrapped under this key must stay sensitive, and
+                // under a trusted key must stay wrappable only by trusted keys:
+                // otherwise the user PIN alone could wrap a `trusted` key and
+                // unwrap it again as a readable one (docs/KEYS.md).
+                let mut unwrap_template = vec![Attribute::Sensitive(true)];
+                if spec.trusted {
+                    unwrap_template.push(Attribute::WrapWithTrusted(true));
+                }
+                let number = if kt == CkKeyType::AES { 0x1080 } else { 0x0350 };
+                let raw = token.module().raw();
+                let handle = raw
+                    .generate_key_with_unwrap_template(
+                        session.handle(),
+                        &super::raw::RawMechanism {
+                            mechanism: number,
+                            parameter: None,
+                        },
+                        &t,
+                        &unwrap_template,
+                    )
+                    .map_err(|rv| {
+                        map(cryptoki::error::Error::Pkcs11(
+                            rv,
+                            cryptoki::context::Function::GenerateKey,
+                        ))
+                    })?;
+                vec![super::raw::object_handle(handle)]
+            } else {
+                vec![session.generate_key(&mech, &t).map_err(map)?]
+            }
         }
         KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
             let bits: u64 = match spec.spec {
@@ -458,7 +512,7 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 Attribute::ModulusBits(bits.into()),
                 Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
             ];
-            let (public, private) = pair_usage(public, common_private(spec, &label), &usage);
+            let (public, private) = pair_usage(public, common_private(spec, &label), &usage, true);
             let (pubh, privh) = session
                 .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
                 .map_err(map)?;
@@ -476,7 +530,7 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 Attribute::Id(spec.id.clone()),
                 Attribute::EcParams(oid.to_vec()),
             ];
-            let (public, private) = pair_usage(public, common_private(spec, &label), &usage);
+            let (public, private) = pair_usage(public, common_private(spec, &label), &usage, false);
             let (pubh, privh) = session
                 .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
                 .map_err(map)?;
@@ -492,6 +546,7 @@ fn pair_usage(
     mut public: Vec<Attribute>,
     mut private: Vec<Attribute>,
     usage: &Usage,
+    is_rsa: bool,
 ) -> (Vec<Attribute>, Vec<Attribute>) {
     public.extend([
         Attribute::Encrypt(usage.encrypt),
@@ -499,6 +554,11 @@ fn pair_usage(
         Attribute::Wrap(usage.wrap),
         Attribute::Derive(false),
     ]);
+    // SoftHSM turns the recover variants on for RSA when they are left out.
+    if is_rsa {
+        public.push(Attribute::VerifyRecover(false));
+        private.push(Attribute::SignRecover(false));
+    }
     private.extend([
         Attribute::Decrypt(usage.decrypt),
         Attribute::Sign(usage.sign),
@@ -519,8 +579,10 @@ pub struct KeySelector {
     pub label: Option<String>,
     pub id: Option<Vec<u8>>,
     pub object_type: Option<ObjectType>,
-    /// The text the operator typed, for messages.
+    /// The text the operator typed, for messages (redacted).
     pub shown: String,
+    /// Token attributes of a key URI (`pkcs11:token=...;object=...`).
+    pub token: Option<Pkcs11Uri>,
 }
 
 impl KeySelector {
@@ -532,7 +594,8 @@ impl KeySelector {
                 label: uri.object.clone(),
                 id: uri.id.clone(),
                 object_type: uri.object_type,
-                shown: s.to_string(),
+                token: uri.has_token_attributes().then_some(uri),
+                shown: super::redact(s),
             })
         } else if s.is_empty() {
             Err(Error::Usage {
@@ -541,9 +604,8 @@ impl KeySelector {
         } else {
             Ok(KeySelector {
                 label: Some(s.to_string()),
-                id: None,
-                object_type: None,
                 shown: s.to_string(),
+                ..KeySelector::default()
             })
         }
     }
@@ -636,6 +698,16 @@ fn key_type_name(k: CkKeyType) -> String {
 /// Find every key object (secret, private, public) the selector names, in a
 /// stable order: by name, then version, then class.
 pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandle>> {
+    if let Some(uri) = &selector.token {
+        if !super::token_matches(uri, token.slot(), token.summary()) {
+            return Err(Error::Usage {
+                message: format!(
+                    "the key URI names another token than the one selected ({}); drop --token or make them agree",
+                    token.summary().uri
+                ),
+            });
+        }
+    }
     let session = token.session();
     let classes: Vec<ObjectClass> = match selector.object_type {
         Some(ObjectType::SecretKey) => vec![ObjectClass::SECRET_KEY],
@@ -916,7 +988,11 @@ pub fn kcv(
     }
     (
         "unavailable".into(),
-        "the token keeps no CKA_CHECK_VALUE and the key may not encrypt".into(),
+        if key_type == Some(CkKeyType::AES) && can_encrypt {
+            "the token keeps no CKA_CHECK_VALUE and refused AES-ECB with this key".into()
+        } else {
+            "the token keeps no CKA_CHECK_VALUE and the key may not encrypt".into()
+        },
     )
 }
 

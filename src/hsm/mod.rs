@@ -81,7 +81,8 @@ impl Module {
                     tried: DEFAULT_MODULE_PATHS.iter().map(|s| s.to_string()).collect(),
                 })?,
         };
-        if !Path::new(&path).exists() {
+        // A bare file name is left to the dynamic loader's search path.
+        if path.contains('/') && !Path::new(&path).exists() {
             return Err(Error::ModuleLoad {
                 path,
                 reason: "no such file".into(),
@@ -197,7 +198,9 @@ impl Module {
                 matches.push((slot, summary));
             }
         }
-        let shown = selector.unwrap_or("(no --token given)").to_string();
+        let shown = selector
+            .map(redact)
+            .unwrap_or_else(|| "(no --token given)".to_string());
         match matches.len() {
             0 => Err(Error::TokenNotFound { selector: shown }),
             1 => Ok(matches.remove(0).0),
@@ -222,6 +225,31 @@ impl Module {
             }
         }
         Ok(out)
+    }
+
+    /// Refuse a user PIN outside the token's length limits before anything is
+    /// changed: a failed C_InitPIN after C_InitToken would leave a token
+    /// without a user PIN.
+    pub fn check_pin_length(&self, slot: Slot, pin: &SecretString) -> Result<()> {
+        use secrecy::ExposeSecret;
+        let info = self
+            .pkcs11
+            .get_token_info(slot)
+            .map_err(|e| Error::pkcs11("read token information", e))?;
+        let len = pin.expose_secret().len();
+        let (min, max) = (info.min_pin_length(), info.max_pin_length());
+        // Some tokens report nonsense before initialization (kryoptic: 8..0);
+        // only limits that make sense are enforced.
+        if max == 0 || min > max {
+            return Ok(());
+        }
+        if len < min || len > max {
+            return Err(Error::BadInput {
+                what: "user PIN".into(),
+                reason: format!("it has {len} characters; this token takes {min} to {max}"),
+            });
+        }
+        Ok(())
     }
 
     /// C_InitToken then C_InitPIN: a usable token with both PINs set.
@@ -325,13 +353,24 @@ fn so_error(action: &str, e: cryptoki::error::Error) -> Error {
 /// Parse a URI, turning its error into the crate's error.
 pub fn parse_uri(s: &str) -> Result<Pkcs11Uri> {
     Pkcs11Uri::parse(s).map_err(|e| Error::MalformedUri {
-        // The query may hold a pin-value: never echo it.
-        uri: s.split('?').next().unwrap_or_default().to_string(),
+        uri: redact(s),
         reason: e.to_string(),
     })
 }
 
-fn token_matches(uri: &Pkcs11Uri, slot: Slot, t: &TokenSummary) -> bool {
+/// What may be echoed of a token or key argument in messages: a URI loses its
+/// query (where PINs live), and one that mentions pin-value anywhere is withheld.
+pub fn redact(s: &str) -> String {
+    if !Pkcs11Uri::looks_like_uri(s) {
+        return s.to_string();
+    }
+    if s.to_ascii_lowercase().contains("pin-value") {
+        return "(URI withheld: it contains a pin-value)".to_string();
+    }
+    s.split('?').next().unwrap_or_default().to_string()
+}
+
+pub(crate) fn token_matches(uri: &Pkcs11Uri, slot: Slot, t: &TokenSummary) -> bool {
     let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
     eq(&uri.token, &t.label)
         && eq(&uri.manufacturer, &t.manufacturer)
@@ -364,5 +403,17 @@ impl<'m> Token<'m> {
 
     pub fn summary(&self) -> &TokenSummary {
         &self.summary
+    }
+
+    /// Whether this session is logged in as the Security Officer.
+    pub fn is_so(&self) -> Result<bool> {
+        let info = self
+            .session
+            .get_session_info()
+            .map_err(|e| Error::pkcs11("read session information", e))?;
+        Ok(matches!(
+            info.session_state(),
+            cryptoki::session::SessionState::RwSecurityOfficer
+        ))
     }
 }

@@ -137,6 +137,29 @@ pub struct Capabilities {
     pub aes_key_wrap_pad_is: String,
 }
 
+/// The names `--require` accepts.
+pub const CAPABILITY_NAMES: [&str; 5] = [
+    "rfc3394",
+    "rfc5649",
+    "oaep-sha1",
+    "oaep-sha256",
+    "rsa-aes-key-wrap",
+];
+
+/// Refuse an unknown capability name before any probing.
+pub fn check_capability_name(name: &str) -> Result<()> {
+    if CAPABILITY_NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(Error::Usage {
+            message: format!(
+                "unknown capability '{name}': use {}",
+                CAPABILITY_NAMES.join(", ")
+            ),
+        })
+    }
+}
+
 impl Capabilities {
     /// Succeed when the token has `capability`; otherwise the capability error
     /// that names it.

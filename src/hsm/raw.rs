@@ -22,8 +22,8 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags};
 use cryptoki::error::{Rv, RvError};
 use cryptoki::object::Attribute;
 use cryptoki_sys::{
-    CKR_OK, CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_OBJECT_HANDLE,
-    CK_RV, CK_ULONG,
+    CKA_UNWRAP_TEMPLATE, CKR_OK, CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO,
+    CK_OBJECT_HANDLE, CK_RV, CK_ULONG,
 };
 
 /// A raw view of the module's function list.
@@ -223,6 +223,48 @@ impl RawModule {
                 unwrapping_key as CK_OBJECT_HANDLE,
                 wrapped.as_ptr() as *mut _,
                 wrapped.len() as CK_ULONG,
+                attrs.as_mut_ptr(),
+                attrs.len() as CK_ULONG,
+                &mut handle,
+            )
+        };
+        check(rv)?;
+        Ok(handle as u64)
+    }
+}
+
+impl RawModule {
+    /// C_GenerateKey with a CKA_UNWRAP_TEMPLATE, which cryptoki 0.12 cannot
+    /// express (it has no attribute-array attributes). Keys unwrapped under
+    /// the new key must then match `unwrap_template`: this is what stops a
+    /// user from unwrapping a blob as a non-sensitive key (docs/KEYS.md).
+    pub fn generate_key_with_unwrap_template(
+        &self,
+        session: u64,
+        mechanism: &RawMechanism<'_>,
+        template: &[Attribute],
+        unwrap_template: &[Attribute],
+    ) -> Result<u64, RvError> {
+        let f = self
+            .functions()
+            .C_GenerateKey
+            .ok_or(RvError::FunctionNotSupported)?;
+        let mut mech = mechanism.to_ck();
+        let mut inner: Vec<CK_ATTRIBUTE> = unwrap_template.iter().map(CK_ATTRIBUTE::from).collect();
+        let mut attrs: Vec<CK_ATTRIBUTE> = template.iter().map(CK_ATTRIBUTE::from).collect();
+        attrs.push(CK_ATTRIBUTE {
+            type_: CKA_UNWRAP_TEMPLATE,
+            pValue: inner.as_mut_ptr() as *mut _,
+            ulValueLen: (inner.len() * std::mem::size_of::<CK_ATTRIBUTE>()) as CK_ULONG,
+        });
+        let mut handle: CK_OBJECT_HANDLE = 0;
+        // SAFETY: `attrs` and `inner` (which the array attribute points to)
+        // and the values they borrow from the templates outlive the call; the
+        // token only reads them.
+        let rv = unsafe {
+            f(
+                session as _,
+                &mut mech,
                 attrs.as_mut_ptr(),
                 attrs.len() as CK_ULONG,
                 &mut handle,

@@ -87,8 +87,8 @@ impl FromStr for ObjectType {
 
 /// Why a string is not an acceptable PKCS#11 URI.
 ///
-/// No variant carries an attribute value, so an error can never echo a
-/// `pin-value` back to a log or terminal.
+/// Errors about `pin-value` never carry its value; errors about other
+/// attributes (type, slot-id, library-version) may quote the offending value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UriError {
     #[error("The URI does not start with the \"pkcs11:\" scheme.")]

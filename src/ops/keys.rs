@@ -7,20 +7,25 @@ use crate::hsm::Token;
 /// Create a key (or key pair) and describe what was created. Refuses a name
 /// that already exists: a second version is made with `rotate`.
 pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Vec<KeyInfo>> {
-    keys::validate_name(&spec.name)?;
     keys::effective_usage(spec)?;
-    let existing = keys::find(token, &KeySelector::parse(&spec.name)?)?;
-    if !existing.is_empty() {
-        return Err(Error::AlreadyExists {
-            what: format!("a key named '{}'", spec.name),
-        });
-    }
-    ensure_id_unused(token, &spec.id)?;
+    check_available(token, &spec.name, &spec.id)?;
     let made = keys::generate(token, spec)?;
     made.handles
         .iter()
         .map(|h| keys::describe(token, *h))
         .collect()
+}
+
+/// Refuse a name that is taken (any version) or an id in use, before anything
+/// is created.
+pub fn check_available(token: &Token<'_>, name: &str, id: &[u8]) -> Result<()> {
+    keys::validate_name(name)?;
+    if !keys::find(token, &KeySelector::parse(name)?)?.is_empty() {
+        return Err(Error::AlreadyExists {
+            what: format!("a key named '{name}'"),
+        });
+    }
+    ensure_id_unused(token, id)
 }
 
 /// Refuse an id that any key on the token already has: NSS softokn silently
@@ -87,6 +92,11 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
             detail: "only the public half of this key is on the token".into(),
             alternatives: String::new(),
         })?;
+    if latest.trusted == Some(true) && !token.is_so()? {
+        return Err(Error::SoLoginRequired {
+            what: format!("making a new version of the trusted key '{}'", latest.name),
+        });
+    }
     // Rotation follows the whole family, so later versions are found by name.
     let family = show(token, &KeySelector::parse(&latest.name)?)?;
     let next = family.iter().map(|k| k.version).max().unwrap_or(1) + 1;
@@ -115,7 +125,7 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
         spec: keys::spec_of(latest)?,
         usage: Some(usage),
         policy,
-        kek: false,
+        kek: latest.trusted == Some(true),
         trusted: latest.trusted == Some(true),
         version: next,
     };

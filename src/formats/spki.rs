@@ -1,0 +1,148 @@
+//! Public keys as SubjectPublicKeyInfo (DER and PEM): what `key public` writes
+//! and what `backup --recipient` and BYOK read. Public data only.
+
+use der::asn1::{BitString, ObjectIdentifier, OctetString};
+use der::{Any, Decode, Encode};
+use rsa::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use rsa::{BigUint, RsaPublicKey};
+use sha2::{Digest, Sha256};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// An RSA public key read from a file.
+#[derive(Debug, Clone)]
+pub struct RsaPublic {
+    /// Big-endian, no leading zeros.
+    pub modulus: Vec<u8>,
+    pub public_exponent: Vec<u8>,
+    pub bits: u32,
+    /// The SubjectPublicKeyInfo DER, re-encoded canonically.
+    pub spki_der: Vec<u8>,
+}
+
+impl RsaPublic {
+    /// SHA-256 of the SPKI DER, hex: how bundles name their recipient.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(&self.spki_der))
+    }
+}
+
+/// Build the SPKI of an RSA key from its modulus and exponent.
+pub fn rsa_from_parts(modulus: &[u8], public_exponent: &[u8]) -> Result<RsaPublic, String> {
+    let key = RsaPublicKey::new(
+        BigUint::from_bytes_be(modulus),
+        BigUint::from_bytes_be(public_exponent),
+    )
+    .map_err(|e| format!("not a valid RSA public key: {e}"))?;
+    rsa_public(&key)
+}
+
+fn rsa_public(key: &RsaPublicKey) -> Result<RsaPublic, String> {
+    let spki_der = key
+        .to_public_key_der()
+        .map_err(|e| format!("cannot encode the public key: {e}"))?
+        .as_bytes()
+        .to_vec();
+    Ok(RsaPublic {
+        modulus: key.n().to_bytes_be(),
+        public_exponent: key.e().to_bytes_be(),
+        bits: u32::try_from(key.n().bits()).unwrap_or(u32::MAX),
+        spki_der,
+    })
+}
+
+/// Read an RSA public key: PEM ("PUBLIC KEY" or "RSA PUBLIC KEY"), DER SPKI,
+/// or base64 of DER SPKI (as the AWS CLI prints PublicKey).
+pub fn parse_rsa_public(bytes: &[u8]) -> Result<RsaPublic, String> {
+    let text = std::str::from_utf8(bytes).ok().map(str::trim);
+    let key = if let Some(t) = text.filter(|t| t.starts_with("-----BEGIN")) {
+        if t.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            RsaPublicKey::from_pkcs1_pem(t).map_err(|e| format!("invalid PKCS#1 PEM: {e}"))?
+        } else {
+            RsaPublicKey::from_public_key_pem(t)
+                .map_err(|e| format!("invalid PEM public key: {e}"))?
+        }
+    } else if bytes.first() == Some(&0x30) {
+        RsaPublicKey::from_public_key_der(bytes)
+            .map_err(|e| format!("invalid DER public key: {e}"))?
+    } else if let Some(t) = text {
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(t.split_whitespace().collect::<String>())
+            .map_err(|_| "neither PEM, DER nor base64 DER".to_string())?;
+        RsaPublicKey::from_public_key_der(&der)
+            .map_err(|e| format!("invalid DER public key: {e}"))?
+    } else {
+        return Err("neither PEM, DER nor base64 DER".into());
+    };
+    rsa_public(&key)
+}
+
+/// The SPKI DER of an EC key from CKA_EC_PARAMS (curve OID, DER) and
+/// CKA_EC_POINT (DER OCTET STRING around the point, or the raw point).
+pub fn ec_spki_der(ec_params: &[u8], ec_point: &[u8]) -> Result<Vec<u8>, String> {
+    let point = match OctetString::from_der(ec_point) {
+        Ok(os) => os.as_bytes().to_vec(),
+        Err(_) => ec_point.to_vec(),
+    };
+    let parameters = Any::from_der(ec_params).map_err(|e| format!("bad EC parameters: {e}"))?;
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: ID_EC_PUBLIC_KEY,
+            parameters: Some(parameters),
+        },
+        subject_public_key: BitString::from_bytes(&point).map_err(|e| e.to_string())?,
+    };
+    spki.to_der().map_err(|e| e.to_string())
+}
+
+/// PEM ("PUBLIC KEY") of an SPKI DER.
+pub fn spki_pem(der: &[u8]) -> Result<String, String> {
+    der::pem::encode_string("PUBLIC KEY", LineEnding::LF, der).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_round_trips_through_pem_der_and_base64() {
+        let mut modulus = vec![0xC5u8; 256];
+        modulus[255] = 0x01;
+        let key = rsa_from_parts(&modulus, &[1, 0, 1]).unwrap();
+        assert_eq!(key.bits, 2048);
+        let pem = spki_pem(&key.spki_der).unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let from_pem = parse_rsa_public(pem.as_bytes()).unwrap();
+        assert_eq!(from_pem.modulus, modulus);
+        assert_eq!(from_pem.public_exponent, vec![1, 0, 1]);
+        let from_der = parse_rsa_public(&key.spki_der).unwrap();
+        assert_eq!(from_der.fingerprint(), key.fingerprint());
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&key.spki_der);
+        assert_eq!(parse_rsa_public(b64.as_bytes()).unwrap().modulus, modulus);
+        assert!(
+            parse_rsa_public(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .is_err()
+        );
+        assert!(parse_rsa_public(b"hello world").is_err());
+    }
+
+    #[test]
+    fn ec_spki_wraps_the_point() {
+        let params = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+        let mut point = vec![0x04];
+        point.extend([7u8; 64]);
+        let mut der_point = vec![0x04, 65];
+        der_point.extend(&point);
+        let a = ec_spki_der(&params, &der_point).unwrap();
+        let b = ec_spki_der(&params, &point).unwrap();
+        assert_eq!(a, b);
+        let parsed = SubjectPublicKeyInfoOwned::from_der(&a).unwrap();
+        assert_eq!(parsed.algorithm.oid, ID_EC_PUBLIC_KEY);
+        assert_eq!(parsed.subject_public_key.raw_bytes(), &point[..]);
+    }
+}

@@ -30,6 +30,8 @@ pub enum ExitClass {
     Token,
     /// The operation would overwrite or duplicate something that exists.
     Conflict,
+    /// The operator interrupted the operation (Ctrl-C); everything was rolled back.
+    Interrupted,
 }
 
 impl ExitClass {
@@ -44,6 +46,7 @@ impl ExitClass {
             ExitClass::BadInput => 6,
             ExitClass::Token => 7,
             ExitClass::Conflict => 8,
+            ExitClass::Interrupted => 130,
         }
     }
 }
@@ -85,6 +88,8 @@ pub enum Error {
     SoLoginRequired { what: String },
     #[error("The user PIN of this token is not initialized.")]
     UserPinNotInitialized { token: String },
+    #[error("The bundle cannot be opened with this {what}: {reason}")]
+    WrongUnwrapKey { what: String, reason: String },
 
     // HK12xx: capability
     #[error("The token cannot do {capability}.")]
@@ -99,6 +104,13 @@ pub enum Error {
     // HK13xx: bad input
     #[error("Invalid {what}: {reason}")]
     BadInput { what: String, reason: String },
+
+    #[error("The backup is damaged or was altered: {reason}")]
+    BundleCorrupt { reason: String },
+    #[error("The backup uses a format this hsmkey does not read: {reason}")]
+    UnsupportedFormat { reason: String },
+    #[error("The password does not meet the backup password rule: {reason}")]
+    BadPassword { reason: String },
 
     // HK14xx: token failures not otherwise classified
     #[error("{function} failed with {rv}.")]
@@ -121,6 +133,8 @@ pub enum Error {
     },
     #[error("Internal error: {0}")]
     Internal(String),
+    #[error("Interrupted: {what}")]
+    Interrupted { what: String },
 }
 
 impl Error {
@@ -140,13 +154,18 @@ impl Error {
             Error::PinInArgv { .. } => "HK1104",
             Error::SoLoginRequired { .. } => "HK1105",
             Error::UserPinNotInitialized { .. } => "HK1106",
+            Error::WrongUnwrapKey { .. } => "HK1107",
             Error::NotCapable { .. } => "HK1201",
             Error::PolicyRefused { .. } => "HK1202",
             Error::BadInput { .. } => "HK1301",
+            Error::BundleCorrupt { .. } => "HK1302",
+            Error::UnsupportedFormat { .. } => "HK1303",
+            Error::BadPassword { .. } => "HK1304",
             Error::Pkcs11 { .. } => "HK1401",
             Error::AlreadyExists { .. } => "HK1501",
             Error::Io { .. } => "HK1901",
             Error::Internal(_) => "HK1902",
+            Error::Interrupted { .. } => "HK1903",
         }
     }
 
@@ -165,12 +184,17 @@ impl Error {
             | Error::PinLocked { .. }
             | Error::PinUnavailable { .. }
             | Error::SoLoginRequired { .. }
-            | Error::UserPinNotInitialized { .. } => ExitClass::Auth,
+            | Error::UserPinNotInitialized { .. }
+            | Error::WrongUnwrapKey { .. } => ExitClass::Auth,
             Error::NotCapable { .. } | Error::PolicyRefused { .. } => ExitClass::NotCapable,
-            Error::BadInput { .. } => ExitClass::BadInput,
+            Error::BadInput { .. }
+            | Error::BundleCorrupt { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::BadPassword { .. } => ExitClass::BadInput,
             Error::Pkcs11 { .. } => ExitClass::Token,
             Error::AlreadyExists { .. } => ExitClass::Conflict,
             Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
+            Error::Interrupted { .. } => ExitClass::Interrupted,
         }
     }
 
@@ -216,6 +240,13 @@ impl Error {
             Error::UserPinNotInitialized { token } => {
                 ctx.insert("token", token.clone());
             }
+            Error::WrongUnwrapKey { what, .. } => {
+                ctx.insert("key", what.clone());
+            }
+            Error::BundleCorrupt { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::BadPassword { .. } => {}
+            Error::Interrupted { .. } => {}
             Error::NotCapable {
                 capability, detail, ..
             } => {
@@ -313,10 +344,23 @@ impl Error {
                 "Run again with -v for a trace; if the token reports a device error, check the HSM's own logs.".into()
             }
             Error::AlreadyExists { .. } => {
-                "Choose another label, or pass --force where the command offers it.".into()
+                "Choose another label or id; for an output file pass --force; for a restore see --on-conflict skip.".into()
             }
             Error::Io { .. } => "Check the path, its permissions and the free space.".into(),
             Error::Internal(_) => "This is a bug in hsmkey; please report it with the output of -v.".into(),
+            Error::Interrupted { .. } => "Nothing was kept: run the command again when ready.".into(),
+            Error::WrongUnwrapKey { .. } => {
+                "Use the KEK, password or recipient key the backup was made for (`hsmkey verify` shows the header); if it is the right one, the key fields of the file were altered.".into()
+            }
+            Error::BundleCorrupt { .. } => {
+                "Nothing was created. Use another copy of the backup; a bundle is accepted only if every byte is as written.".into()
+            }
+            Error::UnsupportedFormat { .. } => {
+                "Use the hsmkey version that wrote the backup (its header names it), or a newer one.".into()
+            }
+            Error::BadPassword { .. } => {
+                "Use 6 to 255 characters: letters, digits and !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ (no spaces).".into()
+            }
         }
     }
 
@@ -363,6 +407,20 @@ pub fn ckr_name(rv: cryptoki::error::RvError) -> String {
                 name.push(c.to_ascii_uppercase());
             }
             name
+        }
+    }
+}
+
+impl From<crate::formats::bundle::BundleError> for Error {
+    fn from(e: crate::formats::bundle::BundleError) -> Error {
+        use crate::formats::bundle::BundleError;
+        match e {
+            BundleError::UnsupportedVersion { .. } => Error::UnsupportedFormat {
+                reason: e.to_string(),
+            },
+            other => Error::BundleCorrupt {
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -436,6 +494,14 @@ mod tests {
                 source: std::io::Error::other("x"),
             },
             Error::Internal("x".into()),
+            Error::WrongUnwrapKey {
+                what: "w".into(),
+                reason: "r".into(),
+            },
+            Error::BundleCorrupt { reason: "r".into() },
+            Error::UnsupportedFormat { reason: "r".into() },
+            Error::BadPassword { reason: "r".into() },
+            Error::Interrupted { what: "w".into() },
         ];
         let mut seen = std::collections::HashSet::new();
         for e in &samples {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod formats;
 pub mod hsm;
 pub mod ops;
+pub mod output;
 
 pub use error::{Error, Result};
 

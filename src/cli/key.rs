@@ -51,6 +51,18 @@ pub enum KeyCommand {
         /// Label (all versions), NAME@vN (one version) or pkcs11: URI.
         key: String,
     },
+    /// Write the public half of a key pair as PEM (SubjectPublicKeyInfo): what
+    /// `backup --recipient` takes on the sending side.
+    Public {
+        /// Label, NAME@vN or pkcs11: URI of one version of a key pair.
+        key: String,
+        /// Output file (atomic, 0600).
+        #[arg(long, value_name = "PUB.pem")]
+        out: std::path::PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Make the next version of a key: same type, usage and backup policy, its own id.
     Rotate {
         /// The key's name or URI.
@@ -151,6 +163,32 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     text.push('\n');
                 }
                 out(&text);
+            }
+        }
+        KeyCommand::Public {
+            key,
+            out: path,
+            force,
+        } => {
+            let selector = KeySelector::parse(&key)?;
+            let module = ctx.module()?;
+            let token = ctx.open_user_for(&module, Some(&selector))?;
+            let export = ops::keys::public_pem(&token, &selector)?;
+            hsmkey::output::write_atomic(&path, export.pem.as_bytes(), force)?;
+            if ctx.json() {
+                print_json(&serde_json::json!({
+                    "label": export.label,
+                    "type": export.key_type,
+                    "out": path.display().to_string(),
+                    "spki_sha256": export.spki_sha256,
+                }));
+            } else {
+                out(&format!(
+                    "public key of {} written to {} (SHA-256 of SPKI: {})\n",
+                    export.label,
+                    path.display(),
+                    export.spki_sha256
+                ));
             }
         }
         KeyCommand::Rotate { key } => {

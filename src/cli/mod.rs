@@ -1,6 +1,7 @@
 //! The command line: clap definitions, the terminal, human and `--json` output.
 //! The only place that prints.
 
+mod backup;
 mod key;
 mod token;
 
@@ -65,9 +66,18 @@ enum Command {
     /// Tokens: list, info, init, mechanisms.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Keys: generate, list, show, rotate, destroy.
+    /// Keys: generate, list, show, public, rotate, destroy.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Back up keys (every version) into a bundle only the KEK, password or
+    /// recipient token can open. Wrapping happens in the token.
+    Backup(backup::BackupArgs),
+    /// Restore a bundle: checked whole before the first object is created,
+    /// all-or-nothing, KCVs compared after unwrap.
+    Restore(backup::RestoreArgs),
+    /// Check a bundle without creating anything: integrity, then every key
+    /// unwrapped into a session object, checked and destroyed.
+    Verify(backup::VerifyArgs),
 }
 
 /// Run the program; the exit code follows docs/ERRORS.md.
@@ -85,6 +95,9 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command {
         Command::Token(cmd) => token::run(&ctx, cmd),
         Command::Key(cmd) => key::run(&ctx, cmd),
+        Command::Backup(args) => backup::run_backup(&ctx, args),
+        Command::Restore(args) => backup::run_restore(&ctx, args),
+        Command::Verify(args) => backup::run_verify(&ctx, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -480,10 +480,7 @@ fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 let handle = raw
                     .generate_key_with_unwrap_template(
                         session.handle(),
-                        &super::raw::RawMechanism {
-                            mechanism: number,
-                            parameter: None,
-                        },
+                        &super::raw::RawMechanism::Number(number),
                         &t,
                         &unwrap_template,
                     )
@@ -722,7 +719,9 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
     };
     let mut found = Vec::new();
     for class in classes {
-        let mut template = vec![Attribute::Class(class)];
+        // Token objects only: session objects (probes, transfer keys) are
+        // this process's own scaffolding.
+        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
         if let Some(id) = &selector.id {
             template.push(Attribute::Id(id.clone()));
         }
@@ -780,6 +779,11 @@ pub fn find_required(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<Ob
 
 /// Read what matters of one object. Never asks for CKA_VALUE.
 pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
+    describe_with(token, handle, true)
+}
+
+/// [`describe`], optionally without computing the KCV (bulk selection).
+pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) -> Result<KeyInfo> {
     let wanted = [
         AttributeType::Class,
         AttributeType::KeyType,
@@ -890,7 +894,9 @@ pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
             (None, _) => "unknown".into(),
         }
     };
-    let (kcv, kcv_method) = if class == ObjectClass::SECRET_KEY {
+    let (kcv, kcv_method) = if !with_kcv {
+        ("not computed".to_string(), String::new())
+    } else if class == ObjectClass::SECRET_KEY {
         kcv(
             token,
             handle,

@@ -6,6 +6,7 @@ pub mod pin;
 pub mod probe;
 pub mod raw;
 pub mod uri;
+pub mod wrap;
 
 use std::path::Path;
 

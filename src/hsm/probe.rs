@@ -299,14 +299,14 @@ fn session_secret(
 }
 
 /// Run the known-answer test of one key-wrap mechanism.
-fn kat(token: &Token<'_>, mechanism: u64) -> Result<std::result::Result<WrapAlgorithm, String>> {
+pub fn kat(
+    token: &Token<'_>,
+    mechanism: u64,
+) -> Result<std::result::Result<WrapAlgorithm, String>> {
     let session = token.session();
     let mut eph = Ephemeral::new(session);
     let raw = token.module().raw();
-    let mech = RawMechanism {
-        mechanism,
-        parameter: None,
-    };
+    let mech = RawMechanism::Number(mechanism);
     let (kek, target, expected): (_, _, Vec<(&[u8], WrapAlgorithm)>) =
         if mechanism == CKM_AES_KEY_WRAP {
             (

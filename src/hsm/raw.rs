@@ -48,26 +48,24 @@ pub struct RawMechanismInfo {
     pub flags: u64,
 }
 
-/// A mechanism with an optional parameter block, borrowed for the call.
-pub struct RawMechanism<'a> {
-    pub mechanism: u64,
-    pub parameter: Option<&'a [u8]>,
+/// A mechanism for a raw call: a bare number (for those cryptoki cannot name)
+/// or a cryptoki mechanism with its parameters, borrowed for the call.
+pub enum RawMechanism<'a> {
+    Number(u64),
+    Cryptoki(&'a cryptoki::mechanism::Mechanism<'a>),
 }
 
 impl RawMechanism<'_> {
     fn to_ck(&self) -> CK_MECHANISM {
-        match self.parameter {
-            // The token only reads the parameter; PKCS#11 types it as non-const.
-            Some(p) => CK_MECHANISM {
-                mechanism: self.mechanism as _,
-                pParameter: p.as_ptr() as *mut _,
-                ulParameterLen: p.len() as CK_ULONG,
-            },
-            None => CK_MECHANISM {
-                mechanism: self.mechanism as _,
+        match self {
+            RawMechanism::Number(n) => CK_MECHANISM {
+                mechanism: *n as _,
                 pParameter: ptr::null_mut(),
                 ulParameterLen: 0,
             },
+            // The parameter block stays owned by the borrowed Mechanism, which
+            // outlives the call.
+            RawMechanism::Cryptoki(m) => CK_MECHANISM::from(*m),
         }
     }
 }

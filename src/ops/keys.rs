@@ -147,3 +147,78 @@ pub fn destroy(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>
     keys::destroy(token, &handles)?;
     Ok(described)
 }
+
+/// The public key of a key pair, as SubjectPublicKeyInfo PEM.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublicKeyExport {
+    pub label: String,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub pem: String,
+    /// SHA-256 of the SPKI DER, hex: what recipient bundles record.
+    pub spki_sha256: String,
+}
+
+/// Export the public half of one key pair (one version).
+pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKeyExport> {
+    use crate::formats::spki;
+    use crate::hsm::wrap::{self, PublicValues};
+    use sha2::Digest;
+    let infos = show(token, selector)?;
+    let mut versions: Vec<u32> = infos.iter().map(|k| k.version).collect();
+    versions.dedup();
+    if versions.len() > 1 {
+        return Err(Error::Ambiguous {
+            what: "key version",
+            selector: selector.shown.clone(),
+            candidates: infos.iter().map(|k| k.label.clone()).collect(),
+        });
+    }
+    let pick = infos
+        .iter()
+        .find(|k| k.class == "public-key")
+        .or_else(|| {
+            infos
+                .iter()
+                .find(|k| k.class == "private-key" && k.key_type == "rsa")
+        })
+        .ok_or_else(|| Error::NotCapable {
+            capability: "exporting a public key".into(),
+            detail: format!("{} is not a key pair on this token", selector.shown),
+            alternatives: String::new(),
+        })?;
+    let key_type = match pick.key_type.as_str() {
+        "rsa" => cryptoki::object::KeyType::RSA,
+        "ec" => cryptoki::object::KeyType::EC,
+        other => {
+            return Err(Error::NotCapable {
+                capability: "exporting a public key".into(),
+                detail: format!("{other} keys"),
+                alternatives: String::new(),
+            })
+        }
+    };
+    let values = wrap::public_values(token.session(), pick.handle, key_type)?.ok_or_else(|| {
+        Error::NotCapable {
+            capability: "reading the public key".into(),
+            detail: "the token returned no public values".into(),
+            alternatives: String::new(),
+        }
+    })?;
+    let der = match values {
+        PublicValues::Rsa { modulus, exponent } => {
+            spki::rsa_from_parts(&modulus, &exponent)
+                .map_err(Error::Internal)?
+                .spki_der
+        }
+        PublicValues::Ec { params, point } => {
+            spki::ec_spki_der(&params, &point).map_err(Error::Internal)?
+        }
+    };
+    Ok(PublicKeyExport {
+        label: pick.label.clone(),
+        key_type: pick.key_type.clone(),
+        pem: spki::spki_pem(&der).map_err(Error::Internal)?,
+        spki_sha256: hex::encode(sha2::Sha256::digest(&der)),
+    })
+}

@@ -1,3 +1,4 @@
 //! Use-cases: each composes `hsm` (the token) and `formats` (the bytes).
 
+pub mod backup;
 pub mod keys;

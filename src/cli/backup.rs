@@ -1,0 +1,397 @@
+//! `hsmkey backup`, `restore`, `verify`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use hsmkey::formats::{bundle, spki};
+use hsmkey::hsm::keys::KeySelector;
+use hsmkey::hsm::wrap::OaepHash;
+use hsmkey::ops::backup::{
+    self, Input, OnConflict, Protect, RestoreOptions, RestoreReport, Selection, Unprotect,
+};
+use hsmkey::output::AtomicFile;
+use hsmkey::Error;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use super::{out, print_json, table, Context};
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// JSON Lines bundle (docs/FORMAT.md), streamable for any number of keys.
+    Bundle,
+    /// One line of text (hsmkey-blob-v1:...), for one key and all its versions.
+    Blob,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum HashArg {
+    Sha1,
+    Sha256,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ConflictArg {
+    /// Refuse the restore if any key's label or id is already on the token.
+    Fail,
+    /// Leave out keys already there (same label, id and KCV); other clashes still fail.
+    Skip,
+}
+
+/// How the backup is protected (exactly one).
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct ProtectArgs {
+    /// AES KEK present in both tokens (label or pkcs11: URI).
+    #[arg(long, value_name = "KEY")]
+    kek: Option<String>,
+    /// File whose first line is the password: 6 to 255 letters, digits and ASCII
+    /// punctuation. The key is derived with Argon2id (64 MiB, 3 passes).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// The receiving token's RSA public key (PEM or DER; `hsmkey key public` writes it).
+    #[arg(long, value_name = "PUB.pem")]
+    recipient: Option<PathBuf>,
+}
+
+/// How a backup is opened (exactly one).
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct UnprotectArgs {
+    /// The AES KEK the backup was made with.
+    #[arg(long, value_name = "KEY")]
+    kek: Option<String>,
+    /// File whose first line is the backup password.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// The RSA private key in this token that the backup was made for.
+    #[arg(long, value_name = "KEY")]
+    recipient_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    protect: ProtectArgs,
+    /// Back up every key whose backup policy allows it; the others are listed as skipped.
+    #[arg(long, conflicts_with = "keys")]
+    all: bool,
+    /// Keys to back up: a bare name takes every version. A key whose policy forbids it is an error.
+    #[arg(value_name = "KEY", required_unless_present = "all")]
+    keys: Vec<String>,
+    /// Output file (written atomically, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    force: bool,
+    /// bundle (default) or blob: a single string for one named key and its versions.
+    #[arg(long, value_enum, default_value = "bundle")]
+    format: Format,
+    /// OAEP hash for --recipient (MGF1 with the same hash). SoftHSM 2.6.1 has SHA-1 only.
+    #[arg(long, value_enum, default_value = "sha1")]
+    oaep_hash: HashArg,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The bundle or blob file.
+    file: PathBuf,
+    #[command(flatten)]
+    unprotect: UnprotectArgs,
+    /// Check everything and say what would be created; create nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// What to do when a key is already on the token.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_conflict: ConflictArg,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The bundle or blob file.
+    file: PathBuf,
+    #[command(flatten)]
+    unprotect: UnprotectArgs,
+}
+
+fn read_password(path: &PathBuf) -> hsmkey::Result<SecretString> {
+    let raw = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?);
+    let text = std::str::from_utf8(&raw).map_err(|_| Error::BadPassword {
+        reason: format!("{} is not UTF-8 text", path.display()),
+    })?;
+    Ok(SecretString::from(
+        text.lines().next().unwrap_or("").to_string(),
+    ))
+}
+
+/// A progress bar on stderr for a person at a terminal; nothing in CI, with
+/// --json or -q.
+pub(crate) struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    pub(crate) fn new(ctx: &Context, what: &'static str) -> Bar {
+        let show = std::io::stderr().is_terminal()
+            && std::env::var_os("CI").is_none()
+            && !ctx.json()
+            && !ctx.global.quiet;
+        Bar(show.then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} keys ({per_sec}, {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(what);
+            bar
+        }))
+    }
+
+    pub(crate) fn update(&mut self, done: u64, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BackupOutput<'a> {
+    out: String,
+    format: &'static str,
+    #[serde(flatten)]
+    report: &'a backup::BackupReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_blob: Option<String>,
+}
+
+pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
+    let selectors = args
+        .keys
+        .iter()
+        .map(|k| KeySelector::parse(k))
+        .collect::<hsmkey::Result<Vec<_>>>()?;
+    if args.format == Format::Blob && (args.all || selectors.len() != 1) {
+        return Err(Error::Usage {
+            message:
+                "--format blob holds one named key with all its versions: name exactly one KEY"
+                    .into(),
+        });
+    }
+    let protect = if let Some(kek) = &args.protect.kek {
+        Protect::Kek(Box::new(KeySelector::parse(kek)?))
+    } else if let Some(path) = &args.protect.password_file {
+        Protect::Password(read_password(path)?)
+    } else if let Some(path) = &args.protect.recipient {
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let public = spki::parse_rsa_public(&bytes).map_err(|reason| Error::BadInput {
+            what: format!("recipient public key {}", path.display()),
+            reason,
+        })?;
+        if public.bits < 2048 {
+            return Err(Error::BadInput {
+                what: "recipient public key".into(),
+                reason: format!("RSA-{} is too small; use 2048 bits or more", public.bits),
+            });
+        }
+        let hash = match args.oaep_hash {
+            HashArg::Sha1 => OaepHash::Sha1,
+            HashArg::Sha256 => OaepHash::Sha256,
+        };
+        Protect::Recipient { public, hash }
+    } else {
+        unreachable!("clap requires one protection")
+    };
+    let selection = if args.all {
+        Selection::All
+    } else {
+        Selection::Named(selectors)
+    };
+    // Fail before any token work if the output exists.
+    let mut file = AtomicFile::create(&args.out, args.force)?;
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let mut bar = Bar::new(ctx, "backup");
+    let (report, blob) = match args.format {
+        Format::Bundle => {
+            let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file.file());
+            let report = backup::backup(&token, &protect, &selection, &mut writer, &mut |d, t| {
+                bar.update(d, t)
+            })?;
+            writer.flush().map_err(|e| Error::Io {
+                path: args.out.display().to_string(),
+                source: e,
+            })?;
+            drop(writer);
+            (report, None)
+        }
+        Format::Blob => {
+            let mut bytes = Vec::new();
+            let report = backup::backup(&token, &protect, &selection, &mut bytes, &mut |d, t| {
+                bar.update(d, t)
+            })?;
+            let blob = bundle::encode_blob(&bytes);
+            file.file()
+                .write_all(format!("{blob}\n").as_bytes())
+                .map_err(|e| Error::Io {
+                    path: args.out.display().to_string(),
+                    source: e,
+                })?;
+            (report, Some(blob))
+        }
+    };
+    drop(bar);
+    file.commit()?;
+    if ctx.json() {
+        print_json(&BackupOutput {
+            out: args.out.display().to_string(),
+            format: match args.format {
+                Format::Bundle => "bundle",
+                Format::Blob => "blob",
+            },
+            report: &report,
+            secret_blob: blob,
+        });
+    } else {
+        let mut text = entries_table(&report.entries);
+        text.push_str(&skipped_text(&report.skipped));
+        text.push_str(&format!(
+            "{} key(s) backed up to {} ({} protection)\n",
+            report.entries.len(),
+            args.out.display(),
+            report.scheme
+        ));
+        out(&text);
+    }
+    Ok(())
+}
+
+fn entries_table(entries: &[backup::EntrySummary]) -> String {
+    if entries.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.label.clone(),
+                e.class.clone(),
+                e.key_type.clone(),
+                e.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                e.kcv.clone().unwrap_or_else(|| "-".into()),
+                e.wrap.clone(),
+            ]
+        })
+        .collect();
+    table(&["LABEL", "CLASS", "TYPE", "SIZE", "KCV", "WRAP"], &rows)
+}
+
+fn skipped_text(skipped: &[backup::Skipped]) -> String {
+    let mut text = String::new();
+    for s in skipped {
+        text.push_str(&format!(
+            "skipped {} ({}): {}\n",
+            s.label, s.class, s.reason
+        ));
+    }
+    text
+}
+
+fn unprotect(args: &UnprotectArgs) -> hsmkey::Result<Unprotect> {
+    if let Some(kek) = &args.kek {
+        Ok(Unprotect::Kek(Box::new(KeySelector::parse(kek)?)))
+    } else if let Some(path) = &args.password_file {
+        Ok(Unprotect::Password(read_password(path)?))
+    } else if let Some(key) = &args.recipient_key {
+        Ok(Unprotect::RecipientKey(Box::new(KeySelector::parse(key)?)))
+    } else {
+        unreachable!("clap requires one")
+    }
+}
+
+fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
+    if ctx.json() {
+        print_json(report);
+        return;
+    }
+    let mut text = format!(
+        "bundle from token '{}' (serial {}), made {} by {}, {} protection\n",
+        report.source.label, report.source.serial, report.created_at, report.tool, report.scheme
+    );
+    text.push_str(&entries_table(&report.entries));
+    text.push_str(&skipped_text(&report.skipped));
+    for n in &report.notes {
+        text.push_str(&format!("note: {n}\n"));
+    }
+    text.push_str(&format!("{} key(s) {verb}\n", report.entries.len()));
+    out(&text);
+}
+
+pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
+    let input = Input::open(&args.file)?;
+    let how = unprotect(&args.unprotect)?;
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let flag = cancel.clone();
+        // Ctrl-C asks the restore to stop; it then destroys what it created.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let options = RestoreOptions {
+        dry_run: args.dry_run,
+        on_conflict: match args.on_conflict {
+            ConflictArg::Fail => OnConflict::Fail,
+            ConflictArg::Skip => OnConflict::Skip,
+        },
+        cancel: &cancel,
+    };
+    let mut bar = Bar::new(ctx, "restore");
+    let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;
+    drop(bar);
+    render_restore(
+        ctx,
+        &report,
+        if args.dry_run {
+            "would be restored (dry run)"
+        } else {
+            "restored"
+        },
+    );
+    Ok(())
+}
+
+pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
+    let input = Input::open(&args.file)?;
+    let how = unprotect(&args.unprotect)?;
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let mut bar = Bar::new(ctx, "verify");
+    let report = backup::verify(&token, &input, &how, &mut |d, t| bar.update(d, t))?;
+    drop(bar);
+    render_restore(
+        ctx,
+        &report,
+        "verified (unwrapped in the token, KCVs and public halves match; nothing created)",
+    );
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! Wrapping and unwrapping in the token, and the session keys that go with
+//! it: the algorithm-to-mechanism map proved by known-answer tests, RSA-OAEP,
+//! session KEKs, MAC keys, check copies for KCVs, public halves.
+
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::probe::{self, Ephemeral, WrapAlgorithm};
+use super::raw::{self, RawMechanism};
+use super::Token;
+use crate::error::{ckr_name, Error, Result};
+
+/// Which mechanism gives which wrap algorithm on this token, proved by the
+/// known-answer tests of [`probe`].
+#[derive(Debug, Clone, Default)]
+pub struct WrapSupport {
+    pub rfc3394: Option<u64>,
+    pub rfc5649: Option<u64>,
+    pub rfc5649_zero_padded: Option<u64>,
+}
+
+impl WrapSupport {
+    /// Run the known-answer tests of the AES key-wrap mechanisms.
+    pub fn probe(token: &Token<'_>) -> Result<WrapSupport> {
+        let mut support = WrapSupport::default();
+        let raw = token.module().raw();
+        let slot = token.slot().id();
+        // Exact RFC 5649 by its own number first, so it wins over 0x210A.
+        for mech in [
+            probe::CKM_AES_KEY_WRAP,
+            probe::CKM_AES_KEY_WRAP_KWP,
+            probe::CKM_AES_KEY_WRAP_PAD,
+        ] {
+            let offered = raw.mechanism_info(slot, mech).map_err(|rv| Error::Pkcs11 {
+                function: "C_GetMechanismInfo".into(),
+                rv: ckr_name(rv),
+                action: "probe key-wrap mechanisms".into(),
+            })?;
+            if offered.is_none() {
+                continue;
+            }
+            match probe::kat(token, mech)? {
+                Ok(WrapAlgorithm::Rfc3394) => {
+                    support.rfc3394.get_or_insert(mech);
+                }
+                Ok(WrapAlgorithm::Rfc5649) => {
+                    support.rfc5649.get_or_insert(mech);
+                }
+                Ok(WrapAlgorithm::Rfc5649ZeroPadded) => {
+                    support.rfc5649_zero_padded.get_or_insert(mech);
+                }
+                Ok(_) | Err(_) => {}
+            }
+        }
+        Ok(support)
+    }
+
+    /// The mechanism that gives `algorithm` here, if any.
+    pub fn mechanism(&self, algorithm: &str) -> Option<u64> {
+        match algorithm {
+            "rfc3394" => self.rfc3394,
+            "rfc5649" => self.rfc5649,
+            "rfc5649-zero-padded" => self.rfc5649_zero_padded,
+            _ => None,
+        }
+    }
+
+    /// For secret keys (lengths are multiples of 8): RFC 3394, exact everywhere.
+    pub fn for_secret(&self) -> Option<&'static str> {
+        if self.rfc3394.is_some() {
+            Some("rfc3394")
+        } else if self.rfc5649.is_some() {
+            Some("rfc5649")
+        } else {
+            None
+        }
+    }
+
+    /// For PKCS#8 private keys: exact RFC 5649, else SoftHSM's zero-padded
+    /// variant (each key is then proved to round-trip before it is written).
+    pub fn for_private(&self) -> Option<&'static str> {
+        if self.rfc5649.is_some() {
+            Some("rfc5649")
+        } else if self.rfc5649_zero_padded.is_some() {
+            Some("rfc5649-zero-padded")
+        } else {
+            None
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let name = |m: Option<u64>| {
+            m.map(|n| format!("0x{n:04X}"))
+                .unwrap_or_else(|| "none".into())
+        };
+        format!(
+            "rfc3394: {}, rfc5649: {}, rfc5649-zero-padded: {}",
+            name(self.rfc3394),
+            name(self.rfc5649),
+            name(self.rfc5649_zero_padded)
+        )
+    }
+}
+
+fn token_error(
+    action: &str,
+    function: cryptoki::context::Function,
+    rv: cryptoki::error::RvError,
+) -> Error {
+    Error::pkcs11(action, cryptoki::error::Error::Pkcs11(rv, function))
+}
+
+/// C_WrapKey with any mechanism number, returning exactly the bytes written.
+pub fn wrap(
+    token: &Token<'_>,
+    mechanism: u64,
+    wrapping: ObjectHandle,
+    key: ObjectHandle,
+) -> Result<Vec<u8>> {
+    token
+        .module()
+        .raw()
+        .wrap_key(
+            token.session().handle(),
+            &RawMechanism::Number(mechanism),
+            wrapping.handle(),
+            key.handle(),
+        )
+        .map_err(|rv| token_error("wrap a key", cryptoki::context::Function::WrapKey, rv))
+}
+
+/// C_UnwrapKey with any mechanism number.
+pub fn unwrap(
+    token: &Token<'_>,
+    mechanism: u64,
+    unwrapping: ObjectHandle,
+    wrapped: &[u8],
+    template: &[Attribute],
+) -> std::result::Result<ObjectHandle, cryptoki::error::RvError> {
+    token
+        .module()
+        .raw()
+        .unwrap_key(
+            token.session().handle(),
+            &RawMechanism::Number(mechanism),
+            unwrapping.handle(),
+            wrapped,
+            template,
+        )
+        .map(raw::object_handle)
+}
+
+/// The OAEP hashes hsmkey offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OaepHash {
+    Sha1,
+    Sha256,
+}
+
+impl OaepHash {
+    pub fn name(self) -> &'static str {
+        match self {
+            OaepHash::Sha1 => "sha1",
+            OaepHash::Sha256 => "sha256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OaepHash> {
+        match s {
+            "sha1" => Some(OaepHash::Sha1),
+            "sha256" => Some(OaepHash::Sha256),
+            _ => None,
+        }
+    }
+
+    fn params(self) -> PkcsOaepParams<'static> {
+        match self {
+            OaepHash::Sha1 => PkcsOaepParams::new(
+                MechanismType::SHA1,
+                PkcsMgfType::MGF1_SHA1,
+                PkcsOaepSource::empty(),
+            ),
+            OaepHash::Sha256 => PkcsOaepParams::new(
+                MechanismType::SHA256,
+                PkcsMgfType::MGF1_SHA256,
+                PkcsOaepSource::empty(),
+            ),
+        }
+    }
+}
+
+fn oaep_refused(hash: OaepHash, rv: cryptoki::error::RvError) -> Error {
+    Error::NotCapable {
+        capability: format!("RSA-OAEP with {}", hash.name().to_uppercase()),
+        detail: format!("the token answered {}", ckr_name(rv)),
+        alternatives: "Use --oaep-hash sha1 (SoftHSM 2.6.1 has OAEP with SHA-1 only), or a token that has this hash (`hsmkey token mechanisms`).".into(),
+    }
+}
+
+/// RSA-OAEP wrap (MGF1 with the same hash, empty label).
+pub fn wrap_oaep(
+    token: &Token<'_>,
+    hash: OaepHash,
+    public: ObjectHandle,
+    key: ObjectHandle,
+) -> Result<Vec<u8>> {
+    let mech = Mechanism::RsaPkcsOaep(hash.params());
+    token
+        .module()
+        .raw()
+        .wrap_key(
+            token.session().handle(),
+            &RawMechanism::Cryptoki(&mech),
+            public.handle(),
+            key.handle(),
+        )
+        .map_err(|rv| match rv {
+            cryptoki::error::RvError::MechanismInvalid
+            | cryptoki::error::RvError::MechanismParamInvalid
+            | cryptoki::error::RvError::ArgumentsBad => oaep_refused(hash, rv),
+            other => token_error(
+                "wrap a key with RSA-OAEP",
+                cryptoki::context::Function::WrapKey,
+                other,
+            ),
+        })
+}
+
+/// RSA-OAEP unwrap into a new object.
+pub fn unwrap_oaep(
+    token: &Token<'_>,
+    hash: OaepHash,
+    private: ObjectHandle,
+    wrapped: &[u8],
+    template: &[Attribute],
+) -> std::result::Result<ObjectHandle, cryptoki::error::RvError> {
+    let mech = Mechanism::RsaPkcsOaep(hash.params());
+    token
+        .module()
+        .raw()
+        .unwrap_key(
+            token.session().handle(),
+            &RawMechanism::Cryptoki(&mech),
+            private.handle(),
+            wrapped,
+            template,
+        )
+        .map(raw::object_handle)
+}
+
+/// Load a password-derived AES-256 KEK as a session object (the documented
+/// exception to "no key bytes on the host"). The bytes are wiped here, and
+/// the copy inside the attribute too, since cryptoki does not zeroize it.
+pub fn session_kek_from_value(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    value: Zeroizing<Vec<u8>>,
+) -> Result<ObjectHandle> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Wrap(true),
+        Attribute::Unwrap(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Value(value.to_vec()),
+    ];
+    drop(value);
+    let created = token.session().create_object(&template);
+    for attr in template.iter_mut() {
+        if let Attribute::Value(v) = attr {
+            v.zeroize();
+        }
+    }
+    let h = created.map_err(|e| Error::pkcs11("load the password-derived key", e))?;
+    Ok(eph.keep(h))
+}
+
+/// What a fresh session key is for.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionKey {
+    /// AES-256 transfer key: wraps the entries, is itself wrapped by RSA-OAEP.
+    Transfer,
+    /// 32-byte HMAC key: the bundle's integrity key.
+    Mac,
+}
+
+/// Generate a session key in the token, extractable so it can be wrapped.
+pub fn generate_session_key(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    kind: SessionKey,
+) -> Result<ObjectHandle> {
+    let (mech, template) = match kind {
+        SessionKey::Transfer => (
+            Mechanism::AesKeyGen,
+            vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+            ],
+        ),
+        SessionKey::Mac => (
+            Mechanism::GenericSecretKeyGen,
+            vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Token(false),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+            ],
+        ),
+    };
+    let h = token
+        .session()
+        .generate_key(&mech, &template)
+        .map_err(|e| Error::pkcs11("generate a session key", e))?;
+    Ok(eph.keep(h))
+}
+
+/// Template of a session copy made only to check a key: never extractable,
+/// always sensitive, able to do the one operation the check needs.
+pub fn check_copy_template(class: ObjectClass, key_type: KeyType) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Class(class),
+        Attribute::KeyType(key_type),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        // Satisfies the unwrap template of a trusted KEK.
+        Attribute::WrapWithTrusted(true),
+    ];
+    if key_type == KeyType::AES {
+        t.push(Attribute::Encrypt(true));
+    } else {
+        t.push(Attribute::Sign(true));
+    }
+    t
+}
+
+/// The KCV methods of bundle entries.
+pub const KCV_AES: &str = "aes-ecb-zero";
+pub const KCV_GENERIC: &str = "hmac-sha256-empty";
+
+/// Compute the KCV of a secret key that can do the check operation.
+pub fn kcv_of(
+    session: &Session,
+    key: ObjectHandle,
+    key_type: KeyType,
+) -> Result<(String, &'static str)> {
+    if key_type == KeyType::AES {
+        let block = session
+            .encrypt(&Mechanism::AesEcb, key, &[0u8; 16])
+            .map_err(|e| Error::pkcs11("compute a KCV (AES-ECB)", e))?;
+        Ok((hex::encode(&block[..3]), KCV_AES))
+    } else {
+        let mac = session
+            .sign(&Mechanism::Sha256Hmac, key, &[])
+            .map_err(|e| Error::pkcs11("compute a KCV (HMAC-SHA256)", e))?;
+        Ok((hex::encode(&mac[..3]), KCV_GENERIC))
+    }
+}
+
+/// Create a session RSA public key from its modulus and exponent (for wrapping
+/// to a recipient, or checking a restored private key).
+pub fn session_rsa_public(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    modulus: &[u8],
+    exponent: &[u8],
+) -> Result<ObjectHandle> {
+    let h = token
+        .session()
+        .create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Modulus(modulus.to_vec()),
+            Attribute::PublicExponent(exponent.to_vec()),
+            Attribute::Wrap(true),
+            Attribute::Encrypt(true),
+            Attribute::Verify(true),
+        ])
+        .map_err(|e| Error::pkcs11("load a public key as a session object", e))?;
+    Ok(eph.keep(h))
+}
+
+/// Create a session EC public key (for checking a restored private key).
+pub fn session_ec_public(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    params: &[u8],
+    point: &[u8],
+) -> Result<ObjectHandle> {
+    let h = token
+        .session()
+        .create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::Token(false),
+            Attribute::EcParams(params.to_vec()),
+            Attribute::EcPoint(point.to_vec()),
+            Attribute::Verify(true),
+        ])
+        .map_err(|e| Error::pkcs11("load a public key as a session object", e))?;
+    Ok(eph.keep(h))
+}
+
+/// Public values of a key pair, read from the token (public data only).
+#[derive(Debug, Clone)]
+pub enum PublicValues {
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    Ec { params: Vec<u8>, point: Vec<u8> },
+}
+
+/// Read public values: RSA from any half, EC from the public half.
+pub fn public_values(
+    session: &Session,
+    handle: ObjectHandle,
+    key_type: KeyType,
+) -> Result<Option<PublicValues>> {
+    let wanted: &[AttributeType] = if key_type == KeyType::RSA {
+        &[AttributeType::Modulus, AttributeType::PublicExponent]
+    } else {
+        &[AttributeType::EcParams, AttributeType::EcPoint]
+    };
+    let attrs = session
+        .get_attributes(handle, wanted)
+        .map_err(|e| Error::pkcs11("read public key values", e))?;
+    let (mut a, mut b) = (None, None);
+    for attr in attrs {
+        match attr {
+            Attribute::Modulus(v) | Attribute::EcParams(v) => a = Some(v),
+            Attribute::PublicExponent(v) | Attribute::EcPoint(v) => b = Some(v),
+            _ => {}
+        }
+    }
+    Ok(match (a, b) {
+        (Some(a), Some(b)) if key_type == KeyType::RSA => Some(PublicValues::Rsa {
+            modulus: a,
+            exponent: b,
+        }),
+        (Some(a), Some(b)) => Some(PublicValues::Ec {
+            params: a,
+            point: b,
+        }),
+        _ => None,
+    })
+}
+
+/// Prove in the token that `private` belongs to `public` (values from a
+/// bundle or the source token): RSA by comparing the modulus the token reports
+/// for the private key; EC by signing a random challenge with the private key
+/// and verifying with a session copy of the public key.
+pub fn private_matches(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    private: ObjectHandle,
+    public: &PublicValues,
+) -> Result<bool> {
+    let session = token.session();
+    match public {
+        PublicValues::Rsa { modulus, .. } => {
+            let attrs = session
+                .get_attributes(private, &[AttributeType::Modulus])
+                .map_err(|e| Error::pkcs11("read the modulus of a private key", e))?;
+            let strip = |v: &[u8]| {
+                v.iter()
+                    .skip_while(|b| **b == 0)
+                    .copied()
+                    .collect::<Vec<u8>>()
+            };
+            Ok(attrs
+                .into_iter()
+                .any(|a| matches!(a, Attribute::Modulus(m) if strip(&m) == strip(modulus))))
+        }
+        PublicValues::Ec { params, point } => {
+            let pubh = session_ec_public(token, eph, params, point)?;
+            let challenge = session
+                .generate_random_vec(32)
+                .map_err(|e| Error::pkcs11("draw a challenge", e))?;
+            let signature = session
+                .sign(&Mechanism::Ecdsa, private, &challenge)
+                .map_err(|e| Error::pkcs11("sign a challenge with the private key", e))?;
+            Ok(session
+                .verify(&Mechanism::Ecdsa, pubh, &challenge, &signature)
+                .is_ok())
+        }
+    }
+}

@@ -1,0 +1,1558 @@
+//! Backup, restore and verify (docs/FORMAT.md): many keys with all their
+//! versions into one bundle that only the intended token or password holder
+//! can open, wrapped in the token, checked end to end by a MAC made in the
+//! token, restored all-or-nothing.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{ckr_name, Error, Result};
+use crate::formats::bundle::{
+    self, b64, unb64, BundleReader, Entry, Header, Kcv, KdfParams, KeyRef, Line, MacInfo,
+    Protection, PublicPart, RecipientInfo, SourceToken, Trailer,
+};
+use crate::formats::{password, spki};
+use crate::hsm::keys::{self, KeyInfo, KeySelector};
+use crate::hsm::probe::Ephemeral;
+use crate::hsm::wrap::{self, OaepHash, PublicValues, SessionKey, WrapSupport};
+use crate::hsm::Token;
+
+/// How a new bundle is protected.
+pub enum Protect {
+    /// An AES KEK present on both tokens.
+    Kek(Box<KeySelector>),
+    /// A password (Hitachi VSP rule), stretched with Argon2id.
+    Password(SecretString),
+    /// The recipient token's RSA public key.
+    Recipient {
+        public: spki::RsaPublic,
+        hash: OaepHash,
+    },
+}
+
+/// What opens a bundle on restore or verify.
+pub enum Unprotect {
+    Kek(Box<KeySelector>),
+    Password(SecretString),
+    /// The recipient's RSA private key, in this token.
+    RecipientKey(Box<KeySelector>),
+}
+
+/// Which keys to back up.
+pub enum Selection {
+    /// Every key whose policy allows it; the others are listed as skipped.
+    All,
+    /// These keys (every version of a bare name); one that may not be backed
+    /// up is an error.
+    Named(Vec<KeySelector>),
+}
+
+/// Argon2id cost for new password-protected bundles: 64 MiB, 3 passes.
+pub const ARGON2_M_KIB: u32 = 64 * 1024;
+pub const ARGON2_T: u32 = 3;
+pub const ARGON2_P: u32 = 1;
+/// Upper bounds accepted from a bundle header, which is not authenticated
+/// until the key it describes has been derived.
+const ARGON2_MAX_M_KIB: u32 = 4 * 1024 * 1024;
+const ARGON2_MAX_T: u32 = 64;
+const ARGON2_MAX_P: u32 = 64;
+
+/// One key in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntrySummary {
+    pub label: String,
+    pub class: String,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub size: Option<u64>,
+    pub kcv: Option<String>,
+    pub wrap: String,
+}
+
+/// A key left out, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub label: String,
+    pub class: String,
+    pub reason: String,
+}
+
+/// What `backup` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    pub scheme: String,
+    pub entries: Vec<EntrySummary>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// What `restore` or `verify` did (or, with --dry-run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub scheme: String,
+    pub source: SourceToken,
+    pub created_at: String,
+    pub tool: String,
+    pub dry_run: bool,
+    pub entries: Vec<EntrySummary>,
+    pub skipped: Vec<Skipped>,
+    pub notes: Vec<String>,
+}
+
+/// Progress callback: (done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+struct Candidate {
+    info: KeyInfo,
+    public: Option<KeyInfo>,
+}
+
+fn policy_refusal(
+    info: &KeyInfo,
+    trusted_kek: bool,
+    kek_handle: Option<ObjectHandle>,
+) -> Option<String> {
+    if Some(info.handle) == kek_handle {
+        return Some("it is the KEK of this backup".into());
+    }
+    if !matches!(info.key_type.as_str(), "aes" | "generic" | "rsa" | "ec") {
+        return Some(format!("hsmkey does not back up {} keys", info.key_type));
+    }
+    if info.extractable != Some(true) {
+        return Some(
+            "backup policy none (CKA_EXTRACTABLE=false): it never leaves the token".into(),
+        );
+    }
+    if info.wrap_with_trusted == Some(true) && !trusted_kek {
+        return Some(
+            "backup policy trusted: only a KEK the SO marked CKA_TRUSTED may wrap it (not a password, recipient or untrusted KEK)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Find the public half of a private key: same class pair, label and id.
+fn public_half(token: &Token<'_>, info: &KeyInfo) -> Result<Option<KeyInfo>> {
+    let id = hex::decode(&info.id).map_err(|e| Error::Internal(e.to_string()))?;
+    let found = token
+        .session()
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(info.label.as_bytes().to_vec()),
+            Attribute::Id(id),
+        ])
+        .map_err(|e| Error::pkcs11("find a public key", e))?;
+    match found.first() {
+        Some(h) => Ok(Some(keys::describe_with(token, *h, false)?)),
+        None => Ok(None),
+    }
+}
+
+fn select(
+    token: &Token<'_>,
+    selection: &Selection,
+    trusted_kek: bool,
+    kek_handle: Option<ObjectHandle>,
+) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
+    let (handles, named) = match selection {
+        Selection::All => (keys::find(token, &KeySelector::all())?, false),
+        Selection::Named(list) => {
+            let mut seen = HashSet::new();
+            let mut handles = Vec::new();
+            for sel in list {
+                for h in keys::find_required(token, sel)? {
+                    if seen.insert(h.handle()) {
+                        handles.push(h);
+                    }
+                }
+            }
+            (handles, true)
+        }
+    };
+    let mut infos = Vec::with_capacity(handles.len());
+    for h in handles {
+        infos.push(keys::describe_with(token, h, false)?);
+    }
+    let private_pairs: HashSet<(String, String)> = infos
+        .iter()
+        .filter(|i| i.class == "private-key")
+        .map(|i| (i.label.clone(), i.id.clone()))
+        .collect();
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    for info in infos {
+        if info.class == "public-key" {
+            if private_pairs.contains(&(info.label.clone(), info.id.clone())) {
+                continue; // travels with its private half
+            }
+            let reason = "a public key alone holds nothing secret; `hsmkey key public` exports it"
+                .to_string();
+            if named {
+                return Err(Error::PolicyRefused {
+                    key: info.label,
+                    reason,
+                });
+            }
+            skipped.push(Skipped {
+                label: info.label,
+                class: info.class,
+                reason,
+            });
+            continue;
+        }
+        if let Some(reason) = policy_refusal(&info, trusted_kek, kek_handle) {
+            if named {
+                return Err(Error::PolicyRefused {
+                    key: info.label,
+                    reason,
+                });
+            }
+            skipped.push(Skipped {
+                label: info.label,
+                class: info.class,
+                reason,
+            });
+            continue;
+        }
+        let public = if info.class == "private-key" {
+            public_half(token, &info)?
+        } else {
+            None
+        };
+        candidates.push(Candidate { info, public });
+    }
+    Ok((candidates, skipped))
+}
+
+fn source_of(token: &Token<'_>) -> SourceToken {
+    let s = token.summary();
+    SourceToken {
+        label: s.label.clone(),
+        manufacturer: s.manufacturer.clone(),
+        model: s.model.clone(),
+        serial: s.serial.clone(),
+    }
+}
+
+/// The single key a KEK selector names.
+fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
+    let handles = keys::find_required(token, selector)?;
+    let secrets: Vec<KeyInfo> = handles
+        .into_iter()
+        .map(|h| keys::describe(token, h))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|k| k.class == "secret-key")
+        .collect();
+    match secrets.len() {
+        0 => Err(Error::KeyNotFound {
+            key: selector.shown.clone(),
+        }),
+        1 => Ok(secrets.into_iter().next().expect("one element")),
+        _ => Err(Error::Ambiguous {
+            what: "KEK",
+            selector: selector.shown.clone(),
+            candidates: secrets.into_iter().map(|k| k.label).collect(),
+        }),
+    }
+}
+
+fn argon2_key(password: &SecretString, params: &KdfParams) -> Result<Zeroizing<Vec<u8>>> {
+    if params.algorithm != "argon2id" || params.version != 0x13 {
+        return Err(Error::UnsupportedFormat {
+            reason: format!(
+                "key derivation {} version {}",
+                params.algorithm, params.version
+            ),
+        });
+    }
+    if params.m_kib > ARGON2_MAX_M_KIB || params.t > ARGON2_MAX_T || params.p > ARGON2_MAX_P {
+        return Err(Error::BundleCorrupt {
+            reason: format!(
+                "Argon2 parameters m={} KiB t={} p={} exceed what hsmkey accepts",
+                params.m_kib, params.t, params.p
+            ),
+        });
+    }
+    let salt = unb64("salt", &params.salt).map_err(|reason| Error::BundleCorrupt { reason })?;
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| {
+            Error::BundleCorrupt {
+                reason: format!("Argon2 parameters: {e}"),
+            }
+        })?,
+    );
+    let mut out = Zeroizing::new(vec![0u8; 32]);
+    argon
+        .hash_password_into(password.expose_secret().as_bytes(), &salt, &mut out)
+        .map_err(|e| Error::BundleCorrupt {
+            reason: format!("Argon2: {e}"),
+        })?;
+    Ok(out)
+}
+
+fn check_password(password: &SecretString) -> Result<()> {
+    password::check(password.expose_secret()).map_err(|reason| Error::BadPassword { reason })
+}
+
+fn open_mac_session<'m>(token: &Token<'m>) -> Result<Session> {
+    token
+        .module()
+        .pkcs11()
+        .open_rw_session(token.slot())
+        .map_err(|e| Error::pkcs11("open a second session for the MAC", e))
+}
+
+/// Back up keys into `out`, one line at a time.
+pub fn backup(
+    token: &Token<'_>,
+    protect: &Protect,
+    selection: &Selection,
+    out: &mut dyn Write,
+    progress: Progress<'_>,
+) -> Result<BackupReport> {
+    let session = token.session();
+    let mut eph = Ephemeral::new(session);
+
+    // Protection first: whether the KEK is trusted decides what may be selected.
+    let (wrapping, protection, trusted_kek, kek_handle) = match protect {
+        Protect::Kek(selector) => {
+            let kek = resolve_kek(token, selector)?;
+            if !kek.usage.contains(&"wrap") {
+                return Err(Error::PolicyRefused {
+                    key: kek.label,
+                    reason: "this key may not wrap (CKA_WRAP=false); use a KEK made with `key generate --kek`".into(),
+                });
+            }
+            let protection = Protection::Kek {
+                kek: KeyRef {
+                    label: kek.label.clone(),
+                    id: kek.id.clone(),
+                    kcv: (kek.kcv != "unavailable").then(|| kek.kcv.clone()),
+                },
+            };
+            (
+                kek.handle,
+                protection,
+                kek.trusted == Some(true),
+                Some(kek.handle),
+            )
+        }
+        Protect::Password(pw) => {
+            check_password(pw)?;
+            let salt = session
+                .generate_random_vec(16)
+                .map_err(|e| Error::pkcs11("draw a salt", e))?;
+            let params = KdfParams {
+                algorithm: "argon2id".into(),
+                version: 0x13,
+                m_kib: ARGON2_M_KIB,
+                t: ARGON2_T,
+                p: ARGON2_P,
+                salt: b64(&salt),
+            };
+            let value = argon2_key(pw, &params)?;
+            let kek = wrap::session_kek_from_value(token, &mut eph, value)?;
+            (kek, Protection::Password { kdf: params }, false, None)
+        }
+        Protect::Recipient { public, hash } => {
+            let pubh = wrap::session_rsa_public(
+                token,
+                &mut eph,
+                &public.modulus,
+                &public.public_exponent,
+            )?;
+            let transfer = wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?;
+            let wrapped = wrap::wrap_oaep(token, *hash, pubh, transfer)?;
+            let protection = Protection::Recipient {
+                recipient: RecipientInfo {
+                    spki_sha256: public.fingerprint(),
+                    bits: public.bits,
+                    oaep_hash: hash.name().into(),
+                    wrapped_transfer_key: b64(&wrapped),
+                },
+            };
+            (transfer, protection, false, None)
+        }
+    };
+
+    let (candidates, mut skipped) = select(token, selection, trusted_kek, kek_handle)?;
+    let support = WrapSupport::probe(token)?;
+    let secret_alg = support.for_secret().ok_or_else(|| Error::NotCapable {
+        capability: "AES key wrap (RFC 3394 or RFC 5649)".into(),
+        detail: format!("known-answer tests found {}", support.describe()),
+        alternatives: "Use a token with CKM_AES_KEY_WRAP (`hsmkey token mechanisms`).".into(),
+    })?;
+    let private_alg = support.for_private();
+    let named = matches!(selection, Selection::Named(_));
+    let mut work = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        if c.info.class == "private-key" && private_alg.is_none() {
+            let reason = format!(
+                "private keys travel as PKCS#8 under RFC 5649, which this token lacks ({})",
+                support.describe()
+            );
+            if named {
+                return Err(Error::NotCapable {
+                    capability: "exact RFC 5649 key wrap".into(),
+                    detail: reason,
+                    alternatives:
+                        "Back up secret keys only, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
+                });
+            }
+            skipped.push(Skipped {
+                label: c.info.label,
+                class: c.info.class,
+                reason,
+            });
+            continue;
+        }
+        if c.info.key_type == "ec" && c.public.is_none() {
+            let reason = "an EC private key without its public half on the token cannot be checked after restore".to_string();
+            if named {
+                return Err(Error::PolicyRefused {
+                    key: c.info.label,
+                    reason,
+                });
+            }
+            skipped.push(Skipped {
+                label: c.info.label,
+                class: c.info.class,
+                reason,
+            });
+            continue;
+        }
+        work.push(c);
+    }
+
+    // The integrity key, wrapped like the entries.
+    let secret_mech = support
+        .mechanism(secret_alg)
+        .expect("chosen from what the token has");
+    let mac_key = wrap::generate_session_key(token, &mut eph, SessionKey::Mac)?;
+    let wrapped_mac = wrap::wrap(token, secret_mech, wrapping, mac_key)?;
+    let header = Header {
+        format: bundle::FORMAT.into(),
+        version: bundle::VERSION,
+        tool: crate::TOOL.into(),
+        created: now_rfc3339(),
+        source: source_of(token),
+        protection,
+        mac: MacInfo {
+            algorithm: "hmac-sha256".into(),
+            wrap: secret_alg.into(),
+            wrapped_key: b64(&wrapped_mac),
+        },
+    };
+    let mac_session = open_mac_session(token)?;
+    mac_session
+        .sign_init(&Mechanism::Sha256Hmac, mac_key)
+        .map_err(|e| Error::pkcs11("start the bundle MAC", e))?;
+    let emit = |line: &Line, out: &mut dyn Write| -> Result<()> {
+        let bytes = bundle::encode_line(line);
+        mac_session
+            .sign_update(&bytes)
+            .map_err(|e| Error::pkcs11("MAC a bundle line", e))?;
+        out.write_all(&bytes).map_err(|e| Error::Io {
+            path: "the output".into(),
+            source: e,
+        })
+    };
+    emit(&Line::Header(header), out)?;
+
+    let total = work.len() as u64;
+    let mut entries = Vec::with_capacity(work.len());
+    for (done, c) in work.into_iter().enumerate() {
+        let entry = backup_entry(
+            token,
+            &mut eph,
+            &support,
+            secret_alg,
+            private_alg,
+            wrapping,
+            &c,
+        )?;
+        entries.push(EntrySummary {
+            label: entry.label.clone(),
+            class: entry.class.clone(),
+            key_type: entry.key_type.clone(),
+            size: entry.size,
+            kcv: entry.kcv.as_ref().map(|k| k.value.clone()),
+            wrap: entry.wrap.clone(),
+        });
+        emit(&Line::Key(entry), out)?;
+        progress(done as u64 + 1, total);
+    }
+    let mac = mac_session
+        .sign_final()
+        .map_err(|e| Error::pkcs11("finish the bundle MAC", e))?;
+    let trailer = bundle::encode_line(&Line::Trailer(Trailer {
+        entries: entries.len() as u64,
+        mac: b64(&mac),
+    }));
+    out.write_all(&trailer).map_err(|e| Error::Io {
+        path: "the output".into(),
+        source: e,
+    })?;
+    Ok(BackupReport {
+        scheme: match protect {
+            Protect::Kek(_) => "kek",
+            Protect::Password(_) => "password",
+            Protect::Recipient { .. } => "recipient",
+        }
+        .into(),
+        entries,
+        skipped,
+    })
+}
+
+fn ck_key_type(name: &str) -> KeyType {
+    match name {
+        "aes" => KeyType::AES,
+        "generic" => KeyType::GENERIC_SECRET,
+        "rsa" => KeyType::RSA,
+        _ => KeyType::EC,
+    }
+}
+
+fn map_wrap_error(label: &str, e: Error) -> Error {
+    match e {
+        Error::Pkcs11 { ref rv, .. }
+            if rv == "CKR_KEY_NOT_WRAPPABLE" || rv == "CKR_KEY_UNEXTRACTABLE" =>
+        {
+            Error::PolicyRefused {
+                key: label.to_string(),
+                reason: format!("the token refused to wrap it ({rv})"),
+            }
+        }
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backup_entry(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    support: &WrapSupport,
+    secret_alg: &'static str,
+    private_alg: Option<&'static str>,
+    wrapping: ObjectHandle,
+    c: &Candidate,
+) -> Result<Entry> {
+    let info = &c.info;
+    let is_private = info.class == "private-key";
+    let alg = if is_private {
+        private_alg.expect("filtered before")
+    } else {
+        secret_alg
+    };
+    let mech = support
+        .mechanism(alg)
+        .expect("chosen from what the token has");
+    let blob = wrap::wrap(token, mech, wrapping, info.handle)
+        .map_err(|e| map_wrap_error(&info.label, e))?;
+    let key_type = ck_key_type(&info.key_type);
+    let session = token.session();
+    let mut kcv = None;
+    let mut public = None;
+    if !is_private {
+        // The token's own KCV when it has one; otherwise a check copy made
+        // from the blob itself, which also proves the blob unwraps.
+        let known = if key_type == KeyType::AES {
+            let full = keys::describe(token, info.handle)?;
+            (full.kcv != "unavailable").then_some(full.kcv)
+        } else {
+            None
+        };
+        let value = match known {
+            Some(v) => (v, wrap::KCV_AES),
+            None => {
+                let copy = wrap::unwrap(
+                    token,
+                    mech,
+                    wrapping,
+                    &blob,
+                    &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
+                )
+                .map_err(|rv| Error::NotCapable {
+                    capability: format!("checking the wrapped copy of {}", info.label),
+                    detail: format!(
+                        "unwrapping it into a session key failed with {}",
+                        ckr_name(rv)
+                    ),
+                    alternatives: "Use a KEK that may also unwrap (`key generate --kek`).".into(),
+                })?;
+                let copy = eph.keep(copy);
+                wrap::kcv_of(session, copy, key_type)?
+            }
+        };
+        kcv = Some(Kcv {
+            method: value.1.into(),
+            value: value.0,
+        });
+    } else {
+        let values_from = if key_type == KeyType::RSA {
+            info.handle
+        } else {
+            c.public
+                .as_ref()
+                .map(|p| p.handle)
+                .expect("EC keys without public half filtered")
+        };
+        let values = wrap::public_values(session, values_from, key_type)?.ok_or_else(|| {
+            Error::NotCapable {
+                capability: format!("reading the public half of {}", info.label),
+                detail: "the token did not return the public values".into(),
+                alternatives: String::new(),
+            }
+        })?;
+        if alg == "rfc5649-zero-padded" {
+            // Not RFC 5649 as written: prove that this token gives the same key back.
+            let copy = wrap::unwrap(
+                token,
+                mech,
+                wrapping,
+                &blob,
+                &wrap::check_copy_template(ObjectClass::PRIVATE_KEY, key_type),
+            )
+            .map_err(|rv| Error::NotCapable {
+                capability: "exact RFC 5649 key wrap".into(),
+                detail: format!(
+                    "{}: this token's 0x210A zero-pads PKCS#8 and the wrapped key did not unwrap ({})",
+                    info.label,
+                    ckr_name(rv)
+                ),
+                alternatives: "Back up secret keys only from this token, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
+            })?;
+            let copy = eph.keep(copy);
+            if !wrap::private_matches(token, eph, copy, &values)? {
+                return Err(Error::NotCapable {
+                    capability: "exact RFC 5649 key wrap".into(),
+                    detail: format!(
+                        "{}: the zero-padded wrap did not give the same key back",
+                        info.label
+                    ),
+                    alternatives: "Use a token with CKM_AES_KEY_WRAP_KWP.".into(),
+                });
+            }
+        }
+        let usage = c
+            .public
+            .as_ref()
+            .map(|p| p.usage.iter().map(|u| u.to_string()).collect())
+            .unwrap_or_else(|| vec!["verify".to_string()]);
+        public = Some(match values {
+            PublicValues::Rsa { modulus, exponent } => PublicPart::Rsa {
+                modulus: b64(&modulus),
+                public_exponent: b64(&exponent),
+                usage,
+            },
+            PublicValues::Ec { params, point } => PublicPart::Ec {
+                params: b64(&params),
+                point: b64(&point),
+                usage,
+            },
+        });
+    }
+    Ok(Entry {
+        label: info.label.clone(),
+        name: info.name.clone(),
+        version: info.version,
+        id: info.id.clone(),
+        class: info.class.clone(),
+        key_type: info.key_type.clone(),
+        size: info.size,
+        usage: info.usage.iter().map(|u| u.to_string()).collect(),
+        backup_policy: info.backup_policy.clone(),
+        kcv,
+        public,
+        wrap: alg.into(),
+        wrapped: b64(&blob),
+    })
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Where a bundle is read from: a file (read twice) or blob bytes.
+pub enum Input {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Largest blob file accepted (a blob holds one key's versions).
+const MAX_BLOB: u64 = 16 * 1024 * 1024;
+
+impl Input {
+    /// Open `path`, telling a blob from a bundle by its first bytes.
+    pub fn open(path: &Path) -> Result<Input> {
+        let io = |e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut start = [0u8; 64];
+        let n = std::io::Read::read(&mut file, &mut start).map_err(io)?;
+        if bundle::is_blob(&start[..n]) {
+            let len = file.metadata().map_err(io)?.len();
+            if len > MAX_BLOB {
+                return Err(Error::BundleCorrupt {
+                    reason: format!("a blob of {len} bytes is larger than any hsmkey writes"),
+                });
+            }
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            return Ok(Input::Bytes(bundle::decode_blob(&text)?));
+        }
+        Ok(Input::File(path.to_path_buf()))
+    }
+
+    fn reader(&self) -> Result<Box<dyn BufRead + '_>> {
+        match self {
+            Input::File(p) => {
+                let f = std::fs::File::open(p).map_err(|e| Error::Io {
+                    path: p.display().to_string(),
+                    source: e,
+                })?;
+                Ok(Box::new(BufReader::with_capacity(64 * 1024, f)))
+            }
+            Input::Bytes(b) => Ok(Box::new(Cursor::new(&b[..]))),
+        }
+    }
+}
+
+/// The bundle opened on this token: the unwrapping key and the MAC key.
+struct Opened {
+    header: Header,
+    unwrapping: ObjectHandle,
+    mac_key: ObjectHandle,
+    trusted_kek: bool,
+}
+
+fn wrong_key(what: &str, reason: String) -> Error {
+    Error::WrongUnwrapKey {
+        what: what.to_string(),
+        reason,
+    }
+}
+
+fn open_protection(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    header: Header,
+    unprotect: &Unprotect,
+    support: &WrapSupport,
+) -> Result<Opened> {
+    let (unwrapping, trusted_kek, what) = match (&header.protection, unprotect) {
+        (Protection::Kek { kek: expected }, Unprotect::Kek(selector)) => {
+            let kek = resolve_kek(token, selector)?;
+            if let (Some(want), true) = (&expected.kcv, kek.kcv != "unavailable") {
+                if *want != kek.kcv {
+                    return Err(wrong_key(
+                        "KEK",
+                        format!(
+                            "the bundle was made with KEK '{}' (id {}, KCV {want}); '{}' has KCV {}",
+                            expected.label, expected.id, kek.label, kek.kcv
+                        ),
+                    ));
+                }
+            }
+            if !kek.usage.contains(&"unwrap") {
+                return Err(Error::PolicyRefused {
+                    key: kek.label,
+                    reason: "this key may not unwrap (CKA_UNWRAP=false)".into(),
+                });
+            }
+            (kek.handle, kek.trusted == Some(true), "KEK")
+        }
+        (Protection::Password { kdf }, Unprotect::Password(pw)) => {
+            let value = argon2_key(pw, kdf)?;
+            (
+                wrap::session_kek_from_value(token, eph, value)?,
+                false,
+                "password",
+            )
+        }
+        (Protection::Recipient { recipient }, Unprotect::RecipientKey(selector)) => {
+            let hash =
+                OaepHash::parse(&recipient.oaep_hash).ok_or_else(|| Error::UnsupportedFormat {
+                    reason: format!("OAEP hash {}", recipient.oaep_hash),
+                })?;
+            let private = keys::find_required(token, selector)?
+                .into_iter()
+                .map(|h| keys::describe_with(token, h, false))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .find(|k| k.class == "private-key" && k.key_type == "rsa")
+                .ok_or_else(|| Error::KeyNotFound {
+                    key: format!("{} (an RSA private key)", selector.shown),
+                })?;
+            if let Some(PublicValues::Rsa { modulus, exponent }) =
+                wrap::public_values(token.session(), private.handle, KeyType::RSA)?
+            {
+                let mine = spki::rsa_from_parts(&modulus, &exponent).map_err(Error::Internal)?;
+                if mine.fingerprint() != recipient.spki_sha256 {
+                    return Err(wrong_key(
+                        "recipient key",
+                        format!(
+                            "the bundle is for the public key with SHA-256 {}; '{}' is {}",
+                            recipient.spki_sha256,
+                            private.label,
+                            mine.fingerprint()
+                        ),
+                    ));
+                }
+            }
+            let wrapped = unb64("wrapped_transfer_key", &recipient.wrapped_transfer_key)
+                .map_err(|reason| Error::BundleCorrupt { reason })?;
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(true),
+            ];
+            let transfer = wrap::unwrap_oaep(token, hash, private.handle, &wrapped, &template)
+                .map_err(|rv| {
+                    wrong_key(
+                        "recipient key",
+                        format!(
+                            "the transfer key did not unwrap ({}): wrong key or altered header",
+                            ckr_name(rv)
+                        ),
+                    )
+                })?;
+            (eph.keep(transfer), false, "recipient key")
+        }
+        (p, _) => {
+            return Err(Error::Usage {
+                message: format!(
+                    "this bundle is protected by {}: give {}",
+                    p.scheme(),
+                    match p {
+                        Protection::Kek { kek } =>
+                            format!("--kek (it was made with KEK '{}')", kek.label),
+                        Protection::Password { .. } => "--password-file".into(),
+                        Protection::Recipient { .. } => "--recipient-key".into(),
+                    }
+                ),
+            })
+        }
+    };
+    let mech = support
+        .mechanism(&header.mac.wrap)
+        .ok_or_else(|| Error::NotCapable {
+            capability: format!("{} key wrap", header.mac.wrap),
+            detail: format!("known-answer tests found {}", support.describe()),
+            alternatives: "Restore on a token that has it (`hsmkey token mechanisms`).".into(),
+        })?;
+    let wrapped_mac = unb64("mac.wrapped_key", &header.mac.wrapped_key)
+        .map_err(|reason| Error::BundleCorrupt { reason })?;
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::WrapWithTrusted(true),
+        Attribute::Verify(true),
+    ];
+    let mac_key = wrap::unwrap(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
+        wrong_key(
+            what,
+            format!(
+                "the bundle's integrity key did not unwrap ({}): wrong {what}, or the header was altered",
+                ckr_name(rv)
+            ),
+        )
+    })?;
+    let mac_key = eph.keep(mac_key);
+    Ok(Opened {
+        header,
+        unwrapping,
+        mac_key,
+        trusted_kek,
+    })
+}
+
+/// Conflict handling on restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    Fail,
+    /// Skip an entry whose key is already there (same label, id and KCV).
+    Skip,
+}
+
+/// Restore options.
+pub struct RestoreOptions<'a> {
+    pub dry_run: bool,
+    pub on_conflict: OnConflict,
+    pub cancel: &'a AtomicBool,
+}
+
+/// The whole-file check both restore and verify start with: structure, the
+/// MAC in the token, and a digest of every byte so a second pass can prove it
+/// read the same file. `per_entry` sees each entry after its bytes are MACed.
+fn integrity_pass(
+    token: &Token<'_>,
+    input: &Input,
+    opened: &Opened,
+    mut per_entry: impl FnMut(u64, &Entry) -> Result<()>,
+) -> Result<(u64, [u8; 32])> {
+    let mac_session = open_mac_session(token)?;
+    mac_session
+        .verify_init(&Mechanism::Sha256Hmac, opened.mac_key)
+        .map_err(|e| Error::pkcs11("start checking the bundle MAC", e))?;
+    let mut reader = BundleReader::new(input.reader()?);
+    let mut digest = Sha256::new();
+    let mut count = 0u64;
+    let mut problem = None;
+    loop {
+        let line = reader.next_line()?.ok_or_else(|| Error::BundleCorrupt {
+            reason: "the bundle ends without its trailer".into(),
+        })?;
+        match line.line {
+            Line::Header(_) => {}
+            Line::Key(entry) => {
+                if problem.is_none() {
+                    if let Err(e) = per_entry(count, &entry) {
+                        problem = Some(e);
+                    }
+                }
+                count += 1;
+            }
+            Line::Trailer(trailer) => {
+                let mac =
+                    unb64("mac", &trailer.mac).map_err(|reason| Error::BundleCorrupt { reason })?;
+                mac_session.verify_final(&mac).map_err(|_| Error::BundleCorrupt {
+                    reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
+                })?;
+                digest.update(&line.bytes);
+                break;
+            }
+        }
+        mac_session
+            .verify_update(&line.bytes)
+            .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
+        digest.update(&line.bytes);
+    }
+    if reader.next_line()?.is_some() {
+        return Err(Error::BundleCorrupt {
+            reason: "data after the trailer".into(),
+        });
+    }
+    // Problems found in entries are reported only once the whole file is
+    // known to be authentic, so a forged entry cannot steer the message.
+    if let Some(e) = problem {
+        return Err(e);
+    }
+    Ok((count, digest.finalize().into()))
+}
+
+fn read_header(input: &Input) -> Result<Header> {
+    let mut reader = BundleReader::new(input.reader()?);
+    match reader.next_line()? {
+        Some(bundle::ReadLine {
+            line: Line::Header(h),
+            ..
+        }) => Ok(h),
+        _ => Err(Error::BundleCorrupt {
+            reason: "no header".into(),
+        }),
+    }
+}
+
+fn entry_summary(e: &Entry) -> EntrySummary {
+    EntrySummary {
+        label: e.label.clone(),
+        class: e.class.clone(),
+        key_type: e.key_type.clone(),
+        size: e.size,
+        kcv: e.kcv.as_ref().map(|k| k.value.clone()),
+        wrap: e.wrap.clone(),
+    }
+}
+
+fn public_values_of(part: &PublicPart) -> Result<PublicValues> {
+    let bad = |reason: String| Error::BundleCorrupt { reason };
+    Ok(match part {
+        PublicPart::Rsa {
+            modulus,
+            public_exponent,
+            ..
+        } => PublicValues::Rsa {
+            modulus: unb64("modulus", modulus).map_err(bad)?,
+            exponent: unb64("public_exponent", public_exponent).map_err(bad)?,
+        },
+        PublicPart::Ec { params, point, .. } => PublicValues::Ec {
+            params: unb64("params", params).map_err(bad)?,
+            point: unb64("point", point).map_err(bad)?,
+        },
+    })
+}
+
+fn usage_attrs(usage: &[String], private: bool) -> Vec<Attribute> {
+    let has = |u: &str| usage.iter().any(|x| x == u);
+    if private {
+        vec![
+            Attribute::Decrypt(has("decrypt")),
+            Attribute::Sign(has("sign")),
+            Attribute::Unwrap(has("unwrap")),
+            Attribute::Derive(has("derive")),
+        ]
+    } else {
+        vec![
+            Attribute::Encrypt(has("encrypt")),
+            Attribute::Decrypt(has("decrypt")),
+            Attribute::Sign(has("sign")),
+            Attribute::Verify(has("verify")),
+            Attribute::Wrap(has("wrap")),
+            Attribute::Unwrap(has("unwrap")),
+            Attribute::Derive(has("derive")),
+        ]
+    }
+}
+
+/// The unwrap template of a restored key: what the entry records, always
+/// sensitive, and wrappable only by trusted keys when restored under a
+/// trusted KEK (whose unwrap template demands it).
+fn restore_template(entry: &Entry, trusted_kek: bool) -> Result<Vec<Attribute>> {
+    let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
+        reason: format!("{}: id is not hex", entry.label),
+    })?;
+    let private = entry.class == "private-key";
+    let key_type = ck_key_type(&entry.key_type);
+    let mut t = vec![
+        Attribute::Class(if private {
+            ObjectClass::PRIVATE_KEY
+        } else {
+            ObjectClass::SECRET_KEY
+        }),
+        Attribute::KeyType(key_type),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(entry.label.as_bytes().to_vec()),
+        Attribute::Id(id),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(entry.backup_policy != "none"),
+        Attribute::WrapWithTrusted(entry.backup_policy == "trusted" || trusted_kek),
+    ];
+    t.extend(usage_attrs(&entry.usage, private));
+    if private && key_type == KeyType::RSA {
+        t.push(Attribute::SignRecover(false));
+    }
+    Ok(t)
+}
+
+fn public_template(
+    entry: &Entry,
+    part: &PublicPart,
+    values: &PublicValues,
+) -> Result<Vec<Attribute>> {
+    let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
+        reason: format!("{}: id is not hex", entry.label),
+    })?;
+    let usage = match part {
+        PublicPart::Rsa { usage, .. } | PublicPart::Ec { usage, .. } => usage,
+    };
+    let has = |u: &str| usage.iter().any(|x| x == u);
+    let mut t = vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Label(entry.label.as_bytes().to_vec()),
+        Attribute::Id(id),
+        Attribute::Verify(has("verify")),
+        Attribute::Derive(false),
+    ];
+    match values {
+        PublicValues::Rsa { modulus, exponent } => t.extend([
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Modulus(modulus.clone()),
+            Attribute::PublicExponent(exponent.clone()),
+            Attribute::Encrypt(has("encrypt")),
+            Attribute::Wrap(has("wrap")),
+            Attribute::VerifyRecover(false),
+        ]),
+        PublicValues::Ec { params, point } => t.extend([
+            Attribute::KeyType(KeyType::EC),
+            Attribute::EcParams(params.clone()),
+            Attribute::EcPoint(point.clone()),
+            // Tokens default these differently for public keys: say no.
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+        ]),
+    }
+    Ok(t)
+}
+
+/// Check an unwrapped key against its entry: KCV for secret keys, the public
+/// half for private keys. Uses the key itself when it can do the check
+/// operation, else a session check copy unwrapped from the same blob.
+fn check_restored(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    opened: &Opened,
+    mech: u64,
+    entry: &Entry,
+    blob: &[u8],
+    key: ObjectHandle,
+) -> Result<()> {
+    let key_type = ck_key_type(&entry.key_type);
+    let private = entry.class == "private-key";
+    let can_check_directly = if private {
+        key_type == KeyType::RSA || entry.usage.iter().any(|u| u == "sign")
+    } else if key_type == KeyType::AES {
+        entry.usage.iter().any(|u| u == "encrypt")
+    } else {
+        entry.usage.iter().any(|u| u == "sign")
+    };
+    let subject = if can_check_directly {
+        key
+    } else {
+        let class = if private {
+            ObjectClass::PRIVATE_KEY
+        } else {
+            ObjectClass::SECRET_KEY
+        };
+        let copy = wrap::unwrap(
+            token,
+            mech,
+            opened.unwrapping,
+            blob,
+            &wrap::check_copy_template(class, key_type),
+        )
+        .map_err(|rv| Error::Pkcs11 {
+            function: "C_UnwrapKey".into(),
+            rv: ckr_name(rv),
+            action: format!("make a check copy of {}", entry.label),
+        })?;
+        eph.keep(copy)
+    };
+    if private {
+        let part = entry.public.as_ref().expect("validated by the reader");
+        let values = public_values_of(part)?;
+        if !wrap::private_matches(token, eph, subject, &values)? {
+            return Err(Error::BundleCorrupt {
+                reason: format!(
+                    "{}: the unwrapped private key does not match its public half",
+                    entry.label
+                ),
+            });
+        }
+        return Ok(());
+    }
+    let expected = entry.kcv.as_ref().ok_or_else(|| Error::BundleCorrupt {
+        reason: format!("{}: a secret key without a KCV", entry.label),
+    })?;
+    let (value, method) = wrap::kcv_of(token.session(), subject, key_type)?;
+    if method != expected.method || value != expected.value {
+        return Err(Error::BundleCorrupt {
+            reason: format!(
+                "{}: KCV after unwrap is {value} ({method}); the bundle says {} ({})",
+                entry.label, expected.value, expected.method
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Objects created by a restore, destroyed unless the restore completes.
+struct Rollback<'s> {
+    session: &'s Session,
+    handles: Vec<ObjectHandle>,
+    committed: bool,
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for h in self.handles.drain(..).rev() {
+            if let Err(e) = self.session.destroy_object(h) {
+                tracing::error!("rollback could not destroy object {h}: {e}");
+            }
+        }
+    }
+}
+
+fn exact(token: &Token<'_>, template: &[Attribute]) -> Result<Vec<ObjectHandle>> {
+    token
+        .session()
+        .find_objects(template)
+        .map_err(|e| Error::pkcs11("look for existing keys", e))
+}
+
+/// What is already on the token for an entry: `Ok(true)` = the same key is
+/// there (skip), `Ok(false)` = nothing in the way, `Err` = a conflict.
+fn existing(token: &Token<'_>, entry: &Entry, on_conflict: OnConflict) -> Result<bool> {
+    let class = if entry.class == "private-key" {
+        ObjectClass::PRIVATE_KEY
+    } else {
+        ObjectClass::SECRET_KEY
+    };
+    let id = hex::decode(&entry.id).unwrap_or_default();
+    let by_label = exact(
+        token,
+        &[
+            Attribute::Class(class),
+            Attribute::Label(entry.label.as_bytes().to_vec()),
+        ],
+    )?;
+    let mut by_id = Vec::new();
+    for c in [
+        ObjectClass::SECRET_KEY,
+        ObjectClass::PRIVATE_KEY,
+        ObjectClass::PUBLIC_KEY,
+    ] {
+        by_id.extend(exact(
+            token,
+            &[Attribute::Class(c), Attribute::Id(id.clone())],
+        )?);
+    }
+    if by_label.is_empty() && by_id.is_empty() {
+        return Ok(false);
+    }
+    let conflict = |why: String| Error::AlreadyExists {
+        what: format!("{} ({why})", entry.label),
+    };
+    if on_conflict == OnConflict::Fail {
+        return Err(conflict(if by_label.is_empty() {
+            format!("id {} is used by another key", entry.id)
+        } else {
+            "a key with this label exists; --on-conflict skip restores around identical keys".into()
+        }));
+    }
+    let same = by_label.len() == 1 && by_id.contains(&by_label[0]);
+    if !same {
+        return Err(conflict("a different key has this label or id".into()));
+    }
+    let info = keys::describe(token, by_label[0])?;
+    if entry.class == "secret-key" {
+        match &entry.kcv {
+            Some(k) if k.method == wrap::KCV_AES && info.kcv == k.value => Ok(true),
+            _ => Err(conflict(format!(
+                "a key with this label and id exists but its KCV ({}) does not prove it is the same",
+                info.kcv
+            ))),
+        }
+    } else {
+        let part = entry.public.as_ref().expect("validated");
+        let values = public_values_of(part)?;
+        let mut eph = Ephemeral::new(token.session());
+        let proved = match &values {
+            PublicValues::Rsa { .. } => {
+                wrap::private_matches(token, &mut eph, by_label[0], &values)?
+            }
+            PublicValues::Ec { .. } if info.usage.contains(&"sign") => {
+                wrap::private_matches(token, &mut eph, by_label[0], &values)?
+            }
+            // A private key that may not sign: its public half on the token
+            // (same label and id) must carry the same point.
+            PublicValues::Ec { point, .. } => by_id.iter().any(|h| {
+                wrap::public_values(token.session(), *h, KeyType::EC)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|v| matches!(v, PublicValues::Ec { point: p, .. } if p == *point))
+            }),
+        };
+        if proved {
+            Ok(true)
+        } else {
+            Err(conflict(
+                "a private key with this label and id exists and is not proved the same".into(),
+            ))
+        }
+    }
+}
+
+fn check_entry_capability(support: &WrapSupport, entry: &Entry) -> Result<u64> {
+    support.mechanism(&entry.wrap).ok_or_else(|| Error::NotCapable {
+        capability: format!("{} key wrap", entry.wrap),
+        detail: format!(
+            "{} was wrapped with {}; known-answer tests on this token found {}",
+            entry.label,
+            entry.wrap,
+            support.describe()
+        ),
+        alternatives: if entry.wrap == "rfc5649-zero-padded" {
+            "The source token (SoftHSM 2.6.1) zero-pads PKCS#8 before RFC 5649: restore these private keys on a SoftHSM token, or back them up from a token with exact RFC 5649.".into()
+        } else {
+            "Restore on a token with this algorithm (`hsmkey token mechanisms`).".into()
+        },
+    })
+}
+
+/// Restore a bundle: check everything first, then create all-or-nothing.
+pub fn restore(
+    token: &Token<'_>,
+    input: &Input,
+    unprotect: &Unprotect,
+    options: &RestoreOptions<'_>,
+    progress: Progress<'_>,
+) -> Result<RestoreReport> {
+    let session = token.session();
+    let mut eph = Ephemeral::new(session);
+    let header = read_header(input)?;
+    let support = WrapSupport::probe(token)?;
+    let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
+
+    // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
+    let mut skip = HashSet::new();
+    let (total, digest) = integrity_pass(token, input, &opened, |index, entry| {
+        check_entry_capability(&support, entry)?;
+        if existing(token, entry, options.on_conflict)? {
+            skip.insert(index);
+        }
+        Ok(())
+    })?;
+    let mut report = RestoreReport {
+        scheme: opened.header.protection.scheme().into(),
+        source: opened.header.source.clone(),
+        created_at: opened.header.created.clone(),
+        tool: opened.header.tool.clone(),
+        dry_run: options.dry_run,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    };
+    if opened.trusted_kek {
+        report.notes.push(
+            "restored under a trusted KEK: every restored key can be wrapped only by trusted keys (policy trusted or none)".into(),
+        );
+    }
+
+    // Pass 2: create, check each key, and prove the file did not change.
+    let mut rollback = Rollback {
+        session,
+        handles: Vec::new(),
+        committed: false,
+    };
+    let mut reader = BundleReader::new(input.reader()?);
+    let mut second = Sha256::new();
+    let mut index = 0u64;
+    while let Some(line) = reader.next_line()? {
+        second.update(&line.bytes);
+        let Line::Key(entry) = line.line else {
+            continue;
+        };
+        if options.cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted {
+                what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
+            });
+        }
+        let this = index;
+        index += 1;
+        if skip.contains(&this) {
+            report.skipped.push(Skipped {
+                label: entry.label.clone(),
+                class: entry.class.clone(),
+                reason: "the same key is already on the token".into(),
+            });
+            progress(index, total);
+            continue;
+        }
+        report.entries.push(entry_summary(&entry));
+        if options.dry_run {
+            progress(index, total);
+            continue;
+        }
+        let mech = check_entry_capability(&support, &entry)?;
+        let blob =
+            unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
+        let template = restore_template(&entry, opened.trusted_kek)?;
+        let key = wrap::unwrap(token, mech, opened.unwrapping, &blob, &template).map_err(|rv| {
+            Error::Pkcs11 {
+                function: "C_UnwrapKey".into(),
+                rv: ckr_name(rv),
+                action: format!("restore {}", entry.label),
+            }
+        })?;
+        rollback.handles.push(key);
+        if let Some(part) = &entry.public {
+            let values = public_values_of(part)?;
+            let public = session
+                .create_object(&public_template(&entry, part, &values)?)
+                .map_err(|e| {
+                    Error::pkcs11(&format!("restore the public half of {}", entry.label), e)
+                })?;
+            rollback.handles.push(public);
+        }
+        let mut checks = Ephemeral::new(session);
+        check_restored(token, &mut checks, &opened, mech, &entry, &blob, key)?;
+        progress(index, total);
+    }
+    let second: [u8; 32] = second.finalize().into();
+    if second != digest || index != total {
+        return Err(Error::BundleCorrupt {
+            reason: "the file changed while it was being restored".into(),
+        });
+    }
+    rollback.committed = true;
+    Ok(report)
+}
+
+/// Verify a bundle: authenticity, then every key unwrapped into a session
+/// object and checked (KCV, public half), then destroyed. Creates nothing.
+pub fn verify(
+    token: &Token<'_>,
+    input: &Input,
+    unprotect: &Unprotect,
+    progress: Progress<'_>,
+) -> Result<RestoreReport> {
+    let session = token.session();
+    let mut eph = Ephemeral::new(session);
+    let header = read_header(input)?;
+    let support = WrapSupport::probe(token)?;
+    let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
+    let (total, digest) = integrity_pass(token, input, &opened, |_, entry| {
+        check_entry_capability(&support, entry).map(|_| ())
+    })?;
+    let mut report = RestoreReport {
+        scheme: opened.header.protection.scheme().into(),
+        source: opened.header.source.clone(),
+        created_at: opened.header.created.clone(),
+        tool: opened.header.tool.clone(),
+        dry_run: true,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut reader = BundleReader::new(input.reader()?);
+    let mut second = Sha256::new();
+    let mut index = 0u64;
+    while let Some(line) = reader.next_line()? {
+        second.update(&line.bytes);
+        let Line::Key(entry) = line.line else {
+            continue;
+        };
+        index += 1;
+        let mech = check_entry_capability(&support, &entry)?;
+        let blob =
+            unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
+        let class = if entry.class == "private-key" {
+            ObjectClass::PRIVATE_KEY
+        } else {
+            ObjectClass::SECRET_KEY
+        };
+        let mut checks = Ephemeral::new(session);
+        let copy = wrap::unwrap(
+            token,
+            mech,
+            opened.unwrapping,
+            &blob,
+            &wrap::check_copy_template(class, ck_key_type(&entry.key_type)),
+        )
+        .map_err(|rv| Error::BundleCorrupt {
+            reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
+        })?;
+        let copy = checks.keep(copy);
+        check_restored(token, &mut checks, &opened, mech, &entry, &blob, copy)?;
+        report.entries.push(entry_summary(&entry));
+        progress(index, total);
+    }
+    let second: [u8; 32] = second.finalize().into();
+    if second != digest {
+        return Err(Error::BundleCorrupt {
+            reason: "the file changed while it was being verified".into(),
+        });
+    }
+    Ok(report)
+}
+
+/// Read just the header (for messages and `--dry-run` summaries).
+pub fn header_of(input: &Input) -> Result<Header> {
+    read_header(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        let d = now_rfc3339();
+        assert_eq!(d.len(), 20);
+        assert!(d.ends_with('Z'));
+        assert_eq!(&d[4..5], "-");
+        assert!(d.as_str() > "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn argon2_parameters_from_a_header_are_bounded() {
+        let pw = SecretString::from("abcdef".to_string());
+        let params = KdfParams {
+            algorithm: "argon2id".into(),
+            version: 0x13,
+            m_kib: ARGON2_MAX_M_KIB + 1,
+            t: 1,
+            p: 1,
+            salt: b64(&[0; 16]),
+        };
+        assert_eq!(argon2_key(&pw, &params).unwrap_err().code(), "HK1302");
+        let scrypt = KdfParams {
+            algorithm: "scrypt".into(),
+            ..params
+        };
+        assert_eq!(argon2_key(&pw, &scrypt).unwrap_err().code(), "HK1303");
+    }
+
+    #[test]
+    fn argon2_matches_the_reference_crate_output() {
+        let pw = SecretString::from("correct horse".to_string());
+        let params = KdfParams {
+            algorithm: "argon2id".into(),
+            version: 0x13,
+            m_kib: 64,
+            t: 1,
+            p: 1,
+            salt: b64(b"saltsaltsaltsalt"),
+        };
+        let a = argon2_key(&pw, &params).unwrap();
+        let b = argon2_key(&pw, &params).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(*a, *b, "deterministic for the same salt");
+        let other = KdfParams {
+            salt: b64(b"SALTSALTSALTSALT"),
+            ..params
+        };
+        assert_ne!(*argon2_key(&pw, &other).unwrap(), *a);
+    }
+}

@@ -297,7 +297,7 @@ impl Error {
                 "Run `hsmkey key list` to see the keys on this token; name a key by label or pkcs11: URI.".into()
             }
             Error::Ambiguous { .. } => {
-                "Be more specific: use a pkcs11: URI with serial= for tokens, or id= and type= for keys.".into()
+                "Be more specific: for tokens a pkcs11: URI with token= and serial= (or slot-id=), for keys NAME@vN or a URI with id= and type=.".into()
             }
             Error::MalformedUri { .. } => {
                 "Write the URI as in RFC 7512, e.g. pkcs11:token=prod;object=kek;type=secret-key (percent-encode ; / ? % and spaces).".into()

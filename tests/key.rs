@@ -673,3 +673,50 @@ fn usage_errors_in_json_name_the_missing_argument() {
     assert_eq!((exit, code(&e)), (2, "HK1007"));
     assert!(e["message"].as_str().unwrap().contains("--label"), "{e}");
 }
+
+#[test]
+fn keks_cannot_be_modified_and_trusted_keks_never_leave() {
+    let t = TestToken::new();
+    t.json(&["key", "generate", "--label", "kek", "--kek"]);
+    let kek = only(&t.json(&["key", "show", "kek"])).clone();
+    assert_eq!(kek["modifiable"], false);
+    if t.kind != Kind::Nss {
+        // Its unwrap template cannot be replaced, nor anything else changed.
+        t.with_session(|s| {
+            let h = s
+                .find_objects(&[Attribute::Label(b"kek".to_vec())])
+                .unwrap()[0];
+            assert!(s
+                .update_attributes(h, &[Attribute::Label(b"renamed".to_vec())])
+                .is_err());
+        });
+    }
+    let (exit, e) = t.json_err(t.cmd().args([
+        "key",
+        "generate",
+        "--label",
+        "tk",
+        "--kek",
+        "--trusted",
+        "--backup-policy",
+        "any",
+    ]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+    // EC pairs too get no recover usages.
+    t.json(&["key", "generate", "--label", "ec", "--type", "ec-p256"]);
+    t.with_session(|s| {
+        for h in s.find_objects(&[Attribute::Label(b"ec".to_vec())]).unwrap() {
+            for a in s
+                .get_attributes(
+                    h,
+                    &[AttributeType::SignRecover, AttributeType::VerifyRecover],
+                )
+                .unwrap()
+            {
+                if let Attribute::SignRecover(b) | Attribute::VerifyRecover(b) = a {
+                    assert!(!b);
+                }
+            }
+        }
+    });
+}

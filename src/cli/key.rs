@@ -212,7 +212,10 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let selector = KeySelector::parse(&key)?;
             if !yes {
                 return Err(Error::Usage {
-                    message: format!("destroying '{key}' is permanent; add --yes to confirm"),
+                    message: format!(
+                        "destroying '{}' is permanent; add --yes to confirm",
+                        selector.shown
+                    ),
                 });
             }
             let module = ctx.module()?;

@@ -41,10 +41,11 @@ pub struct Global {
     /// Token by label or RFC 7512 URI (pkcs11:token=...;serial=...). Default: the only initialized token.
     #[arg(long, global = true, env = "HSMKEY_TOKEN", value_name = "LABEL|URI")]
     token: Option<String>,
-    /// Where the user PIN comes from: env:VAR, file:PATH or prompt. Default: $HSMKEY_PIN if set, else a prompt on a terminal.
+    /// Where the user PIN comes from: env:VAR, file:PATH, prompt or empty. Default: $HSMKEY_PIN if set, else a prompt on a terminal.
     #[arg(long, global = true, value_name = "SRC")]
     pin_source: Option<String>,
-    /// Where the Security Officer PIN comes from (token init, --trusted). Default: $HSMKEY_SO_PIN, else a prompt.
+    /// Where the Security Officer PIN comes from (token init, --trusted): env:VAR, file:PATH, prompt or
+    /// empty (NSS softokn's SO). Default: $HSMKEY_SO_PIN, else a prompt.
     #[arg(long, global = true, value_name = "SRC")]
     so_pin_source: Option<String>,
     /// Accept a PIN written in argv as pin:VALUE. Other users can read argv through ps: avoid.
@@ -161,6 +162,7 @@ fn init_logging(g: &Global) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

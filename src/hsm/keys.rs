@@ -391,6 +391,13 @@ pub fn effective_usage(spec: &GenerateSpec) -> Result<Usage> {
             message: "--trusted marks a key-encryption key: use it with --kek".into(),
         });
     }
+    if spec.trusted && spec.policy != BackupPolicy::None {
+        // A trusted KEK that can leave the token would let anyone holding its
+        // copy unwrap every trusted key.
+        return Err(Error::Usage {
+            message: "a trusted KEK never leaves the token: --trusted takes no --backup-policy other than none".into(),
+        });
+    }
     Ok(usage)
 }
 
@@ -471,6 +478,9 @@ fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 // under a trusted key must stay wrappable only by trusted keys:
                 // otherwise the user PIN alone could wrap a `trusted` key and
                 // unwrap it again as a readable one (docs/KEYS.md).
+                // And the key itself cannot be modified afterwards, so its
+                // unwrap template cannot be replaced (kryoptic would allow it).
+                t.push(Attribute::Modifiable(false));
                 let mut unwrap_template = vec![Attribute::Sensitive(true)];
                 if spec.trusted {
                     unwrap_template.push(Attribute::WrapWithTrusted(true));
@@ -509,7 +519,7 @@ fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 Attribute::ModulusBits(bits.into()),
                 Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
             ];
-            let (public, private) = pair_usage(public, common_private(spec, &label), &usage, true);
+            let (public, private) = pair_usage(public, common_private(spec, &label), &usage);
             let (pubh, privh) = session
                 .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
                 .map_err(map)?;
@@ -527,7 +537,7 @@ fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
                 Attribute::Id(spec.id.clone()),
                 Attribute::EcParams(oid.to_vec()),
             ];
-            let (public, private) = pair_usage(public, common_private(spec, &label), &usage, false);
+            let (public, private) = pair_usage(public, common_private(spec, &label), &usage);
             let (pubh, privh) = session
                 .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
                 .map_err(map)?;
@@ -543,7 +553,6 @@ fn pair_usage(
     mut public: Vec<Attribute>,
     mut private: Vec<Attribute>,
     usage: &Usage,
-    is_rsa: bool,
 ) -> (Vec<Attribute>, Vec<Attribute>) {
     public.extend([
         Attribute::Encrypt(usage.encrypt),
@@ -551,11 +560,9 @@ fn pair_usage(
         Attribute::Wrap(usage.wrap),
         Attribute::Derive(false),
     ]);
-    // SoftHSM turns the recover variants on for RSA when they are left out.
-    if is_rsa {
-        public.push(Attribute::VerifyRecover(false));
-        private.push(Attribute::SignRecover(false));
-    }
+    // SoftHSM turns the recover variants on when they are left out.
+    public.push(Attribute::VerifyRecover(false));
+    private.push(Attribute::SignRecover(false));
     private.extend([
         Attribute::Decrypt(usage.decrypt),
         Attribute::Sign(usage.sign),

@@ -247,7 +247,7 @@ impl Module {
         if len < min || len > max {
             return Err(Error::BadInput {
                 what: "user PIN".into(),
-                reason: format!("it has {len} characters; this token takes {min} to {max}"),
+                reason: format!("it has {len} bytes; this token takes {min} to {max}"),
             });
         }
         Ok(())
@@ -261,10 +261,10 @@ impl Module {
         so_pin: &SecretString,
         user_pin: &SecretString,
     ) -> Result<()> {
-        if label.is_empty() || label.len() > 32 {
+        if label.is_empty() || label.len() > 32 || label.trim() != label {
             return Err(Error::BadInput {
                 what: "token label".into(),
-                reason: "must be 1 to 32 bytes (PKCS#11 pads labels to 32)".into(),
+                reason: "must be 1 to 32 bytes without leading or trailing spaces (PKCS#11 pads labels with spaces)".into(),
             });
         }
         self.pkcs11

@@ -505,3 +505,32 @@ pub fn private_matches(
         }
     }
 }
+
+/// NSS softokn's vendor attribute CKA_NSS_DB: the public value under which it
+/// stores a private key.
+const CKA_NSS_DB: u64 = 0xD5A0_DB00;
+
+/// Whether the token is NSS softokn (REFERENCE.md §4).
+pub fn is_nss(token: &Token<'_>) -> bool {
+    token.summary().manufacturer == "Mozilla Foundation"
+}
+
+/// Extra unwrap-template attributes a token needs for a private key. NSS
+/// softokn refuses to unwrap an EC private key (CKR_TEMPLATE_INCOMPLETE)
+/// unless the template carries its public point in CKA_NSS_DB; other tokens
+/// need nothing.
+pub fn private_unwrap_quirks(token: &Token<'_>, public: Option<&PublicValues>) -> Vec<Attribute> {
+    use der::Decode;
+    match public {
+        Some(PublicValues::Ec { point, .. }) if is_nss(token) => {
+            let raw = der::asn1::OctetString::from_der(point)
+                .map(|os| os.as_bytes().to_vec())
+                .unwrap_or_else(|_| point.clone());
+            vec![Attribute::VendorDefined((
+                AttributeType::VendorDefined(CKA_NSS_DB as _),
+                raw,
+            ))]
+        }
+        _ => Vec::new(),
+    }
+}

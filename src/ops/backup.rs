@@ -924,6 +924,9 @@ pub struct RestoreOptions<'a> {
     pub dry_run: bool,
     pub on_conflict: OnConflict,
     pub cancel: &'a AtomicBool,
+    /// Fault injection for tests: fail after creating this many keys, to
+    /// prove the rollback.
+    pub fail_after: Option<u64>,
 }
 
 /// The whole-file check both restore and verify start with: structure, the
@@ -1052,7 +1055,7 @@ fn usage_attrs(usage: &[String], private: bool) -> Vec<Attribute> {
 /// The unwrap template of a restored key: what the entry records, always
 /// sensitive, and wrappable only by trusted keys when restored under a
 /// trusted KEK (whose unwrap template demands it).
-fn restore_template(entry: &Entry, trusted_kek: bool) -> Result<Vec<Attribute>> {
+fn restore_template(token: &Token<'_>, entry: &Entry, trusted_kek: bool) -> Result<Vec<Attribute>> {
     let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
         reason: format!("{}: id is not hex", entry.label),
     })?;
@@ -1077,7 +1080,30 @@ fn restore_template(entry: &Entry, trusted_kek: bool) -> Result<Vec<Attribute>> 
     if private && key_type == KeyType::RSA {
         t.push(Attribute::SignRecover(false));
     }
+    if let Some(part) = &entry.public {
+        t.extend(wrap::private_unwrap_quirks(
+            token,
+            Some(&public_values_of(part)?),
+        ));
+    }
     Ok(t)
+}
+
+/// A check-copy template for an entry, with the token's quirks.
+fn check_template(token: &Token<'_>, entry: &Entry) -> Result<Vec<Attribute>> {
+    let key_type = ck_key_type(&entry.key_type);
+    if entry.class == "private-key" {
+        let mut t = wrap::check_copy_template(ObjectClass::PRIVATE_KEY, key_type);
+        if let Some(part) = &entry.public {
+            t.extend(wrap::private_unwrap_quirks(
+                token,
+                Some(&public_values_of(part)?),
+            ));
+        }
+        Ok(t)
+    } else {
+        Ok(wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type))
+    }
 }
 
 fn public_template(
@@ -1146,17 +1172,12 @@ fn check_restored(
     let subject = if can_check_directly {
         key
     } else {
-        let class = if private {
-            ObjectClass::PRIVATE_KEY
-        } else {
-            ObjectClass::SECRET_KEY
-        };
         let copy = wrap::unwrap(
             token,
             mech,
             opened.unwrapping,
             blob,
-            &wrap::check_copy_template(class, key_type),
+            &check_template(token, entry)?,
         )
         .map_err(|rv| Error::Pkcs11 {
             function: "C_UnwrapKey".into(),
@@ -1266,9 +1287,18 @@ fn existing(token: &Token<'_>, entry: &Entry, on_conflict: OnConflict) -> Result
     }
     let info = keys::describe(token, by_label[0])?;
     if entry.class == "secret-key" {
-        match &entry.kcv {
-            Some(k) if k.method == wrap::KCV_AES && info.kcv == k.value => Ok(true),
-            _ => Err(conflict(format!(
+        let proved = match &entry.kcv {
+            Some(k) if k.method == wrap::KCV_AES => info.kcv == k.value,
+            Some(k) if k.method == wrap::KCV_GENERIC && info.usage.contains(&"sign") => {
+                wrap::kcv_of(token.session(), by_label[0], KeyType::GENERIC_SECRET)
+                    .map(|(v, _)| v == k.value)
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        match proved {
+            true => Ok(true),
+            false => Err(conflict(format!(
                 "a key with this label and id exists but its KCV ({}) does not prove it is the same",
                 info.kcv
             ))),
@@ -1397,7 +1427,7 @@ pub fn restore(
         let mech = check_entry_capability(&support, &entry)?;
         let blob =
             unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
-        let template = restore_template(&entry, opened.trusted_kek)?;
+        let template = restore_template(token, &entry, opened.trusted_kek)?;
         let key = wrap::unwrap(token, mech, opened.unwrapping, &blob, &template).map_err(|rv| {
             Error::Pkcs11 {
                 function: "C_UnwrapKey".into(),
@@ -1418,6 +1448,12 @@ pub fn restore(
         let mut checks = Ephemeral::new(session);
         check_restored(token, &mut checks, &opened, mech, &entry, &blob, key)?;
         progress(index, total);
+        if options.fail_after == Some(report.entries.len() as u64) {
+            return Err(Error::Internal(format!(
+                "fault injected after {} keys (HSMKEY_FAULT_RESTORE_AFTER)",
+                report.entries.len()
+            )));
+        }
     }
     let second: [u8; 32] = second.finalize().into();
     if second != digest || index != total {
@@ -1467,18 +1503,13 @@ pub fn verify(
         let mech = check_entry_capability(&support, &entry)?;
         let blob =
             unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
-        let class = if entry.class == "private-key" {
-            ObjectClass::PRIVATE_KEY
-        } else {
-            ObjectClass::SECRET_KEY
-        };
         let mut checks = Ephemeral::new(session);
         let copy = wrap::unwrap(
             token,
             mech,
             opened.unwrapping,
             &blob,
-            &wrap::check_copy_template(class, ck_key_type(&entry.key_type)),
+            &check_template(token, &entry)?,
         )
         .map_err(|rv| Error::BundleCorrupt {
             reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),

@@ -9,6 +9,11 @@ use crate::hsm::Token;
 pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Vec<KeyInfo>> {
     keys::effective_usage(spec)?;
     check_available(token, &spec.name, &spec.id)?;
+    if crate::hsm::wrap::is_nss(token) && spec.policy != keys::BackupPolicy::Any {
+        tracing::warn!(
+            "NSS softokn does not enforce CKA_EXTRACTABLE or CKA_WRAP_WITH_TRUSTED: on this token the backup policy is a label, not a protection (docs/TOKENS.md)"
+        );
+    }
     let made = keys::generate(token, spec)?;
     made.handles
         .iter()

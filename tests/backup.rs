@@ -1,0 +1,959 @@
+//! Backup, restore and verify between two separate tokens of the kind under
+//! test, for every protection scheme and key type; and every corruption of a
+//! bundle refused before the first object is created.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{code, Kind, TestToken};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use serde_json::Value;
+
+/// The KEK value both tokens hold in the `--kek` tests (a shared KEK is what
+/// HSM cloning or a key ceremony gives; test code loads it directly).
+const KEK_VALUE: [u8; 32] = [0x4b; 32];
+const PASSWORD: &str = "Correct-Horse#42";
+
+fn put_kek(t: &TestToken, label: &str, value: &[u8]) {
+    t.put_secret(vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(label.as_bytes().to_vec()),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Wrap(true),
+        Attribute::Unwrap(true),
+        Attribute::Encrypt(true),
+        Attribute::Value(value.to_vec()),
+    ]);
+}
+
+/// A known AES-256 key for the encrypt-here, decrypt-there check.
+const DATA_KEY: [u8; 32] = [0x21; 32];
+
+fn populate(src: &TestToken) -> Vec<&'static str> {
+    let types = [
+        ("a128", "aes-128"),
+        ("a192", "aes-192"),
+        ("a256", "aes-256"),
+        ("gen", "generic-256"),
+        ("rsa", "rsa-2048"),
+        ("ec", "ec-p256"),
+    ];
+    for (label, ty) in types {
+        src.json(&[
+            "key",
+            "generate",
+            "--label",
+            label,
+            "--type",
+            ty,
+            "--backup-policy",
+            "any",
+        ]);
+    }
+    src.json(&["key", "rotate", "a256"]);
+    src.json(&["key", "generate", "--label", "locked", "--type", "aes-128"]);
+    src.put_secret(vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(b"data".to_vec()),
+        Attribute::Id(b"data".to_vec()),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Value(DATA_KEY.to_vec()),
+    ]);
+    vec![
+        "a128", "a192", "a256", "a256@v2", "data", "ec", "gen", "rsa",
+    ]
+}
+
+fn file(t: &TestToken, name: &str) -> PathBuf {
+    t.dir.path().join(name)
+}
+
+fn write_password(t: &TestToken, pw: &str) -> PathBuf {
+    let p = file(t, "password.txt");
+    std::fs::write(&p, format!("{pw}\n")).unwrap();
+    p
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn labels(v: &Value, field: &str) -> Vec<String> {
+    let mut l: Vec<String> = v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].as_str().unwrap().to_string())
+        .collect();
+    l.sort();
+    l
+}
+
+fn kcv_of(t: &TestToken, label: &str) -> String {
+    let v = t.json(&["key", "show", label]);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == label && k["class"] == "secret-key")
+        .unwrap()["kcv"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn public_fingerprint(t: &TestToken, label: &str) -> String {
+    let out = file(t, &format!("{label}-{}.pem", rand_suffix()));
+    let v = t.json(&["key", "public", label, "--out", path_str(&out)]);
+    v["spki_sha256"].as_str().unwrap().to_string()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Everything a round trip must show: the same keys, the same KCVs, the same
+/// public keys, and a key that decrypts on the target what the source encrypted.
+fn assert_same_keys(src: &TestToken, dst: &TestToken, restored: &Value, expected: &[&str]) {
+    assert_eq!(labels(restored, "entries"), expected);
+    for label in expected {
+        let entry = restored["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["label"] == *label)
+            .unwrap();
+        if entry["class"] == "secret-key" {
+            let bundle_kcv = entry["kcv"].as_str().unwrap();
+            if entry["type"] == "aes" {
+                assert_eq!(kcv_of(src, label), bundle_kcv, "{label} in the source");
+                assert_eq!(kcv_of(dst, label), bundle_kcv, "{label} in the target");
+            }
+        } else {
+            assert_eq!(
+                public_fingerprint(src, label),
+                public_fingerprint(dst, label),
+                "{label}"
+            );
+        }
+    }
+    // Encrypt in the source, decrypt in the target.
+    let find = |s: &cryptoki::session::Session| {
+        s.find_objects(&[Attribute::Label(b"data".to_vec())])
+            .unwrap()[0]
+    };
+    let plaintext = [0x5au8; 32];
+    let ciphertext =
+        src.with_session(|s| s.encrypt(&Mechanism::AesEcb, find(s), &plaintext).unwrap());
+    assert_ne!(ciphertext, plaintext);
+    let back = dst.with_session(|s| s.decrypt(&Mechanism::AesEcb, find(s), &ciphertext).unwrap());
+    assert_eq!(back, plaintext);
+    // A restored RSA key signs in the target and the source's public key verifies it.
+    let message = b"restored keys work";
+    let by_label = |s: &cryptoki::session::Session, class| {
+        s.find_objects(&[Attribute::Label(b"rsa".to_vec()), Attribute::Class(class)])
+            .unwrap()[0]
+    };
+    let signature = dst.with_session(|s| {
+        s.sign(
+            &Mechanism::Sha256RsaPkcs,
+            by_label(s, ObjectClass::PRIVATE_KEY),
+            message,
+        )
+        .unwrap()
+    });
+    src.with_session(|s| {
+        s.verify(
+            &Mechanism::Sha256RsaPkcs,
+            by_label(s, ObjectClass::PUBLIC_KEY),
+            message,
+            &signature,
+        )
+        .unwrap()
+    });
+}
+
+#[test]
+fn kek_round_trip_between_two_tokens() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    put_kek(&src, "shared-kek", &KEK_VALUE);
+    put_kek(&dst, "shared-kek", &KEK_VALUE);
+    let expected = populate(&src);
+    let bundle = file(&src, "kek.bundle");
+    let made = src.json(&[
+        "backup",
+        "--kek",
+        "shared-kek",
+        "--all",
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert_eq!(labels(&made, "entries"), expected);
+    // --all lists what it left out, and why.
+    let skipped = made["skipped"].as_array().unwrap();
+    let locked = skipped
+        .iter()
+        .find(|s| s["label"] == "locked")
+        .expect("locked is skipped");
+    assert!(locked["reason"]
+        .as_str()
+        .unwrap()
+        .contains("CKA_EXTRACTABLE=false"));
+    assert!(skipped.iter().any(|s| s["label"] == "shared-kek"));
+    let verified = dst.json(&["verify", path_str(&bundle), "--kek", "shared-kek"]);
+    assert_eq!(labels(&verified, "entries"), expected);
+    let before = dst.object_count();
+    let restored = dst.json(&["restore", path_str(&bundle), "--kek", "shared-kek"]);
+    assert_eq!(
+        dst.object_count(),
+        before + expected.len() + 2,
+        "two key pairs bring their public halves"
+    );
+    assert_same_keys(&src, &dst, &restored, &expected);
+    // Versions, policies and usage survive.
+    let shown = dst.json(&["key", "show", "a256@v2"]);
+    assert_eq!(shown[0]["version"], 2);
+    assert_eq!(shown[0]["backup_policy"], "any");
+    assert_eq!(shown[0]["usage"], serde_json::json!(["encrypt", "decrypt"]));
+}
+
+#[test]
+fn password_round_trip_between_two_tokens() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    let expected = populate(&src);
+    let pw = write_password(&src, PASSWORD);
+    let pw_dst = write_password(&dst, PASSWORD);
+    let bundle = file(&src, "pw.bundle");
+    src.json(&[
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "--all",
+        "--out",
+        path_str(&bundle),
+    ]);
+    let header: Value = serde_json::from_str(
+        std::fs::read_to_string(&bundle)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["protection"]["scheme"], "password");
+    assert_eq!(header["protection"]["kdf"]["algorithm"], "argon2id");
+    assert_eq!(header["protection"]["kdf"]["m_kib"], 65536);
+    let restored = dst.json(&[
+        "restore",
+        path_str(&bundle),
+        "--password-file",
+        path_str(&pw_dst),
+    ]);
+    assert_same_keys(&src, &dst, &restored, &expected);
+}
+
+#[test]
+fn recipient_round_trip_between_two_tokens() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    let expected = populate(&src);
+    dst.json(&[
+        "key",
+        "generate",
+        "--label",
+        "transport",
+        "--type",
+        "rsa-3072",
+        "--usage",
+        "unwrap",
+    ]);
+    let pem = file(&dst, "transport.pem");
+    dst.json(&["key", "public", "transport", "--out", path_str(&pem)]);
+    let pem_src = file(&src, "transport.pem");
+    std::fs::copy(&pem, &pem_src).unwrap();
+    let bundle = file(&src, "r.bundle");
+    let names: Vec<&str> = ["a128", "a192", "a256", "data", "ec", "gen", "rsa"].to_vec();
+    let mut args = vec![
+        "backup",
+        "--recipient",
+        path_str(&pem_src),
+        "--out",
+        path_str(&bundle),
+    ];
+    args.extend(&names);
+    src.json(&args);
+    let restored = dst.json(&["restore", path_str(&bundle), "--recipient-key", "transport"]);
+    assert_same_keys(&src, &dst, &restored, &expected);
+    // Restoring again with --on-conflict skip is a no-op.
+    let before = dst.object_count();
+    let again = dst.json(&[
+        "restore",
+        path_str(&bundle),
+        "--recipient-key",
+        "transport",
+        "--on-conflict",
+        "skip",
+    ]);
+    assert_eq!(again["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(labels(&again, "skipped"), expected);
+    assert_eq!(dst.object_count(), before);
+    // Without skip, the existing keys are a conflict, and nothing changes.
+    let (exit, e) = dst.json_err(dst.cmd().args([
+        "restore",
+        path_str(&bundle),
+        "--recipient-key",
+        "transport",
+    ]));
+    assert_eq!((exit, code(&e)), (8, "HK1501"));
+    assert_eq!(dst.object_count(), before);
+}
+
+#[test]
+fn recipient_bundle_with_sha256_where_the_token_has_it() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    src.json(&[
+        "key",
+        "generate",
+        "--label",
+        "k",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+    ]);
+    dst.json(&[
+        "key",
+        "generate",
+        "--label",
+        "transport",
+        "--type",
+        "rsa-2048",
+        "--usage",
+        "unwrap",
+    ]);
+    let pem = file(&src, "t.pem");
+    let pem_dst = file(&dst, "t.pem");
+    dst.json(&["key", "public", "transport", "--out", path_str(&pem_dst)]);
+    std::fs::copy(&pem_dst, &pem).unwrap();
+    let bundle = file(&src, "r256.bundle");
+    let mut cmd = src.cmd();
+    cmd.args([
+        "backup",
+        "--recipient",
+        path_str(&pem),
+        "--oaep-hash",
+        "sha256",
+        "k",
+        "--out",
+        path_str(&bundle),
+    ]);
+    if src.kind == Kind::SoftHsm {
+        // SoftHSM 2.6.1 has OAEP with SHA-1 only: refused, naming what is missing.
+        let (exit, e) = src.json_err(&mut cmd);
+        assert_eq!((exit, code(&e)), (5, "HK1201"));
+        assert_eq!(e["context"]["capability"], "RSA-OAEP with SHA256");
+        assert!(!bundle.exists(), "no output on refusal");
+        return;
+    }
+    assert!(cmd.arg("--json").output().unwrap().status.success());
+    let restored = dst.json(&["restore", path_str(&bundle), "--recipient-key", "transport"]);
+    assert_eq!(labels(&restored, "entries"), vec!["k"]);
+    assert_eq!(kcv_of(&src, "k"), kcv_of(&dst, "k"));
+}
+
+#[test]
+fn blob_holds_one_key_with_all_its_versions() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    src.json(&[
+        "key",
+        "generate",
+        "--label",
+        "secret",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+    ]);
+    src.json(&["key", "rotate", "secret"]);
+    src.json(&[
+        "key",
+        "generate",
+        "--label",
+        "other",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+    ]);
+    let pw = write_password(&src, PASSWORD);
+    let pw_dst = write_password(&dst, PASSWORD);
+    let out = file(&src, "secret.blob");
+    let v = src.json(&[
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "--format",
+        "blob",
+        "secret",
+        "--out",
+        path_str(&out),
+    ]);
+    let blob = v["secret_blob"].as_str().unwrap();
+    assert!(blob.starts_with("hsmkey-blob-v1:"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), blob);
+    let restored = dst.json(&[
+        "restore",
+        path_str(&out),
+        "--password-file",
+        path_str(&pw_dst),
+    ]);
+    assert_eq!(labels(&restored, "entries"), vec!["secret", "secret@v2"]);
+    assert_eq!(kcv_of(&src, "secret@v2"), kcv_of(&dst, "secret@v2"));
+    let (exit, e) = src.json_err(src.cmd().args([
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "--format",
+        "blob",
+        "--all",
+        "--out",
+        path_str(&file(&src, "x")),
+    ]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+}
+
+#[test]
+fn policy_refusals_and_output_safety() {
+    let t = TestToken::new();
+    put_kek(&t, "kek", &KEK_VALUE);
+    t.json(&["key", "generate", "--label", "locked", "--type", "aes-128"]);
+    t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "open",
+        "--type",
+        "aes-128",
+        "--backup-policy",
+        "any",
+    ]);
+    let out = file(&t, "b.bundle");
+    // Naming a key that may not leave is an error, and nothing is written.
+    let (exit, e) = t.json_err(t.cmd().args([
+        "backup",
+        "--kek",
+        "kek",
+        "locked",
+        "open",
+        "--out",
+        path_str(&out),
+    ]));
+    assert_eq!((exit, code(&e)), (5, "HK1202"));
+    assert_eq!(e["context"]["key"], "locked");
+    assert!(!out.exists());
+    t.json(&["backup", "--kek", "kek", "open", "--out", path_str(&out)]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let first = std::fs::read(&out).unwrap();
+    let (exit, e) =
+        t.json_err(
+            t.cmd()
+                .args(["backup", "--kek", "kek", "open", "--out", path_str(&out)]),
+        );
+    assert_eq!((exit, code(&e)), (8, "HK1501"));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        first,
+        "never overwritten without --force"
+    );
+    t.json(&[
+        "backup",
+        "--kek",
+        "kek",
+        "open",
+        "--out",
+        path_str(&out),
+        "--force",
+    ]);
+    assert_ne!(std::fs::read(&out).unwrap(), first);
+    // The password rule (Hitachi VSP): 6 to 255 letters, digits, punctuation.
+    for bad in ["abc12", "has space1", "pässwort1"] {
+        let pw = write_password(&t, bad);
+        let (exit, e) = t.json_err(t.cmd().args([
+            "backup",
+            "--password-file",
+            path_str(&pw),
+            "open",
+            "--out",
+            path_str(&file(&t, "p")),
+        ]));
+        assert_eq!((exit, code(&e)), (6, "HK1304"), "{bad}");
+        assert!(!e.to_string().contains(bad));
+    }
+    let only_dirs = std::fs::read_dir(t.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .all(|e| !e.file_name().to_string_lossy().starts_with(".hsmkey-"));
+    assert!(only_dirs, "no temporary files left behind");
+}
+
+#[test]
+fn trusted_keys_leave_only_under_a_trusted_kek() {
+    let t = TestToken::new();
+    if t.kind == Kind::Nss {
+        return; // no SO sessions, no trusted keys (tests/key.rs)
+    }
+    t.json_with_so(&["key", "generate", "--label", "tkek", "--kek", "--trusted"]);
+    t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "crown",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "trusted",
+    ]);
+    let pw = write_password(&t, PASSWORD);
+    let (exit, e) = t.json_err(t.cmd().args([
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "crown",
+        "--out",
+        path_str(&file(&t, "x")),
+    ]));
+    assert_eq!((exit, code(&e)), (5, "HK1202"));
+    let all = t.json(&[
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "--all",
+        "--out",
+        path_str(&file(&t, "all")),
+    ]);
+    assert!(all["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["label"] == "crown" && s["reason"].as_str().unwrap().contains("CKA_TRUSTED")));
+    let out = file(&t, "trusted.bundle");
+    let made = t.json(&["backup", "--kek", "tkek", "crown", "--out", path_str(&out)]);
+    let kcv = made["entries"][0]["kcv"].as_str().unwrap().to_string();
+    t.json(&["key", "destroy", "crown", "--yes"]);
+    let restored = t.json(&["restore", path_str(&out), "--kek", "tkek"]);
+    assert!(restored["notes"][0].as_str().unwrap().contains("trusted"));
+    let shown = t.json(&["key", "show", "crown"]);
+    assert_eq!(shown[0]["kcv"], kcv.as_str());
+    assert_eq!(shown[0]["backup_policy"], "trusted");
+}
+
+/// A KEK bundle of a few keys on `src`, and a target with the same KEK.
+fn kek_fixture() -> (TestToken, TestToken, PathBuf) {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    put_kek(&src, "kek", &KEK_VALUE);
+    put_kek(&dst, "kek", &KEK_VALUE);
+    for (label, ty) in [("k1", "aes-256"), ("k2", "aes-128"), ("k3", "generic-256")] {
+        src.json(&[
+            "key",
+            "generate",
+            "--label",
+            label,
+            "--type",
+            ty,
+            "--backup-policy",
+            "any",
+        ]);
+    }
+    let bundle = file(&src, "good.bundle");
+    src.json(&[
+        "backup",
+        "--kek",
+        "kek",
+        "k1",
+        "k2",
+        "k3",
+        "--out",
+        path_str(&bundle),
+    ]);
+    (src, dst, bundle)
+}
+
+/// Restore `bytes` and expect refusal with `want`, the target unchanged.
+fn refused(dst: &TestToken, bytes: &[u8], want: (i32, &str), what: &str) {
+    let path = file(dst, &format!("bad-{}.bundle", rand_suffix()));
+    std::fs::write(&path, bytes).unwrap();
+    let before = dst.object_count();
+    let (exit, e) = dst.json_err(dst.cmd().args(["restore", path_str(&path), "--kek", "kek"]));
+    assert_eq!((exit, code(&e)), want, "{what}: {e}");
+    assert_eq!(dst.object_count(), before, "{what}: nothing created");
+}
+
+fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| l.to_vec())
+        .collect()
+}
+
+#[test]
+fn every_corruption_is_refused_before_anything_is_created() {
+    let (_src, dst, bundle) = kek_fixture();
+    let good = std::fs::read(&bundle).unwrap();
+    let corrupt = (6, "HK1302");
+    let l = lines(&good);
+    assert_eq!(l.len(), 5);
+    let header_len = l[0].len();
+
+    // One flipped byte: in an entry's wrapped key, in a label, in the trailer's
+    // MAC, in the header's source token, in the entry count.
+    // The changed character stays in the same alphabet, so the change is
+    // caught by the MAC (or the key unwrap), not by a parser.
+    let flip_in = |needle: &str, line: usize| {
+        let text = String::from_utf8(l[line].clone()).unwrap();
+        let at = text.find(needle).unwrap() + needle.len() + 2;
+        let offset: usize = l[..line].iter().map(|x| x.len()).sum::<usize>() + at;
+        let mut b = good.clone();
+        b[offset] = match b[offset] {
+            b'A' => b'B',
+            b'0'..=b'8' => b[offset] + 1,
+            b'9' => b'0',
+            _ => b'A',
+        };
+        b
+    };
+    refused(
+        &dst,
+        &flip_in("\"wrapped\":", 1),
+        corrupt,
+        "flipped byte in a wrapped key",
+    );
+    refused(
+        &dst,
+        &flip_in("\"label\":", 2),
+        corrupt,
+        "flipped byte in a label",
+    );
+    refused(
+        &dst,
+        &flip_in("\"mac\":", 4),
+        corrupt,
+        "flipped byte in the MAC",
+    );
+    refused(
+        &dst,
+        &flip_in("\"serial\":", 0),
+        corrupt,
+        "flipped byte in the header",
+    );
+    refused(
+        &dst,
+        &flip_in("\"usage\":[", 3),
+        corrupt,
+        "flipped byte in a usage",
+    );
+    // Every single byte of the entries and trailer, one at a time, on a sample.
+    for offset in (header_len..good.len()).step_by(97) {
+        let mut b = good.clone();
+        b[offset] ^= 0x20;
+        let path = file(&dst, "flip.bundle");
+        std::fs::write(&path, &b).unwrap();
+        let out = dst
+            .cmd()
+            .args([
+                "restore",
+                path_str(&path),
+                "--kek",
+                "kek",
+                "--dry-run",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "flip at {offset} accepted");
+    }
+    // The integrity key itself altered: it no longer unwraps under this KEK.
+    refused(
+        &dst,
+        &flip_in("\"wrapped_key\":", 0),
+        (4, "HK1107"),
+        "flipped byte in the MAC key",
+    );
+
+    // Truncation at several points.
+    for cut in [
+        0,
+        10,
+        header_len,
+        header_len + 5,
+        good.len() / 2,
+        good.len() - l[4].len(),
+        good.len() - 1,
+    ] {
+        refused(&dst, &good[..cut], corrupt, &format!("truncated at {cut}"));
+    }
+    // An entry removed (count fixed up too), entries reordered, an entry duplicated.
+    let removed: Vec<u8> = [
+        l[0].clone(),
+        l[1].clone(),
+        l[3].clone(),
+        String::from_utf8(l[4].clone())
+            .unwrap()
+            .replace("\"entries\":3", "\"entries\":2")
+            .into_bytes(),
+    ]
+    .concat();
+    refused(&dst, &removed, corrupt, "entry removed");
+    let reordered: Vec<u8> = [
+        l[0].clone(),
+        l[2].clone(),
+        l[1].clone(),
+        l[3].clone(),
+        l[4].clone(),
+    ]
+    .concat();
+    refused(&dst, &reordered, corrupt, "entries reordered");
+    // A header field changed.
+    let changed = String::from_utf8(good.clone()).unwrap().replacen(
+        "\"created\":\"20",
+        "\"created\":\"19",
+        1,
+    );
+    refused(&dst, changed.as_bytes(), corrupt, "header date changed");
+    // A bundle from a future format version.
+    let future =
+        String::from_utf8(good.clone())
+            .unwrap()
+            .replacen("\"version\":1", "\"version\":2", 1);
+    refused(&dst, future.as_bytes(), (6, "HK1303"), "future version");
+    // An empty file, random bytes, text that is not a bundle, a bad blob.
+    refused(&dst, b"", corrupt, "empty file");
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    refused(&dst, &random, corrupt, "random bytes");
+    refused(&dst, b"{\"type\":\"key\"}\n", corrupt, "no header");
+    refused(&dst, b"hsmkey-blob-v1:!!!notbase64", corrupt, "bad blob");
+    // The good bundle still restores: the refusals changed nothing.
+    dst.json(&["restore", path_str(&bundle), "--kek", "kek"]);
+}
+
+#[test]
+fn wrong_kek_password_or_recipient_is_refused() {
+    let (src, dst, bundle) = kek_fixture();
+    let other = TestToken::new();
+    put_kek(&other, "kek", &[0x77; 32]);
+    let before = other.object_count();
+    let (exit, e) =
+        other.json_err(
+            other
+                .cmd()
+                .args(["restore", path_str(&bundle), "--kek", "kek"]),
+        );
+    assert_eq!((exit, code(&e)), (4, "HK1107"));
+    assert_eq!(other.object_count(), before);
+    // The wrong scheme for this bundle is a usage error naming the right one.
+    let pw = write_password(&dst, PASSWORD);
+    let (exit, e) = dst.json_err(dst.cmd().args([
+        "restore",
+        path_str(&bundle),
+        "--password-file",
+        path_str(&pw),
+    ]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+    assert!(e["message"].as_str().unwrap().contains("--kek"));
+
+    let pw_src = write_password(&src, PASSWORD);
+    let pbundle = file(&src, "p.bundle");
+    src.json(&[
+        "backup",
+        "--password-file",
+        path_str(&pw_src),
+        "k1",
+        "--out",
+        path_str(&pbundle),
+    ]);
+    let wrong = write_password(&dst, "Correct-Horse#43");
+    let before = dst.object_count();
+    let (exit, e) = dst.json_err(dst.cmd().args([
+        "restore",
+        path_str(&pbundle),
+        "--password-file",
+        path_str(&wrong),
+    ]));
+    assert_eq!((exit, code(&e)), (4, "HK1107"));
+    assert_eq!(dst.object_count(), before);
+
+    dst.json(&[
+        "key", "generate", "--label", "t1", "--type", "rsa-2048", "--usage", "unwrap",
+    ]);
+    dst.json(&[
+        "key", "generate", "--label", "t2", "--type", "rsa-2048", "--usage", "unwrap",
+    ]);
+    let pem = file(&src, "t1.pem");
+    let pem_dst = file(&dst, "t1.pem");
+    dst.json(&["key", "public", "t1", "--out", path_str(&pem_dst)]);
+    std::fs::copy(&pem_dst, &pem).unwrap();
+    let rbundle = file(&src, "r.bundle");
+    src.json(&[
+        "backup",
+        "--recipient",
+        path_str(&pem),
+        "k1",
+        "--out",
+        path_str(&rbundle),
+    ]);
+    let before = dst.object_count();
+    let (exit, e) =
+        dst.json_err(
+            dst.cmd()
+                .args(["restore", path_str(&rbundle), "--recipient-key", "t2"]),
+        );
+    assert_eq!((exit, code(&e)), (4, "HK1107"));
+    assert_eq!(dst.object_count(), before);
+}
+
+#[test]
+fn dry_run_and_a_failure_midway_leave_the_token_unchanged() {
+    let (_src, dst, bundle) = kek_fixture();
+    let before = dst.object_count();
+    let dry = dst.json(&["restore", path_str(&bundle), "--kek", "kek", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(labels(&dry, "entries"), vec!["k1", "k2", "k3"]);
+    assert_eq!(dst.object_count(), before);
+    // A failure after two keys were created: both are destroyed again.
+    let out = dst
+        .cmd()
+        .env("HSMKEY_FAULT_RESTORE_AFTER", "2")
+        .args(["restore", path_str(&bundle), "--kek", "kek", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code(&e), "HK1902");
+    assert_eq!(dst.object_count(), before, "rolled back");
+    dst.json(&["restore", path_str(&bundle), "--kek", "kek"]);
+    assert_eq!(dst.object_count(), before + 3);
+}
+
+#[test]
+fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
+    let spy = [
+        "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
+        "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("pkcs11-spy.so (package opensc-pkcs11) is installed by scripts/install-deps.sh");
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    put_kek(&src, "kek", &KEK_VALUE);
+    put_kek(&dst, "kek", &KEK_VALUE);
+    populate(&src);
+    dst.json(&[
+        "key",
+        "generate",
+        "--label",
+        "transport",
+        "--type",
+        "rsa-2048",
+        "--usage",
+        "unwrap",
+    ]);
+    let pem = file(&src, "t.pem");
+    let pem_dst = file(&dst, "t.pem");
+    dst.json(&["key", "public", "transport", "--out", path_str(&pem_dst)]);
+    std::fs::copy(&pem_dst, &pem).unwrap();
+    for (scheme, token, args) in [
+        (
+            "kek backup",
+            &src,
+            vec!["backup", "--kek", "kek", "--all", "--out"],
+        ),
+        (
+            "recipient backup",
+            &src,
+            vec!["backup", "--recipient", path_str(&pem), "--all", "--out"],
+        ),
+    ] {
+        let log = file(token, &format!("spy-{}.log", rand_suffix()));
+        let out = file(token, &format!("spy-{}.bundle", rand_suffix()));
+        let mut cmd = token.cmd();
+        cmd.env("PKCS11SPY", &token.module)
+            .env("PKCS11SPY_OUTPUT", &log)
+            .env("HSMKEY_MODULE", spy)
+            .args(&args)
+            .arg(&out);
+        let result = cmd.output().unwrap();
+        assert!(
+            result.status.success(),
+            "{scheme}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("C_WrapKey"),
+            "{scheme}: the spy saw the session"
+        );
+        // Every C_GetAttributeValue call's template, and every decrypt call.
+        for call in text
+            .split("\n\n")
+            .filter(|c| c.contains("C_GetAttributeValue"))
+        {
+            assert!(
+                !call.contains("CKA_VALUE "),
+                "{scheme}: CKA_VALUE requested:\n{call}"
+            );
+            assert!(
+                !call.contains("CKA_VALUE\n"),
+                "{scheme}: CKA_VALUE requested:\n{call}"
+            );
+        }
+        assert!(
+            !text.contains("C_Decrypt"),
+            "{scheme}: nothing is decrypted on the host's behalf"
+        );
+        let restore_log = file(&dst, &format!("spy-{}.log", rand_suffix()));
+        let mut cmd = dst.cmd();
+        let how: Vec<&str> = if scheme.starts_with("kek") {
+            vec!["--kek", "kek"]
+        } else {
+            vec!["--recipient-key", "transport"]
+        };
+        cmd.env("PKCS11SPY", &dst.module)
+            .env("PKCS11SPY_OUTPUT", &restore_log)
+            .env("HSMKEY_MODULE", spy)
+            .args(["verify", path_str(&out)])
+            .args(&how);
+        assert!(cmd.output().unwrap().status.success(), "{scheme} verify");
+        let text = std::fs::read_to_string(&restore_log).unwrap();
+        for call in text
+            .split("\n\n")
+            .filter(|c| c.contains("C_GetAttributeValue"))
+        {
+            assert!(
+                !call.contains("CKA_VALUE "),
+                "{scheme} verify: CKA_VALUE requested:\n{call}"
+            );
+        }
+        assert!(!text.contains("C_Decrypt"), "{scheme} verify");
+    }
+}

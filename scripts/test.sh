@@ -24,3 +24,7 @@ for kind in $kinds; do
     echo "== integration tests on $kind" >&2
     HSMKEY_TEST_TOKEN="$kind" cargo test --tests
 done
+if [ "$kinds" = "softhsm kryoptic nss" ]; then
+    echo "== cross-token tests (backup on one kind, restore on another)" >&2
+    HSMKEY_TEST_CROSS=1 cargo test --test cross_token
+fi

@@ -68,6 +68,20 @@ impl WrapSupport {
         }
     }
 
+    /// The mechanism to unwrap a blob made with `algorithm`. Unwrapping is
+    /// where the RFC 5649 variants meet: SoftHSM's 0x210A zero-pads only when
+    /// it wraps, and unwraps exact RFC 5649 as written; an exact RFC 5649
+    /// unwrap of a zero-padded blob gives the PKCS#8 with trailing zeros,
+    /// which a token's DER parser may or may not accept. Either way the key
+    /// is checked against its public half after unwrap.
+    pub fn unwrap_mechanism(&self, algorithm: &str) -> Option<u64> {
+        match algorithm {
+            "rfc5649" => self.rfc5649.or(self.rfc5649_zero_padded),
+            "rfc5649-zero-padded" => self.rfc5649_zero_padded.or(self.rfc5649),
+            other => self.mechanism(other),
+        }
+    }
+
     /// For secret keys (lengths are multiples of 8): RFC 3394, exact everywhere.
     pub fn for_secret(&self) -> Option<&'static str> {
         if self.rfc3394.is_some() {

@@ -1334,20 +1334,19 @@ fn existing(token: &Token<'_>, entry: &Entry, on_conflict: OnConflict) -> Result
 }
 
 fn check_entry_capability(support: &WrapSupport, entry: &Entry) -> Result<u64> {
-    support.mechanism(&entry.wrap).ok_or_else(|| Error::NotCapable {
-        capability: format!("{} key wrap", entry.wrap),
-        detail: format!(
-            "{} was wrapped with {}; known-answer tests on this token found {}",
-            entry.label,
-            entry.wrap,
-            support.describe()
-        ),
-        alternatives: if entry.wrap == "rfc5649-zero-padded" {
-            "The source token (SoftHSM 2.6.1) zero-pads PKCS#8 before RFC 5649: restore these private keys on a SoftHSM token, or back them up from a token with exact RFC 5649.".into()
-        } else {
-            "Restore on a token with this algorithm (`hsmkey token mechanisms`).".into()
-        },
-    })
+    support
+        .unwrap_mechanism(&entry.wrap)
+        .ok_or_else(|| Error::NotCapable {
+            capability: format!("{} key wrap", entry.wrap),
+            detail: format!(
+                "{} was wrapped with {}; known-answer tests on this token found {}",
+                entry.label,
+                entry.wrap,
+                support.describe()
+            ),
+            alternatives: "Restore on a token with this algorithm (`hsmkey token mechanisms`)."
+                .into(),
+        })
 }
 
 /// Restore a bundle: check everything first, then create all-or-nothing.

@@ -106,6 +106,16 @@ static IN_PROCESS: Mutex<()> = Mutex::new(());
 impl TestToken {
     /// A directory and config with no initialized token yet.
     pub fn empty() -> TestToken {
+        TestToken::empty_of(kind())
+    }
+
+    /// A fresh initialized token of the kind this run tests.
+    pub fn new() -> TestToken {
+        TestToken::new_of(kind())
+    }
+
+    /// [`TestToken::empty`] of a given kind (cross-token tests).
+    pub fn empty_of(kind: Kind) -> TestToken {
         let base = if Path::new("/dev/shm").is_dir() {
             tempfile::Builder::new()
                 .prefix("hsmkey-test-")
@@ -114,7 +124,6 @@ impl TestToken {
             tempfile::Builder::new().prefix("hsmkey-test-").tempdir()
         }
         .expect("temp dir");
-        let kind = kind();
         let conf = base.path().join("softhsm2.conf");
         let (module, module_args, env, label) = match kind {
             Kind::SoftHsm => {
@@ -165,9 +174,9 @@ impl TestToken {
         }
     }
 
-    /// A fresh initialized token with the test PINs.
-    pub fn new() -> TestToken {
-        let t = TestToken::empty();
+    /// A fresh initialized token of a given kind, with the test PINs.
+    pub fn new_of(kind: Kind) -> TestToken {
+        let t = TestToken::empty_of(kind);
         match t.kind {
             Kind::SoftHsm => {
                 let out = StdCommand::new("softhsm2-util")

@@ -8,7 +8,16 @@ set -euo pipefail
 need=()
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
-ls /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so >/dev/null 2>&1 || need+=(libnss3)
+have_nss=""
+for lib in /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so; do
+    [ -e "$lib" ] && have_nss=1
+done
+[ -n "$have_nss" ] || need+=(libnss3)
+spy=""
+for lib in /usr/lib/*/pkcs11-spy.so /usr/lib/*/pkcs11/pkcs11-spy.so; do
+    [ -e "$lib" ] && spy=1
+done
+[ -n "$spy" ] || need+=(opensc-pkcs11)
 if ((${#need[@]} == 0)); then
     exit 0
 fi

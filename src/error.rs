@@ -100,6 +100,8 @@ pub enum Error {
     },
     #[error("The key's policy does not allow this: {reason}")]
     PolicyRefused { key: String, reason: String },
+    #[error("The target refuses this: {rule}")]
+    TargetRule { rule: String },
 
     // HK13xx: bad input
     #[error("Invalid {what}: {reason}")]
@@ -111,6 +113,8 @@ pub enum Error {
     UnsupportedFormat { reason: String },
     #[error("The password does not meet the backup password rule: {reason}")]
     BadPassword { reason: String },
+    #[error("Expired: {what}")]
+    Expired { what: String },
 
     // HK14xx: token failures not otherwise classified
     #[error("{function} failed with {rv}.")]
@@ -157,10 +161,12 @@ impl Error {
             Error::WrongUnwrapKey { .. } => "HK1107",
             Error::NotCapable { .. } => "HK1201",
             Error::PolicyRefused { .. } => "HK1202",
+            Error::TargetRule { .. } => "HK1203",
             Error::BadInput { .. } => "HK1301",
             Error::BundleCorrupt { .. } => "HK1302",
             Error::UnsupportedFormat { .. } => "HK1303",
             Error::BadPassword { .. } => "HK1304",
+            Error::Expired { .. } => "HK1305",
             Error::Pkcs11 { .. } => "HK1401",
             Error::AlreadyExists { .. } => "HK1501",
             Error::Io { .. } => "HK1901",
@@ -186,11 +192,14 @@ impl Error {
             | Error::SoLoginRequired { .. }
             | Error::UserPinNotInitialized { .. }
             | Error::WrongUnwrapKey { .. } => ExitClass::Auth,
-            Error::NotCapable { .. } | Error::PolicyRefused { .. } => ExitClass::NotCapable,
+            Error::NotCapable { .. } | Error::PolicyRefused { .. } | Error::TargetRule { .. } => {
+                ExitClass::NotCapable
+            }
             Error::BadInput { .. }
             | Error::BundleCorrupt { .. }
             | Error::UnsupportedFormat { .. }
-            | Error::BadPassword { .. } => ExitClass::BadInput,
+            | Error::BadPassword { .. }
+            | Error::Expired { .. } => ExitClass::BadInput,
             Error::Pkcs11 { .. } => ExitClass::Token,
             Error::AlreadyExists { .. } => ExitClass::Conflict,
             Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
@@ -245,7 +254,9 @@ impl Error {
             }
             Error::BundleCorrupt { .. }
             | Error::UnsupportedFormat { .. }
-            | Error::BadPassword { .. } => {}
+            | Error::BadPassword { .. }
+            | Error::TargetRule { .. }
+            | Error::Expired { .. } => {}
             Error::Interrupted { .. } => {}
             Error::NotCapable {
                 capability, detail, ..
@@ -349,6 +360,10 @@ impl Error {
             Error::Io { .. } => "Check the path, its permissions and the free space.".into(),
             Error::Internal(_) => "This is a bug in hsmkey; please report it with the output of -v.".into(),
             Error::Interrupted { .. } => "Nothing was kept: run the command again when ready.".into(),
+            Error::TargetRule { .. } => {
+                "Pick an algorithm, wrapping key or key the target accepts (docs/BYOK.md lists them per cloud).".into()
+            }
+            Error::Expired { .. } => "Request new import parameters from the KMS, then run the command again.".into(),
             Error::WrongUnwrapKey { .. } => {
                 "Use the KEK, password or recipient key the backup was made for (`hsmkey verify` shows the header); if it is the right one, the key fields of the file were altered.".into()
             }
@@ -502,6 +517,8 @@ mod tests {
             Error::UnsupportedFormat { reason: "r".into() },
             Error::BadPassword { reason: "r".into() },
             Error::Interrupted { what: "w".into() },
+            Error::TargetRule { rule: "r".into() },
+            Error::Expired { what: "w".into() },
         ];
         let mut seen = std::collections::HashSet::new();
         for e in &samples {

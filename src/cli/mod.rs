@@ -2,6 +2,7 @@
 //! The only place that prints.
 
 mod backup;
+mod byok;
 mod key;
 mod token;
 
@@ -79,6 +80,10 @@ enum Command {
     /// Check a bundle without creating anything: integrity, then every key
     /// unwrapped into a session object, checked and destroyed.
     Verify(backup::VerifyArgs),
+    /// Wrap a token key for import into a cloud KMS (AWS, Google Cloud, Azure,
+    /// Huawei Cloud, HashiCorp Vault) in the layout it reads. The wrapping
+    /// happens in the token; the target's rules are checked first.
+    Byok(byok::ByokArgs),
 }
 
 /// Run the program; the exit code follows docs/ERRORS.md.
@@ -99,6 +104,7 @@ pub fn run() -> ExitCode {
         Command::Backup(args) => backup::run_backup(&ctx, args),
         Command::Restore(args) => backup::run_restore(&ctx, args),
         Command::Verify(args) => backup::run_verify(&ctx, args),
+        Command::Byok(args) => byok::run(&ctx, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

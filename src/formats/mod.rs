@@ -2,6 +2,7 @@
 //! `Read`/`Write` and bytes.
 
 pub mod bundle;
+pub mod byok;
 pub mod id;
 pub mod password;
 pub mod spki;

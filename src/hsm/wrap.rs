@@ -167,42 +167,47 @@ pub fn unwrap(
         .map(raw::object_handle)
 }
 
-/// The OAEP hashes hsmkey offers.
+/// The OAEP hashes hsmkey offers (MGF1 with the same hash, empty label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OaepHash {
     Sha1,
+    Sha224,
     Sha256,
+    Sha384,
+    Sha512,
 }
 
 impl OaepHash {
     pub fn name(self) -> &'static str {
         match self {
             OaepHash::Sha1 => "sha1",
+            OaepHash::Sha224 => "sha224",
             OaepHash::Sha256 => "sha256",
+            OaepHash::Sha384 => "sha384",
+            OaepHash::Sha512 => "sha512",
         }
     }
 
     pub fn parse(s: &str) -> Option<OaepHash> {
         match s {
             "sha1" => Some(OaepHash::Sha1),
+            "sha224" => Some(OaepHash::Sha224),
             "sha256" => Some(OaepHash::Sha256),
+            "sha384" => Some(OaepHash::Sha384),
+            "sha512" => Some(OaepHash::Sha512),
             _ => None,
         }
     }
 
     fn params(self) -> PkcsOaepParams<'static> {
-        match self {
-            OaepHash::Sha1 => PkcsOaepParams::new(
-                MechanismType::SHA1,
-                PkcsMgfType::MGF1_SHA1,
-                PkcsOaepSource::empty(),
-            ),
-            OaepHash::Sha256 => PkcsOaepParams::new(
-                MechanismType::SHA256,
-                PkcsMgfType::MGF1_SHA256,
-                PkcsOaepSource::empty(),
-            ),
-        }
+        let (hash, mgf) = match self {
+            OaepHash::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+            OaepHash::Sha224 => (MechanismType::SHA224, PkcsMgfType::MGF1_SHA224),
+            OaepHash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+            OaepHash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+            OaepHash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+        };
+        PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty())
     }
 }
 

@@ -1,4 +1,5 @@
 //! Use-cases: each composes `hsm` (the token) and `formats` (the bytes).
 
 pub mod backup;
+pub mod byok;
 pub mod keys;

@@ -1,0 +1,189 @@
+//! `hsmkey byok`
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use hsmkey::formats::byok::{self, aws, huawei, Target};
+use hsmkey::hsm::keys::KeySelector;
+use hsmkey::ops::byok::{ByokRequest, WrappingSource};
+use hsmkey::output::AtomicFile;
+use hsmkey::Error;
+use serde::Serialize;
+
+use super::{out, print_json, Context};
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum TargetArg {
+    Aws,
+    Gcp,
+    Azure,
+    Huawei,
+    Vault,
+}
+
+#[derive(Args, Debug)]
+#[group(id = "wrapping_source", required = true, multiple = false)]
+pub struct Source {
+    /// The KMS's RSA wrapping public key: PEM, DER, or base64 DER (as the AWS CLI prints PublicKey).
+    #[arg(long, value_name = "FILE")]
+    wrapping_key: Option<PathBuf>,
+    /// The KMS's import parameters as JSON: Huawei get-parameters-for-import
+    /// response, or AWS get-parameters-for-import output (public key, import
+    /// token, expiry). Expired parameters are refused.
+    #[arg(long, value_name = "FILE")]
+    import_params: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ByokArgs {
+    /// The key to export (one version: NAME@vN when it has several).
+    #[arg(long, value_name = "KEY")]
+    key: String,
+    /// The receiving KMS.
+    #[arg(long, value_enum)]
+    target: TargetArg,
+    /// The target's wrapping algorithm, spelled as the target spells it:
+    /// aws: RSAES_OAEP_SHA_1|RSAES_OAEP_SHA_256|RSA_AES_KEY_WRAP_SHA_1|RSA_AES_KEY_WRAP_SHA_256;
+    /// gcp: RSA_OAEP_{3072,4096}_SHA1_AES_256|RSA_OAEP_{3072,4096}_SHA256_AES_256|RSA_OAEP_{3072,4096}_SHA256;
+    /// azure: CKM_RSA_AES_KEY_WRAP; huawei: RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1;
+    /// vault: SHA1|SHA224|SHA256|SHA384|SHA512.
+    #[arg(long, value_name = "ALG")]
+    algorithm: String,
+    #[command(flatten)]
+    source: Source,
+    /// Output file (atomic, 0600). AWS: EncryptedKeyMaterial (binary); GCP:
+    /// the wrapped key file; Azure: the .byok JSON; Huawei and Vault: the
+    /// import request body (JSON).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Azure: the versioned KEK id (https://<vault>/keys/<name>/<version>).
+    /// AWS: the KMS key id to put in the printed command.
+    #[arg(long, value_name = "KID")]
+    kid: Option<String>,
+    /// AWS: the ImportToken (binary or base64), copied next to the output as OUT.import-token.
+    #[arg(long, value_name = "FILE")]
+    import_token: Option<PathBuf>,
+    /// Replace existing output files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn read(path: &Path) -> hsmkey::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    result: &'a hsmkey::ops::byok::ByokResult,
+    files: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
+    let target = match args.target {
+        TargetArg::Aws => Target::Aws,
+        TargetArg::Gcp => Target::Gcp,
+        TargetArg::Azure => Target::Azure,
+        TargetArg::Huawei => Target::Huawei,
+        TargetArg::Vault => Target::Vault,
+    };
+    // Unknown algorithms are refused before the token is opened.
+    byok::plan(target, &args.algorithm).map_err(|e| Error::TargetRule { rule: e.0 })?;
+    let bad = |what: &str, reason: String| Error::BadInput {
+        what: what.to_string(),
+        reason,
+    };
+    let wrapping = if let Some(p) = &args.source.wrapping_key {
+        WrappingSource::PublicKey(read(p)?)
+    } else if let Some(p) = &args.source.import_params {
+        let bytes = read(p)?;
+        match target {
+            Target::Huawei => WrappingSource::Huawei(
+                huawei::ImportParameters::parse(&bytes).map_err(|r| bad("--import-params", r))?,
+            ),
+            Target::Aws => WrappingSource::Aws(
+                aws::ImportParameters::parse(&bytes).map_err(|r| bad("--import-params", r))?,
+            ),
+            _ => return Err(Error::Usage {
+                message:
+                    "--import-params is for --target huawei or aws; give the others --wrapping-key"
+                        .into(),
+            }),
+        }
+    } else {
+        unreachable!("clap requires one wrapping source")
+    };
+    let import_token = match &args.import_token {
+        Some(p) => {
+            let raw = read(p)?;
+            // The AWS CLI prints ImportToken as base64; accept that or the binary.
+            use base64::Engine;
+            let text = String::from_utf8_lossy(&raw);
+            let decoded = base64::engine::general_purpose::STANDARD.decode(text.trim());
+            Some(decoded.unwrap_or(raw))
+        }
+        None => None,
+    };
+    let selector = KeySelector::parse(&args.key)?;
+    let mut outputs = vec![AtomicFile::create(&args.out, args.force)?];
+    let module = ctx.module()?;
+    let token = ctx.open_user_for(&module, Some(&selector))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let request = ByokRequest {
+        key: selector,
+        target,
+        algorithm: args.algorithm.clone(),
+        wrapping,
+        kid: args.kid.clone(),
+        import_token,
+        now,
+    };
+    let result = hsmkey::ops::byok::byok(&token, &request)?;
+    let mut names = Vec::new();
+    for file in &result.files {
+        let path = PathBuf::from(format!("{}{}", args.out.display(), file.suffix));
+        let f = if file.suffix.is_empty() {
+            outputs.pop().expect("created above")
+        } else {
+            AtomicFile::create(&path, args.force)?
+        };
+        let mut f = f;
+        use std::io::Write;
+        f.file().write_all(&file.bytes).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        f.commit()?;
+        names.push(path.display().to_string());
+    }
+    let command = result
+        .command
+        .replace("{out}", &args.out.display().to_string());
+    if ctx.json() {
+        let mut shown = result.clone();
+        shown.command = command;
+        print_json(&Output {
+            result: &shown,
+            files: names,
+        });
+    } else {
+        out(&format!(
+            "{} ({}{}) wrapped for {} with {} by the token: {}\nwritten: {}\nnext: {}\n",
+            result.key,
+            result.key_type,
+            result.size.map(|s| format!("-{s}")).unwrap_or_default(),
+            result.target,
+            result.algorithm,
+            result.method,
+            names.join(", "),
+            command
+        ));
+    }
+    Ok(())
+}

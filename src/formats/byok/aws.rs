@@ -1,0 +1,150 @@
+//! AWS KMS: GetParametersForImport / ImportKeyMaterial. EncryptedKeyMaterial
+//! is the raw wrapped bytes (`fileb://`); the ImportToken is passed back
+//! verbatim. RSAES_PKCS1_V1_5 is no longer accepted by AWS (since 2023-10-10).
+
+use base64::Engine;
+use serde::Deserialize;
+
+use super::{Hash, KeyFacts, Plan, Target, Wrapping};
+
+pub const ALGORITHMS: [&str; 4] = [
+    "RSAES_OAEP_SHA_1",
+    "RSAES_OAEP_SHA_256",
+    "RSA_AES_KEY_WRAP_SHA_1",
+    "RSA_AES_KEY_WRAP_SHA_256",
+];
+
+const BITS: &[u32] = &[2048, 3072, 4096];
+
+pub fn plan(algorithm: &str) -> Option<Plan> {
+    let wrapping = match algorithm {
+        "RSAES_OAEP_SHA_1" => Wrapping::Oaep(Hash::Sha1),
+        "RSAES_OAEP_SHA_256" => Wrapping::Oaep(Hash::Sha256),
+        "RSA_AES_KEY_WRAP_SHA_1" => Wrapping::RsaAes(Hash::Sha1),
+        "RSA_AES_KEY_WRAP_SHA_256" => Wrapping::RsaAes(Hash::Sha256),
+        _ => return None,
+    };
+    Some(Plan {
+        target: Target::Aws,
+        algorithm: algorithm.into(),
+        wrapping,
+        wrapping_bits: BITS,
+    })
+}
+
+pub fn accepts(key: &KeyFacts, _plan: &Plan) -> Result<(), String> {
+    match (key.key_type.as_str(), key.size) {
+        ("aes", Some(256)) => Ok(()),
+        ("aes", _) => Err("symmetric key material for AWS KMS must be 256-bit AES".into()),
+        ("generic", _) => Ok(()),
+        ("rsa", Some(2048 | 3072 | 4096)) | ("ec", Some(256 | 384)) => Ok(()),
+        (t, s) => Err(format!("unsupported key {t} {s:?}")),
+    }
+}
+
+/// The parts of `aws kms get-parameters-for-import --output json` we use.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportParameters {
+    pub key_id: Option<String>,
+    pub import_token: String,
+    pub public_key: String,
+    pub parameters_valid_to: Option<serde_json::Value>,
+}
+
+impl ImportParameters {
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not GetParametersForImport JSON: {e}"))
+    }
+
+    pub fn import_token(&self) -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(self.import_token.trim())
+            .map_err(|e| format!("ImportToken is not base64: {e}"))
+    }
+
+    pub fn public_key_der(&self) -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(self.public_key.trim())
+            .map_err(|e| format!("PublicKey is not base64: {e}"))
+    }
+
+    /// ParametersValidTo as epoch seconds (the CLI prints a number or an
+    /// ISO 8601 string, depending on its version and settings).
+    pub fn valid_to(&self) -> Option<i64> {
+        match self.parameters_valid_to.as_ref()? {
+            serde_json::Value::Number(n) => n.as_f64().map(|f| f as i64),
+            serde_json::Value::String(s) => parse_iso8601(s),
+            _ => None,
+        }
+    }
+}
+
+/// Seconds since the epoch of "YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]".
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = &s[19..];
+    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match rest {
+        "" | "Z" | "+00:00" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            sign * (r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
+}
+
+/// The command that imports the file.
+pub fn command(key_id: Option<&str>, material: &str, token_file: Option<&str>) -> String {
+    format!(
+        "aws kms import-key-material --key-id {} --encrypted-key-material fileb://{material} --import-token fileb://{} --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE",
+        key_id.unwrap_or("<KEY_ID>"),
+        token_file.unwrap_or("<IMPORT_TOKEN_FILE>")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_iso8601("2026-11-22T08:00:00.123+00:00"),
+            Some(1_795_334_400)
+        );
+        assert_eq!(
+            parse_iso8601("2026-11-22T09:00:00+01:00"),
+            Some(1_795_334_400)
+        );
+        assert_eq!(parse_iso8601("yesterday"), None);
+    }
+
+    #[test]
+    fn parameters_parse() {
+        let p = ImportParameters::parse(
+            br#"{"KeyId":"arn:aws:kms:x","ImportToken":"AAEC","PublicKey":"MIIB","ParametersValidTo":1795334400.5}"#,
+        )
+        .unwrap();
+        assert_eq!(p.import_token().unwrap(), vec![0, 1, 2]);
+        assert_eq!(p.valid_to(), Some(1_795_334_400));
+        assert!(ImportParameters::parse(b"{}").is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Bring-your-own-key targets: what each cloud KMS accepts (algorithms,
+//! wrapping key sizes, key types) and the exact layout it reads. Pure: the
+//! wrapping itself happens in the token (ops/byok.rs). docs/BYOK.md has the
+//! per-cloud walk-through and the sources.
+
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+pub mod huawei;
+pub mod vault;
+
+use std::fmt;
+
+/// The receiving KMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Aws,
+    Gcp,
+    Azure,
+    Huawei,
+    Vault,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Aws => "aws",
+            Target::Gcp => "gcp",
+            Target::Azure => "azure",
+            Target::Huawei => "huawei",
+            Target::Vault => "vault",
+        }
+    }
+}
+
+/// The OAEP hash (MGF1 uses the same hash; the label is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hash::Sha1 => "sha1",
+            Hash::Sha224 => "sha224",
+            Hash::Sha256 => "sha256",
+            Hash::Sha384 => "sha384",
+            Hash::Sha512 => "sha512",
+        }
+    }
+}
+
+/// How the key material is wrapped for the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapping {
+    /// RSAES-OAEP of the key bytes directly (secret keys only).
+    Oaep(Hash),
+    /// RSAES-OAEP of a fresh AES-256 key, then RFC 5649 of the key under it;
+    /// RSA part first (= CKM_RSA_AES_KEY_WRAP).
+    RsaAes(Hash),
+}
+
+impl Wrapping {
+    pub fn hash(self) -> Hash {
+        match self {
+            Wrapping::Oaep(h) | Wrapping::RsaAes(h) => h,
+        }
+    }
+}
+
+/// What a target needs to know about the key to be exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFacts {
+    /// "aes", "generic", "rsa" or "ec".
+    pub key_type: String,
+    /// Bits: AES/generic key length, RSA modulus, EC curve size.
+    pub size: Option<u64>,
+}
+
+impl KeyFacts {
+    pub fn is_private(&self) -> bool {
+        matches!(self.key_type.as_str(), "rsa" | "ec")
+    }
+
+    fn describe(&self) -> String {
+        match self.size {
+            Some(s) => format!("{}-{s}", self.key_type),
+            None => format!("{} of unknown size", self.key_type),
+        }
+    }
+}
+
+/// A target's rule that the request breaks, said in the target's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError(pub String);
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A target and algorithm, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub target: Target,
+    /// The algorithm as the target spells it.
+    pub algorithm: String,
+    pub wrapping: Wrapping,
+    /// Wrapping key sizes the target hands out for this algorithm.
+    pub wrapping_bits: &'static [u32],
+}
+
+/// The algorithms each target accepts, as the target spells them.
+pub fn algorithms(target: Target) -> &'static [&'static str] {
+    match target {
+        Target::Aws => &aws::ALGORITHMS,
+        Target::Gcp => &gcp::ALGORITHMS,
+        Target::Azure => &azure::ALGORITHMS,
+        Target::Huawei => &huawei::ALGORITHMS,
+        Target::Vault => &vault::ALGORITHMS,
+    }
+}
+
+/// Resolve `--algorithm` for a target.
+pub fn plan(target: Target, algorithm: &str) -> Result<Plan, RuleError> {
+    let found = match target {
+        Target::Aws => aws::plan(algorithm),
+        Target::Gcp => gcp::plan(algorithm),
+        Target::Azure => azure::plan(algorithm),
+        Target::Huawei => huawei::plan(algorithm),
+        Target::Vault => vault::plan(algorithm),
+    };
+    found.ok_or_else(|| {
+        RuleError(format!(
+            "{} does not take algorithm {algorithm}; it takes {}",
+            target.name(),
+            algorithms(target).join(", ")
+        ))
+    })
+}
+
+/// Check the target's rules for this key and wrapping key, before the token
+/// is asked for anything.
+pub fn check(plan: &Plan, key: &KeyFacts, wrapping_bits: u32) -> Result<(), RuleError> {
+    if !plan.wrapping_bits.contains(&wrapping_bits) {
+        return Err(RuleError(format!(
+            "{} {} needs an RSA wrapping key of {} bits; this one has {wrapping_bits}",
+            plan.target.name(),
+            plan.algorithm,
+            plan.wrapping_bits
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
+    }
+    if key.is_private()
+        && matches!(plan.wrapping, Wrapping::Oaep(_))
+        && plan.target != Target::Huawei
+    {
+        return Err(RuleError(format!(
+            "{} {} wraps key bytes directly with RSA-OAEP, which holds secret keys only; a {} private key needs an RSA-AES algorithm",
+            plan.target.name(),
+            plan.algorithm,
+            key.key_type
+        )));
+    }
+    let accepted = match plan.target {
+        Target::Aws => aws::accepts(key, plan),
+        Target::Gcp => gcp::accepts(key),
+        Target::Azure => azure::accepts(key),
+        Target::Huawei => huawei::accepts(key),
+        Target::Vault => vault::key_type_name(key).map(|_| ()),
+    };
+    accepted.map_err(|why| {
+        RuleError(format!(
+            "{} does not import {}: {why}",
+            plan.target.name(),
+            key.describe()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(t: &str, size: u64) -> KeyFacts {
+        KeyFacts {
+            key_type: t.into(),
+            size: Some(size),
+        }
+    }
+
+    #[test]
+    fn unknown_algorithms_name_the_valid_ones() {
+        let e = plan(Target::Aws, "RSAES_PKCS1_V1_5").unwrap_err();
+        assert!(e.0.contains("RSAES_OAEP_SHA_256"), "{e}");
+        assert!(plan(Target::Gcp, "RSA_OAEP_2048_SHA256").is_err());
+    }
+
+    #[test]
+    fn wrapping_key_size_is_checked_against_the_method() {
+        let p = plan(Target::Gcp, "RSA_OAEP_3072_SHA256_AES_256").unwrap();
+        assert!(check(&p, &facts("aes", 256), 3072).is_ok());
+        let e = check(&p, &facts("aes", 256), 4096).unwrap_err();
+        assert!(e.0.contains("3072 bits"), "{e}");
+        let v = plan(Target::Vault, "SHA256").unwrap();
+        assert!(
+            check(&v, &facts("aes", 256), 2048).is_err(),
+            "vault's wrapping key is RSA-4096"
+        );
+    }
+
+    #[test]
+    fn private_keys_need_rsa_aes() {
+        let p = plan(Target::Aws, "RSAES_OAEP_SHA_256").unwrap();
+        assert!(check(&p, &facts("rsa", 2048), 2048)
+            .unwrap_err()
+            .0
+            .contains("RSA-AES"));
+        let p = plan(Target::Aws, "RSA_AES_KEY_WRAP_SHA_256").unwrap();
+        assert!(check(&p, &facts("rsa", 2048), 2048).is_ok());
+        let p = plan(Target::Gcp, "RSA_OAEP_4096_SHA256").unwrap();
+        assert!(check(&p, &facts("rsa", 2048), 4096).is_err());
+    }
+
+    #[test]
+    fn per_target_key_types() {
+        let aws = plan(Target::Aws, "RSAES_OAEP_SHA_1").unwrap();
+        assert!(check(&aws, &facts("aes", 128), 2048)
+            .unwrap_err()
+            .0
+            .contains("256-bit"));
+        let azure = plan(Target::Azure, "CKM_RSA_AES_KEY_WRAP").unwrap();
+        assert!(check(&azure, &facts("generic", 256), 2048).is_err());
+        assert!(check(&azure, &facts("ec", 384), 3072).is_ok());
+        let huawei = plan(Target::Huawei, "RSAES_OAEP_SHA_256").unwrap();
+        assert!(check(&huawei, &facts("aes", 128), 2048).is_err());
+        assert!(
+            check(&huawei, &facts("rsa", 2048), 2048).is_ok(),
+            "huawei: OAEP of a temporary key + KWP"
+        );
+        let vault = plan(Target::Vault, "SHA512").unwrap();
+        assert!(check(&vault, &facts("aes", 192), 4096).is_err());
+        assert!(check(&vault, &facts("generic", 256), 4096).is_ok());
+    }
+}

@@ -115,6 +115,8 @@ pub enum Error {
     BadPassword { reason: String },
     #[error("Expired: {what}")]
     Expired { what: String },
+    #[error("The import token is not valid: {reason}")]
+    ImportTokenInvalid { reason: String },
 
     // HK14xx: token failures not otherwise classified
     #[error("{function} failed with {rv}.")]
@@ -127,6 +129,8 @@ pub enum Error {
     // HK15xx: conflicts
     #[error("{what} already exists.")]
     AlreadyExists { what: String },
+    #[error("The import parameters for key id {key_id} were already used (or withdrawn).")]
+    ImportTokenUsed { key_id: String },
 
     // HK19xx: internal
     #[error("I/O error on {path}: {source}")]
@@ -167,8 +171,10 @@ impl Error {
             Error::UnsupportedFormat { .. } => "HK1303",
             Error::BadPassword { .. } => "HK1304",
             Error::Expired { .. } => "HK1305",
+            Error::ImportTokenInvalid { .. } => "HK1306",
             Error::Pkcs11 { .. } => "HK1401",
             Error::AlreadyExists { .. } => "HK1501",
+            Error::ImportTokenUsed { .. } => "HK1502",
             Error::Io { .. } => "HK1901",
             Error::Internal(_) => "HK1902",
             Error::Interrupted { .. } => "HK1903",
@@ -199,9 +205,10 @@ impl Error {
             | Error::BundleCorrupt { .. }
             | Error::UnsupportedFormat { .. }
             | Error::BadPassword { .. }
-            | Error::Expired { .. } => ExitClass::BadInput,
+            | Error::Expired { .. }
+            | Error::ImportTokenInvalid { .. } => ExitClass::BadInput,
             Error::Pkcs11 { .. } => ExitClass::Token,
-            Error::AlreadyExists { .. } => ExitClass::Conflict,
+            Error::AlreadyExists { .. } | Error::ImportTokenUsed { .. } => ExitClass::Conflict,
             Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
             Error::Interrupted { .. } => ExitClass::Interrupted,
         }
@@ -256,7 +263,11 @@ impl Error {
             | Error::UnsupportedFormat { .. }
             | Error::BadPassword { .. }
             | Error::TargetRule { .. }
-            | Error::Expired { .. } => {}
+            | Error::Expired { .. }
+            | Error::ImportTokenInvalid { .. } => {}
+            Error::ImportTokenUsed { key_id } => {
+                ctx.insert("key_id", key_id.clone());
+            }
             Error::Interrupted { .. } => {}
             Error::NotCapable {
                 capability, detail, ..
@@ -364,6 +375,12 @@ impl Error {
                 "Pick an algorithm, wrapping key or key the target accepts (docs/BYOK.md lists them per cloud).".into()
             }
             Error::Expired { .. } => "Request new import parameters from the KMS, then run the command again.".into(),
+            Error::ImportTokenInvalid { .. } => {
+                "Use the import token exactly as `hsmkey import-params` wrote it, on the token that wrote it, with the material made for that key id.".into()
+            }
+            Error::ImportTokenUsed { .. } => {
+                "Import parameters are single-use: run `hsmkey import-params` for new ones and wrap the key again.".into()
+            }
             Error::WrongUnwrapKey { .. } => {
                 "Use the KEK, password or recipient key the backup was made for (`hsmkey verify` shows the header); if it is the right one, the key fields of the file were altered.".into()
             }
@@ -519,6 +536,8 @@ mod tests {
             Error::Interrupted { what: "w".into() },
             Error::TargetRule { rule: "r".into() },
             Error::Expired { what: "w".into() },
+            Error::ImportTokenInvalid { reason: "r".into() },
+            Error::ImportTokenUsed { key_id: "k".into() },
         ];
         let mut seen = std::collections::HashSet::new();
         for e in &samples {

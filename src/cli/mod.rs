@@ -3,6 +3,7 @@
 
 mod backup;
 mod byok;
+mod import;
 mod key;
 mod token;
 
@@ -84,6 +85,18 @@ enum Command {
     /// Huawei Cloud, HashiCorp Vault) in the layout it reads. The wrapping
     /// happens in the token; the target's rules are checked first.
     Byok(byok::ByokArgs),
+    /// Make this token a KMS that receives keys: an RSA wrapping key pair made
+    /// in the token (unwrap-only) and an import token it authenticates, in
+    /// Huawei's get-parameters-for-import shape.
+    ImportParams(import::ParamsArgs),
+    /// Import key material wrapped to import parameters: checks the import
+    /// token, expiry and algorithm, unwraps in the token; single-use.
+    Import(import::ImportArgs),
+    /// Piiano-style export key: a secret key wrapped under a KEK, as
+    /// {"export_key": ...} with the algorithm and KCVs the importer checks.
+    ExportKey(import::ExportKeyArgs),
+    /// Unwrap an export key under the same KEK into this token (KCV checked).
+    ImportExportKey(import::ImportExportArgs),
 }
 
 /// Run the program; the exit code follows docs/ERRORS.md.
@@ -105,6 +118,10 @@ pub fn run() -> ExitCode {
         Command::Restore(args) => backup::run_restore(&ctx, args),
         Command::Verify(args) => backup::run_verify(&ctx, args),
         Command::Byok(args) => byok::run(&ctx, args),
+        Command::ImportParams(args) => import::run_params(&ctx, args),
+        Command::Import(args) => import::run_import(&ctx, args),
+        Command::ExportKey(args) => import::run_export(&ctx, args),
+        Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,8 @@
 
 pub mod bundle;
 pub mod byok;
+pub mod export_key;
 pub mod id;
+pub mod import_params;
 pub mod password;
 pub mod spki;

@@ -65,7 +65,7 @@ impl KeySpec {
         )
     }
 
-    fn default_usage(self) -> Usage {
+    pub fn default_usage(self) -> Usage {
         match self {
             KeySpec::Aes128 | KeySpec::Aes192 | KeySpec::Aes256 => Usage {
                 encrypt: true,

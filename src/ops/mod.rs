@@ -2,4 +2,5 @@
 
 pub mod backup;
 pub mod byok;
+pub mod import;
 pub mod keys;

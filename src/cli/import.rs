@@ -1,0 +1,240 @@
+//! `hsmkey import-params`, `import`, `export-key`, `import-export-key`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use hsmkey::formats::export_key::ExportKey;
+use hsmkey::formats::import_params::{self, Material};
+use hsmkey::hsm::keys::{BackupPolicy, KeySelector, KeySpec, Usage};
+use hsmkey::ops::import::{self as imp, ImportRequest, MaterialInput, ParamsRequest};
+use hsmkey::output::write_atomic;
+use hsmkey::Error;
+
+use super::{out, print_json, Context};
+
+fn read(path: &Path) -> hsmkey::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Args, Debug)]
+pub struct ParamsArgs {
+    /// Size of the RSA wrapping key pair made in the token.
+    #[arg(long, value_name = "SPEC", value_parser = ["RSA_2048", "RSA_3072", "RSA_4096"])]
+    key_spec: String,
+    /// How the sender will wrap the key material.
+    #[arg(long, value_name = "ALG", value_parser = ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256"])]
+    algorithm: String,
+    /// Key id (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, lowercase); default: random.
+    #[arg(long, value_name = "UUID")]
+    key_id: Option<String>,
+    /// How long the parameters stay valid: 90s, 30m, 24h, 7d (default 24h, as AWS).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    valid_for: String,
+    /// Where to write the parameters (JSON: key_id, import_token, expiration_time, public_key).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
+    let bits = import_params::key_spec_bits(&args.key_spec).expect("clap checked the value");
+    let valid_for =
+        import_params::parse_duration(&args.valid_for).map_err(|reason| Error::BadInput {
+            what: "--valid-for".into(),
+            reason,
+        })?;
+    if args.out.exists() && !args.force {
+        return Err(Error::AlreadyExists {
+            what: format!("the output file {}", args.out.display()),
+        });
+    }
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let params = imp::import_params(
+        &token,
+        &ParamsRequest {
+            bits,
+            algorithm: args.algorithm.clone(),
+            key_id: args.key_id.clone(),
+            valid_for,
+            now: now(),
+        },
+    )?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&params).map_err(|e| Error::Internal(e.to_string()))?;
+    bytes.push(b'\n');
+    write_atomic(&args.out, &bytes, args.force)?;
+    if ctx.json() {
+        print_json(&params);
+    } else {
+        out(&format!(
+            "import parameters for key id {} (RSA {bits}, {}) valid until {} written to {}\n",
+            params.key_id,
+            args.algorithm,
+            params.expiration_time,
+            args.out.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The new key's properties.
+#[derive(Args, Debug)]
+pub struct NewKeyArgs {
+    /// Label of the new key.
+    #[arg(long, value_name = "LABEL")]
+    label: String,
+    /// What the material is: aes-128|aes-192|aes-256|generic-256|rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384.
+    #[arg(long = "type", value_name = "TYPE")]
+    key_type: String,
+    /// none (default), trusted or any: whether the new key may leave again.
+    #[arg(long, value_name = "POLICY", default_value = "none")]
+    backup_policy: String,
+    /// Usage flags (default by type, as `key generate`).
+    #[arg(long, value_name = "LIST")]
+    usage: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The import-key-material request (JSON: key_id, import_token,
+    /// encrypted_key_material, encrypted_privatekey?), or with --import-token
+    /// the raw EncryptedKeyMaterial (AWS style).
+    #[arg(long, value_name = "FILE")]
+    material: PathBuf,
+    /// The import token, when --material is raw bytes.
+    #[arg(long, value_name = "FILE")]
+    import_token: Option<PathBuf>,
+    #[command(flatten)]
+    key: NewKeyArgs,
+}
+
+pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
+    let bytes = read(&args.material)?;
+    let input = match &args.import_token {
+        Some(t) => MaterialInput::Raw {
+            material: bytes,
+            import_token: String::from_utf8_lossy(&read(t)?).trim().to_string(),
+        },
+        None => MaterialInput::Json(Material::parse(&bytes).map_err(|reason| Error::BadInput {
+            what: "--material".into(),
+            reason,
+        })?),
+    };
+    let spec: KeySpec = args.key.key_type.parse()?;
+    let policy: BackupPolicy = args.key.backup_policy.parse()?;
+    let usage = args
+        .key
+        .usage
+        .as_deref()
+        .map(str::parse::<Usage>)
+        .transpose()?;
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let report = imp::import(
+        &token,
+        &ImportRequest {
+            input,
+            label: args.key.label.clone(),
+            spec,
+            policy,
+            usage,
+            now: now(),
+        },
+    )?;
+    if ctx.json() {
+        print_json(&report);
+    } else {
+        let k = &report.keys[0];
+        out(&format!(
+            "imported {} ({} {}, KCV {}) with key id {} ({}); the import parameters are used up\n",
+            k.label, k.class, k.key_type, k.kcv, report.key_id, report.algorithm
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ExportKeyArgs {
+    /// The key to export (a secret key; one version).
+    #[arg(long, value_name = "KEY")]
+    key: String,
+    /// The KEK to wrap it under.
+    #[arg(long, value_name = "KEY")]
+    kek: String,
+    /// Also write the JSON to this file (atomic, 0600).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run_export(ctx: &Context, args: ExportKeyArgs) -> hsmkey::Result<()> {
+    let dek = KeySelector::parse(&args.key)?;
+    let kek = KeySelector::parse(&args.kek)?;
+    let module = ctx.module()?;
+    let token = ctx.open_user_for(&module, Some(&dek))?;
+    let doc = imp::export_key(&token, &dek, &kek)?;
+    if let Some(path) = &args.out {
+        let mut bytes =
+            serde_json::to_vec_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+        bytes.push(b'\n');
+        write_atomic(path, &bytes, args.force)?;
+    }
+    // The export key is the product: JSON with or without --json.
+    print_json(&doc);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ImportExportArgs {
+    /// The export-key JSON (from `hsmkey export-key`).
+    file: PathBuf,
+    /// The KEK it was wrapped under (the same key, on this token).
+    #[arg(long, value_name = "KEY")]
+    kek: String,
+    /// Label of the new key.
+    #[arg(long, value_name = "LABEL")]
+    label: String,
+    /// none (default), trusted or any.
+    #[arg(long, value_name = "POLICY", default_value = "none")]
+    backup_policy: String,
+    /// Usage flags (default by type).
+    #[arg(long, value_name = "LIST")]
+    usage: Option<String>,
+}
+
+pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Result<()> {
+    let doc = ExportKey::parse(&read(&args.file)?).map_err(|reason| Error::BadInput {
+        what: args.file.display().to_string(),
+        reason,
+    })?;
+    let kek = KeySelector::parse(&args.kek)?;
+    let policy: BackupPolicy = args.backup_policy.parse()?;
+    let usage = args.usage.as_deref().map(str::parse::<Usage>).transpose()?;
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
+    if ctx.json() {
+        print_json(&made);
+    } else {
+        out(&format!(
+            "imported {} (KCV {})\n",
+            made[0].label, made[0].kcv
+        ));
+    }
+    Ok(())
+}

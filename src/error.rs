@@ -359,7 +359,7 @@ impl Error {
                 }
             }
             Error::PolicyRefused { .. } => {
-                "Keys are created non-extractable unless --backup-policy trusted|any was given; create a new key with the policy you need.".into()
+                "The key's own policy decides: `none` keys never leave, `trusted` keys leave only under a KEK the SO marked CKA_TRUSTED (never to a password, recipient or cloud). A key's policy cannot be loosened; a new key can be made with another.".into()
             }
             Error::BadInput { .. } => "Check the value or file named above.".into(),
             Error::Pkcs11 { .. } => {

@@ -229,6 +229,98 @@ fn kek_round_trip_between_two_tokens() {
     assert_eq!(shown[0]["version"], 2);
     assert_eq!(shown[0]["backup_policy"], "any");
     assert_eq!(shown[0]["usage"], serde_json::json!(["encrypt", "decrypt"]));
+    assert_eq!(
+        dst.json(&["key", "show", "a256@v1"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A restored key's size is known again even where the token forgets it
+    // after unwrap (SoftHSM): it can go on to a cloud KMS.
+    let pem =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/byok/cloud-rsa-3072.pub.pem");
+    let out = file(&dst, "to-gcp.bin");
+    let v = dst.json(&[
+        "byok",
+        "--key",
+        "a256@v1",
+        "--target",
+        "gcp",
+        "--algorithm",
+        "RSA_OAEP_3072_SHA1_AES_256",
+        "--wrapping-key",
+        path_str(&pem),
+        "--out",
+        path_str(&out),
+    ]);
+    assert_eq!(v["size"], 256);
+}
+
+#[test]
+fn a_restored_kek_keeps_its_protection() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    src.json(&[
+        "key",
+        "generate",
+        "--label",
+        "movable-kek",
+        "--kek",
+        "--backup-policy",
+        "any",
+    ]);
+    let pw = write_password(&src, PASSWORD);
+    let pw_dst = write_password(&dst, PASSWORD);
+    let bundle = file(&src, "kek.bundle");
+    src.json(&[
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "movable-kek",
+        "--out",
+        path_str(&bundle),
+    ]);
+    dst.json(&[
+        "restore",
+        path_str(&bundle),
+        "--password-file",
+        path_str(&pw_dst),
+    ]);
+    let shown = dst.json(&["key", "show", "movable-kek"]);
+    assert_eq!(shown[0]["modifiable"], false);
+    if dst.kind == Kind::Nss {
+        return; // NSS enforces no unwrap template (docs/TOKENS.md)
+    }
+    dst.with_session(|s| {
+        let kek = s
+            .find_objects(&[Attribute::Label(b"movable-kek".to_vec())])
+            .unwrap()[0];
+        let known = s
+            .create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Extractable(true),
+                Attribute::Value(vec![9u8; 16]),
+            ])
+            .unwrap();
+        let blob = s.wrap_key(&Mechanism::AesKeyWrap, kek, known).unwrap();
+        let readable = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ];
+        assert!(
+            s.unwrap_key(&Mechanism::AesKeyWrap, kek, &blob, &readable)
+                .is_err(),
+            "the unwrap template survived the restore"
+        );
+        assert!(s
+            .update_attributes(kek, &[Attribute::Label(b"x".to_vec())])
+            .is_err());
+    });
 }
 
 #[test]
@@ -433,6 +525,20 @@ fn blob_holds_one_key_with_all_its_versions() {
         path_str(&file(&src, "x")),
     ]));
     assert_eq!((exit, code(&e)), (2, "HK1007"));
+    // A URI that reaches two different keys is refused too, and nothing is written.
+    let two = file(&src, "two.blob");
+    let (exit, e) = src.json_err(src.cmd().args([
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "--format",
+        "blob",
+        "pkcs11:type=secret-key",
+        "--out",
+        path_str(&two),
+    ]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+    assert!(!two.exists());
 }
 
 #[test]
@@ -495,6 +601,20 @@ fn policy_refusals_and_output_safety() {
         "--force",
     ]);
     assert_ne!(std::fs::read(&out).unwrap(), first);
+    // An EC public key is not a recipient: said plainly.
+    t.json(&["key", "generate", "--label", "ecpub", "--type", "ec-p256"]);
+    let ec_pem = file(&t, "ec.pem");
+    t.json(&["key", "public", "ecpub", "--out", path_str(&ec_pem)]);
+    let (exit, e) = t.json_err(t.cmd().args([
+        "backup",
+        "--recipient",
+        path_str(&ec_pem),
+        "open",
+        "--out",
+        path_str(&file(&t, "r")),
+    ]));
+    assert_eq!((exit, code(&e)), (6, "HK1301"));
+    assert!(e["message"].as_str().unwrap().contains("an EC key"), "{e}");
     // The password rule (Hitachi VSP): 6 to 255 letters, digits, punctuation.
     for bad in ["abc12", "has space1", "pässwort1"] {
         let pw = write_password(&t, bad);

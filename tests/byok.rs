@@ -167,6 +167,7 @@ fn run_byok(
 ) -> Outcome {
     let out = t.dir.path().join(format!("{target}-{alg}-{label}.out"));
     let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(format!("{}.import-token", out.display()));
     let mut cmd = t.cmd();
     cmd.args([
         "byok",

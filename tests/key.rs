@@ -226,6 +226,8 @@ fn kcv_is_unavailable_rather_than_guessed() {
         Attribute::Token(true),
         Attribute::Label(b"opaque".to_vec()),
         Attribute::Sensitive(true),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
         Attribute::Value(vec![9u8; 32]),
     ];
     // SoftHSM computes a check value unless told there is none.

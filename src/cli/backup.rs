@@ -171,6 +171,15 @@ impl Drop for Bar {
     }
 }
 
+/// Ctrl-C asks the running operation to stop cleanly (a restore destroys
+/// what it created; a backup leaves no output) instead of killing the process.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let setter = flag.clone();
+    let _ = ctrlc::set_handler(move || setter.store(true, Ordering::SeqCst));
+    flag
+}
+
 #[derive(Serialize)]
 struct BackupOutput<'a> {
     out: String,
@@ -230,13 +239,19 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     let mut file = AtomicFile::create(&args.out, args.force)?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
+    let cancel = interrupt_flag();
     let mut bar = Bar::new(ctx, "backup");
     let (report, blob) = match args.format {
         Format::Bundle => {
             let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file.file());
-            let report = backup::backup(&token, &protect, &selection, &mut writer, &mut |d, t| {
-                bar.update(d, t)
-            })?;
+            let report = backup::backup(
+                &token,
+                &protect,
+                &selection,
+                &mut writer,
+                &cancel,
+                &mut |d, t| bar.update(d, t),
+            )?;
             writer.flush().map_err(|e| Error::Io {
                 path: args.out.display().to_string(),
                 source: e,
@@ -246,9 +261,29 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
         }
         Format::Blob => {
             let mut bytes = Vec::new();
-            let report = backup::backup(&token, &protect, &selection, &mut bytes, &mut |d, t| {
-                bar.update(d, t)
-            })?;
+            let report = backup::backup(
+                &token,
+                &protect,
+                &selection,
+                &mut bytes,
+                &cancel,
+                &mut |d, t| bar.update(d, t),
+            )?;
+            // One key with its versions: refuse a selection that reached several names.
+            let mut names: Vec<String> = report
+                .entries
+                .iter()
+                .map(|e| hsmkey::hsm::keys::split_version(&e.label).0.to_string())
+                .collect();
+            names.dedup();
+            if names.len() > 1 {
+                return Err(Error::Usage {
+                    message: format!(
+                        "--format blob holds one key with its versions; the selection named {}",
+                        names.join(", ")
+                    ),
+                });
+            }
             let blob = bundle::encode_blob(&bytes);
             file.file()
                 .write_all(format!("{blob}\n").as_bytes())
@@ -351,12 +386,7 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let how = unprotect(&args.unprotect)?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let flag = cancel.clone();
-        // Ctrl-C asks the restore to stop; it then destroys what it created.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let cancel = interrupt_flag();
     let options = RestoreOptions {
         dry_run: args.dry_run,
         on_conflict: match args.on_conflict {

@@ -127,8 +127,30 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         }
         None => None,
     };
+    // Options that would be silently ignored are refused instead.
+    if args.kid.is_some() && !matches!(target, Target::Azure | Target::Aws) {
+        return Err(Error::Usage {
+            message: "--kid is for --target azure (the KEK id) or aws (the key id in the printed command)".into(),
+        });
+    }
+    if args.import_token.is_some() && (target != Target::Aws || args.source.import_params.is_some())
+    {
+        return Err(Error::Usage {
+            message: "--import-token is for --target aws with --wrapping-key (import parameters carry their own token)".into(),
+        });
+    }
     let selector = KeySelector::parse(&args.key)?;
-    let mut outputs = vec![AtomicFile::create(&args.out, args.force)?];
+    // Every output file is claimed before the token does any work, so a
+    // refusal leaves nothing half-written.
+    let mut main = Some(AtomicFile::create(&args.out, args.force)?);
+    let token_path = PathBuf::from(format!("{}.import-token", args.out.display()));
+    let mut token_out = if target == Target::Aws
+        && (import_token.is_some() || args.source.import_params.is_some())
+    {
+        Some(AtomicFile::create(&token_path, args.force)?)
+    } else {
+        None
+    };
     let module = ctx.module()?;
     let token = ctx.open_user_for(&module, Some(&selector))?;
     let now = std::time::SystemTime::now()
@@ -148,12 +170,15 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
     let mut names = Vec::new();
     for file in &result.files {
         let path = PathBuf::from(format!("{}{}", args.out.display(), file.suffix));
-        let f = if file.suffix.is_empty() {
-            outputs.pop().expect("created above")
+        let claimed = if file.suffix.is_empty() {
+            main.take()
         } else {
-            AtomicFile::create(&path, args.force)?
+            token_out.take()
         };
-        let mut f = f;
+        let mut f = match claimed {
+            Some(f) => f,
+            None => AtomicFile::create(&path, args.force)?,
+        };
         use std::io::Write;
         f.file().write_all(&file.bytes).map_err(|e| Error::Io {
             path: path.display().to_string(),

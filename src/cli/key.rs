@@ -171,10 +171,17 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             force,
         } => {
             let selector = KeySelector::parse(&key)?;
+            // Claim the output before any token work.
+            let mut file = hsmkey::output::AtomicFile::create(&path, force)?;
             let module = ctx.module()?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let export = ops::keys::public_pem(&token, &selector)?;
-            hsmkey::output::write_atomic(&path, export.pem.as_bytes(), force)?;
+            use std::io::Write;
+            file.file().write_all(export.pem.as_bytes()).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            file.commit()?;
             if ctx.json() {
                 print_json(&serde_json::json!({
                     "label": export.label,

@@ -404,6 +404,23 @@ fn validate_entry(e: &Entry) -> Result<(), String> {
             e.label, e.backup_policy
         ));
     }
+    if e.class == "secret-key" {
+        let method = if e.key_type == "aes" {
+            "aes-ecb-zero"
+        } else {
+            "hmac-sha256-empty"
+        };
+        match &e.kcv {
+            Some(k)
+                if k.method == method && k.value.len() == 6 && hex::decode(&k.value).is_ok() => {}
+            _ => {
+                return Err(format!(
+                    "{}: a secret key needs a {method} KCV of 3 bytes",
+                    e.label
+                ))
+            }
+        }
+    }
     if !matches!(
         e.wrap.as_str(),
         "rfc3394" | "rfc5649" | "rfc5649-zero-padded"

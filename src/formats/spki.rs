@@ -7,6 +7,8 @@ use rsa::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPublicKey};
 use sha2::{Digest, Sha256};
+#[allow(unused_imports)]
+use spki::DecodePublicKey as _;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -57,27 +59,46 @@ fn rsa_public(key: &RsaPublicKey) -> Result<RsaPublic, String> {
 /// or base64 of DER SPKI (as the AWS CLI prints PublicKey).
 pub fn parse_rsa_public(bytes: &[u8]) -> Result<RsaPublic, String> {
     let text = std::str::from_utf8(bytes).ok().map(str::trim);
-    let key = if let Some(t) = text.filter(|t| t.starts_with("-----BEGIN")) {
-        if t.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-            use rsa::pkcs1::DecodeRsaPublicKey;
-            RsaPublicKey::from_pkcs1_pem(t).map_err(|e| format!("invalid PKCS#1 PEM: {e}"))?
-        } else {
-            RsaPublicKey::from_public_key_pem(t)
-                .map_err(|e| format!("invalid PEM public key: {e}"))?
+    if let Some(t) = text.filter(|t| t.starts_with("-----BEGIN RSA PUBLIC KEY-----")) {
+        use rsa::pkcs1::DecodeRsaPublicKey;
+        let key =
+            RsaPublicKey::from_pkcs1_pem(t).map_err(|e| format!("invalid PKCS#1 PEM: {e}"))?;
+        return rsa_public(&key);
+    }
+    let der = if let Some(t) = text.filter(|t| t.starts_with("-----BEGIN")) {
+        let (label, der) =
+            der::pem::decode_vec(t.as_bytes()).map_err(|e| format!("invalid PEM: {e}"))?;
+        if label != "PUBLIC KEY" {
+            return Err(format!(
+                "a PEM '{label}' block; a PUBLIC KEY (SubjectPublicKeyInfo) is needed"
+            ));
         }
+        der
     } else if bytes.first() == Some(&0x30) {
-        RsaPublicKey::from_public_key_der(bytes)
-            .map_err(|e| format!("invalid DER public key: {e}"))?
+        bytes.to_vec()
     } else if let Some(t) = text {
         use base64::Engine;
-        let der = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(t.split_whitespace().collect::<String>())
-            .map_err(|_| "neither PEM, DER nor base64 DER".to_string())?;
-        RsaPublicKey::from_public_key_der(&der)
-            .map_err(|e| format!("invalid DER public key: {e}"))?
+            .map_err(|_| "neither PEM, DER nor base64 DER".to_string())?
     } else {
         return Err("neither PEM, DER nor base64 DER".into());
     };
+    let spki = spki::SubjectPublicKeyInfoRef::try_from(der.as_slice())
+        .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
+    if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+        let what = if spki.algorithm.oid == ID_EC_PUBLIC_KEY {
+            "an EC key"
+        } else {
+            "not RSA"
+        };
+        return Err(format!(
+            "this is {what} (algorithm {}); an RSA public key is needed",
+            spki.algorithm.oid
+        ));
+    }
+    let key = RsaPublicKey::from_public_key_der(&der)
+        .map_err(|e| format!("invalid RSA public key: {e}"))?;
     rsa_public(&key)
 }
 

@@ -587,6 +587,8 @@ pub struct KeySelector {
     pub shown: String,
     /// Token attributes of a key URI (`pkcs11:token=...;object=...`).
     pub token: Option<Pkcs11Uri>,
+    /// Match the label exactly (NAME@v1), not the later versions too.
+    pub exact: bool,
 }
 
 impl KeySelector {
@@ -599,11 +601,22 @@ impl KeySelector {
                 id: uri.id.clone(),
                 object_type: uri.object_type,
                 token: uri.has_token_attributes().then_some(uri),
+                // A URI's object= selects like a bare name: every version.
+                exact: false,
                 shown: super::redact(s),
             })
         } else if s.is_empty() {
             Err(Error::Usage {
                 message: "an empty key name was given".into(),
+            })
+        } else if let Some(base) = s.strip_suffix("@v1").filter(|b| !b.is_empty()) {
+            // Version 1 carries the bare name as its label: NAME@v1 is that
+            // label exactly, without the later versions.
+            Ok(KeySelector {
+                label: Some(base.to_string()),
+                exact: true,
+                shown: s.to_string(),
+                ..KeySelector::default()
             })
         } else {
             Ok(KeySelector {
@@ -628,6 +641,9 @@ impl KeySelector {
             Some(want) => {
                 if label == want {
                     return true;
+                }
+                if self.exact {
+                    return false;
                 }
                 // A bare name (no @vN) also selects the later versions.
                 let (name, version) = split_version(label);
@@ -910,6 +926,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             key_type,
             check_value.as_deref(),
             usage.encrypt,
+            usage.sign,
         )
     } else {
         (
@@ -978,10 +995,31 @@ pub fn kcv(
     key_type: Option<CkKeyType>,
     check_value: Option<&[u8]>,
     can_encrypt: bool,
+    can_sign: bool,
 ) -> (String, String) {
+    // Generic secrets: HMAC-SHA256 of the empty message, the method bundles
+    // use, so `key list` and a backup show the same KCV. A token's own
+    // CKA_CHECK_VALUE for them is token-defined (SHA-1 on SoftHSM).
+    if key_type == Some(CkKeyType::GENERIC_SECRET) && can_sign {
+        match token.session().sign(&Mechanism::Sha256Hmac, handle, &[]) {
+            Ok(mac) if mac.len() >= 3 => {
+                return (
+                    hex::encode(&mac[..3]),
+                    "HMAC-SHA256(key, empty) in the token".into(),
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("KCV by HMAC failed: {e}"),
+        }
+    }
     if let Some(cv) = check_value {
         if cv.len() >= 3 {
-            return (hex::encode(&cv[..3]), "CKA_CHECK_VALUE".into());
+            let method = if key_type == Some(CkKeyType::AES) {
+                "CKA_CHECK_VALUE"
+            } else {
+                "CKA_CHECK_VALUE (token-defined method)"
+            };
+            return (hex::encode(&cv[..3]), method.into());
         }
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
@@ -1004,7 +1042,7 @@ pub fn kcv(
         if key_type == Some(CkKeyType::AES) && can_encrypt {
             "the token keeps no CKA_CHECK_VALUE and refused AES-ECB with this key".into()
         } else {
-            "the token keeps no CKA_CHECK_VALUE and the key may not encrypt".into()
+            "the token keeps no CKA_CHECK_VALUE and the key may not do the check operation".into()
         },
     )
 }
@@ -1078,6 +1116,9 @@ mod tests {
         assert!(s.matches_label("db"));
         assert!(s.matches_label("db@v2"));
         assert!(!s.matches_label("dbx"));
+        let s = KeySelector::parse("db@v1").unwrap();
+        assert!(s.matches_label("db"));
+        assert!(!s.matches_label("db@v2"));
         let s = KeySelector::parse("db@v2").unwrap();
         assert!(s.matches_label("db@v2"));
         assert!(!s.matches_label("db"));

@@ -205,15 +205,54 @@ impl RawModule {
         wrapped: &[u8],
         template: &[Attribute],
     ) -> Result<u64, RvError> {
+        self.unwrap_key_with_unwrap_template(
+            session,
+            mechanism,
+            unwrapping_key,
+            wrapped,
+            template,
+            None,
+        )
+    }
+
+    /// C_UnwrapKey whose new key gets a CKA_UNWRAP_TEMPLATE: how a restored
+    /// KEK keeps the protection `key generate --kek` gave it.
+    pub fn unwrap_key_with_unwrap_template(
+        &self,
+        session: u64,
+        mechanism: &RawMechanism<'_>,
+        unwrapping_key: u64,
+        wrapped: &[u8],
+        template: &[Attribute],
+        unwrap_template: Option<&[Attribute]>,
+    ) -> Result<u64, RvError> {
         let f = self
             .functions()
             .C_UnwrapKey
             .ok_or(RvError::FunctionNotSupported)?;
         let mut mech = mechanism.to_ck();
+        let mut inner: Vec<CK_ATTRIBUTE> = unwrap_template
+            .unwrap_or_default()
+            .iter()
+            .map(CK_ATTRIBUTE::from)
+            .collect();
         let mut attrs: Vec<CK_ATTRIBUTE> = template.iter().map(CK_ATTRIBUTE::from).collect();
+        if unwrap_template.is_some() {
+            // First: SoftHSM applies the template in order and refuses to set
+            // anything after CKA_MODIFIABLE=false on an unwrapped key.
+            attrs.insert(
+                0,
+                CK_ATTRIBUTE {
+                    type_: CKA_UNWRAP_TEMPLATE,
+                    pValue: inner.as_mut_ptr() as *mut _,
+                    ulValueLen: (inner.len() * std::mem::size_of::<CK_ATTRIBUTE>()) as CK_ULONG,
+                },
+            );
+        }
         let mut handle: CK_OBJECT_HANDLE = 0;
-        // SAFETY: every pointer refers to memory that outlives the call; the
-        // attribute values are borrowed from `template`, which the token only reads.
+        // SAFETY: every pointer refers to memory that outlives the call
+        // (`attrs`, `inner` and the templates they borrow from); the token
+        // only reads them.
         let rv = unsafe {
             f(
                 session as _,

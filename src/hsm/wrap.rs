@@ -167,6 +167,29 @@ pub fn unwrap(
         .map(raw::object_handle)
 }
 
+/// C_UnwrapKey that also gives the new key a CKA_UNWRAP_TEMPLATE.
+pub fn unwrap_with_unwrap_template(
+    token: &Token<'_>,
+    mechanism: u64,
+    unwrapping: ObjectHandle,
+    wrapped: &[u8],
+    template: &[Attribute],
+    unwrap_template: &[Attribute],
+) -> std::result::Result<ObjectHandle, cryptoki::error::RvError> {
+    token
+        .module()
+        .raw()
+        .unwrap_key_with_unwrap_template(
+            token.session().handle(),
+            &RawMechanism::Number(mechanism),
+            unwrapping.handle(),
+            wrapped,
+            template,
+            Some(unwrap_template),
+        )
+        .map(raw::object_handle)
+}
+
 /// The OAEP hashes hsmkey offers (MGF1 with the same hash, empty label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OaepHash {

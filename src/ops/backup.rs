@@ -321,6 +321,7 @@ pub fn backup(
     protect: &Protect,
     selection: &Selection,
     out: &mut dyn Write,
+    cancel: &AtomicBool,
     progress: Progress<'_>,
 ) -> Result<BackupReport> {
     let session = token.session();
@@ -475,6 +476,11 @@ pub fn backup(
     let total = work.len() as u64;
     let mut entries = Vec::with_capacity(work.len());
     for (done, c) in work.into_iter().enumerate() {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted {
+                what: format!("backup stopped after {done} of {total} keys; no output was written"),
+            });
+        }
         let entry = backup_entry(
             token,
             &mut eph,
@@ -808,8 +814,10 @@ fn open_protection(
             )
         }
         (Protection::Recipient { recipient }, Unprotect::RecipientKey(selector)) => {
-            let hash =
-                OaepHash::parse(&recipient.oaep_hash).ok_or_else(|| Error::UnsupportedFormat {
+            // Backups are written with SHA-1 or SHA-256 only.
+            let hash = OaepHash::parse(&recipient.oaep_hash)
+                .filter(|h| matches!(h, OaepHash::Sha1 | OaepHash::Sha256))
+                .ok_or_else(|| Error::UnsupportedFormat {
                     reason: format!("OAEP hash {}", recipient.oaep_hash),
                 })?;
             let private = keys::find_required(token, selector)?
@@ -848,15 +856,31 @@ fn open_protection(
                 Attribute::Wrap(false),
                 Attribute::Unwrap(true),
             ];
+            if !private.usage.contains(&"unwrap") {
+                return Err(Error::PolicyRefused {
+                    key: private.label,
+                    reason: "this key may not unwrap (CKA_UNWRAP=false); a recipient key is made with --usage unwrap".into(),
+                });
+            }
             let transfer = wrap::unwrap_oaep(token, hash, private.handle, &wrapped, &template)
                 .map_err(|rv| {
-                    wrong_key(
-                        "recipient key",
-                        format!(
-                            "the transfer key did not unwrap ({}): wrong key or altered header",
-                            ckr_name(rv)
+                    use cryptoki::error::RvError;
+                    match rv {
+                        RvError::ArgumentsBad | RvError::MechanismInvalid | RvError::MechanismParamInvalid => {
+                            Error::NotCapable {
+                                capability: format!("RSA-OAEP with {}", hash.name().to_uppercase()),
+                                detail: format!("the token answered {}", ckr_name(rv)),
+                                alternatives: "Restore on a token with this OAEP hash, or have the sender use --oaep-hash sha1.".into(),
+                            }
+                        }
+                        _ => wrong_key(
+                            "recipient key",
+                            format!(
+                                "the transfer key did not unwrap ({}): wrong key or altered header",
+                                ckr_name(rv)
+                            ),
                         ),
-                    )
+                    }
                 })?;
             (eph.keep(transfer), false, "recipient key")
         }
@@ -1077,8 +1101,12 @@ fn restore_template(token: &Token<'_>, entry: &Entry, trusted_kek: bool) -> Resu
         Attribute::WrapWithTrusted(entry.backup_policy == "trusted" || trusted_kek),
     ];
     t.extend(usage_attrs(&entry.usage, private));
-    if private && key_type == KeyType::RSA {
+    if private {
         t.push(Attribute::SignRecover(false));
+    }
+    // A restored KEK is as locked down as a generated one (docs/KEYS.md).
+    if !private && entry.usage.iter().any(|u| u == "unwrap") {
+        t.push(Attribute::Modifiable(false));
     }
     if let Some(part) = &entry.public {
         t.extend(wrap::private_unwrap_quirks(
@@ -1143,6 +1171,7 @@ fn public_template(
             // Tokens default these differently for public keys: say no.
             Attribute::Encrypt(false),
             Attribute::Wrap(false),
+            Attribute::VerifyRecover(false),
         ]),
     }
     Ok(t)
@@ -1212,6 +1241,61 @@ fn check_restored(
         });
     }
     Ok(())
+}
+
+/// Some tokens (NSS) add usages the unwrap template said no to. Set them
+/// back; if the token will not, the restore fails rather than widen a key.
+fn enforce_usage(token: &Token<'_>, key: ObjectHandle, entry: &Entry) -> Result<()> {
+    let wanted: Vec<&str> = entry.usage.iter().map(String::as_str).collect();
+    let info = keys::describe_with(token, key, false)?;
+    let extra: Vec<&str> = info
+        .usage
+        .iter()
+        .copied()
+        .filter(|u| !wanted.contains(u))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let private = entry.class == "private-key";
+    let fix: Vec<Attribute> = usage_attrs(&entry.usage, private)
+        .into_iter()
+        .filter(|a| match a {
+            Attribute::Encrypt(v)
+            | Attribute::Decrypt(v)
+            | Attribute::Sign(v)
+            | Attribute::Verify(v)
+            | Attribute::Wrap(v)
+            | Attribute::Unwrap(v)
+            | Attribute::Derive(v) => !v,
+            _ => false,
+        })
+        .collect();
+    let _ = token.session().update_attributes(key, &fix);
+    let after = keys::describe_with(token, key, false)?;
+    let still: Vec<&str> = after
+        .usage
+        .iter()
+        .copied()
+        .filter(|u| !wanted.contains(u))
+        .collect();
+    if still.is_empty() {
+        tracing::info!(
+            "{}: the token added {}; set back to the bundle's usage",
+            entry.label,
+            extra.join(",")
+        );
+        Ok(())
+    } else {
+        Err(Error::NotCapable {
+            capability: format!("restoring {} with only its recorded usage", entry.label),
+            detail: format!(
+                "the token gives it {} as well and will not take them away",
+                still.join(",")
+            ),
+            alternatives: "Restore on a token that honours usage flags in unwrap templates.".into(),
+        })
+    }
 }
 
 /// Objects created by a restore, destroyed unless the restore completes.
@@ -1427,14 +1511,26 @@ pub fn restore(
         let blob =
             unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
         let template = restore_template(token, &entry, opened.trusted_kek)?;
-        let key = wrap::unwrap(token, mech, opened.unwrapping, &blob, &template).map_err(|rv| {
-            Error::Pkcs11 {
-                function: "C_UnwrapKey".into(),
-                rv: ckr_name(rv),
-                action: format!("restore {}", entry.label),
-            }
+        let is_kek = entry.class == "secret-key" && entry.usage.iter().any(|u| u == "unwrap");
+        let unwrapped = if is_kek {
+            wrap::unwrap_with_unwrap_template(
+                token,
+                mech,
+                opened.unwrapping,
+                &blob,
+                &template,
+                &[Attribute::Sensitive(true)],
+            )
+        } else {
+            wrap::unwrap(token, mech, opened.unwrapping, &blob, &template)
+        };
+        let key = unwrapped.map_err(|rv| Error::Pkcs11 {
+            function: "C_UnwrapKey".into(),
+            rv: ckr_name(rv),
+            action: format!("restore {}", entry.label),
         })?;
         rollback.handles.push(key);
+        enforce_usage(token, key, &entry)?;
         if let Some(part) = &entry.public {
             let values = public_values_of(part)?;
             let public = session

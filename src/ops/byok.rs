@@ -108,45 +108,56 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
     let plan = byok::plan(req.target, &req.algorithm).map_err(rule)?;
 
     // The wrapping key, and what the target handed out with it.
-    let (public_bytes, mut import_token, key_id, expires) = match &req.wrapping {
-        WrappingSource::PublicKey(b) => {
-            (b.clone(), req.import_token.clone(), req.kid.clone(), None)
-        }
-        WrappingSource::Huawei(p) => {
-            if req.target != Target::Huawei {
-                return Err(Error::Usage {
-                    message: "these are Huawei import parameters: use --target huawei".into(),
-                });
+    let (public_bytes, mut import_token, key_id, expires) =
+        match &req.wrapping {
+            WrappingSource::PublicKey(b) => {
+                (b.clone(), req.import_token.clone(), req.kid.clone(), None)
             }
-            let der = p.public_key_der().map_err(|reason| Error::BadInput {
-                what: "import parameters".into(),
-                reason,
-            })?;
-            (
-                der,
-                Some(p.import_token.clone().into_bytes()),
-                Some(p.key_id.clone()),
-                Some(p.expiration_time),
-            )
-        }
-        WrappingSource::Aws(p) => {
-            if req.target != Target::Aws {
-                return Err(Error::Usage {
-                    message: "these are AWS import parameters: use --target aws".into(),
-                });
+            WrappingSource::Huawei(p) => {
+                if req.target != Target::Huawei {
+                    return Err(Error::Usage {
+                        message: "these are Huawei import parameters: use --target huawei".into(),
+                    });
+                }
+                let der = p.public_key_der().map_err(|reason| Error::BadInput {
+                    what: "import parameters".into(),
+                    reason,
+                })?;
+                (
+                    der,
+                    Some(p.import_token.clone().into_bytes()),
+                    Some(p.key_id.clone()),
+                    Some(p.expiration_time),
+                )
             }
-            let bad = |reason| Error::BadInput {
-                what: "import parameters".into(),
-                reason,
-            };
-            (
-                p.public_key_der().map_err(bad)?,
-                Some(p.import_token().map_err(bad)?),
-                req.kid.clone().or_else(|| p.key_id.clone()),
-                p.valid_to(),
-            )
-        }
-    };
+            WrappingSource::Aws(p) => {
+                if req.target != Target::Aws {
+                    return Err(Error::Usage {
+                        message: "these are AWS import parameters: use --target aws".into(),
+                    });
+                }
+                let bad = |reason| Error::BadInput {
+                    what: "import parameters".into(),
+                    reason,
+                };
+                (
+                    p.public_key_der().map_err(bad)?,
+                    Some(p.import_token().map_err(bad)?),
+                    req.kid.clone().or_else(|| p.key_id.clone()),
+                    match &p.parameters_valid_to {
+                        None => None,
+                        Some(_) => Some(p.valid_to().ok_or_else(|| {
+                            Error::BadInput {
+                            what: "import parameters".into(),
+                            reason:
+                                "ParametersValidTo is neither epoch seconds nor an ISO 8601 time"
+                                    .into(),
+                        }
+                        })?),
+                    },
+                )
+            }
+        };
     if let Some(t) = expires {
         if t <= req.now {
             return Err(Error::Expired {
@@ -197,9 +208,16 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
                 .into(),
         });
     }
+    // Some tokens forget a secret key's length after unwrap (SoftHSM reports
+    // CKA_VALUE_LEN = 0): measure it by wrapping the key, which may leave
+    // anyway, under a session key; only the length is learnt.
+    let size = match (info.size, info.class.as_str()) {
+        (None, "secret-key") => measure_secret(token, info.handle)?,
+        (s, _) => s,
+    };
     let facts = KeyFacts {
         key_type: info.key_type.clone(),
-        size: info.size,
+        size,
     };
     byok::check(&plan, &facts, public.bits).map_err(rule)?;
 
@@ -299,7 +317,10 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
         ),
         Target::Azure => {
             let file = azure::byok_file(kid.as_deref().unwrap_or_default(), &joined(), &generator);
-            (vec![json_file(&file)], azure::command("{out}"))
+            (
+                vec![json_file(&file)],
+                azure::command("{out}", kid.as_deref().unwrap_or_default()),
+            )
         }
         Target::Huawei => {
             let WrappingSource::Huawei(params) = &req.wrapping else {
@@ -320,13 +341,25 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
         algorithm: plan.algorithm.clone(),
         key: info.label.clone(),
         key_type: info.key_type.clone(),
-        size: info.size,
+        size,
         wrapping_key_bits: public.bits,
         wrapping_key_sha256: public.fingerprint(),
         method,
         files,
         command,
     })
+}
+
+fn measure_secret(token: &Token<'_>, key: cryptoki::object::ObjectHandle) -> Result<Option<u64>> {
+    let support = WrapSupport::probe(token)?;
+    let Some(mech) = support.rfc3394 else {
+        return Ok(None);
+    };
+    let mut eph = Ephemeral::new(token.session());
+    let measure = wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?;
+    Ok(wrap::wrap(token, mech, measure, key)
+        .ok()
+        .map(|blob| (blob.len() as u64 - 8) * 8))
 }
 
 fn json_file<T: Serialize>(value: &T) -> OutputFile {

@@ -65,12 +65,19 @@ pub fn check_kid(kid: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err("--kid must be the versioned KEK id, https://<vault>.vault.azure.net/keys/<name>/<version>".into())
+        Err("--kid must be the versioned KEK id: https://<vault>.vault.azure.net/keys/<name>/<version> or https://<hsm>.managedhsm.azure.net/keys/<name>/<version>".into())
     }
 }
 
-pub fn command(file: &str) -> String {
-    format!("az keyvault key import --vault-name <VAULT> --name <KEY_NAME> --byok-file {file}")
+/// Key Vault takes `--vault-name`; Managed HSM (the only one that imports
+/// AES keys) takes `--hsm-name`.
+pub fn command(file: &str, kid: &str) -> String {
+    let target = if kid.contains(".managedhsm.") {
+        "--hsm-name <HSM>"
+    } else {
+        "--vault-name <VAULT>"
+    };
+    format!("az keyvault key import {target} --name <KEY_NAME> --byok-file {file}")
 }
 
 #[cfg(test)]

@@ -165,10 +165,10 @@ pub fn check(plan: &Plan, key: &KeyFacts, wrapping_bits: u32) -> Result<(), Rule
         && plan.target != Target::Huawei
     {
         return Err(RuleError(format!(
-            "{} {} wraps key bytes directly with RSA-OAEP, which holds secret keys only; a {} private key needs an RSA-AES algorithm",
+            "{} {} wraps the key bytes directly with RSA-OAEP, and PKCS#11 tokens wrap only secret keys that way; an {} private key needs an RSA-AES algorithm",
             plan.target.name(),
             plan.algorithm,
-            key.key_type
+            key.key_type.to_uppercase()
         )));
     }
     let accepted = match plan.target {

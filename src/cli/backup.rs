@@ -320,12 +320,16 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     Ok(())
 }
 
+/// Rows shown before the table is cut short (--json has them all).
+const TABLE_ROWS: usize = 50;
+
 fn entries_table(entries: &[backup::EntrySummary]) -> String {
     if entries.is_empty() {
         return String::new();
     }
     let rows: Vec<Vec<String>> = entries
         .iter()
+        .take(TABLE_ROWS)
         .map(|e| {
             vec![
                 e.label.clone(),
@@ -337,7 +341,14 @@ fn entries_table(entries: &[backup::EntrySummary]) -> String {
             ]
         })
         .collect();
-    table(&["LABEL", "CLASS", "TYPE", "SIZE", "KCV", "WRAP"], &rows)
+    let mut text = table(&["LABEL", "CLASS", "TYPE", "SIZE", "KCV", "WRAP"], &rows);
+    if entries.len() > TABLE_ROWS {
+        text.push_str(&format!(
+            "... and {} more (--json lists them all)\n",
+            entries.len() - TABLE_ROWS
+        ));
+    }
+    text
 }
 
 fn skipped_text(skipped: &[backup::Skipped]) -> String {

@@ -40,6 +40,10 @@ pub enum KeyCommand {
         /// public (CKA_PRIVATE=false) token object, usable by the user.
         #[arg(long)]
         trusted: bool,
+        /// Make N keys labelled LABEL-00001, LABEL-00002, ... (test tokens,
+        /// benchmarks); each gets its own random id. Prints a summary only.
+        #[arg(long, value_name = "N", conflicts_with_all = ["id", "trusted"])]
+        count: Option<u32>,
     },
     /// List keys (optionally those a label or pkcs11: URI names), every version.
     List {
@@ -88,6 +92,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             backup_policy,
             kek,
             trusted,
+            count,
         } => {
             let spec = match key_type {
                 Some(t) => t.parse()?,
@@ -121,6 +126,26 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 version: 1,
             };
             hsmkey::hsm::keys::effective_usage(&request)?;
+            if let Some(n) = count {
+                let token = ctx.open_user(&module)?;
+                let mut bar = super::backup::Bar::new(ctx, "generate");
+                let labels =
+                    ops::keys::generate_many(&token, &request, n, &mut |d, t| bar.update(d, t))?;
+                drop(bar);
+                if ctx.json() {
+                    print_json(
+                        &serde_json::json!({ "created": labels.len(), "first": labels.first(), "last": labels.last() }),
+                    );
+                } else {
+                    out(&format!(
+                        "{} key(s) created: {} .. {}\n",
+                        labels.len(),
+                        labels.first().map(String::as_str).unwrap_or("-"),
+                        labels.last().map(String::as_str).unwrap_or("-")
+                    ));
+                }
+                return Ok(());
+            }
             let token = {
                 // Names and ids are checked where private objects are visible:
                 // an SO session sees only public ones.
@@ -177,10 +202,12 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let export = ops::keys::public_pem(&token, &selector)?;
             use std::io::Write;
-            file.file().write_all(export.pem.as_bytes()).map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
+            file.file()
+                .write_all(export.pem.as_bytes())
+                .map_err(|e| Error::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                })?;
             file.commit()?;
             if ctx.json() {
                 print_json(&serde_json::json!({

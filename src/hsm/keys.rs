@@ -419,14 +419,17 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
     made
 }
 
-fn unlabelled(token: &Token<'_>) -> Result<Vec<ObjectHandle>> {
+/// Label-less key objects now on the token (see [`generate`]).
+pub fn unlabelled(token: &Token<'_>) -> Result<Vec<ObjectHandle>> {
     token
         .session()
         .find_objects(&[Attribute::Label(Vec::new())])
         .map_err(|e| Error::pkcs11("find objects", e))
 }
 
-fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
+/// [`generate`] without the SoftHSM clean-up snapshot (bulk callers take
+/// one snapshot for the whole batch).
+pub fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
     let usage = effective_usage(spec)?;
     let label = versioned_label(&spec.name, spec.version);
     let session = token.session();

@@ -227,3 +227,47 @@ pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKey
         spki_sha256: hex::encode(sha2::Sha256::digest(&der)),
     })
 }
+
+/// Make `count` keys named `NAME-00001`...: one scan of the token's labels
+/// up front instead of a search per key.
+pub fn generate_many(
+    token: &Token<'_>,
+    template: &GenerateSpec,
+    count: u32,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<String>> {
+    keys::effective_usage(template)?;
+    let labels: Vec<String> = (1..=count)
+        .map(|i| format!("{}-{i:05}", template.name))
+        .collect();
+    for l in &labels {
+        keys::validate_name(l)?;
+    }
+    let wanted: std::collections::HashSet<&str> = labels.iter().map(String::as_str).collect();
+    for h in keys::find(token, &KeySelector::all())? {
+        let info = keys::describe_with(token, h, false)?;
+        if wanted.contains(info.name.as_str()) {
+            return Err(Error::AlreadyExists {
+                what: format!("a key named '{}'", info.name),
+            });
+        }
+    }
+    let unlabelled_before = keys::unlabelled(token)?;
+    for (i, label) in labels.iter().enumerate() {
+        let spec = GenerateSpec {
+            name: label.clone(),
+            id: random_id(token)?,
+            ..template.clone()
+        };
+        if let Err(e) = keys::generate_inner(token, &spec) {
+            for h in keys::unlabelled(token).unwrap_or_default() {
+                if !unlabelled_before.contains(&h) {
+                    let _ = token.session().destroy_object(h);
+                }
+            }
+            return Err(e);
+        }
+        progress(i as u64 + 1, u64::from(count));
+    }
+    Ok(labels)
+}

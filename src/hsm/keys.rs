@@ -768,6 +768,59 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
     Ok(found.into_iter().map(|f| f.3).collect())
 }
 
+/// Describe every key object the selector names, sorted by name, version,
+/// then class. With no label filter, one attribute read per object (no
+/// separate label pass): what `key list` and `backup --all` cost per key.
+pub fn describe_all(
+    token: &Token<'_>,
+    selector: &KeySelector,
+    with_kcv: bool,
+) -> Result<Vec<KeyInfo>> {
+    if selector.label.is_some() || selector.token.is_some() {
+        return find(token, selector)?
+            .into_iter()
+            .map(|h| describe_with(token, h, with_kcv))
+            .collect();
+    }
+    let session = token.session();
+    let mut out = Vec::new();
+    for class in [
+        ObjectClass::SECRET_KEY,
+        ObjectClass::PRIVATE_KEY,
+        ObjectClass::PUBLIC_KEY,
+    ] {
+        let wanted = match selector.object_type {
+            None => true,
+            Some(ObjectType::SecretKey) => class == ObjectClass::SECRET_KEY,
+            Some(ObjectType::PrivateKey) => class == ObjectClass::PRIVATE_KEY,
+            Some(ObjectType::PublicKey) => class == ObjectClass::PUBLIC_KEY,
+            Some(_) => false,
+        };
+        if !wanted {
+            continue;
+        }
+        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
+        if let Some(id) = &selector.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+        for h in session
+            .find_objects(&template)
+            .map_err(|e| Error::pkcs11("find objects", e))?
+        {
+            out.push(describe_with(token, h, with_kcv)?);
+        }
+    }
+    let rank = |c: &str| match c {
+        "secret-key" => 0u8,
+        "private-key" => 1,
+        _ => 2,
+    };
+    out.sort_by(|a, b| {
+        (&a.name, a.version, rank(&a.class)).cmp(&(&b.name, b.version, rank(&b.class)))
+    });
+    Ok(out)
+}
+
 fn class_rank(c: ObjectClass) -> u8 {
     if c == ObjectClass::SECRET_KEY {
         0
@@ -921,7 +974,13 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         }
     };
     let (kcv, kcv_method) = if !with_kcv {
-        ("not computed".to_string(), String::new())
+        // Free when the token keeps it: no operation, just the attribute.
+        match (&check_value, key_type) {
+            (Some(cv), Some(k)) if cv.len() >= 3 && k == CkKeyType::AES => {
+                (hex::encode(&cv[..3]), "CKA_CHECK_VALUE".to_string())
+            }
+            _ => ("not computed".to_string(), String::new()),
+        }
     } else if class == ObjectClass::SECRET_KEY {
         kcv(
             token,

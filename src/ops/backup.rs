@@ -3,7 +3,7 @@
 //! can open, wrapped in the token, checked end to end by a MAC made in the
 //! token, restored all-or-nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,8 +164,11 @@ fn select(
     trusted_kek: bool,
     kek_handle: Option<ObjectHandle>,
 ) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
-    let (handles, named) = match selection {
-        Selection::All => (keys::find(token, &KeySelector::all())?, false),
+    let (infos, named) = match selection {
+        Selection::All => (
+            keys::describe_all(token, &KeySelector::all(), false)?,
+            false,
+        ),
         Selection::Named(list) => {
             let mut seen = HashSet::new();
             let mut handles = Vec::new();
@@ -176,13 +179,13 @@ fn select(
                     }
                 }
             }
-            (handles, true)
+            let infos = handles
+                .into_iter()
+                .map(|h| keys::describe_with(token, h, false))
+                .collect::<Result<Vec<_>>>()?;
+            (infos, true)
         }
     };
-    let mut infos = Vec::with_capacity(handles.len());
-    for h in handles {
-        infos.push(keys::describe_with(token, h, false)?);
-    }
     let private_pairs: HashSet<(String, String)> = infos
         .iter()
         .filter(|i| i.class == "private-key")
@@ -246,6 +249,30 @@ fn source_of(token: &Token<'_>) -> SourceToken {
 
 /// The single key a KEK selector names.
 fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
+    // A KEK named by label is the secret key with exactly that label: the
+    // token finds it without a scan of every object (a later version is
+    // named NAME@vN).
+    if let (Some(label), None, None) = (&selector.label, &selector.id, &selector.token) {
+        let exact = token
+            .session()
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .map_err(|e| Error::pkcs11("find the KEK", e))?;
+        match exact.len() {
+            1 => return keys::describe(token, exact[0]),
+            0 => {}
+            _ => {
+                return Err(Error::Ambiguous {
+                    what: "KEK",
+                    selector: selector.shown.clone(),
+                    candidates: vec![label.clone(); exact.len()],
+                })
+            }
+        }
+    }
     let handles = keys::find_required(token, selector)?;
     let secrets: Vec<KeyInfo> = handles
         .into_iter()
@@ -576,9 +603,14 @@ fn backup_entry(
     if !is_private {
         // The token's own KCV when it has one; otherwise a check copy made
         // from the blob itself, which also proves the blob unwraps.
-        let known = if key_type == KeyType::AES {
-            let full = keys::describe(token, info.handle)?;
-            (full.kcv != "unavailable").then_some(full.kcv)
+        let known = if key_type != KeyType::AES {
+            None
+        } else if info.kcv_method == "CKA_CHECK_VALUE" {
+            Some(info.kcv.clone())
+        } else if info.usage.contains(&"encrypt") {
+            wrap::kcv_of(session, info.handle, KeyType::AES)
+                .ok()
+                .map(|k| k.0)
         } else {
             None
         };
@@ -1318,40 +1350,49 @@ impl Drop for Rollback<'_> {
     }
 }
 
-fn exact(token: &Token<'_>, template: &[Attribute]) -> Result<Vec<ObjectHandle>> {
-    token
-        .session()
-        .find_objects(template)
-        .map_err(|e| Error::pkcs11("look for existing keys", e))
-}
-
 /// What is already on the token for an entry: `Ok(true)` = the same key is
 /// there (skip), `Ok(false)` = nothing in the way, `Err` = a conflict.
-fn existing(token: &Token<'_>, entry: &Entry, on_conflict: OnConflict) -> Result<bool> {
-    let class = if entry.class == "private-key" {
-        ObjectClass::PRIVATE_KEY
-    } else {
-        ObjectClass::SECRET_KEY
-    };
-    let id = hex::decode(&entry.id).unwrap_or_default();
-    let by_label = exact(
-        token,
-        &[
-            Attribute::Class(class),
-            Attribute::Label(entry.label.as_bytes().to_vec()),
-        ],
-    )?;
-    let mut by_id = Vec::new();
-    for c in [
-        ObjectClass::SECRET_KEY,
-        ObjectClass::PRIVATE_KEY,
-        ObjectClass::PUBLIC_KEY,
-    ] {
-        by_id.extend(exact(
-            token,
-            &[Attribute::Class(c), Attribute::Id(id.clone())],
-        )?);
+/// The token's keys by (class, label) and by id, read once: restore checks
+/// every entry against it instead of searching the token per entry.
+struct TokenIndex {
+    by_label: HashMap<(String, String), Vec<ObjectHandle>>,
+    by_id: HashMap<String, Vec<ObjectHandle>>,
+}
+
+impl TokenIndex {
+    fn read(token: &Token<'_>) -> Result<TokenIndex> {
+        let mut index = TokenIndex {
+            by_label: HashMap::new(),
+            by_id: HashMap::new(),
+        };
+        for info in keys::describe_all(token, &KeySelector::all(), false)? {
+            index
+                .by_label
+                .entry((info.class.clone(), info.label.clone()))
+                .or_default()
+                .push(info.handle);
+            index
+                .by_id
+                .entry(info.id.clone())
+                .or_default()
+                .push(info.handle);
+        }
+        Ok(index)
     }
+}
+
+fn existing(
+    token: &Token<'_>,
+    index: &TokenIndex,
+    entry: &Entry,
+    on_conflict: OnConflict,
+) -> Result<bool> {
+    let by_label = index
+        .by_label
+        .get(&(entry.class.clone(), entry.label.clone()))
+        .cloned()
+        .unwrap_or_default();
+    let by_id = index.by_id.get(&entry.id).cloned().unwrap_or_default();
     if by_label.is_empty() && by_id.is_empty() {
         return Ok(false);
     }
@@ -1449,9 +1490,10 @@ pub fn restore(
 
     // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
     let mut skip = HashSet::new();
+    let on_token = TokenIndex::read(token)?;
     let (total, digest) = integrity_pass(token, input, &opened, |index, entry| {
         check_entry_capability(&support, entry)?;
-        if existing(token, entry, options.on_conflict)? {
+        if existing(token, &on_token, entry, options.on_conflict)? {
             skip.insert(index);
         }
         Ok(())

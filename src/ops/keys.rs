@@ -60,10 +60,7 @@ pub fn random_id(token: &Token<'_>) -> Result<Vec<u8>> {
 
 /// Describe every key the selector names.
 pub fn list(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>> {
-    keys::find(token, selector)?
-        .into_iter()
-        .map(|h| keys::describe(token, h))
-        .collect()
+    keys::describe_all(token, selector, true)
 }
 
 /// Like [`list`], but the key must exist.

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Bulk performance of hsmkey against the tightest cryptoki loop on the same
+# token (examples/baseline.rs) and against what administrators script today
+# (pkcs11-tool once per key). SoftHSM2 tokens on tmpfs.
+#
+#   scripts/bench.sh            N = 1000 and 10000, pkcs11-tool loop on 200 keys
+#   scripts/bench.sh 200        one small N (what CI runs: the script still works)
+#
+# Prints a table: wall time, keys/s, peak RSS (GNU time), ratio to the baseline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sizes=("$@")
+[ ${#sizes[@]} -eq 0 ] && sizes=(1000 10000)
+loop_keys="${HSMKEY_BENCH_LOOP_KEYS:-200}"
+
+scripts/install-deps.sh
+if ! [ -x /usr/bin/time ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get install -y -qq time >/dev/null
+fi
+cargo build --quiet --release --bin hsmkey --example baseline
+hsmkey="$PWD/target/release/hsmkey"
+baseline="$PWD/target/release/examples/baseline"
+module=""
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+    [ -e "$m" ] && module="$m" && break
+done
+
+base="/dev/shm"
+[ -d "$base" ] || base="${TMPDIR:-/tmp}"
+work=$(mktemp -d "$base/hsmkey-bench-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export HSMKEY_PIN=1234
+unset HSMKEY_MODULE HSMKEY_TOKEN
+echo 'Bench#Password1' >"$work/pw"
+
+new_token() { # dir label
+    mkdir -p "$1/tokens"
+    printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$1" >"$1/conf"
+    SOFTHSM2_CONF="$1/conf" softhsm2-util --init-token --free --label "$2" --so-pin 5678 --pin 1234 >/dev/null
+}
+
+# run NAME CONF command...: time it, record "name seconds rss_kib"
+run() {
+    local name="$1" conf="$2"
+    shift 2
+    SOFTHSM2_CONF="$conf" /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>"$work/err" || {
+        cat "$work/err" >&2
+        echo "FAILED: $name" >&2
+        exit 1
+    }
+    read -r secs rss <"$work/time"
+    echo "$name $secs $rss" >>"$work/results"
+}
+
+row() { # label n secs rss base_secs base_rss
+    awk -v l="$1" -v n="$2" -v s="$3" -v r="$4" -v bs="$5" -v br="$6" 'BEGIN {
+        kps = (s > 0) ? n / s : 0
+        ratio = (bs > 0) ? s / bs : 0
+        printf "%-34s %7d %9.2f %10.0f %9.1f %8.2fx %+9.1f\n", l, n, s, kps, r / 1024, ratio, (r - br) / 1024
+    }'
+}
+
+get() { awk -v k="$1" '$1 == k { print $2, $3 }' "$work/results"; }
+
+printf '%-34s %7s %9s %10s %9s %9s %10s\n' "operation" "keys" "wall s" "keys/s" "RSS MiB" "vs base" "RSS +MiB"
+for n in "${sizes[@]}"; do
+    : >"$work/results"
+    src="$work/src-$n" dst="$work/dst-$n" dstb="$work/dstb-$n"
+    new_token "$src" src
+    new_token "$dst" dst
+    new_token "$dstb" dstb
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q key generate --label kek --kek --backup-policy any >/dev/null
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q key generate --label k --type aes-256 --backup-policy any --count "$n" >/dev/null
+    # The same KEK in the two targets, carried by a password bundle.
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q backup --password-file "$work/pw" kek --out "$work/kek-$n.bundle" >/dev/null
+    for t in "$dst" "$dstb"; do
+        SOFTHSM2_CONF="$t/conf" "$hsmkey" -q restore "$work/kek-$n.bundle" --password-file "$work/pw" >/dev/null
+    done
+
+    run base-backup "$src/conf" "$baseline" "$module" src backup kek "$work/base-$n.out"
+    run backup "$src/conf" "$hsmkey" backup --kek kek --all --out "$work/all-$n.bundle"
+    run base-restore "$dstb/conf" "$baseline" "$module" dstb restore kek "$work/base-$n.out"
+    run restore "$dst/conf" "$hsmkey" restore "$work/all-$n.bundle" --kek kek
+    run verify "$dst/conf" "$hsmkey" verify "$work/all-$n.bundle" --kek kek
+    run base-list "$src/conf" "$baseline" "$module" src list
+    run list "$src/conf" "$hsmkey" key list --json
+
+    read -r bb bbr < <(get base-backup)
+    read -r br brr < <(get base-restore)
+    read -r bl blr < <(get base-list)
+    read -r s r < <(get backup)
+    row "baseline: wrap loop (backup floor)" "$n" "$bb" "$bbr" "$bb" "$bbr"
+    row "hsmkey backup --all --kek" "$n" "$s" "$r" "$bb" "$bbr"
+    read -r s r < <(get base-restore)
+    row "baseline: unwrap loop (restore floor)" "$n" "$s" "$r" "$br" "$brr"
+    read -r s r < <(get restore)
+    row "hsmkey restore --kek" "$n" "$s" "$r" "$br" "$brr"
+    read -r s r < <(get verify)
+    row "hsmkey verify --kek (vs unwrap floor)" "$n" "$s" "$r" "$br" "$brr"
+    read -r s r < <(get base-list)
+    row "baseline: find + attributes" "$n" "$s" "$r" "$bl" "$blr"
+    read -r s r < <(get list)
+    row "hsmkey key list --json" "$n" "$s" "$r" "$bl" "$blr"
+    per_key_hsmkey=$(awk -v n="$n" '$1 == "backup" { print $2 / n }' "$work/results")
+    echo "$n $per_key_hsmkey" >>"$work/per-key"
+done
+
+# What users do today: one pkcs11-tool process per key, on the largest token.
+if command -v pkcs11-tool >/dev/null && [ "$loop_keys" -gt 0 ]; then
+    n="${sizes[-1]}"
+    src="$work/src-$n"
+    : >"$work/results"
+    # The ids to wrap, read before the clock starts.
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" key list --json |
+        awk -F'"' -v k="$loop_keys" '/"label": "k-/ { want = 1 } want && /"id":/ { print $4; want = 0; if (++c >= k) exit }' >"$work/ids" || true
+    kek_id=$(SOFTHSM2_CONF="$src/conf" "$hsmkey" key show kek --json | awk -F'"' '/"id":/ { print $4; exit }')
+    start=$(date +%s.%N)
+    # Each iteration: a process, a login, one wrap (and no KCV, no metadata).
+    # pkcs11-tool 0.23: --id names the wrapping key, --application-id the key wrapped.
+    while read -r id; do
+        SOFTHSM2_CONF="$src/conf" pkcs11-tool --module "$module" --token-label src --login --pin 1234 \
+            --wrap --mechanism AES-KEY-WRAP --id "$kek_id" --application-id "$id" \
+            --output-file "$work/loop-$id.bin" >/dev/null 2>&1
+    done <"$work/ids"
+    wrapped=$(find "$work" -name 'loop-*.bin' -size 40c | wc -l)
+    [ "$wrapped" -eq "$(wc -l <"$work/ids")" ] || echo "warning: pkcs11-tool wrapped $wrapped keys" >&2
+    end=$(date +%s.%N)
+    per=$(awk -v a="$start" -v b="$end" -v k="$loop_keys" 'BEGIN { print (b - a) / k }')
+    ours=$(awk -v n="$n" '$1 == n { print $2 }' "$work/per-key")
+    awk -v k="$loop_keys" -v per="$per" -v ours="$ours" -v n="$n" 'BEGIN {
+        printf "%-34s %7d %9.2f %10.1f %9s %9s\n", "pkcs11-tool loop (token of " n ")", k, per * k, 1 / per, "-", "-"
+        printf "hsmkey is %.0fx faster per key than the scripted loop (%.2f ms vs %.0f ms)\n", per / ours, ours * 1000, per * 1000
+    }'
+fi

@@ -28,3 +28,9 @@ if [ "$kinds" = "softhsm kryoptic nss" ]; then
     echo "== cross-token tests (backup on one kind, restore on another)" >&2
     HSMKEY_TEST_CROSS=1 cargo test --test cross_token
 fi
+# The benchmark is not a test (no timed assertions): CI only checks that it
+# still runs end to end, on a small token.
+if [ "${HSMKEY_SKIP_BENCH:-}" != "1" ]; then
+    echo "== bench smoke run (scripts/bench.sh 50)" >&2
+    HSMKEY_BENCH_LOOP_KEYS=3 scripts/bench.sh 50
+fi

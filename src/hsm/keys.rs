@@ -863,7 +863,15 @@ pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
 
 /// [`describe`], optionally without computing the KCV (bulk selection).
 pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) -> Result<KeyInfo> {
-    let wanted = [
+    // Bulk reads (no KCV) skip the attributes only `key show` displays:
+    // every attribute is work for the token, ten thousand times over.
+    const DISPLAY_ONLY: [AttributeType; 4] = [
+        AttributeType::AlwaysSensitive,
+        AttributeType::NeverExtractable,
+        AttributeType::Local,
+        AttributeType::Modifiable,
+    ];
+    let all = [
         AttributeType::Class,
         AttributeType::KeyType,
         AttributeType::Label,
@@ -890,6 +898,10 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         AttributeType::Modifiable,
         AttributeType::CheckValue,
     ];
+    let wanted: Vec<AttributeType> = all
+        .into_iter()
+        .filter(|a| with_kcv || !DISPLAY_ONLY.contains(a))
+        .collect();
     let attrs = token
         .session()
         .get_attributes(handle, &wanted)

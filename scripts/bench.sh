@@ -4,7 +4,7 @@
 # (pkcs11-tool once per key). SoftHSM2 tokens on tmpfs.
 #
 #   scripts/bench.sh            N = 1000 and 10000, pkcs11-tool loop on 200 keys
-#   scripts/bench.sh 200        one small N (what CI runs: the script still works)
+#   scripts/bench.sh 50         one small N (CI runs this with HSMKEY_BENCH_LOOP_KEYS=3)
 #
 # Prints a table: wall time, keys/s, peak RSS (GNU time), ratio to the baseline.
 set -euo pipefail

@@ -88,7 +88,7 @@ pub enum Error {
     SoLoginRequired { what: String },
     #[error("The user PIN of this token is not initialized.")]
     UserPinNotInitialized { token: String },
-    #[error("The bundle cannot be opened with this {what}: {reason}")]
+    #[error("It cannot be opened with this {what}: {reason}")]
     WrongUnwrapKey { what: String, reason: String },
 
     // HK12xx: capability

@@ -468,7 +468,104 @@ fn export_key_unwraps_to_the_known_value() {
     ]));
     assert_eq!((exit, code(&e)), (4, "HK1107"));
     assert_eq!(c.object_count(), before);
-    // A non-extractable key cannot be exported.
+    // A key cannot go under itself, and a non-extractable key cannot be exported.
     let (exit, e) = a.json_err(a.cmd().args(["export-key", "--key", "kek", "--kek", "kek"]));
+    assert_eq!((exit, code(&e)), (2, "HK1007"));
+    put(&a, "locked", &[0x44; 16], false, false);
+    let (exit, e) = a.json_err(
+        a.cmd()
+            .args(["export-key", "--key", "locked", "--kek", "kek"]),
+    );
     assert_eq!((exit, code(&e)), (5, "HK1202"));
+    // An edited size or KCV is caught after unwrap, and nothing is kept.
+    let mut edited = doc.clone();
+    edited["kcv"] = json!("000000");
+    std::fs::write(&file, edited.to_string()).unwrap();
+    let before = b.object_count();
+    let (exit, e) = b.json_err(b.cmd().args([
+        "import-export-key",
+        file.to_str().unwrap(),
+        "--kek",
+        "kek",
+        "--label",
+        "dek2",
+        "--usage",
+        "encrypt",
+    ]));
+    assert_eq!((exit, code(&e)), (6, "HK1301"));
+    let mut resized = doc.clone();
+    resized["size"] = json!(128);
+    resized["kcv"] = doc["kcv"].clone();
+    std::fs::write(&file, resized.to_string()).unwrap();
+    let (exit, e) = b.json_err(b.cmd().args([
+        "import-export-key",
+        file.to_str().unwrap(),
+        "--kek",
+        "kek",
+        "--label",
+        "dek3",
+        "--usage",
+        "encrypt",
+    ]));
+    assert_eq!((exit, code(&e)), (6, "HK1301"));
+    assert_eq!(b.object_count(), before);
+}
+
+#[test]
+fn incoming_material_cannot_be_unwrapped_readable_and_keks_are_not_imported() {
+    let t = TestToken::new();
+    let p = params(&t, "RSA_2048", "RSAES_OAEP_SHA_1", &[]).unwrap();
+    let wrapped = wrap_for(&p, "RSAES_OAEP_SHA_1", &AES_VALUE);
+    if t.kind != Kind::Nss {
+        // With the user PIN alone, the import key will not unwrap a readable copy.
+        let label = format!("hsmkey-import-{}", p["key_id"].as_str().unwrap());
+        t.with_session(|s| {
+            let private = s
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])
+                .unwrap()[0];
+            let mech = Mechanism::RsaPkcsOaep(cryptoki::mechanism::rsa::PkcsOaepParams::new(
+                cryptoki::mechanism::MechanismType::SHA1,
+                cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA1,
+                cryptoki::mechanism::rsa::PkcsOaepSource::empty(),
+            ));
+            let readable = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+            ];
+            assert!(s.unwrap_key(&mech, private, &wrapped, &readable).is_err());
+        });
+    }
+    // A key that may unwrap (a KEK) is refused: it would lack a KEK's protections.
+    let material = material_file(
+        &t,
+        &json!({"key_id": p["key_id"], "import_token": p["import_token"], "encrypted_key_material": B64.encode(&wrapped)}),
+    );
+    let before = t.object_count();
+    let out = t
+        .cmd()
+        .args([
+            "import",
+            "--material",
+            material.to_str().unwrap(),
+            "--label",
+            "kek",
+            "--type",
+            "aes-256",
+            "--usage",
+            "wrap,unwrap",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((out.status.code(), code(&e)), (Some(5), "HK1201"));
+    assert_eq!(t.object_count(), before);
+    // The parameters were not used up by the refusal.
+    import(&t, &material, "plain", "aes-256").unwrap();
 }

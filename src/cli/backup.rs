@@ -191,6 +191,8 @@ struct BackupOutput<'a> {
 }
 
 pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
+    // First, so a Ctrl-C at any point ends cleanly (no temporary file left).
+    let cancel = interrupt_flag();
     let selectors = args
         .keys
         .iter()
@@ -239,7 +241,6 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     let mut file = AtomicFile::create(&args.out, args.force)?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
-    let cancel = interrupt_flag();
     let mut bar = Bar::new(ctx, "backup");
     let (report, blob) = match args.format {
         Format::Bundle => {

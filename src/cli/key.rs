@@ -126,6 +126,11 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 version: 1,
             };
             hsmkey::hsm::keys::effective_usage(&request)?;
+            if count == Some(0) {
+                return Err(Error::Usage {
+                    message: "--count takes 1 or more".into(),
+                });
+            }
             if let Some(n) = count {
                 let token = ctx.open_user(&module)?;
                 let mut bar = super::backup::Bar::new(ctx, "generate");

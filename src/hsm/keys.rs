@@ -317,7 +317,10 @@ pub fn validate_name(name: &str) -> Result<()> {
             reason: "must not be empty".into(),
         });
     }
-    if split_version(name).1 != 1 {
+    let reserved = name.rsplit_once("@v").is_some_and(|(base, v)| {
+        !base.is_empty() && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
+    });
+    if reserved {
         return Err(Error::BadInput {
             what: "label".into(),
             reason: format!("'{name}' ends in @vN, which hsmkey reserves for key versions; use `key rotate` to make a new version"),
@@ -751,8 +754,8 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
         if let Some(id) = &selector.id {
             template.push(Attribute::Id(id.clone()));
         }
-        // An exact label narrows the search in the token; a bare name must
-        // also catch `name@vN`, so it is filtered here instead.
+        // A bare name must also catch `name@vN`, which no PKCS#11 template
+        // can express, so labels are filtered here.
         let handles = session
             .find_objects(&template)
             .map_err(|e| Error::pkcs11("find objects", e))?;
@@ -1180,7 +1183,8 @@ mod tests {
     #[test]
     fn reserved_suffix_is_refused_as_a_name() {
         assert_eq!(validate_name("x@v2").unwrap_err().code(), "HK1301");
-        assert!(validate_name("x@v1").is_ok());
+        assert_eq!(validate_name("x@v1").unwrap_err().code(), "HK1301");
+        assert!(validate_name("x@vault").is_ok());
         assert_eq!(validate_name("").unwrap_err().code(), "HK1301");
     }
 

@@ -312,6 +312,59 @@ impl RawModule {
     }
 }
 
+impl RawModule {
+    /// C_GenerateKeyPair whose private key gets a CKA_UNWRAP_TEMPLATE (cryptoki
+    /// 0.12 cannot express it): keys unwrapped with the private key must match it.
+    // CK_OBJECT_HANDLE is u64 here but 32 bits on Windows: keep the conversions.
+    #[allow(clippy::useless_conversion)]
+    pub fn generate_key_pair_with_unwrap_template(
+        &self,
+        session: u64,
+        mechanism: &RawMechanism<'_>,
+        public_template: &[Attribute],
+        private_template: &[Attribute],
+        unwrap_template: &[Attribute],
+    ) -> Result<(u64, u64), RvError> {
+        let f = self
+            .functions()
+            .C_GenerateKeyPair
+            .ok_or(RvError::FunctionNotSupported)?;
+        let mut mech = mechanism.to_ck();
+        let mut inner: Vec<CK_ATTRIBUTE> = unwrap_template.iter().map(CK_ATTRIBUTE::from).collect();
+        let mut public: Vec<CK_ATTRIBUTE> =
+            public_template.iter().map(CK_ATTRIBUTE::from).collect();
+        let mut private: Vec<CK_ATTRIBUTE> =
+            private_template.iter().map(CK_ATTRIBUTE::from).collect();
+        // First, as for unwrap: SoftHSM applies attributes in order.
+        private.insert(
+            0,
+            CK_ATTRIBUTE {
+                type_: CKA_UNWRAP_TEMPLATE,
+                pValue: inner.as_mut_ptr() as *mut _,
+                ulValueLen: (inner.len() * std::mem::size_of::<CK_ATTRIBUTE>()) as CK_ULONG,
+            },
+        );
+        let (mut pub_handle, mut priv_handle): (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) = (0, 0);
+        // SAFETY: the three attribute vectors, the array attribute's target
+        // and the borrowed template values outlive the call; the handles are
+        // valid out-pointers.
+        let rv = unsafe {
+            f(
+                session as _,
+                &mut mech,
+                public.as_mut_ptr(),
+                public.len() as CK_ULONG,
+                private.as_mut_ptr(),
+                private.len() as CK_ULONG,
+                &mut pub_handle,
+                &mut priv_handle,
+            )
+        };
+        check(rv)?;
+        Ok((u64::from(pub_handle), u64::from(priv_handle)))
+    }
+}
+
 /// Initialize a cryptoki context, passing `module_args` (NSS's configuration
 /// string) through C_Initialize's pReserved when given.
 pub fn initialize(

@@ -63,9 +63,9 @@ pub const ARGON2_T: u32 = 3;
 pub const ARGON2_P: u32 = 1;
 /// Upper bounds accepted from a bundle header, which is not authenticated
 /// until the key it describes has been derived.
-const ARGON2_MAX_M_KIB: u32 = 4 * 1024 * 1024;
-const ARGON2_MAX_T: u32 = 64;
-const ARGON2_MAX_P: u32 = 64;
+const ARGON2_MAX_M_KIB: u32 = 1024 * 1024;
+const ARGON2_MAX_T: u32 = 16;
+const ARGON2_MAX_P: u32 = 16;
 
 /// One key in a report.
 #[derive(Debug, Clone, Serialize)]
@@ -248,11 +248,37 @@ fn source_of(token: &Token<'_>) -> SourceToken {
 }
 
 /// The single key a KEK selector names.
-fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
+/// A KEK must itself be protected: a non-sensitive one would let anyone with
+/// the PIN read everything wrapped under it. An extractable one is allowed
+/// (a KEK can be moved between tokens on purpose) but said out loud.
+pub(crate) fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
+    let kek = resolve_kek_unchecked(token, selector)?;
+    if kek.sensitive != Some(true) {
+        return Err(Error::PolicyRefused {
+            key: kek.label,
+            reason: "this KEK is not CKA_SENSITIVE: its value could be read, and with it everything it wraps".into(),
+        });
+    }
+    if kek.extractable == Some(true) {
+        tracing::warn!(
+            "KEK '{}' is extractable: whoever can export it can open what it wraps",
+            kek.label
+        );
+    }
+    Ok(kek)
+}
+
+fn resolve_kek_unchecked(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
     // A KEK named by label is the secret key with exactly that label: the
     // token finds it without a scan of every object (a later version is
     // named NAME@vN).
-    if let (Some(label), None, None) = (&selector.label, &selector.id, &selector.token) {
+    let typed_secret = matches!(
+        selector.object_type,
+        None | Some(crate::hsm::uri::ObjectType::SecretKey)
+    );
+    if let (Some(label), None, None, true) =
+        (&selector.label, &selector.id, &selector.token, typed_secret)
+    {
         let exact = token
             .session()
             .find_objects(&[
@@ -993,7 +1019,7 @@ fn integrity_pass(
     input: &Input,
     opened: &Opened,
     mut per_entry: impl FnMut(u64, &Entry) -> Result<()>,
-) -> Result<(u64, [u8; 32])> {
+) -> Result<(u64, [u8; 32], Vec<[u8; 32]>)> {
     let mac_session = open_mac_session(token)?;
     mac_session
         .verify_init(&Mechanism::Sha256Hmac, opened.mac_key)
@@ -1002,6 +1028,9 @@ fn integrity_pass(
     let mut digest = Sha256::new();
     let mut count = 0u64;
     let mut problem = None;
+    // One digest per entry line, so the second pass acts only on lines that
+    // are byte for byte the ones authenticated here (32 bytes a key).
+    let mut line_digests = Vec::new();
     loop {
         let line = reader.next_line()?.ok_or_else(|| Error::BundleCorrupt {
             reason: "the bundle ends without its trailer".into(),
@@ -1014,6 +1043,7 @@ fn integrity_pass(
                         problem = Some(e);
                     }
                 }
+                line_digests.push(Sha256::digest(&line.bytes).into());
                 count += 1;
             }
             Line::Trailer(trailer) => {
@@ -1041,7 +1071,19 @@ fn integrity_pass(
     if let Some(e) = problem {
         return Err(e);
     }
-    Ok((count, digest.finalize().into()))
+    Ok((count, digest.finalize().into(), line_digests))
+}
+
+/// In a second pass: refuse a line that is not the one the first pass
+/// authenticated (the file was changed in between).
+fn same_line(digests: &[[u8; 32]], index: u64, bytes: &[u8]) -> Result<()> {
+    let now: [u8; 32] = Sha256::digest(bytes).into();
+    match digests.get(index as usize) {
+        Some(d) if *d == now => Ok(()),
+        _ => Err(Error::BundleCorrupt {
+            reason: "the file changed after it was checked".into(),
+        }),
+    }
 }
 
 fn read_header(input: &Input) -> Result<Header> {
@@ -1491,7 +1533,7 @@ pub fn restore(
     // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
     let mut skip = HashSet::new();
     let on_token = TokenIndex::read(token)?;
-    let (total, digest) = integrity_pass(token, input, &opened, |index, entry| {
+    let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
         check_entry_capability(&support, entry)?;
         if existing(token, &on_token, entry, options.on_conflict)? {
             skip.insert(index);
@@ -1528,6 +1570,7 @@ pub fn restore(
         let Line::Key(entry) = line.line else {
             continue;
         };
+        same_line(&line_digests, index, &line.bytes)?;
         if options.cancel.load(Ordering::SeqCst) {
             return Err(Error::Interrupted {
                 what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
@@ -1615,7 +1658,7 @@ pub fn verify(
     let header = read_header(input)?;
     let support = WrapSupport::probe(token)?;
     let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
-    let (total, digest) = integrity_pass(token, input, &opened, |_, entry| {
+    let (total, digest, line_digests) = integrity_pass(token, input, &opened, |_, entry| {
         check_entry_capability(&support, entry).map(|_| ())
     })?;
     let mut report = RestoreReport {
@@ -1636,6 +1679,7 @@ pub fn verify(
         let Line::Key(entry) = line.line else {
             continue;
         };
+        same_line(&line_digests, index, &line.bytes)?;
         index += 1;
         let mech = check_entry_capability(&support, &entry)?;
         let blob =

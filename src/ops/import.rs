@@ -46,6 +46,17 @@ fn token_mac_key(token: &Token<'_>, create: bool) -> Result<Option<ObjectHandle>
         Attribute::Label(TOKEN_MAC_LABEL.as_bytes().to_vec()),
     ];
     if let Some(h) = find_one(token, &template)? {
+        // Found by label: it must be the key hsmkey made, not a planted one.
+        let info = keys::describe_with(token, h, false)?;
+        if info.sensitive != Some(true)
+            || info.extractable != Some(false)
+            || info.key_type != "generic"
+        {
+            return Err(Error::PolicyRefused {
+                key: info.label,
+                reason: "the import-token key must be a sensitive, non-extractable generic secret; this one is not".into(),
+            });
+        }
         return Ok(Some(h));
     }
     if !create {
@@ -160,9 +171,30 @@ pub fn import_params(token: &Token<'_>, req: &ParamsRequest) -> Result<Parameter
         Attribute::SignRecover(false),
         Attribute::Derive(false),
     ];
-    let (pubh, privh) = session
-        .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-        .map_err(|e| Error::pkcs11("generate the import key pair", e))?;
+    // Whatever arrives is unwrapped sensitive: the user PIN alone cannot turn
+    // incoming material into a readable key.
+    let (pubh, privh) = token
+        .module()
+        .raw()
+        .generate_key_pair_with_unwrap_template(
+            session.handle(),
+            &crate::hsm::raw::RawMechanism::Number(0x0000),
+            &public,
+            &private,
+            &[Attribute::Sensitive(true)],
+        )
+        .map(|(p, q)| {
+            (
+                crate::hsm::raw::object_handle(p),
+                crate::hsm::raw::object_handle(q),
+            )
+        })
+        .map_err(|rv| {
+            Error::pkcs11(
+                "generate the import key pair",
+                cryptoki::error::Error::Pkcs11(rv, cryptoki::context::Function::GenerateKeyPair),
+            )
+        })?;
     let made = (|| -> Result<Parameters> {
         let public = rsa_public_of(token, pubh)?;
         prove_unwrap(token, &public, privh, hash, rsa_aes)?;
@@ -392,6 +424,20 @@ fn secret_bits(
     }
 }
 
+/// Keys that may unwrap are KEKs, which hsmkey makes with an unwrap template
+/// and CKA_MODIFIABLE=false; the import paths cannot give them that yet, so
+/// they refuse rather than make a weaker KEK.
+fn refuse_kek_usage(usage: &Usage) -> Result<()> {
+    if usage.unwrap {
+        return Err(Error::NotCapable {
+            capability: "importing a key-encryption key (unwrap usage)".into(),
+            detail: "an imported KEK would lack the unwrap template and the no-modify flag generated KEKs carry".into(),
+            alternatives: "Generate the KEK in the token (`key generate --kek`) or bring it in a backup bundle, which keeps both.".into(),
+        });
+    }
+    Ok(())
+}
+
 /// `import`: check the import token, expiry and algorithm, then unwrap in
 /// the token; the parameters are single-use.
 pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
@@ -433,7 +479,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     if payload.expires <= req.now {
         return Err(Error::Expired {
             what: format!(
-                "the import parameters for {} expired {} seconds ago; ask for new ones (`hsmkey import-params`)",
+                "the import parameters for {} expired {} s ago; ask for new ones (`hsmkey import-params`)",
                 payload.key_id,
                 req.now - payload.expires
             ),
@@ -510,6 +556,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
         version: 1,
     };
     let usage = keys::effective_usage(&spec)?;
+    refuse_kek_usage(&usage)?;
     let id = crate::ops::keys::random_id(token)?;
     crate::ops::keys::check_available(token, &req.label, &id)?;
     let mut template = target_template(req, &usage, &id);
@@ -703,7 +750,20 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
         }
     };
     let dek = one_secret(dek)?;
-    let kek = one_secret(kek)?;
+    let kek = crate::ops::backup::resolve_kek(token, kek)?;
+    if dek.handle == kek.handle {
+        return Err(Error::Usage {
+            message: "a key cannot be exported under itself: name another KEK".into(),
+        });
+    }
+    if !kek.usage.contains(&"wrap") {
+        return Err(Error::PolicyRefused {
+            key: kek.label,
+            reason:
+                "this key may not wrap (CKA_WRAP=false); use a KEK made with `key generate --kek`"
+                    .into(),
+        });
+    }
     if dek.extractable != Some(true) {
         return Err(Error::PolicyRefused {
             key: dek.label,
@@ -727,17 +787,42 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
         .mechanism(algorithm)
         .expect("chosen from what the token has");
     let blob = wrap::wrap(token, mech, kek.handle, dek.handle)?;
-    let kcv_known = dek.kcv != "unavailable";
+    // The KCV of what the blob holds, from a check copy unwrapped in the
+    // token: it also proves the export key opens under this KEK.
+    let key_type = if dek.key_type == "aes" {
+        KeyType::AES
+    } else {
+        KeyType::GENERIC_SECRET
+    };
+    let kcv = if kek.usage.contains(&"unwrap") {
+        let mut eph = Ephemeral::new(token.session());
+        let copy = wrap::unwrap(
+            token,
+            mech,
+            kek.handle,
+            &blob,
+            &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
+        )
+        .map_err(|rv| Error::Pkcs11 {
+            function: "C_UnwrapKey".into(),
+            rv: ckr_name(rv),
+            action: "check the export key".into(),
+        })?;
+        let copy = eph.keep(copy);
+        Some(wrap::kcv_of(token.session(), copy, key_type)?)
+    } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == KeyType::AES {
+        Some((dek.kcv.clone(), wrap::KCV_AES))
+    } else {
+        None
+    };
     use base64::Engine;
     Ok(ExportKey {
         export_key: base64::engine::general_purpose::STANDARD.encode(&blob),
         algorithm: algorithm.into(),
         key_type: dek.key_type.clone(),
         size: dek.size,
-        kcv: kcv_known.then(|| dek.kcv.clone()),
-        kcv_method: kcv_known
-            .then(|| wrap::KCV_AES.to_string())
-            .filter(|_| dek.key_type == "aes"),
+        kcv: kcv.as_ref().map(|k| k.0.clone()),
+        kcv_method: kcv.as_ref().map(|k| k.1.to_string()),
         kek_label: kek.label.clone(),
         kek_kcv: (kek.kcv != "unavailable").then(|| kek.kcv.clone()),
     })
@@ -753,15 +838,7 @@ pub fn import_export_key(
     policy: BackupPolicy,
     usage: Option<Usage>,
 ) -> Result<Vec<KeyInfo>> {
-    let kek_info = keys::find_required(token, kek)?
-        .into_iter()
-        .map(|h| keys::describe(token, h))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .find(|k| k.class == "secret-key")
-        .ok_or_else(|| Error::KeyNotFound {
-            key: kek.shown.clone(),
-        })?;
+    let kek_info = crate::ops::backup::resolve_kek(token, kek)?;
     if let (Some(want), true) = (&doc.kek_kcv, kek_info.kcv != "unavailable") {
         if *want != kek_info.kcv {
             return Err(Error::WrongUnwrapKey {
@@ -811,6 +888,7 @@ pub fn import_export_key(
         version: 1,
     };
     let usage = keys::effective_usage(&gen)?;
+    refuse_kek_usage(&usage)?;
     let id = crate::ops::keys::random_id(token)?;
     crate::ops::keys::check_available(token, label, &id)?;
     let req = ImportRequest {
@@ -844,9 +922,30 @@ pub fn import_export_key(
         handles: vec![key],
         keep: false,
     };
-    if let (Some(want), Some(_)) = (&doc.kcv, &doc.kcv_method) {
+    if let (Some(want), Some(method)) = (&doc.kcv, &doc.kcv_method) {
+        let key_type = if spec == KeySpec::Generic256 {
+            KeyType::GENERIC_SECRET
+        } else {
+            KeyType::AES
+        };
+        let expected_method = if key_type == KeyType::AES {
+            wrap::KCV_AES
+        } else {
+            wrap::KCV_GENERIC
+        };
+        if method != expected_method {
+            return Err(Error::BadInput {
+                what: "export key".into(),
+                reason: format!("KCV method {method} does not fit a {} key", doc.key_type),
+            });
+        }
         let mut eph = Ephemeral::new(session);
-        let subject = if usage.encrypt {
+        let direct = if key_type == KeyType::AES {
+            usage.encrypt
+        } else {
+            usage.sign
+        };
+        let subject = if direct {
             key
         } else {
             let copy = wrap::unwrap(
@@ -854,7 +953,7 @@ pub fn import_export_key(
                 mech,
                 kek_info.handle,
                 &blob,
-                &wrap::check_copy_template(ObjectClass::SECRET_KEY, KeyType::AES),
+                &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
             )
             .map_err(|rv| Error::Pkcs11 {
                 function: "C_UnwrapKey".into(),
@@ -863,10 +962,37 @@ pub fn import_export_key(
             })?;
             eph.keep(copy)
         };
-        let (got, _) = wrap::kcv_of(session, subject, KeyType::AES)?;
+        let (got, _) = wrap::kcv_of(session, subject, key_type)?;
         if got != *want {
-            return Err(Error::BundleCorrupt {
-                reason: format!("KCV after unwrap is {got}; the export key says {want}"),
+            return Err(Error::BadInput {
+                what: "export key".into(),
+                reason: format!("KCV after unwrap is {got}; the export key says {want}: altered, or another key"),
+            });
+        }
+    }
+    // The size the document claims is the size the key has.
+    if let Some(bits) = secret_bits(token, key, || {
+        let mut t = wrap::check_copy_template(
+            ObjectClass::SECRET_KEY,
+            if spec == KeySpec::Generic256 {
+                KeyType::GENERIC_SECRET
+            } else {
+                KeyType::AES
+            },
+        );
+        t.retain(|a| !matches!(a, Attribute::Extractable(_) | Attribute::WrapWithTrusted(_)));
+        t.push(Attribute::Extractable(true));
+        t.push(Attribute::WrapWithTrusted(false));
+        wrap::unwrap(token, mech, kek_info.handle, &blob, &t).map_err(|rv| Error::Pkcs11 {
+            function: "C_UnwrapKey".into(),
+            rv: ckr_name(rv),
+            action: "make a measuring copy".into(),
+        })
+    })? {
+        if Some(bits) != doc.size {
+            return Err(Error::BadInput {
+                what: "export key".into(),
+                reason: format!("the key is {bits} bits; the document says {:?}", doc.size),
             });
         }
     }

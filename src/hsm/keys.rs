@@ -228,6 +228,80 @@ impl FromStr for Usage {
     }
 }
 
+impl Usage {
+    /// From usage names as recorded in bundles (unknown names are ignored).
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Usage {
+        let has = |u: &str| names.iter().any(|x| x.as_ref() == u);
+        Usage {
+            encrypt: has("encrypt"),
+            decrypt: has("decrypt"),
+            sign: has("sign"),
+            verify: has("verify"),
+            wrap: has("wrap"),
+            unwrap: has("unwrap"),
+            derive: has("derive"),
+        }
+    }
+
+    /// Every usage flag, set explicitly, for a secret or a private key.
+    pub fn attributes(&self, private: bool) -> Vec<Attribute> {
+        if private {
+            vec![
+                Attribute::Decrypt(self.decrypt),
+                Attribute::Sign(self.sign),
+                Attribute::Unwrap(self.unwrap),
+                Attribute::Derive(self.derive),
+                Attribute::SignRecover(false),
+            ]
+        } else {
+            vec![
+                Attribute::Encrypt(self.encrypt),
+                Attribute::Decrypt(self.decrypt),
+                Attribute::Sign(self.sign),
+                Attribute::Verify(self.verify),
+                Attribute::Wrap(self.wrap),
+                Attribute::Unwrap(self.unwrap),
+                Attribute::Derive(self.derive),
+            ]
+        }
+    }
+}
+
+/// The template of a token key made by unwrap (restore, import): always
+/// sensitive, extractable and wrappable-only-by-trusted-keys as the policy
+/// says, every usage flag explicit.
+pub struct StoredKey<'a> {
+    pub private: bool,
+    pub key_type: CkKeyType,
+    pub label: &'a str,
+    pub id: &'a [u8],
+    pub extractable: bool,
+    pub wrap_with_trusted: bool,
+    pub usage: Usage,
+}
+
+impl StoredKey<'_> {
+    pub fn template(&self) -> Vec<Attribute> {
+        let mut t = vec![
+            Attribute::Class(if self.private {
+                ObjectClass::PRIVATE_KEY
+            } else {
+                ObjectClass::SECRET_KEY
+            }),
+            Attribute::KeyType(self.key_type),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(self.label.as_bytes().to_vec()),
+            Attribute::Id(self.id.to_vec()),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(self.extractable),
+            Attribute::WrapWithTrusted(self.wrap_with_trusted),
+        ];
+        t.extend(self.usage.attributes(self.private));
+        t
+    }
+}
+
 /// Whether a key may leave the token wrapped, and under which keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -158,6 +158,28 @@ fn public_half(token: &Token<'_>, info: &KeyInfo) -> Result<Option<KeyInfo>> {
     }
 }
 
+/// A key that may not be backed up: an error when it was named, a line in
+/// the skipped list under --all.
+fn refuse_or_skip(
+    named: bool,
+    skipped: &mut Vec<Skipped>,
+    info: KeyInfo,
+    reason: String,
+) -> Result<()> {
+    if named {
+        return Err(Error::PolicyRefused {
+            key: info.label,
+            reason,
+        });
+    }
+    skipped.push(Skipped {
+        label: info.label,
+        class: info.class,
+        reason,
+    });
+    Ok(())
+}
+
 fn select(
     token: &Token<'_>,
     selection: &Selection,
@@ -198,33 +220,12 @@ fn select(
             if private_pairs.contains(&(info.label.clone(), info.id.clone())) {
                 continue; // travels with its private half
             }
-            let reason = "a public key alone holds nothing secret; `hsmkey key public` exports it"
-                .to_string();
-            if named {
-                return Err(Error::PolicyRefused {
-                    key: info.label,
-                    reason,
-                });
-            }
-            skipped.push(Skipped {
-                label: info.label,
-                class: info.class,
-                reason,
-            });
+            let reason = "a public key alone holds nothing secret; `hsmkey key public` exports it";
+            refuse_or_skip(named, &mut skipped, info, reason.to_string())?;
             continue;
         }
         if let Some(reason) = policy_refusal(&info, trusted_kek, kek_handle) {
-            if named {
-                return Err(Error::PolicyRefused {
-                    key: info.label,
-                    reason,
-                });
-            }
-            skipped.push(Skipped {
-                label: info.label,
-                class: info.class,
-                reason,
-            });
+            refuse_or_skip(named, &mut skipped, info, reason)?;
             continue;
         }
         let public = if info.class == "private-key" {
@@ -1128,28 +1129,6 @@ fn public_values_of(part: &PublicPart) -> Result<PublicValues> {
     })
 }
 
-fn usage_attrs(usage: &[String], private: bool) -> Vec<Attribute> {
-    let has = |u: &str| usage.iter().any(|x| x == u);
-    if private {
-        vec![
-            Attribute::Decrypt(has("decrypt")),
-            Attribute::Sign(has("sign")),
-            Attribute::Unwrap(has("unwrap")),
-            Attribute::Derive(has("derive")),
-        ]
-    } else {
-        vec![
-            Attribute::Encrypt(has("encrypt")),
-            Attribute::Decrypt(has("decrypt")),
-            Attribute::Sign(has("sign")),
-            Attribute::Verify(has("verify")),
-            Attribute::Wrap(has("wrap")),
-            Attribute::Unwrap(has("unwrap")),
-            Attribute::Derive(has("derive")),
-        ]
-    }
-}
-
 /// The unwrap template of a restored key: what the entry records, always
 /// sensitive, and wrappable only by trusted keys when restored under a
 /// trusted KEK (whose unwrap template demands it).
@@ -1158,26 +1137,16 @@ fn restore_template(token: &Token<'_>, entry: &Entry, trusted_kek: bool) -> Resu
         reason: format!("{}: id is not hex", entry.label),
     })?;
     let private = entry.class == "private-key";
-    let key_type = ck_key_type(&entry.key_type);
-    let mut t = vec![
-        Attribute::Class(if private {
-            ObjectClass::PRIVATE_KEY
-        } else {
-            ObjectClass::SECRET_KEY
-        }),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(entry.label.as_bytes().to_vec()),
-        Attribute::Id(id),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(entry.backup_policy != "none"),
-        Attribute::WrapWithTrusted(entry.backup_policy == "trusted" || trusted_kek),
-    ];
-    t.extend(usage_attrs(&entry.usage, private));
-    if private {
-        t.push(Attribute::SignRecover(false));
+    let mut t = keys::StoredKey {
+        private,
+        key_type: ck_key_type(&entry.key_type),
+        label: &entry.label,
+        id: &id,
+        extractable: entry.backup_policy != "none",
+        wrap_with_trusted: entry.backup_policy == "trusted" || trusted_kek,
+        usage: keys::Usage::from_names(&entry.usage),
     }
+    .template();
     // A restored KEK is as locked down as a generated one (docs/KEYS.md).
     if !private && entry.usage.iter().any(|u| u == "unwrap") {
         t.push(Attribute::Modifiable(false));
@@ -1332,7 +1301,8 @@ fn enforce_usage(token: &Token<'_>, key: ObjectHandle, entry: &Entry) -> Result<
         return Ok(());
     }
     let private = entry.class == "private-key";
-    let fix: Vec<Attribute> = usage_attrs(&entry.usage, private)
+    let fix: Vec<Attribute> = keys::Usage::from_names(&entry.usage)
+        .attributes(private)
         .into_iter()
         .filter(|a| match a {
             Attribute::Encrypt(v)

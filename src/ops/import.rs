@@ -332,41 +332,16 @@ fn target_template(req: &ImportRequest, usage: &Usage, id: &[u8]) -> Vec<Attribu
         KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => KeyType::RSA,
         KeySpec::EcP256 | KeySpec::EcP384 => KeyType::EC,
     };
-    let mut t = vec![
-        Attribute::Class(if private {
-            ObjectClass::PRIVATE_KEY
-        } else {
-            ObjectClass::SECRET_KEY
-        }),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(req.label.as_bytes().to_vec()),
-        Attribute::Id(id.to_vec()),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(req.policy != BackupPolicy::None),
-        Attribute::WrapWithTrusted(req.policy == BackupPolicy::Trusted),
-    ];
-    if private {
-        t.extend([
-            Attribute::Decrypt(usage.decrypt),
-            Attribute::Sign(usage.sign),
-            Attribute::Unwrap(usage.unwrap),
-            Attribute::Derive(usage.derive),
-            Attribute::SignRecover(false),
-        ]);
-    } else {
-        t.extend([
-            Attribute::Encrypt(usage.encrypt),
-            Attribute::Decrypt(usage.decrypt),
-            Attribute::Sign(usage.sign),
-            Attribute::Verify(usage.verify),
-            Attribute::Wrap(usage.wrap),
-            Attribute::Unwrap(usage.unwrap),
-            Attribute::Derive(usage.derive),
-        ]);
+    keys::StoredKey {
+        private,
+        key_type,
+        label: &req.label,
+        id,
+        extractable: req.policy != BackupPolicy::None,
+        wrap_with_trusted: req.policy == BackupPolicy::Trusted,
+        usage: *usage,
     }
-    t
+    .template()
 }
 
 fn expected_bits(spec: KeySpec) -> u64 {

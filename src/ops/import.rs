@@ -473,6 +473,13 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     .ok_or_else(|| Error::ImportTokenUsed {
         key_id: payload.key_id.clone(),
     })?;
+    // Found by label: it must be the unwrap-only pair import-params made.
+    let pair_info = keys::describe_with(token, private_pair, false)?;
+    if pair_info.sensitive != Some(true) || pair_info.extractable != Some(false) {
+        return Err(invalid(
+            "the key pair under this key id is not the protected one import-params makes",
+        ));
+    }
     let public = rsa_public_of(token, private_pair)?;
     if public.fingerprint() != payload.spki_sha256 {
         return Err(invalid("the import token names another wrapping key"));
@@ -689,16 +696,21 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
         .iter()
         .map(|h| keys::describe(token, *h))
         .collect::<Result<Vec<_>>>()?;
+    // The key is imported; a pair that will not go is reported, not an error.
+    let mut consumed = true;
     for h in pair {
-        session
-            .destroy_object(h)
-            .map_err(|e| Error::pkcs11("destroy the used import key pair", e))?;
+        if let Err(e) = session.destroy_object(h) {
+            tracing::warn!(
+                "the used import key pair could not be destroyed: {e}; destroy {label} by hand"
+            );
+            consumed = false;
+        }
     }
     Ok(ImportReport {
         key_id: payload.key_id,
         algorithm: payload.algorithm,
         keys: keys_made,
-        parameters_consumed: true,
+        parameters_consumed: consumed,
     })
 }
 

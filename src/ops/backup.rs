@@ -515,17 +515,16 @@ pub fn backup(
     mac_session
         .sign_init(&Mechanism::Sha256Hmac, mac_key)
         .map_err(|e| Error::pkcs11("start the bundle MAC", e))?;
-    let emit = |line: &Line, out: &mut dyn Write| -> Result<()> {
+    let mut mac = MacFeed::new(&mac_session);
+    let emit = |line: &Line, out: &mut dyn Write, mac: &mut MacFeed<'_>| -> Result<()> {
         let bytes = bundle::encode_line(line);
-        mac_session
-            .sign_update(&bytes)
-            .map_err(|e| Error::pkcs11("MAC a bundle line", e))?;
+        mac.feed(&bytes)?;
         out.write_all(&bytes).map_err(|e| Error::Io {
             path: "the output".into(),
             source: e,
         })
     };
-    emit(&Line::Header(header), out)?;
+    emit(&Line::Header(header), out, &mut mac)?;
 
     let total = work.len() as u64;
     let mut entries = Vec::with_capacity(work.len());
@@ -552,12 +551,10 @@ pub fn backup(
             kcv: entry.kcv.as_ref().map(|k| k.value.clone()),
             wrap: entry.wrap.clone(),
         });
-        emit(&Line::Key(entry), out)?;
+        emit(&Line::Key(entry), out, &mut mac)?;
         progress(done as u64 + 1, total);
     }
-    let mac = mac_session
-        .sign_final()
-        .map_err(|e| Error::pkcs11("finish the bundle MAC", e))?;
+    let mac = mac.finish()?;
     let trailer = bundle::encode_line(&Line::Trailer(Trailer {
         entries: entries.len() as u64,
         mac: b64(&mac),
@@ -576,6 +573,47 @@ pub fn backup(
         entries,
         skipped,
     })
+}
+
+/// Bytes go to the MAC in batches: one C_SignUpdate per MAC_BATCH bytes
+/// rather than one per key, since each call is a round trip on a network HSM.
+const MAC_BATCH: usize = 64 * 1024;
+
+struct MacFeed<'s> {
+    session: &'s Session,
+    pending: Vec<u8>,
+}
+
+impl<'s> MacFeed<'s> {
+    fn new(session: &'s Session) -> Self {
+        MacFeed {
+            session,
+            pending: Vec::with_capacity(MAC_BATCH + 16 * 1024),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= MAC_BATCH {
+            self.session
+                .sign_update(&self.pending)
+                .map_err(|e| Error::pkcs11("MAC bundle lines", e))?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        if !self.pending.is_empty() {
+            self.session
+                .sign_update(&self.pending)
+                .map_err(|e| Error::pkcs11("MAC bundle lines", e))?;
+            self.pending.clear();
+        }
+        self.session
+            .sign_final()
+            .map_err(|e| Error::pkcs11("finish the bundle MAC", e))
+    }
 }
 
 fn ck_key_type(name: &str) -> KeyType {
@@ -1032,6 +1070,7 @@ fn integrity_pass(
     // One digest per entry line, so the second pass acts only on lines that
     // are byte for byte the ones authenticated here (32 bytes a key).
     let mut line_digests = Vec::new();
+    let mut pending: Vec<u8> = Vec::with_capacity(MAC_BATCH + 16 * 1024);
     loop {
         let line = reader.next_line()?.ok_or_else(|| Error::BundleCorrupt {
             reason: "the bundle ends without its trailer".into(),
@@ -1050,6 +1089,11 @@ fn integrity_pass(
             Line::Trailer(trailer) => {
                 let mac =
                     unb64("mac", &trailer.mac).map_err(|reason| Error::BundleCorrupt { reason })?;
+                if !pending.is_empty() {
+                    mac_session
+                        .verify_update(&pending)
+                        .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
+                }
                 mac_session.verify_final(&mac).map_err(|_| Error::BundleCorrupt {
                     reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
                 })?;
@@ -1057,9 +1101,14 @@ fn integrity_pass(
                 break;
             }
         }
-        mac_session
-            .verify_update(&line.bytes)
-            .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
+        // In batches, as when the MAC was made (MacFeed).
+        pending.extend_from_slice(&line.bytes);
+        if pending.len() >= MAC_BATCH {
+            mac_session
+                .verify_update(&pending)
+                .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
+            pending.clear();
+        }
         digest.update(&line.bytes);
     }
     if reader.next_line()?.is_some() {

@@ -762,6 +762,7 @@ pub struct KeyInfo {
     pub private: Option<bool>,
     pub local: Option<bool>,
     pub modifiable: Option<bool>,
+    /// Empty in bulk reads (`describe_with(.., false)`).
     pub uri: String,
 }
 
@@ -1124,7 +1125,13 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         private: flags.get("private").copied(),
         local: flags.get("local").copied(),
         modifiable: flags.get("modifiable").copied(),
-        uri: uri.to_string(),
+        // Bulk reads (backup selection, restore's index) keep no URI: it is
+        // the largest field and only displays need it.
+        uri: if with_kcv {
+            uri.to_string()
+        } else {
+            String::new()
+        },
     })
 }
 

@@ -18,7 +18,8 @@ scripts/install-deps.sh
 if ! [ -x /usr/bin/time ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get install -y -qq time >/dev/null
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq time >/dev/null
 fi
 cargo build --quiet --release --bin hsmkey --example baseline
 hsmkey="$PWD/target/release/hsmkey"

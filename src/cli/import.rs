@@ -49,7 +49,9 @@ pub struct ParamsArgs {
 }
 
 pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
-    let bits = import_params::key_spec_bits(&args.key_spec).expect("clap checked the value");
+    let bits = import_params::key_spec_bits(&args.key_spec).ok_or_else(|| Error::Usage {
+        message: format!("unknown --key-spec {}", args.key_spec),
+    })?;
     let valid_for =
         import_params::parse_duration(&args.valid_for).map_err(|reason| Error::BadInput {
             what: "--valid-for".into(),

@@ -923,6 +923,33 @@ fn read_label(token: &Token<'_>, h: ObjectHandle) -> Result<String> {
         .unwrap_or_default())
 }
 
+/// The single object among those `selector` names that `keep` accepts:
+/// `Ok(None)` when there is none (callers say what was missing), an
+/// ambiguity error naming the candidates when there are several.
+pub fn resolve_one(
+    token: &Token<'_>,
+    selector: &KeySelector,
+    what: &'static str,
+    with_kcv: bool,
+    keep: impl Fn(&KeyInfo) -> bool,
+) -> Result<Option<KeyInfo>> {
+    let mut found = Vec::new();
+    for h in find_required(token, selector)? {
+        let info = describe_with(token, h, with_kcv)?;
+        if keep(&info) {
+            found.push(info);
+        }
+    }
+    if found.len() > 1 {
+        return Err(Error::Ambiguous {
+            what,
+            selector: selector.shown.clone(),
+            candidates: found.into_iter().map(|k| k.label).collect(),
+        });
+    }
+    Ok(found.pop())
+}
+
 /// Like [`find`], but an empty result is an error.
 pub fn find_required(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandle>> {
     let found = find(token, selector)?;

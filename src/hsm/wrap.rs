@@ -83,25 +83,21 @@ impl WrapSupport {
     }
 
     /// For secret keys (lengths are multiples of 8): RFC 3394, exact everywhere.
-    pub fn for_secret(&self) -> Option<&'static str> {
-        if self.rfc3394.is_some() {
-            Some("rfc3394")
-        } else if self.rfc5649.is_some() {
-            Some("rfc5649")
-        } else {
-            None
+    pub fn for_secret(&self) -> Option<(&'static str, u64)> {
+        match (self.rfc3394, self.rfc5649) {
+            (Some(m), _) => Some(("rfc3394", m)),
+            (None, Some(m)) => Some(("rfc5649", m)),
+            (None, None) => None,
         }
     }
 
     /// For PKCS#8 private keys: exact RFC 5649, else SoftHSM's zero-padded
     /// variant (each key is then proved to round-trip before it is written).
-    pub fn for_private(&self) -> Option<&'static str> {
-        if self.rfc5649.is_some() {
-            Some("rfc5649")
-        } else if self.rfc5649_zero_padded.is_some() {
-            Some("rfc5649-zero-padded")
-        } else {
-            None
+    pub fn for_private(&self) -> Option<(&'static str, u64)> {
+        match (self.rfc5649, self.rfc5649_zero_padded) {
+            (Some(m), _) => Some(("rfc5649", m)),
+            (None, Some(m)) => Some(("rfc5649-zero-padded", m)),
+            (None, None) => None,
         }
     }
 

@@ -300,25 +300,11 @@ fn resolve_kek_unchecked(token: &Token<'_>, selector: &KeySelector) -> Result<Ke
             }
         }
     }
-    let handles = keys::find_required(token, selector)?;
-    let secrets: Vec<KeyInfo> = handles
-        .into_iter()
-        .map(|h| keys::describe(token, h))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|k| k.class == "secret-key")
-        .collect();
-    match secrets.len() {
-        0 => Err(Error::KeyNotFound {
+    keys::resolve_one(token, selector, "KEK", true, |k| k.class == "secret-key")?.ok_or_else(|| {
+        Error::KeyNotFound {
             key: selector.shown.clone(),
-        }),
-        1 => Ok(secrets.into_iter().next().expect("one element")),
-        _ => Err(Error::Ambiguous {
-            what: "KEK",
-            selector: selector.shown.clone(),
-            candidates: secrets.into_iter().map(|k| k.label).collect(),
-        }),
-    }
+        }
+    })
 }
 
 fn argon2_key(password: &SecretString, params: &KdfParams) -> Result<Zeroizing<Vec<u8>>> {
@@ -493,9 +479,7 @@ pub fn backup(
     }
 
     // The integrity key, wrapped like the entries.
-    let secret_mech = support
-        .mechanism(secret_alg)
-        .expect("chosen from what the token has");
+    let (secret_name, secret_mech) = secret_alg;
     let mac_key = wrap::generate_session_key(token, &mut eph, SessionKey::Mac)?;
     let wrapped_mac = wrap::wrap(token, secret_mech, wrapping, mac_key)?;
     let header = Header {
@@ -507,7 +491,7 @@ pub fn backup(
         protection,
         mac: MacInfo {
             algorithm: "hmac-sha256".into(),
-            wrap: secret_alg.into(),
+            wrap: secret_name.into(),
             wrapped_key: b64(&wrapped_mac),
         },
     };
@@ -534,15 +518,7 @@ pub fn backup(
                 what: format!("backup stopped after {done} of {total} keys; no output was written"),
             });
         }
-        let entry = backup_entry(
-            token,
-            &mut eph,
-            &support,
-            secret_alg,
-            private_alg,
-            wrapping,
-            &c,
-        )?;
+        let entry = backup_entry(token, &mut eph, secret_alg, private_alg, wrapping, &c)?;
         entries.push(EntrySummary {
             label: entry.label.clone(),
             class: entry.class.clone(),
@@ -639,26 +615,26 @@ fn map_wrap_error(label: &str, e: Error) -> Error {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn backup_entry(
     token: &Token<'_>,
     eph: &mut Ephemeral<'_>,
-    support: &WrapSupport,
-    secret_alg: &'static str,
-    private_alg: Option<&'static str>,
+    secret_alg: (&'static str, u64),
+    private_alg: Option<(&'static str, u64)>,
     wrapping: ObjectHandle,
     c: &Candidate,
 ) -> Result<Entry> {
     let info = &c.info;
     let is_private = info.class == "private-key";
-    let alg = if is_private {
-        private_alg.expect("filtered before")
+    let (alg, mech) = if is_private {
+        private_alg.ok_or_else(|| {
+            Error::Internal(format!(
+                "{}: a private key reached wrapping without RFC 5649",
+                info.label
+            ))
+        })?
     } else {
         secret_alg
     };
-    let mech = support
-        .mechanism(alg)
-        .expect("chosen from what the token has");
     let blob = wrap::wrap(token, mech, wrapping, info.handle)
         .map_err(|e| map_wrap_error(&info.label, e))?;
     let key_type = ck_key_type(&info.key_type);
@@ -709,10 +685,10 @@ fn backup_entry(
         let values_from = if key_type == KeyType::RSA {
             info.handle
         } else {
-            c.public
-                .as_ref()
-                .map(|p| p.handle)
-                .expect("EC keys without public half filtered")
+            c.public.as_ref().map(|p| p.handle).ok_or_else(|| Error::PolicyRefused {
+                key: info.label.clone(),
+                reason: "an EC private key without its public half on the token cannot be checked after restore".into(),
+            })?
         };
         let values = wrap::public_values(session, values_from, key_type)?.ok_or_else(|| {
             Error::NotCapable {
@@ -1308,7 +1284,9 @@ fn check_restored(
         eph.keep(copy)
     };
     if private {
-        let part = entry.public.as_ref().expect("validated by the reader");
+        let part = entry.public.as_ref().ok_or_else(|| Error::BundleCorrupt {
+            reason: format!("{}: a private key without its public part", entry.label),
+        })?;
         let values = public_values_of(part)?;
         if !wrap::private_matches(token, eph, subject, &values)? {
             return Err(Error::BundleCorrupt {
@@ -1490,7 +1468,9 @@ fn existing(
             ))),
         }
     } else {
-        let part = entry.public.as_ref().expect("validated");
+        let part = entry.public.as_ref().ok_or_else(|| Error::BundleCorrupt {
+            reason: format!("{}: a private key without its public part", entry.label),
+        })?;
         let values = public_values_of(part)?;
         let mut eph = Ephemeral::new(token.session());
         let proved = match &values {

@@ -80,27 +80,15 @@ fn rule(e: byok::RuleError) -> Error {
 
 /// The one object to export: a secret key or the private half of a pair, one version.
 fn resolve_key(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
-    let objects: Vec<KeyInfo> = keys::find_required(token, selector)?
-        .into_iter()
-        .map(|h| keys::describe_with(token, h, false))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|k| k.class != "public-key")
-        .collect();
-    match objects.len() {
-        0 => Err(Error::TargetRule {
-            rule: format!(
-                "{} is a public key only: there is no key material to export",
-                selector.shown
-            ),
-        }),
-        1 => Ok(objects.into_iter().next().expect("one element")),
-        _ => Err(Error::Ambiguous {
-            what: "key version",
-            selector: selector.shown.clone(),
-            candidates: objects.into_iter().map(|k| k.label).collect(),
-        }),
-    }
+    keys::resolve_one(token, selector, "key version", false, |k| {
+        k.class != "public-key"
+    })?
+    .ok_or_else(|| Error::TargetRule {
+        rule: format!(
+            "{} is a public key only: there is no key material to export",
+            selector.shown
+        ),
+    })
 }
 
 /// Wrap one token key for a cloud KMS.
@@ -208,11 +196,13 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
                 .into(),
         });
     }
+    // Which key-wrap mechanisms are real here, probed once for this command.
+    let support = WrapSupport::probe(token)?;
     // Some tokens forget a secret key's length after unwrap (SoftHSM reports
     // CKA_VALUE_LEN = 0): measure it by wrapping the key, which may leave
     // anyway, under a session key; only the length is learnt.
     let size = match (info.size, info.class.as_str()) {
-        (None, "secret-key") => measure_secret(token, info.handle)?,
+        (None, "secret-key") => measure_secret(token, &support, info.handle)?,
         (s, _) => s,
     };
     let facts = KeyFacts {
@@ -251,7 +241,7 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
             (format!("rsa-oaep-{}", hash.name()), blob, None)
         }
         _ => {
-            let (mech, mech_name) = kwp_mechanism(token, &facts)?;
+            let (mech, mech_name) = kwp_mechanism(&support, &facts)?;
             let temporary = wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?;
             let rsa_part =
                 wrap::wrap_oaep(token, hash, pubh, temporary).map_err(oaep_alternative)?;
@@ -350,8 +340,11 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
     })
 }
 
-fn measure_secret(token: &Token<'_>, key: cryptoki::object::ObjectHandle) -> Result<Option<u64>> {
-    let support = WrapSupport::probe(token)?;
+fn measure_secret(
+    token: &Token<'_>,
+    support: &WrapSupport,
+    key: cryptoki::object::ObjectHandle,
+) -> Result<Option<u64>> {
     let Some(mech) = support.rfc3394 else {
         return Ok(None);
     };
@@ -369,8 +362,7 @@ fn json_file<T: Serialize>(value: &T) -> OutputFile {
 }
 
 /// The mechanism that gives exact RFC 5649 for this key on this token.
-fn kwp_mechanism(token: &Token<'_>, key: &KeyFacts) -> Result<(u64, String)> {
-    let support = WrapSupport::probe(token)?;
+fn kwp_mechanism(support: &WrapSupport, key: &KeyFacts) -> Result<(u64, String)> {
     if let Some(m) = support.rfc5649 {
         return Ok((m, format!("0x{m:04X}")));
     }

@@ -38,8 +38,16 @@ fn find_one(token: &Token<'_>, template: &[Attribute]) -> Result<Option<ObjectHa
         .next())
 }
 
-/// The token key that MACs import tokens; made on first use, never extractable.
-fn token_mac_key(token: &Token<'_>, create: bool) -> Result<Option<ObjectHandle>> {
+/// The token key that MACs import tokens, made on first use.
+fn token_mac_key_or_create(token: &Token<'_>) -> Result<ObjectHandle> {
+    match token_mac_key(token)? {
+        Some(h) => Ok(h),
+        None => create_token_mac_key(token),
+    }
+}
+
+/// The token key that MACs import tokens, if this token ever made one.
+fn token_mac_key(token: &Token<'_>) -> Result<Option<ObjectHandle>> {
     let template = [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::Token(true),
@@ -59,10 +67,12 @@ fn token_mac_key(token: &Token<'_>, create: bool) -> Result<Option<ObjectHandle>
         }
         return Ok(Some(h));
     }
-    if !create {
-        return Ok(None);
-    }
-    let h = token
+    Ok(None)
+}
+
+/// Never extractable, never modifiable: it only signs and checks import tokens.
+fn create_token_mac_key(token: &Token<'_>) -> Result<ObjectHandle> {
+    token
         .session()
         .generate_key(
             &Mechanism::GenericSecretKeyGen,
@@ -86,8 +96,32 @@ fn token_mac_key(token: &Token<'_>, create: bool) -> Result<Option<ObjectHandle>
                 Attribute::Derive(false),
             ],
         )
-        .map_err(|e| Error::pkcs11("create the import-token key", e))?;
-    Ok(Some(h))
+        .map_err(|e| Error::pkcs11("create the import-token key", e))
+}
+
+/// A session check copy of a wrapped secret key, unwrapped in the token
+/// (sensitive, non-extractable, for the KCV operation only).
+fn check_copy(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    mech: u64,
+    kek: ObjectHandle,
+    blob: &[u8],
+    key_type: KeyType,
+) -> Result<ObjectHandle> {
+    let copy = wrap::unwrap(
+        token,
+        mech,
+        kek,
+        blob,
+        &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
+    )
+    .map_err(|rv| Error::Pkcs11 {
+        function: "C_UnwrapKey".into(),
+        rv: ckr_name(rv),
+        action: "make a check copy".into(),
+    })?;
+    Ok(eph.keep(copy))
 }
 
 fn pair_label(key_id: &str) -> String {
@@ -205,7 +239,7 @@ pub fn import_params(token: &Token<'_>, req: &ParamsRequest) -> Result<Parameter
             spki_sha256: public.fingerprint(),
             expires: req.now + req.valid_for,
         };
-        let mac_key = token_mac_key(token, true)?.expect("created");
+        let mac_key = token_mac_key_or_create(token)?;
         let mac = session
             .sign(&Mechanism::Sha256Hmac, mac_key, &payload.encode())
             .map_err(|e| Error::pkcs11("authenticate the import token", e))?;
@@ -361,6 +395,7 @@ fn expected_bits(spec: KeySpec) -> u64 {
 /// else the length of an RFC 3394 wrap of a session copy, minus 8.
 fn secret_bits(
     token: &Token<'_>,
+    support: &WrapSupport,
     key: ObjectHandle,
     copy: impl FnOnce() -> Result<ObjectHandle>,
 ) -> Result<Option<u64>> {
@@ -380,7 +415,6 @@ fn secret_bits(
     let mut eph = Ephemeral::new(session);
     let copy = eph.keep(copy()?);
     let measure = wrap::generate_session_key(token, &mut eph, wrap::SessionKey::Transfer)?;
-    let support = WrapSupport::probe(token)?;
     let Some(mech) = support.rfc3394 else {
         return Ok(None);
     };
@@ -438,7 +472,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     // 1. The import token: made by this token, for this key id, not expired.
     let (payload, payload_bytes, mac) = import_params::decode_token(&token_text)
         .map_err(|r| invalid(format!("the import token: {r}")))?;
-    let mac_key = token_mac_key(token, false)?
+    let mac_key = token_mac_key(token)?
         .ok_or_else(|| invalid("this token never issued import parameters"))?;
     session
         .verify(&Mechanism::Sha256Hmac, mac_key, &payload_bytes, &mac)
@@ -629,9 +663,12 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
             t.push(Attribute::WrapWithTrusted(false));
             t
         };
-        let bits = secret_bits(token, new_key, || match (&kw_blob, temporary) {
+        let bits = secret_bits(token, &support, new_key, || match (&kw_blob, temporary) {
             (Some(kw), Some(temp)) => {
-                wrap::unwrap(token, kwp.expect("checked"), temp, kw, &copy_template)
+                let mech = kwp.ok_or_else(|| {
+                    Error::Internal("RFC 5649 vanished between two unwraps".into())
+                })?;
+                wrap::unwrap(token, mech, temp, kw, &copy_template)
                     .map_err(unwrap_err("a measuring copy"))
             }
             _ => wrap::unwrap_oaep(token, hash, private_pair, &key_material, &copy_template)
@@ -717,24 +754,11 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
 /// `export-key`: the key wrapped under a KEK, with what the importer checks.
 pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Result<ExportKey> {
     let one_secret = |sel: &KeySelector| -> Result<KeyInfo> {
-        let found: Vec<KeyInfo> = keys::find_required(token, sel)?
-            .into_iter()
-            .map(|h| keys::describe(token, h))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .filter(|k| k.class == "secret-key")
-            .collect();
-        match found.len() {
-            1 => Ok(found.into_iter().next().expect("one")),
-            0 => Err(Error::KeyNotFound {
+        keys::resolve_one(token, sel, "key version", true, |k| k.class == "secret-key")?.ok_or_else(
+            || Error::KeyNotFound {
                 key: format!("{} (a secret key)", sel.shown),
-            }),
-            _ => Err(Error::Ambiguous {
-                what: "key version",
-                selector: sel.shown.clone(),
-                candidates: found.into_iter().map(|k| k.label).collect(),
-            }),
-        }
+            },
+        )
     };
     let dek = one_secret(dek)?;
     let kek = crate::ops::backup::resolve_kek(token, kek)?;
@@ -765,14 +789,11 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
         });
     }
     let support = WrapSupport::probe(token)?;
-    let algorithm = support.for_secret().ok_or_else(|| Error::NotCapable {
+    let (algorithm, mech) = support.for_secret().ok_or_else(|| Error::NotCapable {
         capability: "AES key wrap".into(),
         detail: support.describe(),
         alternatives: String::new(),
     })?;
-    let mech = support
-        .mechanism(algorithm)
-        .expect("chosen from what the token has");
     let blob = wrap::wrap(token, mech, kek.handle, dek.handle)?;
     // The KCV of what the blob holds, from a check copy unwrapped in the
     // token: it also proves the export key opens under this KEK.
@@ -783,19 +804,7 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
     };
     let kcv = if kek.usage.contains(&"unwrap") {
         let mut eph = Ephemeral::new(token.session());
-        let copy = wrap::unwrap(
-            token,
-            mech,
-            kek.handle,
-            &blob,
-            &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
-        )
-        .map_err(|rv| Error::Pkcs11 {
-            function: "C_UnwrapKey".into(),
-            rv: ckr_name(rv),
-            action: "check the export key".into(),
-        })?;
-        let copy = eph.keep(copy);
+        let copy = check_copy(token, &mut eph, mech, kek.handle, &blob, key_type)?;
         Some(wrap::kcv_of(token.session(), copy, key_type)?)
     } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == KeyType::AES {
         Some((dek.kcv.clone(), wrap::KCV_AES))
@@ -935,19 +944,7 @@ pub fn import_export_key(
         let subject = if direct {
             key
         } else {
-            let copy = wrap::unwrap(
-                token,
-                mech,
-                kek_info.handle,
-                &blob,
-                &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
-            )
-            .map_err(|rv| Error::Pkcs11 {
-                function: "C_UnwrapKey".into(),
-                rv: ckr_name(rv),
-                action: "make a check copy".into(),
-            })?;
-            eph.keep(copy)
+            check_copy(token, &mut eph, mech, kek_info.handle, &blob, key_type)?
         };
         let (got, _) = wrap::kcv_of(session, subject, key_type)?;
         if got != *want {
@@ -958,7 +955,7 @@ pub fn import_export_key(
         }
     }
     // The size the document claims is the size the key has.
-    if let Some(bits) = secret_bits(token, key, || {
+    if let Some(bits) = secret_bits(token, &support, key, || {
         let mut t = wrap::check_copy_template(
             ObjectClass::SECRET_KEY,
             if spec == KeySpec::Generic256 {

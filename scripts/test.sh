@@ -15,11 +15,15 @@ case " $kinds " in
 esac
 
 echo "== cargo fmt --check" >&2
-cargo fmt --check
+cargo fmt --all --check
 echo "== cargo clippy" >&2
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== unit tests" >&2
 cargo test --lib --bins
+cargo test -p hsmkey-p11shim
+# The PKCS#11 pass-through (tools/p11shim) the fault-injection tests load.
+cargo build -p hsmkey-p11shim
+export HSMKEY_TEST_SHIM="${CARGO_TARGET_DIR:-$PWD/target}/debug/libhsmkey_p11shim.so"
 for kind in $kinds; do
     echo "== integration tests on $kind" >&2
     HSMKEY_TEST_TOKEN="$kind" cargo test --tests

@@ -960,19 +960,309 @@ fn dry_run_and_a_failure_midway_leave_the_token_unchanged() {
     assert_eq!(dry["dry_run"], true);
     assert_eq!(labels(&dry, "entries"), vec!["k1", "k2", "k3"]);
     assert_eq!(dst.object_count(), before);
-    // A failure after two keys were created: both are destroyed again.
-    let out = dst
-        .cmd()
-        .env("HSMKEY_FAULT_RESTORE_AFTER", "2")
-        .args(["restore", path_str(&bundle), "--kek", "kek", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(code(&e), "HK1902");
+    // The token fails on the third unwrap (the first opens the MAC key), after
+    // two keys were created: both are destroyed again.
+    let (exit, e) = dst.json_err(
+        dst.shim_cmd(&[("HSMKEY_SHIM_FAULT", "C_UnwrapKey:CKR_DEVICE_ERROR:after=3")])
+            .args(["restore", path_str(&bundle), "--kek", "kek"]),
+    );
+    assert_eq!((exit, code(&e)), (7, "HK1401"), "{e}");
+    assert_eq!(e["context"]["rv"], "CKR_DEVICE_ERROR", "{e}");
     assert_eq!(dst.object_count(), before, "rolled back");
     dst.json(&["restore", path_str(&bundle), "--kek", "kek"]);
     assert_eq!(dst.object_count(), before + 3);
+}
+
+/// A bundle's entry lines (not the header or trailer, which carry the time
+/// and a fresh MAC key).
+fn entry_lines(path: &Path) -> Vec<Vec<u8>> {
+    let all = lines(&std::fs::read(path).unwrap());
+    all[1..all.len() - 1].to_vec()
+}
+
+fn in_file_order(v: &Value, field: &str) -> Vec<String> {
+    v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}/{}", e["label"].as_str().unwrap(), e["class"]))
+        .collect()
+}
+
+#[test]
+fn parallel_sessions_change_nothing_but_the_time() {
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    put_kek(&src, "kek", &KEK_VALUE);
+    put_kek(&dst, "kek", &KEK_VALUE);
+    let mut expected: Vec<String> = populate(&src).iter().map(|l| l.to_string()).collect();
+    src.json(&[
+        "key",
+        "generate",
+        "--label",
+        "bulk",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+        "--count",
+        "20",
+    ]);
+    expected.extend((1..=20).map(|i| format!("bulk-{i:05}")));
+    expected.sort();
+    let one = file(&src, "one.bundle");
+    let eight = file(&src, "eight.bundle");
+    let a = src.json(&["backup", "--kek", "kek", "--all", "--out", path_str(&one)]);
+    let b = src.json(&[
+        "--sessions",
+        "8",
+        "backup",
+        "--kek",
+        "kek",
+        "--all",
+        "--out",
+        path_str(&eight),
+    ]);
+    assert_eq!(labels(&a, "entries"), expected);
+    // Same entries, same order, same bytes: AES key wrap is deterministic.
+    assert_eq!(a["entries"], b["entries"]);
+    assert_eq!(a["skipped"], b["skipped"]);
+    assert_eq!(entry_lines(&one), entry_lines(&eight));
+    assert_eq!(
+        src.json(&["key", "list"]),
+        src.json(&["key", "list", "--sessions", "8"])
+    );
+    let verified = dst.json(&[
+        "verify",
+        path_str(&eight),
+        "--kek",
+        "kek",
+        "--sessions",
+        "8",
+    ]);
+    assert_eq!(
+        in_file_order(&verified, "entries"),
+        in_file_order(&a, "entries")
+    );
+    let before = dst.object_count();
+    let restored = dst.json(&[
+        "restore",
+        path_str(&eight),
+        "--kek",
+        "kek",
+        "--sessions",
+        "8",
+    ]);
+    assert_eq!(
+        in_file_order(&restored, "entries"),
+        in_file_order(&a, "entries")
+    );
+    assert_eq!(dst.object_count(), before + expected.len() + 2);
+    let names: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_same_keys(&src, &dst, &restored, &names);
+    // Restoring again on 8 sessions: every key is already there.
+    let again = dst.json(&[
+        "restore",
+        path_str(&eight),
+        "--kek",
+        "kek",
+        "--sessions",
+        "8",
+        "--on-conflict",
+        "skip",
+    ]);
+    assert_eq!(labels(&again, "skipped"), expected);
+}
+
+#[test]
+fn session_keys_of_password_and_recipient_bundles_serve_every_session() {
+    // The unwrapping key of these schemes is a session object of the main
+    // session; the worker sessions use it too.
+    let (src, dst) = (TestToken::new(), TestToken::new());
+    let expected = populate(&src);
+    let pw = write_password(&src, PASSWORD);
+    let bundle = file(&src, "pw.bundle");
+    src.json(&[
+        "--sessions",
+        "4",
+        "backup",
+        "--password-file",
+        path_str(&pw),
+        "--all",
+        "--out",
+        path_str(&bundle),
+    ]);
+    let v = dst.json(&[
+        "--sessions",
+        "4",
+        "verify",
+        path_str(&bundle),
+        "--password-file",
+        path_str(&pw),
+    ]);
+    assert_eq!(labels(&v, "entries"), expected);
+    dst.json(&[
+        "key",
+        "generate",
+        "--label",
+        "transport",
+        "--type",
+        "rsa-2048",
+        "--usage",
+        "unwrap",
+    ]);
+    let pem = file(&dst, "t.pem");
+    dst.json(&["key", "public", "transport", "--out", path_str(&pem)]);
+    let rbundle = file(&src, "r.bundle");
+    src.json(&[
+        "--sessions",
+        "4",
+        "backup",
+        "--recipient",
+        path_str(&pem),
+        "--all",
+        "--out",
+        path_str(&rbundle),
+    ]);
+    let v = dst.json(&[
+        "--sessions",
+        "4",
+        "verify",
+        path_str(&rbundle),
+        "--recipient-key",
+        "transport",
+    ]);
+    assert_eq!(labels(&v, "entries"), expected);
+}
+
+#[test]
+fn a_token_failure_midway_undoes_everything_on_any_number_of_sessions() {
+    let (src, dst, _) = kek_fixture();
+    src.json(&[
+        "key",
+        "generate",
+        "--label",
+        "bulk",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+        "--count",
+        "12",
+    ]);
+    let bundle = file(&src, "all.bundle");
+    let made = src.json(&[
+        "backup",
+        "--kek",
+        "kek",
+        "--all",
+        "--out",
+        path_str(&bundle),
+    ]);
+    assert_eq!(made["entries"].as_array().unwrap().len(), 15);
+    for sessions in ["1", "4"] {
+        // Restore: the sixth unwrap fails, after the MAC key and four keys.
+        let before = dst.object_count();
+        let (exit, e) = dst.json_err(
+            dst.shim_cmd(&[("HSMKEY_SHIM_FAULT", "C_UnwrapKey:CKR_DEVICE_ERROR:after=5")])
+                .args([
+                    "--sessions",
+                    sessions,
+                    "restore",
+                    path_str(&bundle),
+                    "--kek",
+                    "kek",
+                ]),
+        );
+        assert_eq!((exit, code(&e)), (7, "HK1401"), "{sessions} sessions: {e}");
+        assert_eq!(e["context"]["function"], "C_UnwrapKey", "{e}");
+        assert_eq!(
+            dst.object_count(),
+            before,
+            "{sessions} sessions: rolled back"
+        );
+        // A single failed unwrap is enough.
+        let (exit, e) = dst.json_err(
+            dst.shim_cmd(&[(
+                "HSMKEY_SHIM_FAULT",
+                "C_UnwrapKey:CKR_SESSION_HANDLE_INVALID:after=9:times=1",
+            )])
+            .args([
+                "--sessions",
+                sessions,
+                "restore",
+                path_str(&bundle),
+                "--kek",
+                "kek",
+            ]),
+        );
+        assert_eq!(code(&e), "HK1401", "{e}");
+        assert_eq!(
+            e["context"]["rv"], "CKR_SESSION_HANDLE_INVALID",
+            "{e} (exit {exit})"
+        );
+        assert_eq!(
+            dst.object_count(),
+            before,
+            "{sessions} sessions: rolled back"
+        );
+        // Backup: the fourth wrap fails; no output file.
+        let out = file(&src, &format!("failed-{sessions}.bundle"));
+        let (exit, e) = src.json_err(
+            src.shim_cmd(&[("HSMKEY_SHIM_FAULT", "C_WrapKey:CKR_DEVICE_ERROR:after=4")])
+                .args([
+                    "--sessions",
+                    sessions,
+                    "backup",
+                    "--kek",
+                    "kek",
+                    "--all",
+                    "--out",
+                ])
+                .arg(&out),
+        );
+        assert_eq!((exit, code(&e)), (7, "HK1401"), "{e}");
+        assert!(!out.exists(), "no partial bundle");
+        // Listing: an attribute read fails.
+        let (exit, e) = src.json_err(
+            src.shim_cmd(&[(
+                "HSMKEY_SHIM_FAULT",
+                "C_GetAttributeValue:CKR_DEVICE_REMOVED:after=6",
+            )])
+            .args(["--sessions", sessions, "key", "list"]),
+        );
+        assert_eq!(code(&e), "HK1401", "{e} (exit {exit})");
+        assert_eq!(e["context"]["rv"], "CKR_DEVICE_REMOVED", "{e}");
+    }
+    // A worker that cannot open its session stops the run with the token's reason.
+    let (_, e) = src.json_err(
+        src.shim_cmd(&[(
+            "HSMKEY_SHIM_FAULT",
+            "C_OpenSession:CKR_SESSION_COUNT:after=2",
+        )])
+        .args(["--sessions", "4", "key", "list"]),
+    );
+    assert_eq!(e["context"]["rv"], "CKR_SESSION_COUNT", "{e}");
+    // Through the pass-through without faults, the same restore succeeds.
+    let before = dst.object_count();
+    let restored = dst.json_ok(dst.shim_cmd(&[]).args([
+        "--sessions",
+        "4",
+        "restore",
+        path_str(&bundle),
+        "--kek",
+        "kek",
+    ]));
+    assert_eq!(restored["entries"].as_array().unwrap().len(), 15);
+    assert_eq!(dst.object_count(), before + 15);
+}
+
+#[test]
+fn sessions_outside_1_to_64_are_refused() {
+    let t = TestToken::new();
+    for n in ["0", "65"] {
+        let (exit, e) = t.json_err(t.cmd().args(["--sessions", n, "key", "list"]));
+        assert_eq!((exit, code(&e)), (2, "HK1007"), "{n}: {e}");
+    }
 }
 
 #[test]

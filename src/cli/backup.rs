@@ -406,10 +406,6 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
             ConflictArg::Skip => OnConflict::Skip,
         },
         cancel: &cancel,
-        // Test hook (docs/FORMAT.md): proves the rollback in the test suite.
-        fail_after: std::env::var("HSMKEY_FAULT_RESTORE_AFTER")
-            .ok()
-            .and_then(|v| v.parse().ok()),
     };
     let mut bar = Bar::new(ctx, "restore");
     let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;

@@ -62,6 +62,17 @@ pub struct Global {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Sessions for bulk work (backup, restore, verify, key list), each in its own
+    /// thread: a network HSM answers calls on several sessions at once. Output
+    /// order does not change. 1 to 64.
+    #[arg(
+        long,
+        global = true,
+        env = "HSMKEY_SESSIONS",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    sessions: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,7 +307,9 @@ impl Context {
     ) -> Result<Token<'m>> {
         let slot = module.select_token(self.selector_for(key).as_deref())?;
         let pin = self.user_pin()?;
-        module.open(slot, Login::User(&pin))
+        let mut token = module.open(slot, Login::User(&pin))?;
+        token.set_sessions(self.global.sessions)?;
+        Ok(token)
     }
 
     /// Select the token and log in as the Security Officer.
@@ -307,7 +320,9 @@ impl Context {
     ) -> Result<Token<'m>> {
         let slot = module.select_token(self.selector_for(key).as_deref())?;
         let pin = self.so_pin()?;
-        module.open(slot, Login::SecurityOfficer(&pin))
+        let mut token = module.open(slot, Login::SecurityOfficer(&pin))?;
+        token.set_sessions(self.global.sessions)?;
+        Ok(token)
     }
 
     fn selector_for(&self, key: Option<&KeySelector>) -> Option<String> {

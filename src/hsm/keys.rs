@@ -855,13 +855,10 @@ pub fn describe_all(
     with_kcv: bool,
 ) -> Result<Vec<KeyInfo>> {
     if selector.label.is_some() || selector.token.is_some() {
-        return find(token, selector)?
-            .into_iter()
-            .map(|h| describe_with(token, h, with_kcv))
-            .collect();
+        return describe_handles(token, find(token, selector)?, with_kcv);
     }
     let session = token.session();
-    let mut out = Vec::new();
+    let mut handles = Vec::new();
     for class in [
         ObjectClass::SECRET_KEY,
         ObjectClass::PRIVATE_KEY,
@@ -881,13 +878,13 @@ pub fn describe_all(
         if let Some(id) = &selector.id {
             template.push(Attribute::Id(id.clone()));
         }
-        for h in session
-            .find_objects(&template)
-            .map_err(|e| Error::pkcs11("find objects", e))?
-        {
-            out.push(describe_with(token, h, with_kcv)?);
-        }
+        handles.extend(
+            session
+                .find_objects(&template)
+                .map_err(|e| Error::pkcs11("find objects", e))?,
+        );
     }
+    let mut out = describe_handles(token, handles, with_kcv)?;
     let rank = |c: &str| match c {
         "secret-key" => 0u8,
         "private-key" => 1,
@@ -896,6 +893,27 @@ pub fn describe_all(
     out.sort_by(|a, b| {
         (&a.name, a.version, rank(&a.class)).cmp(&(&b.name, b.version, rank(&b.class)))
     });
+    Ok(out)
+}
+
+/// Describe these objects, in this order, on as many sessions as the token
+/// may use (the attribute reads are most of the calls of bulk work).
+pub fn describe_handles(
+    token: &Token<'_>,
+    handles: Vec<ObjectHandle>,
+    with_kcv: bool,
+) -> Result<Vec<KeyInfo>> {
+    let mut out = Vec::with_capacity(handles.len());
+    super::pool::run_ordered(
+        token,
+        handles.into_iter().map(Ok),
+        |t, h| describe_with(t, h, with_kcv),
+        |info| {
+            out.push(info);
+            Ok(())
+        },
+        drop,
+    )?;
     Ok(out)
 }
 

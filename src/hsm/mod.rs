@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod pin;
+pub mod pool;
 pub mod probe;
 pub mod raw;
 pub mod uri;
@@ -321,6 +322,7 @@ impl Module {
             session,
             slot,
             summary,
+            sessions: 1,
         })
     }
 }
@@ -387,6 +389,7 @@ pub struct Token<'m> {
     session: Session,
     slot: Slot,
     summary: TokenSummary,
+    sessions: usize,
 }
 
 impl<'m> Token<'m> {
@@ -404,6 +407,17 @@ impl<'m> Token<'m> {
 
     pub fn summary(&self) -> &TokenSummary {
         &self.summary
+    }
+
+    /// How many sessions bulk work may use (`--sessions`; see [`pool`]).
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Let bulk work on this token use `n` sessions, one per worker thread.
+    pub fn set_sessions(&mut self, n: usize) -> Result<()> {
+        self.sessions = pool::check_sessions(n)?;
+        Ok(())
     }
 
     /// Whether this session is logged in as the Security Officer.

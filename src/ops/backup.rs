@@ -201,11 +201,7 @@ fn select(
                     }
                 }
             }
-            let infos = handles
-                .into_iter()
-                .map(|h| keys::describe_with(token, h, false))
-                .collect::<Result<Vec<_>>>()?;
-            (infos, true)
+            (keys::describe_handles(token, handles, false)?, true)
         }
     };
     let private_pairs: HashSet<(String, String)> = infos
@@ -510,26 +506,40 @@ pub fn backup(
     };
     emit(&Line::Header(header), out, &mut mac)?;
 
+    // Wrapping (and the check copies of keys without a token KCV) runs on
+    // `--sessions` sessions; lines are written and MACed here, in order.
     let total = work.len() as u64;
     let mut entries = Vec::with_capacity(work.len());
-    for (done, c) in work.into_iter().enumerate() {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::Interrupted {
-                what: format!("backup stopped after {done} of {total} keys; no output was written"),
+    crate::hsm::pool::run_ordered(
+        token,
+        work.into_iter().map(Ok),
+        |t, c| {
+            let mut checks = Ephemeral::new(t.session());
+            backup_entry(t, &mut checks, secret_alg, private_alg, wrapping, &c)
+        },
+        |entry| {
+            let done = entries.len() as u64;
+            if cancel.load(Ordering::SeqCst) {
+                return Err(Error::Interrupted {
+                    what: format!(
+                        "backup stopped after {done} of {total} keys; no output was written"
+                    ),
+                });
+            }
+            entries.push(EntrySummary {
+                label: entry.label.clone(),
+                class: entry.class.clone(),
+                key_type: entry.key_type.clone(),
+                size: entry.size,
+                kcv: entry.kcv.as_ref().map(|k| k.value.clone()),
+                wrap: entry.wrap.clone(),
             });
-        }
-        let entry = backup_entry(token, &mut eph, secret_alg, private_alg, wrapping, &c)?;
-        entries.push(EntrySummary {
-            label: entry.label.clone(),
-            class: entry.class.clone(),
-            key_type: entry.key_type.clone(),
-            size: entry.size,
-            kcv: entry.kcv.as_ref().map(|k| k.value.clone()),
-            wrap: entry.wrap.clone(),
-        });
-        emit(&Line::Key(entry), out, &mut mac)?;
-        progress(done as u64 + 1, total);
-    }
+            emit(&Line::Key(entry), out, &mut mac)?;
+            progress(done + 1, total);
+            Ok(())
+        },
+        drop,
+    )?;
     let mac = mac.finish()?;
     let trailer = bundle::encode_line(&Line::Trailer(Trailer {
         entries: entries.len() as u64,
@@ -1021,9 +1031,6 @@ pub struct RestoreOptions<'a> {
     pub dry_run: bool,
     pub on_conflict: OnConflict,
     pub cancel: &'a AtomicBool,
-    /// Fault injection for tests: fail after creating this many keys, to
-    /// prove the rollback.
-    pub fail_after: Option<u64>,
 }
 
 /// The whole-file check both restore and verify start with: structure, the
@@ -1516,6 +1523,70 @@ fn check_entry_capability(support: &WrapSupport, entry: &Entry) -> Result<u64> {
 }
 
 /// Restore a bundle: check everything first, then create all-or-nothing.
+/// What pass 2 does with one entry.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The same key is already on the token.
+    Skip,
+    /// `--dry-run`: reported, not created.
+    DryRun,
+    Create,
+}
+
+/// Create one entry's objects and check them; on any failure, what it
+/// created is destroyed before the error is returned. The handles go to the
+/// whole restore's rollback.
+fn restore_entry(
+    token: &Token<'_>,
+    support: &WrapSupport,
+    opened: &Opened,
+    entry: &Entry,
+) -> Result<Vec<ObjectHandle>> {
+    let session = token.session();
+    let mut created = Rollback {
+        session,
+        handles: Vec::new(),
+        committed: false,
+    };
+    let mech = check_entry_capability(support, entry)?;
+    let blob =
+        unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
+    let template = restore_template(token, entry, opened.trusted_kek)?;
+    let is_kek = entry.class == "secret-key" && entry.usage.iter().any(|u| u == "unwrap");
+    let unwrapped = if is_kek {
+        wrap::unwrap_with_unwrap_template(
+            token,
+            mech,
+            opened.unwrapping,
+            &blob,
+            &template,
+            &[Attribute::Sensitive(true)],
+        )
+    } else {
+        wrap::unwrap(token, mech, opened.unwrapping, &blob, &template)
+    };
+    let key = unwrapped.map_err(|rv| Error::Pkcs11 {
+        function: "C_UnwrapKey".into(),
+        rv: ckr_name(rv),
+        action: format!("restore {}", entry.label),
+    })?;
+    created.handles.push(key);
+    enforce_usage(token, key, entry)?;
+    if let Some(part) = &entry.public {
+        let values = public_values_of(part)?;
+        let public = session
+            .create_object(&public_template(entry, part, &values)?)
+            .map_err(|e| {
+                Error::pkcs11(&format!("restore the public half of {}", entry.label), e)
+            })?;
+        created.handles.push(public);
+    }
+    let mut checks = Ephemeral::new(session);
+    check_restored(token, &mut checks, opened, mech, entry, &blob, key)?;
+    created.committed = true;
+    Ok(std::mem::take(&mut created.handles))
+}
+
 pub fn restore(
     token: &Token<'_>,
     input: &Input,
@@ -1556,6 +1627,8 @@ pub fn restore(
     }
 
     // Pass 2: create, check each key, and prove the file did not change.
+    // Lines are read, hashed and matched to pass 1 here; the unwraps and
+    // checks run on `--sessions` sessions; results come back in file order.
     let mut rollback = Rollback {
         session,
         handles: Vec::new(),
@@ -1564,76 +1637,63 @@ pub fn restore(
     let mut reader = BundleReader::new(input.reader()?);
     let mut second = Sha256::new();
     let mut index = 0u64;
-    while let Some(line) = reader.next_line()? {
+    let items = std::iter::from_fn(|| loop {
+        let line = match reader.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(Error::from(e))),
+        };
         second.update(&line.bytes);
         let Line::Key(entry) = line.line else {
             continue;
         };
-        same_line(&line_digests, index, &line.bytes)?;
+        if let Err(e) = same_line(&line_digests, index, &line.bytes) {
+            return Some(Err(e));
+        }
         if options.cancel.load(Ordering::SeqCst) {
-            return Err(Error::Interrupted {
+            return Some(Err(Error::Interrupted {
                 what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
-            });
+            }));
         }
-        let this = index;
-        index += 1;
-        if skip.contains(&this) {
-            report.skipped.push(Skipped {
-                label: entry.label.clone(),
-                class: entry.class.clone(),
-                reason: "the same key is already on the token".into(),
-            });
-            progress(index, total);
-            continue;
-        }
-        report.entries.push(entry_summary(&entry));
-        if options.dry_run {
-            progress(index, total);
-            continue;
-        }
-        let mech = check_entry_capability(&support, &entry)?;
-        let blob =
-            unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
-        let template = restore_template(token, &entry, opened.trusted_kek)?;
-        let is_kek = entry.class == "secret-key" && entry.usage.iter().any(|u| u == "unwrap");
-        let unwrapped = if is_kek {
-            wrap::unwrap_with_unwrap_template(
-                token,
-                mech,
-                opened.unwrapping,
-                &blob,
-                &template,
-                &[Attribute::Sensitive(true)],
-            )
+        let step = if skip.contains(&index) {
+            Step::Skip
+        } else if options.dry_run {
+            Step::DryRun
         } else {
-            wrap::unwrap(token, mech, opened.unwrapping, &blob, &template)
+            Step::Create
         };
-        let key = unwrapped.map_err(|rv| Error::Pkcs11 {
-            function: "C_UnwrapKey".into(),
-            rv: ckr_name(rv),
-            action: format!("restore {}", entry.label),
-        })?;
-        rollback.handles.push(key);
-        enforce_usage(token, key, &entry)?;
-        if let Some(part) = &entry.public {
-            let values = public_values_of(part)?;
-            let public = session
-                .create_object(&public_template(&entry, part, &values)?)
-                .map_err(|e| {
-                    Error::pkcs11(&format!("restore the public half of {}", entry.label), e)
-                })?;
-            rollback.handles.push(public);
-        }
-        let mut checks = Ephemeral::new(session);
-        check_restored(token, &mut checks, &opened, mech, &entry, &blob, key)?;
-        progress(index, total);
-        if options.fail_after == Some(report.entries.len() as u64) {
-            return Err(Error::Internal(format!(
-                "fault injected after {} keys (HSMKEY_FAULT_RESTORE_AFTER)",
-                report.entries.len()
-            )));
-        }
-    }
+        index += 1;
+        return Some(Ok((step, entry)));
+    });
+    let mut salvaged = Vec::new();
+    let mut done = 0u64;
+    let run = crate::hsm::pool::run_ordered(
+        token,
+        items,
+        |t, (step, entry)| match step {
+            Step::Create => restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h)),
+            _ => Ok((step, entry, Vec::new())),
+        },
+        |(step, entry, handles)| {
+            rollback.handles.extend(handles);
+            done += 1;
+            if matches!(step, Step::Skip) {
+                report.skipped.push(Skipped {
+                    label: entry.label.clone(),
+                    class: entry.class.clone(),
+                    reason: "the same key is already on the token".into(),
+                });
+            } else {
+                report.entries.push(entry_summary(&entry));
+            }
+            progress(done, total);
+            Ok(())
+        },
+        |(_, _, handles)| salvaged.extend(handles),
+    );
+    // Objects of entries still under way when the run failed are undone too.
+    rollback.handles.extend(salvaged);
+    run?;
     let second: [u8; 32] = second.finalize().into();
     if second != digest || index != total {
         return Err(Error::BundleCorrupt {
@@ -1673,32 +1733,53 @@ pub fn verify(
     let mut reader = BundleReader::new(input.reader()?);
     let mut second = Sha256::new();
     let mut index = 0u64;
-    while let Some(line) = reader.next_line()? {
+    let items = std::iter::from_fn(|| loop {
+        let line = match reader.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(Error::from(e))),
+        };
         second.update(&line.bytes);
         let Line::Key(entry) = line.line else {
             continue;
         };
-        same_line(&line_digests, index, &line.bytes)?;
+        if let Err(e) = same_line(&line_digests, index, &line.bytes) {
+            return Some(Err(e));
+        }
         index += 1;
-        let mech = check_entry_capability(&support, &entry)?;
-        let blob =
-            unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
-        let mut checks = Ephemeral::new(session);
-        let copy = wrap::unwrap(
-            token,
-            mech,
-            opened.unwrapping,
-            &blob,
-            &check_template(token, &entry)?,
-        )
-        .map_err(|rv| Error::BundleCorrupt {
-            reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
-        })?;
-        let copy = checks.keep(copy);
-        check_restored(token, &mut checks, &opened, mech, &entry, &blob, copy)?;
-        report.entries.push(entry_summary(&entry));
-        progress(index, total);
-    }
+        return Some(Ok(entry));
+    });
+    let mut done = 0u64;
+    crate::hsm::pool::run_ordered(
+        token,
+        items,
+        |t, entry| {
+            let mech = check_entry_capability(&support, &entry)?;
+            let blob = unb64("wrapped", &entry.wrapped)
+                .map_err(|reason| Error::BundleCorrupt { reason })?;
+            let mut checks = Ephemeral::new(t.session());
+            let copy = wrap::unwrap(
+                t,
+                mech,
+                opened.unwrapping,
+                &blob,
+                &check_template(t, &entry)?,
+            )
+            .map_err(|rv| Error::BundleCorrupt {
+                reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
+            })?;
+            let copy = checks.keep(copy);
+            check_restored(t, &mut checks, &opened, mech, &entry, &blob, copy)?;
+            Ok(entry_summary(&entry))
+        },
+        |summary| {
+            report.entries.push(summary);
+            done += 1;
+            progress(done, total);
+            Ok(())
+        },
+        drop,
+    )?;
     let second: [u8; 32] = second.finalize().into();
     if second != digest {
         return Err(Error::BundleCorrupt {

@@ -408,3 +408,58 @@ fn nss_db_slot(p: &Pkcs11) -> Slot {
 pub fn code(v: &Value) -> &str {
     v["error_code"].as_str().unwrap_or("")
 }
+
+/// The PKCS#11 pass-through (tools/p11shim): HSMKEY_TEST_SHIM if set (what
+/// scripts/test.sh builds), else built here once, in its own target directory.
+pub fn shim_module() -> PathBuf {
+    static SHIM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        if let Ok(p) = std::env::var("HSMKEY_TEST_SHIM") {
+            let p = PathBuf::from(p);
+            assert!(
+                p.exists(),
+                "HSMKEY_TEST_SHIM={} does not exist",
+                p.display()
+            );
+            return p;
+        }
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/shim");
+        let status = StdCommand::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "hsmkey-p11shim", "--target-dir"])
+            .arg(&target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build the PKCS#11 pass-through");
+        assert!(status.success(), "building tools/p11shim failed");
+        target.join("debug/libhsmkey_p11shim.so")
+    })
+    .clone()
+}
+
+impl TestToken {
+    /// `hsmkey` on this token through the pass-through module, with its
+    /// settings (HSMKEY_SHIM_DELAY_US, HSMKEY_SHIM_FAULT, ...).
+    pub fn shim_cmd(&self, settings: &[(&str, &str)]) -> Command {
+        let mut c = self.cmd();
+        c.env("HSMKEY_MODULE", shim_module())
+            .env("HSMKEY_SHIM_MODULE", &self.module);
+        for (k, v) in settings {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+impl TestToken {
+    /// Run a prepared hsmkey command with `--json`, expect success, parse stdout.
+    pub fn json_ok(&self, cmd: &mut Command) -> Value {
+        let out = cmd.arg("--json").output().unwrap();
+        assert!(
+            out.status.success(),
+            "hsmkey failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+}

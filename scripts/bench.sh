@@ -3,16 +3,23 @@
 # token (examples/baseline.rs) and against what administrators script today
 # (pkcs11-tool once per key). SoftHSM2 tokens on tmpfs.
 #
-#   scripts/bench.sh            N = 1000 and 10000, pkcs11-tool loop on 200 keys
-#   scripts/bench.sh 50         one small N (CI runs this with HSMKEY_BENCH_LOOP_KEYS=3)
+#   scripts/bench.sh            N = 1000 and 10000, pkcs11-tool loop on 200 keys,
+#                               network HSM model on 2000 keys
+#   scripts/bench.sh 50         one small N (CI runs this with HSMKEY_BENCH_LOOP_KEYS=3
+#                               and HSMKEY_BENCH_NET_KEYS=50)
 #
 # Prints a table: wall time, keys/s, peak RSS (GNU time), ratio to the baseline.
+# Then the network HSM model: the same token behind tools/p11shim, which adds
+# HSMKEY_BENCH_DELAY_US (default 1000) to every PKCS#11 call, with
+# --sessions 1 and --sessions 8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(1000 10000)
 loop_keys="${HSMKEY_BENCH_LOOP_KEYS:-200}"
+net_keys="${HSMKEY_BENCH_NET_KEYS:-2000}"
+net_delay="${HSMKEY_BENCH_DELAY_US:-1000}"
 
 scripts/install-deps.sh
 if ! [ -x /usr/bin/time ]; then
@@ -22,6 +29,8 @@ if ! [ -x /usr/bin/time ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq time >/dev/null
 fi
 cargo build --quiet --release --bin hsmkey --example baseline
+cargo build --quiet --release -p hsmkey-p11shim
+shim="${CARGO_TARGET_DIR:-$PWD/target}/release/libhsmkey_p11shim.so"
 hsmkey="$PWD/target/release/hsmkey"
 baseline="$PWD/target/release/examples/baseline"
 module=""
@@ -135,4 +144,47 @@ if command -v pkcs11-tool >/dev/null && [ "$loop_keys" -gt 0 ]; then
         printf "%-34s %7d %9.2f %10.1f %9s %9s\n", "pkcs11-tool loop (token of " n ")", k, per * k, 1 / per, "-", "-"
         printf "hsmkey is %.0fx faster per key than the scripted loop (%.2f ms vs %.0f ms)\n", per / ours, ours * 1000, per * 1000
     }'
+fi
+
+# A network HSM: every call waits HSMKEY_BENCH_DELAY_US in the pass-through
+# module, as a round trip would. One session against eight.
+if [ "$net_keys" -gt 0 ]; then
+    src="$work/net-src" dst="$work/net-dst"
+    new_token "$src" src
+    new_token "$dst" dst
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q key generate --label kek --kek --backup-policy any >/dev/null
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q key generate --label k --type aes-256 --backup-policy any --count "$net_keys" >/dev/null
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q backup --password-file "$work/pw" kek --out "$work/net-kek.bundle" >/dev/null
+    SOFTHSM2_CONF="$dst/conf" "$hsmkey" -q restore "$work/net-kek.bundle" --password-file "$work/pw" >/dev/null
+    SOFTHSM2_CONF="$src/conf" "$hsmkey" -q backup --kek kek --all --out "$work/net.bundle" >/dev/null
+    : >"$work/results"
+    export HSMKEY_SHIM_MODULE="$module" HSMKEY_SHIM_DELAY_US="$net_delay"
+    for s in 1 8; do
+        HSMKEY_SHIM_COUNTS="$work/calls-backup-$s" run "backup-$s" "$src/conf" \
+            "$hsmkey" --module "$shim" --sessions "$s" backup --kek kek --all --out "$work/net-$s.bundle"
+        HSMKEY_SHIM_COUNTS="$work/calls-verify-$s" run "verify-$s" "$dst/conf" \
+            "$hsmkey" --module "$shim" --sessions "$s" verify "$work/net.bundle" --kek kek
+        HSMKEY_SHIM_COUNTS="$work/calls-list-$s" run "list-$s" "$src/conf" \
+            "$hsmkey" --module "$shim" --sessions "$s" key list --json
+    done
+    # Restore twice into the same token: the second run skips nothing only
+    # if the first is undone, so each gets a fresh copy of the target.
+    for s in 1 8; do
+        rm -rf "$work/net-dst-$s" && cp -a "$dst" "$work/net-dst-$s"
+        sed -i "s#$dst/tokens#$work/net-dst-$s/tokens#" "$work/net-dst-$s/conf"
+        HSMKEY_SHIM_COUNTS="$work/calls-restore-$s" run "restore-$s" "$work/net-dst-$s/conf" \
+            "$hsmkey" --module "$shim" --sessions "$s" restore "$work/net.bundle" --kek kek
+    done
+    unset HSMKEY_SHIM_MODULE HSMKEY_SHIM_DELAY_US
+    echo
+    echo "Network HSM model: ${net_delay} us added to every PKCS#11 call (tools/p11shim), $net_keys AES keys"
+    printf '%-22s %9s %9s %9s %9s %10s\n' "operation" "1 session" "8 sess." "speed-up" "calls" "calls/key"
+    for op in backup verify restore list; do
+        read -r t1 _ < <(get "$op-1")
+        read -r t8 _ < <(get "$op-8")
+        calls=$(awk '{ n += $2 } END { print n + 0 }' "$work/calls-$op-1")
+        awk -v op="$op" -v a="$t1" -v b="$t8" -v c="$calls" -v n="$net_keys" 'BEGIN {
+            printf "%-22s %8.2fs %8.2fs %8.1fx %9d %10.2f\n", "hsmkey " op, a, b, (b > 0 ? a / b : 0), c, c / n
+        }'
+    done
 fi

@@ -36,5 +36,5 @@ fi
 # still runs end to end, on a small token.
 if [ "${HSMKEY_SKIP_BENCH:-}" != "1" ]; then
     echo "== bench smoke run (scripts/bench.sh 50)" >&2
-    HSMKEY_BENCH_LOOP_KEYS=3 scripts/bench.sh 50
+    HSMKEY_BENCH_LOOP_KEYS=3 HSMKEY_BENCH_NET_KEYS=50 scripts/bench.sh 50
 fi

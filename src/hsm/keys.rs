@@ -831,8 +831,7 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
         }
         // A bare name must also catch `name@vN`, which no PKCS#11 template
         // can express, so labels are filtered here.
-        let handles = session
-            .find_objects(&template)
+        let handles = super::find_objects(session, &template)
             .map_err(|e| Error::pkcs11("find objects", e))?;
         for h in handles {
             let label = read_label(token, h)?;
@@ -879,8 +878,7 @@ pub fn describe_all(
             template.push(Attribute::Id(id.clone()));
         }
         handles.extend(
-            session
-                .find_objects(&template)
+            super::find_objects(session, &template)
                 .map_err(|e| Error::pkcs11("find objects", e))?,
         );
     }
@@ -894,6 +892,51 @@ pub fn describe_all(
         (&a.name, a.version, rank(&a.class)).cmp(&(&b.name, b.version, rank(&b.class)))
     });
     Ok(out)
+}
+
+/// Read a key's attributes, in one C_GetAttributeValue where the values fit
+/// the buffers offered (a round trip less per key on a network HSM), else in
+/// cryptoki's two. A token may answer CKR_ATTRIBUTE_TYPE_INVALID when a value
+/// also did not fit, and both leave the value out, so a read missing an
+/// attribute every key of its kind has is made again the two-call way.
+fn read_attributes(
+    token: &Token<'_>,
+    handle: ObjectHandle,
+    wanted: &[AttributeType],
+) -> Result<Vec<Attribute>> {
+    let once = token
+        .module()
+        .raw()
+        .get_attributes_once(token.session().handle(), handle.handle(), wanted)
+        .map_err(|rv| {
+            Error::pkcs11(
+                "read key attributes",
+                cryptoki::error::Error::Pkcs11(rv, cryptoki::context::Function::GetAttributeValue),
+            )
+        })?;
+    if let Some(attrs) = once {
+        let has = |t: AttributeType| attrs.iter().any(|a| a.attribute_type() == t);
+        let key_type = attrs.iter().find_map(|a| match a {
+            Attribute::KeyType(k) => Some(*k),
+            _ => None,
+        });
+        let needs = match key_type {
+            Some(CkKeyType::RSA) => Some(AttributeType::Modulus),
+            Some(CkKeyType::EC) => Some(AttributeType::EcParams),
+            _ => None,
+        };
+        let complete = [AttributeType::Label, AttributeType::Id]
+            .into_iter()
+            .chain(needs)
+            .all(|t| !wanted.contains(&t) || has(t));
+        if complete {
+            return Ok(attrs);
+        }
+    }
+    token
+        .session()
+        .get_attributes(handle, wanted)
+        .map_err(|e| Error::pkcs11("read key attributes", e))
 }
 
 /// Describe these objects, in this order, on as many sessions as the token
@@ -1025,10 +1068,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         .into_iter()
         .filter(|a| with_kcv || !DISPLAY_ONLY.contains(a))
         .collect();
-    let attrs = token
-        .session()
-        .get_attributes(handle, &wanted)
-        .map_err(|e| Error::pkcs11("read key attributes", e))?;
+    let attrs = read_attributes(token, handle, &wanted)?;
     let mut class = ObjectClass::DATA;
     let mut key_type = None;
     let mut label = String::new();

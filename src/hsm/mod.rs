@@ -353,6 +353,23 @@ fn so_error(action: &str, e: cryptoki::error::Error) -> Error {
     }
 }
 
+/// Handles asked for per C_FindObjects call: cryptoki's default of 10 costs
+/// a round trip per ten objects, a thousand calls on a token of 10,000 keys.
+const FIND_BATCH: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(1024) {
+    Some(n) => n,
+    None => panic!("FIND_BATCH is not zero"),
+};
+
+/// Every object matching `template`, found in batches of [`FIND_BATCH`].
+pub fn find_objects(
+    session: &Session,
+    template: &[cryptoki::object::Attribute],
+) -> cryptoki::error::Result<Vec<cryptoki::object::ObjectHandle>> {
+    session
+        .iter_objects_with_cache_size(template, FIND_BATCH)?
+        .collect()
+}
+
 /// Parse a URI, turning its error into the crate's error.
 pub fn parse_uri(s: &str) -> Result<Pkcs11Uri> {
     Pkcs11Uri::parse(s).map_err(|e| Error::MalformedUri {

@@ -20,11 +20,19 @@ use std::ptr;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags};
 use cryptoki::error::{Rv, RvError};
-use cryptoki::object::Attribute;
+use cryptoki::object::{Attribute, AttributeType};
 use cryptoki_sys::{
     CKA_UNWRAP_TEMPLATE, CKR_OK, CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO,
-    CK_OBJECT_HANDLE, CK_RV, CK_ULONG,
+    CK_OBJECT_HANDLE, CK_RV, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
 };
+
+/// The first output buffer C_WrapKey gets: PKCS#8 of an RSA-4096 key under
+/// RFC 5649 takes about 2.4 KiB.
+const WRAP_BUFFER: usize = 4096;
+
+/// Buffer for each variable-length attribute in [`RawModule::get_attributes_once`]:
+/// the modulus of an RSA-16384 key fits.
+const ATTRIBUTE_BUFFER: usize = 2048;
 
 /// A raw view of the module's function list.
 pub struct RawModule {
@@ -151,24 +159,13 @@ impl RawModule {
             .C_WrapKey
             .ok_or(RvError::FunctionNotSupported)?;
         let mut mech = mechanism.to_ck();
-        let mut len: CK_ULONG = 0;
-        // SAFETY: a null output buffer asks for the length; `mech` and its
-        // parameter outlive the call.
-        let rv = unsafe {
-            f(
-                session as _,
-                &mut mech,
-                wrapping_key as CK_OBJECT_HANDLE,
-                key as CK_OBJECT_HANDLE,
-                ptr::null_mut(),
-                &mut len,
-            )
-        };
-        check(rv)?;
-        // NSS's size query for 0x210B under-reports (it leaves out the
-        // padding), so a too-small buffer is grown and the call made again.
-        let mut capacity = len as usize;
-        for _ in 0..3 {
+        // No size query first: a buffer that fits any key this tool wraps
+        // saves a round trip per key on a network HSM. A token that finds it
+        // too small says so and gets a bigger one; NSS's size query for
+        // 0x210B also under-reports (it leaves out the padding), which the
+        // same loop absorbs.
+        let mut capacity = WRAP_BUFFER;
+        for _ in 0..4 {
             let mut out = vec![0u8; capacity];
             let mut written: CK_ULONG = capacity as CK_ULONG;
             // SAFETY: `out` has `written` bytes, which is what we tell the token.
@@ -194,6 +191,65 @@ impl RawModule {
             }
         }
         Err(RvError::BufferTooSmall)
+    }
+
+    /// C_GetAttributeValue in one call instead of cryptoki's two (a size query,
+    /// then the values): every attribute gets a buffer of its fixed size or
+    /// [`ATTRIBUTE_BUFFER`] bytes. Attributes the object does not have, or
+    /// keeps secret, are left out, as cryptoki does. `Ok(None)` when a value
+    /// did not fit (CKR_BUFFER_TOO_SMALL): the caller reads the usual way.
+    /// The caller must not ask for CKA_VALUE (DESIGN.md invariant 1).
+    pub fn get_attributes_once(
+        &self,
+        session: u64,
+        object: u64,
+        types: &[AttributeType],
+    ) -> Result<Option<Vec<Attribute>>, RvError> {
+        let f = self
+            .functions()
+            .C_GetAttributeValue
+            .ok_or(RvError::FunctionNotSupported)?;
+        let mut buffers: Vec<Vec<u8>> = types
+            .iter()
+            .map(|t| vec![0u8; t.fixed_size().unwrap_or(ATTRIBUTE_BUFFER)])
+            .collect();
+        let mut template: Vec<CK_ATTRIBUTE> = types
+            .iter()
+            .zip(buffers.iter_mut())
+            .map(|(t, b)| CK_ATTRIBUTE {
+                type_: (*t).into(),
+                pValue: b.as_mut_ptr().cast(),
+                ulValueLen: b.len() as CK_ULONG,
+            })
+            .collect();
+        // SAFETY: every pValue points to a live buffer of ulValueLen bytes,
+        // and `buffers` outlives the call and the conversions below.
+        let rv = unsafe {
+            f(
+                session as _,
+                object as CK_OBJECT_HANDLE,
+                template.as_mut_ptr(),
+                template.len() as CK_ULONG,
+            )
+        };
+        match check(rv) {
+            Ok(()) | Err(RvError::AttributeSensitive) | Err(RvError::AttributeTypeInvalid) => {}
+            Err(RvError::BufferTooSmall) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut out = Vec::with_capacity(types.len());
+        for (attr, buffer) in template.iter().zip(&buffers) {
+            if attr.ulValueLen == CK_UNAVAILABLE_INFORMATION {
+                continue;
+            }
+            if attr.ulValueLen as usize > buffer.len() {
+                // A token that reports the length it needed instead of
+                // CKR_BUFFER_TOO_SMALL.
+                return Ok(None);
+            }
+            out.push(Attribute::try_from(*attr).map_err(|_| RvError::GeneralError)?);
+        }
+        Ok(Some(out))
     }
 
     /// C_UnwrapKey with any mechanism number.

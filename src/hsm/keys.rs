@@ -1244,14 +1244,8 @@ pub fn kcv(
     // use, so `key list` and a backup show the same KCV. A token's own
     // CKA_CHECK_VALUE for them is token-defined (SHA-1 on SoftHSM).
     if key_type == Some(CkKeyType::GENERIC_SECRET) && can_sign {
-        match token.session().sign(&Mechanism::Sha256Hmac, handle, &[]) {
-            Ok(mac) if mac.len() >= 3 => {
-                return (
-                    hex::encode(&mac[..3]),
-                    "HMAC-SHA256(key, empty) in the token".into(),
-                )
-            }
-            Ok(_) => {}
+        match super::wrap::kcv_of(token, handle, CkKeyType::GENERIC_SECRET) {
+            Ok((value, _)) => return (value, "HMAC-SHA256(key, empty) in the token".into()),
             Err(e) => tracing::debug!("KCV by HMAC failed: {e}"),
         }
     }
@@ -1266,17 +1260,8 @@ pub fn kcv(
         }
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
-        match token
-            .session()
-            .encrypt(&Mechanism::AesEcb, handle, &[0u8; 16])
-        {
-            Ok(block) if block.len() >= 3 => {
-                return (
-                    hex::encode(&block[..3]),
-                    "AES-ECB(key, 0^128) in the token".into(),
-                )
-            }
-            Ok(_) => {}
+        match super::wrap::kcv_of(token, handle, CkKeyType::AES) {
+            Ok((value, _)) => return (value, "AES-ECB(key, 0^128) in the token".into()),
             Err(e) => tracing::debug!("KCV by AES-ECB failed: {e}"),
         }
     }

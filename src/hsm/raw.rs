@@ -48,6 +48,13 @@ unsafe impl Send for RawModule {}
 // SAFETY: as above; we never write through the pointer.
 unsafe impl Sync for RawModule {}
 
+/// The single-part operations [`RawModule::one_shot`] makes.
+#[derive(Debug, Clone, Copy)]
+pub enum OneShot {
+    Encrypt,
+    Sign,
+}
+
 /// Mechanism information as the token reports it.
 #[derive(Debug, Clone, Copy)]
 pub struct RawMechanismInfo {
@@ -250,6 +257,59 @@ impl RawModule {
             out.push(Attribute::try_from(*attr).map_err(|_| RvError::GeneralError)?);
         }
         Ok(Some(out))
+    }
+
+    /// C_EncryptInit + C_Encrypt, or C_SignInit + C_Sign, with an output
+    /// buffer of `capacity` bytes offered at once: two calls where cryptoki
+    /// makes three (its size query). A token that finds the buffer too small
+    /// keeps the operation open and says what it needs; the call is repeated.
+    pub fn one_shot(
+        &self,
+        session: u64,
+        op: OneShot,
+        mechanism: &RawMechanism<'_>,
+        key: u64,
+        data: &[u8],
+        capacity: usize,
+    ) -> Result<Vec<u8>, RvError> {
+        let list = self.functions();
+        let (init, run) = match op {
+            OneShot::Encrypt => (list.C_EncryptInit, list.C_Encrypt),
+            OneShot::Sign => (list.C_SignInit, list.C_Sign),
+        };
+        let init = init.ok_or(RvError::FunctionNotSupported)?;
+        let run = run.ok_or(RvError::FunctionNotSupported)?;
+        let mut mech = mechanism.to_ck();
+        // SAFETY: `mech` and its parameter outlive the call.
+        check(unsafe { init(session as _, &mut mech, key as CK_OBJECT_HANDLE) })?;
+        let mut input = data.to_vec();
+        let mut capacity = capacity;
+        for _ in 0..3 {
+            let mut out = vec![0u8; capacity];
+            let mut written: CK_ULONG = capacity as CK_ULONG;
+            // SAFETY: `input` holds `input.len()` bytes (C_Encrypt and C_Sign
+            // do not write to it), `out` holds `written` bytes.
+            let rv = unsafe {
+                run(
+                    session as _,
+                    input.as_mut_ptr(),
+                    input.len() as CK_ULONG,
+                    out.as_mut_ptr(),
+                    &mut written,
+                )
+            };
+            match check(rv) {
+                Ok(()) => {
+                    out.truncate(written as usize);
+                    return Ok(out);
+                }
+                Err(RvError::BufferTooSmall) => {
+                    capacity = (written as usize).max(capacity * 2);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RvError::BufferTooSmall)
     }
 
     /// C_UnwrapKey with any mechanism number.

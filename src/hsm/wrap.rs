@@ -9,9 +9,10 @@ use cryptoki::session::Session;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::probe::{self, Ephemeral, WrapAlgorithm};
-use super::raw::{self, RawMechanism};
+use super::raw::{self, OneShot, RawMechanism};
 use super::Token;
 use crate::error::{ckr_name, Error, Result};
+use cryptoki_sys::{CKM_AES_ECB, CKM_SHA256_HMAC};
 
 /// Which mechanism gives which wrap algorithm on this token, proved by the
 /// known-answer tests of [`probe`].
@@ -399,21 +400,52 @@ pub const KCV_GENERIC: &str = "hmac-sha256-empty";
 
 /// Compute the KCV of a secret key that can do the check operation.
 pub fn kcv_of(
-    session: &Session,
+    token: &Token<'_>,
     key: ObjectHandle,
     key_type: KeyType,
 ) -> Result<(String, &'static str)> {
-    if key_type == KeyType::AES {
-        let block = session
-            .encrypt(&Mechanism::AesEcb, key, &[0u8; 16])
-            .map_err(|e| Error::pkcs11("compute a KCV (AES-ECB)", e))?;
-        Ok((hex::encode(&block[..3]), KCV_AES))
+    let raw = token.module().raw();
+    let session = token.session().handle();
+    let (op, mechanism, function, action, method, capacity) = if key_type == KeyType::AES {
+        (
+            OneShot::Encrypt,
+            CKM_AES_ECB,
+            cryptoki::context::Function::Encrypt,
+            "compute a KCV (AES-ECB)",
+            KCV_AES,
+            16,
+        )
     } else {
-        let mac = session
-            .sign(&Mechanism::Sha256Hmac, key, &[])
-            .map_err(|e| Error::pkcs11("compute a KCV (HMAC-SHA256)", e))?;
-        Ok((hex::encode(&mac[..3]), KCV_GENERIC))
+        (
+            OneShot::Sign,
+            CKM_SHA256_HMAC,
+            cryptoki::context::Function::Sign,
+            "compute a KCV (HMAC-SHA256)",
+            KCV_GENERIC,
+            32,
+        )
+    };
+    let out = raw
+        .one_shot(
+            session,
+            op,
+            &RawMechanism::Number(mechanism),
+            key.handle(),
+            if key_type == KeyType::AES {
+                &[0u8; 16]
+            } else {
+                &[]
+            },
+            capacity,
+        )
+        .map_err(|rv| token_error(action, function, rv))?;
+    if out.len() < 3 {
+        return Err(Error::Internal(format!(
+            "{action}: the token returned {} bytes",
+            out.len()
+        )));
     }
+    Ok((hex::encode(&out[..3]), method))
 }
 
 /// Create a session RSA public key from its modulus and exponent (for wrapping

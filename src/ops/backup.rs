@@ -659,7 +659,7 @@ fn backup_entry(
         } else if info.kcv_method == "CKA_CHECK_VALUE" {
             Some(info.kcv.clone())
         } else if info.usage.contains(&"encrypt") {
-            wrap::kcv_of(session, info.handle, KeyType::AES)
+            wrap::kcv_of(token, info.handle, KeyType::AES)
                 .ok()
                 .map(|k| k.0)
         } else {
@@ -684,7 +684,7 @@ fn backup_entry(
                     alternatives: "Use a KEK that may also unwrap (`key generate --kek`).".into(),
                 })?;
                 let copy = eph.keep(copy);
-                wrap::kcv_of(session, copy, key_type)?
+                wrap::kcv_of(token, copy, key_type)?
             }
         };
         kcv = Some(Kcv {
@@ -1308,7 +1308,7 @@ fn check_restored(
     let expected = entry.kcv.as_ref().ok_or_else(|| Error::BundleCorrupt {
         reason: format!("{}: a secret key without a KCV", entry.label),
     })?;
-    let (value, method) = wrap::kcv_of(token.session(), subject, key_type)?;
+    let (value, method) = wrap::kcv_of(token, subject, key_type)?;
     if method != expected.method || value != expected.value {
         return Err(Error::BundleCorrupt {
             reason: format!(
@@ -1461,7 +1461,7 @@ fn existing(
         let proved = match &entry.kcv {
             Some(k) if k.method == wrap::KCV_AES => info.kcv == k.value,
             Some(k) if k.method == wrap::KCV_GENERIC && info.usage.contains(&"sign") => {
-                wrap::kcv_of(token.session(), by_label[0], KeyType::GENERIC_SECRET)
+                wrap::kcv_of(token, by_label[0], KeyType::GENERIC_SECRET)
                     .map(|(v, _)| v == k.value)
                     .unwrap_or(false)
             }

@@ -805,7 +805,7 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
     let kcv = if kek.usage.contains(&"unwrap") {
         let mut eph = Ephemeral::new(token.session());
         let copy = check_copy(token, &mut eph, mech, kek.handle, &blob, key_type)?;
-        Some(wrap::kcv_of(token.session(), copy, key_type)?)
+        Some(wrap::kcv_of(token, copy, key_type)?)
     } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == KeyType::AES {
         Some((dek.kcv.clone(), wrap::KCV_AES))
     } else {
@@ -946,7 +946,7 @@ pub fn import_export_key(
         } else {
             check_copy(token, &mut eph, mech, kek_info.handle, &blob, key_type)?
         };
-        let (got, _) = wrap::kcv_of(session, subject, key_type)?;
+        let (got, _) = wrap::kcv_of(token, subject, key_type)?;
         if got != *want {
             return Err(Error::BadInput {
                 what: "export key".into(),

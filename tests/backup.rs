@@ -1257,6 +1257,16 @@ fn a_token_failure_midway_undoes_everything_on_any_number_of_sessions() {
 }
 
 #[test]
+fn a_pass_through_with_a_bad_setting_refuses_to_load() {
+    let t = TestToken::new();
+    let (exit, e) = t.json_err(
+        t.shim_cmd(&[("HSMKEY_SHIM_FAULT", "C_WrapKey:CKR_NO_SUCH_CODE:after=1")])
+            .args(["key", "list"]),
+    );
+    assert_eq!((exit, code(&e)), (3, "HK1001"), "{e}");
+}
+
+#[test]
 fn sessions_outside_1_to_64_are_refused() {
     let t = TestToken::new();
     for n in ["0", "65"] {

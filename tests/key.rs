@@ -722,3 +722,55 @@ fn keks_cannot_be_modified_and_trusted_keks_never_leave() {
         }
     });
 }
+
+#[test]
+fn count_makes_numbered_keys_on_any_number_of_sessions() {
+    let t = TestToken::new();
+    for (name, sessions) in [("one", "1"), ("four", "4")] {
+        let made = t.json(&[
+            "--sessions",
+            sessions,
+            "key",
+            "generate",
+            "--label",
+            name,
+            "--type",
+            "aes-128",
+            "--count",
+            "12",
+        ]);
+        assert_eq!(made["created"], 12);
+        assert_eq!(made["first"], format!("{name}-00001"));
+        assert_eq!(made["last"], format!("{name}-00012"));
+    }
+    let listed = t.json(&["key", "list", "--sessions", "4"]);
+    let keys = listed.as_array().unwrap();
+    let labels: Vec<&str> = keys.iter().map(|k| k["label"].as_str().unwrap()).collect();
+    let mut want: Vec<String> = Vec::new();
+    for name in ["four", "one"] {
+        want.extend((1..=12).map(|i| format!("{name}-{i:05}")));
+    }
+    assert_eq!(labels, want, "every key once, listed in order");
+    let ids: std::collections::HashSet<&str> =
+        keys.iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 24, "each key its own CKA_ID");
+    let kcvs: std::collections::HashSet<&str> =
+        keys.iter().map(|k| k["kcv"].as_str().unwrap()).collect();
+    assert!(kcvs.len() > 20, "distinct keys: {kcvs:?}");
+    // A second run with a name already used creates nothing.
+    let before = t.object_count();
+    let (exit, e) = t.json_err(t.cmd().args([
+        "--sessions",
+        "4",
+        "key",
+        "generate",
+        "--label",
+        "four",
+        "--type",
+        "aes-128",
+        "--count",
+        "3",
+    ]));
+    assert_eq!((exit, code(&e)), (8, "HK1501"));
+    assert_eq!(t.object_count(), before);
+}

@@ -14,6 +14,7 @@
 //! thread that opened it.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -98,7 +99,16 @@ where
                     let msg = if stop.load(Ordering::SeqCst) {
                         Msg::Dropped
                     } else {
-                        Msg::Done(index, work(&worker, item))
+                        // A panic must still answer for its item, or the
+                        // calling thread would wait for it forever.
+                        let result =
+                            std::panic::catch_unwind(AssertUnwindSafe(|| work(&worker, item)))
+                                .unwrap_or_else(|_| {
+                                    Err(Error::Internal(format!(
+                                        "a session worker panicked on item {index}"
+                                    )))
+                                });
+                        Msg::Done(index, result)
                     };
                     if done_tx.send(msg).is_err() {
                         return;

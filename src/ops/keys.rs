@@ -241,8 +241,7 @@ pub fn generate_many(
         keys::validate_name(l)?;
     }
     let wanted: std::collections::HashSet<&str> = labels.iter().map(String::as_str).collect();
-    for h in keys::find(token, &KeySelector::all())? {
-        let info = keys::describe_with(token, h, false)?;
+    for info in keys::describe_all(token, &KeySelector::all(), false)? {
         if wanted.contains(info.name.as_str()) {
             return Err(Error::AlreadyExists {
                 what: format!("a key named '{}'", info.name),
@@ -250,21 +249,34 @@ pub fn generate_many(
         }
     }
     let unlabelled_before = keys::unlabelled(token)?;
-    for (i, label) in labels.iter().enumerate() {
-        let spec = GenerateSpec {
-            name: label.clone(),
-            id: random_id(token)?,
-            ..template.clone()
-        };
-        if let Err(e) = keys::generate_inner(token, &spec) {
-            for h in keys::unlabelled(token).unwrap_or_default() {
-                if !unlabelled_before.contains(&h) {
-                    let _ = token.session().destroy_object(h);
-                }
+    // On `--sessions` sessions; keys are made in any order, reported in order.
+    let mut done = 0u64;
+    let made = crate::hsm::pool::run_ordered(
+        token,
+        labels.iter().map(Ok),
+        |t, label| {
+            let spec = GenerateSpec {
+                name: label.clone(),
+                id: random_id(t)?,
+                ..template.clone()
+            };
+            keys::generate_inner(t, &spec)
+        },
+        |_| {
+            done += 1;
+            progress(done, u64::from(count));
+            Ok(())
+        },
+        drop,
+    );
+    if let Err(e) = made {
+        // A failed generation can leave an object without its label (SoftHSM).
+        for h in keys::unlabelled(token).unwrap_or_default() {
+            if !unlabelled_before.contains(&h) {
+                let _ = token.session().destroy_object(h);
             }
-            return Err(e);
         }
-        progress(i as u64 + 1, u64::from(count));
+        return Err(e);
     }
     Ok(labels)
 }

@@ -62,9 +62,9 @@ pub struct Global {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Sessions for bulk work (backup, restore, verify, key list), each in its own
-    /// thread: a network HSM answers calls on several sessions at once. Output
-    /// order does not change. 1 to 64.
+    /// Sessions for bulk work (backup, restore, verify, key list, key generate --count),
+    /// each in its own thread: a network HSM answers calls on several sessions at
+    /// once. Output order does not change. 1 to 64.
     #[arg(
         long,
         global = true,

@@ -960,7 +960,7 @@ fn dry_run_and_a_failure_midway_leave_the_token_unchanged() {
     assert_eq!(dry["dry_run"], true);
     assert_eq!(labels(&dry, "entries"), vec!["k1", "k2", "k3"]);
     assert_eq!(dst.object_count(), before);
-    // The token fails on the third unwrap (the first opens the MAC key), after
+    // The token fails the fourth unwrap (the first opens the MAC key), after
     // two keys were created: both are destroyed again.
     let (exit, e) = dst.json_err(
         dst.shim_cmd(&[("HSMKEY_SHIM_FAULT", "C_UnwrapKey:CKR_DEVICE_ERROR:after=3")])
@@ -1180,12 +1180,17 @@ fn a_token_failure_midway_undoes_everything_on_any_number_of_sessions() {
             before,
             "{sessions} sessions: rolled back"
         );
-        // A single failed unwrap is enough.
+        // A single failed unwrap is enough. With 2 ms a call, the entries on
+        // the other sessions are still under way when it fails: their keys
+        // are created after the failure and must be undone too.
         let (exit, e) = dst.json_err(
-            dst.shim_cmd(&[(
-                "HSMKEY_SHIM_FAULT",
-                "C_UnwrapKey:CKR_SESSION_HANDLE_INVALID:after=9:times=1",
-            )])
+            dst.shim_cmd(&[
+                (
+                    "HSMKEY_SHIM_FAULT",
+                    "C_UnwrapKey:CKR_SESSION_HANDLE_INVALID:after=9:times=1",
+                ),
+                ("HSMKEY_SHIM_DELAY_US", "2000"),
+            ])
             .args([
                 "--sessions",
                 sessions,
@@ -1313,6 +1318,19 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
             &src,
             vec!["backup", "--recipient", path_str(&pem), "--all", "--out"],
         ),
+        (
+            "kek backup on 4 sessions",
+            &src,
+            vec![
+                "--sessions",
+                "4",
+                "backup",
+                "--kek",
+                "kek",
+                "--all",
+                "--out",
+            ],
+        ),
     ] {
         let log = file(token, &format!("spy-{}.log", rand_suffix()));
         let out = file(token, &format!("spy-{}.bundle", rand_suffix()));
@@ -1361,7 +1379,7 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
         cmd.env("PKCS11SPY", &dst.module)
             .env("PKCS11SPY_OUTPUT", &restore_log)
             .env("HSMKEY_MODULE", spy)
-            .args(["verify", path_str(&out)])
+            .args(["--sessions", "4", "verify", path_str(&out)])
             .args(&how);
         assert!(cmd.output().unwrap().status.success(), "{scheme} verify");
         let text = std::fs::read_to_string(&restore_log).unwrap();

@@ -773,4 +773,36 @@ fn count_makes_numbered_keys_on_any_number_of_sessions() {
     ]));
     assert_eq!((exit, code(&e)), (8, "HK1501"));
     assert_eq!(t.object_count(), before);
+    // The token fails the sixth generation: the keys made on the other
+    // sessions, before and after it, are destroyed again.
+    for sessions in ["1", "4"] {
+        let (exit, e) = t.json_err(
+            t.shim_cmd(&[
+                (
+                    "HSMKEY_SHIM_FAULT",
+                    "C_GenerateKey:CKR_DEVICE_MEMORY:after=5",
+                ),
+                ("HSMKEY_SHIM_DELAY_US", "1000"),
+            ])
+            .args([
+                "--sessions",
+                sessions,
+                "key",
+                "generate",
+                "--label",
+                "fails",
+                "--type",
+                "aes-128",
+                "--count",
+                "12",
+            ]),
+        );
+        assert_eq!((exit, code(&e)), (7, "HK1401"), "{e}");
+        assert_eq!(e["context"]["rv"], "CKR_DEVICE_MEMORY", "{e}");
+        assert_eq!(
+            t.object_count(),
+            before,
+            "{sessions} sessions: nothing left"
+        );
+    }
 }

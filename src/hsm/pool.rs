@@ -29,22 +29,44 @@ pub const MAX_SESSIONS: usize = 64;
 const WINDOW_PER_SESSION: usize = 4;
 
 enum Msg<T> {
+    /// A worker has its session and waits for items.
+    Ready,
+    /// A worker could not open its session.
+    NoSession(Error),
     Done(u64, Result<T>),
     /// A worker gave back an item unprocessed (the run was stopping).
     Dropped,
-    /// A worker could not open its session.
-    NoSession(Error),
+}
+
+/// The error a run ends with: the one of the earliest item, so the same
+/// bundle and token give the same error whatever the timing of the sessions.
+struct Failure(Option<(u64, Error)>);
+
+impl Failure {
+    fn note(&mut self, index: u64, e: Error) {
+        if self.0.as_ref().is_none_or(|(first, _)| index < *first) {
+            self.0 = Some((index, e));
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// Run `work` on every item, on `token.sessions()` sessions, and hand each
 /// result to `sink` in the items' order.
 ///
-/// On the first error (from `items`, `work` or `sink`) no further item is
-/// started; the results of items already under way are handed to `salvage`
-/// (in no particular order) so the caller can undo what they did, and that
-/// first error is returned. `work` must itself undo what it did for an item
-/// it fails. With one session everything runs on the calling thread and the
-/// token's own session.
+/// Every worker opens its session before the first item is handed out; one
+/// that cannot fails the run before anything is done. On the first error
+/// (from `items`, `work` or `sink`) no further item is started; the results
+/// of items already under way are handed to `salvage` (in no particular
+/// order) so the caller can undo what they did, and the error of the
+/// earliest failing item is returned. `work` must itself undo what it did
+/// for an item it fails. A panic on the calling thread (in `items`, `sink`
+/// or `salvage`) still lets the items under way finish and reach `salvage`
+/// before it goes on. With one session everything runs on the calling
+/// thread and the token's own session.
 pub fn run_ordered<I, T, W, S, V>(
     token: &Token<'_>,
     items: impl Iterator<Item = Result<I>>,
@@ -80,13 +102,23 @@ where
             let done_tx = done_tx.clone();
             let (work_rx, stop, work) = (&work_rx, &stop, &work);
             scope.spawn(move || {
-                let worker = match module.open(slot, Login::None) {
+                let opened =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| module.open(slot, Login::None)))
+                        .unwrap_or_else(|_| {
+                            Err(Error::Internal(
+                                "a session worker panicked opening its session".into(),
+                            ))
+                        });
+                let worker = match opened {
                     Ok(t) => t,
                     Err(e) => {
                         let _ = done_tx.send(Msg::NoSession(e));
                         return;
                     }
                 };
+                if done_tx.send(Msg::Ready).is_err() {
+                    return;
+                }
                 loop {
                     // The lock is held only to take the next item.
                     let next = match work_rx.lock() {
@@ -118,93 +150,142 @@ where
         }
         drop(done_tx);
 
-        let window = (sessions * WINDOW_PER_SESSION) as u64;
-        let mut items = items.fuse();
-        let mut sent = 0u64; // items handed out
-        let mut settled = 0u64; // items whose result came back (or was dropped)
-        let mut next_out = 0u64; // the next index to give to `sink`
+        let mut failure = Failure(None);
         let mut pending: BTreeMap<u64, T> = BTreeMap::new();
-        let mut workers = sessions;
-        let mut failure: Option<Error> = None;
-        let mut exhausted = false;
-
-        loop {
-            // Hand out work up to the window, unless stopping.
-            while failure.is_none() && !exhausted && sent - next_out < window {
-                match items.next() {
-                    Some(Ok(item)) => {
-                        if work_tx.send((sent, item)).is_err() {
-                            break;
-                        }
-                        sent += 1;
-                    }
-                    Some(Err(e)) => failure = Some(e),
-                    None => exhausted = true,
-                }
-            }
-            if failure.is_some() {
-                stop.store(true, Ordering::SeqCst);
-            }
-            if settled == sent && (exhausted || failure.is_some()) {
-                break;
-            }
-            if workers == 0 {
-                // Every worker failed to open its session.
-                failure.get_or_insert_with(|| {
-                    Error::Internal("no session could be opened for the workers".into())
-                });
-                break;
-            }
-            let Ok(msg) = done_rx.recv() else {
-                failure.get_or_insert_with(|| {
-                    Error::Internal("the session workers stopped unexpectedly".into())
-                });
-                break;
-            };
-            match msg {
-                Msg::NoSession(e) => {
-                    workers -= 1;
-                    failure.get_or_insert(e);
-                }
-                Msg::Dropped => settled += 1,
-                Msg::Done(index, result) => {
-                    settled += 1;
-                    match result {
-                        Ok(value) if failure.is_none() => {
-                            pending.insert(index, value);
-                            while let Some(value) = pending.remove(&next_out) {
-                                next_out += 1;
-                                if let Err(e) = sink(value) {
-                                    failure = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        Ok(value) => salvage(value),
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                        }
-                    }
-                }
-            }
-        }
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            dispatch(
+                sessions,
+                items,
+                &work_tx,
+                &done_rx,
+                &stop,
+                &mut failure,
+                &mut pending,
+                &mut sink,
+                &mut salvage,
+            )
+        }));
         // No more work: the workers finish their current item and return.
         stop.store(true, Ordering::SeqCst);
         drop(work_tx);
-        // Items still under way when the run failed.
+        // Items still under way when the run stopped.
         for msg in done_rx.iter() {
-            if let Msg::Done(_, Ok(value)) = msg {
-                salvage(value);
+            match msg {
+                Msg::Done(_, Ok(value)) => salvage(value),
+                Msg::Done(index, Err(e)) => failure.note(index, e),
+                _ => {}
             }
         }
         for (_, value) in std::mem::take(&mut pending) {
             salvage(value);
         }
-        match failure {
-            Some(e) => Err(e),
+        if let Err(panic) = run {
+            std::panic::resume_unwind(panic);
+        }
+        match failure.0 {
+            Some((_, e)) => Err(e),
             None => Ok(()),
         }
     })
+}
+
+/// The calling thread's side of [`run_ordered`]: wait for every worker's
+/// session, hand out items within the window, pass results on in order.
+#[allow(clippy::too_many_arguments)]
+fn dispatch<I, T, S, V>(
+    sessions: usize,
+    items: impl Iterator<Item = Result<I>>,
+    work_tx: &mpsc::Sender<(u64, I)>,
+    done_rx: &mpsc::Receiver<Msg<T>>,
+    stop: &AtomicBool,
+    failure: &mut Failure,
+    pending: &mut BTreeMap<u64, T>,
+    sink: &mut S,
+    salvage: &mut V,
+) where
+    S: FnMut(T) -> Result<()>,
+    V: FnMut(T),
+{
+    // Every session first, so that a token short of sessions fails the run
+    // the same way every time, before any work.
+    let mut ready = 0;
+    while ready < sessions {
+        match done_rx.recv() {
+            Ok(Msg::Ready) => ready += 1,
+            Ok(Msg::NoSession(e)) => {
+                failure.note(0, e);
+                return;
+            }
+            Ok(_) | Err(_) => {
+                failure.note(
+                    0,
+                    Error::Internal("the session workers stopped unexpectedly".into()),
+                );
+                return;
+            }
+        }
+    }
+
+    let window = (sessions * WINDOW_PER_SESSION) as u64;
+    let mut items = items.fuse();
+    let mut sent = 0u64; // items handed out
+    let mut settled = 0u64; // items whose result came back (or was dropped)
+    let mut next_out = 0u64; // the next index to give to `sink`
+    let mut exhausted = false;
+    loop {
+        // Hand out work up to the window, unless stopping.
+        while !failure.is_some() && !exhausted && sent - next_out < window {
+            match items.next() {
+                Some(Ok(item)) => {
+                    if work_tx.send((sent, item)).is_err() {
+                        failure.note(
+                            sent,
+                            Error::Internal("the session workers stopped unexpectedly".into()),
+                        );
+                        break;
+                    }
+                    sent += 1;
+                }
+                Some(Err(e)) => failure.note(sent, e),
+                None => exhausted = true,
+            }
+        }
+        if failure.is_some() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        if settled == sent && (exhausted || failure.is_some()) {
+            return;
+        }
+        let Ok(msg) = done_rx.recv() else {
+            failure.note(
+                sent,
+                Error::Internal("the session workers stopped unexpectedly".into()),
+            );
+            return;
+        };
+        match msg {
+            Msg::Ready | Msg::NoSession(_) => {}
+            Msg::Dropped => settled += 1,
+            Msg::Done(index, result) => {
+                settled += 1;
+                match result {
+                    Ok(value) if !failure.is_some() => {
+                        pending.insert(index, value);
+                        while let Some(value) = pending.remove(&next_out) {
+                            let at = next_out;
+                            next_out += 1;
+                            if let Err(e) = sink(value) {
+                                failure.note(at, e);
+                                break;
+                            }
+                        }
+                    }
+                    Ok(value) => salvage(value),
+                    Err(e) => failure.note(index, e),
+                }
+            }
+        }
+    }
 }
 
 /// Check a `--sessions` value.

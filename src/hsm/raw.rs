@@ -34,6 +34,22 @@ const WRAP_BUFFER: usize = 4096;
 /// the modulus of an RSA-16384 key fits.
 const ATTRIBUTE_BUFFER: usize = 2048;
 
+/// The largest output [`RawModule::one_shot`] accepts (its outputs are
+/// check blocks and MACs of at most 64 bytes).
+const ONE_SHOT_MAX: usize = 4096;
+
+/// Attributes that hold secret key material: never read, whatever a caller
+/// asks (DESIGN.md invariant 1).
+const NEVER_READ: [AttributeType; 7] = [
+    AttributeType::Value,
+    AttributeType::PrivateExponent,
+    AttributeType::Prime1,
+    AttributeType::Prime2,
+    AttributeType::Exponent1,
+    AttributeType::Exponent2,
+    AttributeType::Coefficient,
+];
+
 /// A raw view of the module's function list.
 pub struct RawModule {
     // Kept so the library stays mapped as long as the function list is used.
@@ -212,6 +228,9 @@ impl RawModule {
         object: u64,
         types: &[AttributeType],
     ) -> Result<Option<Vec<Attribute>>, RvError> {
+        if types.iter().any(|t| NEVER_READ.contains(t)) {
+            return Err(RvError::ArgumentsBad);
+        }
         let f = self
             .functions()
             .C_GetAttributeValue
@@ -245,13 +264,17 @@ impl RawModule {
             Err(e) => return Err(e),
         }
         let mut out = Vec::with_capacity(types.len());
-        for (attr, buffer) in template.iter().zip(&buffers) {
+        for ((attr, buffer), kind) in template.iter().zip(&buffers).zip(types) {
             if attr.ulValueLen == CK_UNAVAILABLE_INFORMATION {
                 continue;
             }
-            if attr.ulValueLen as usize > buffer.len() {
+            let variable = kind.fixed_size().is_none();
+            if attr.ulValueLen as usize > buffer.len()
+                || (variable && attr.ulValueLen as usize == buffer.len())
+            {
                 // A token that reports the length it needed instead of
-                // CKR_BUFFER_TOO_SMALL.
+                // CKR_BUFFER_TOO_SMALL, or a value that filled the whole
+                // buffer (it may have been cut, or never written).
                 return Ok(None);
             }
             out.push(Attribute::try_from(*attr).map_err(|_| RvError::GeneralError)?);
@@ -304,7 +327,12 @@ impl RawModule {
                     return Ok(out);
                 }
                 Err(RvError::BufferTooSmall) => {
+                    // The operation stays active; the next call completes it.
+                    // A length beyond any KCV or MAC is not believed.
                     capacity = (written as usize).max(capacity * 2);
+                    if capacity > ONE_SHOT_MAX {
+                        return Err(RvError::GeneralError);
+                    }
                 }
                 Err(e) => return Err(e),
             }

@@ -1629,11 +1629,13 @@ pub fn restore(
     // Pass 2: create, check each key, and prove the file did not change.
     // Lines are read, hashed and matched to pass 1 here; the unwraps and
     // checks run on `--sessions` sessions; results come back in file order.
-    let mut rollback = Rollback {
+    // Shared by the in-order results and the salvage of those under way
+    // when a run stops: every created object reaches it, even on a panic.
+    let rollback = std::cell::RefCell::new(Rollback {
         session,
         handles: Vec::new(),
         committed: false,
-    };
+    });
     let mut reader = BundleReader::new(input.reader()?);
     let mut second = Sha256::new();
     let mut index = 0u64;
@@ -1665,9 +1667,8 @@ pub fn restore(
         index += 1;
         return Some(Ok((step, entry)));
     });
-    let mut salvaged = Vec::new();
     let mut done = 0u64;
-    let run = crate::hsm::pool::run_ordered(
+    crate::hsm::pool::run_ordered(
         token,
         items,
         |t, (step, entry)| match step {
@@ -1675,8 +1676,13 @@ pub fn restore(
             _ => Ok((step, entry, Vec::new())),
         },
         |(step, entry, handles)| {
-            rollback.handles.extend(handles);
+            rollback.borrow_mut().handles.extend(handles);
             done += 1;
+            if options.cancel.load(Ordering::SeqCst) {
+                return Err(Error::Interrupted {
+                    what: format!("restore stopped after {done} of {total} keys; the keys it had created were destroyed"),
+                });
+            }
             if matches!(step, Step::Skip) {
                 report.skipped.push(Skipped {
                     label: entry.label.clone(),
@@ -1689,17 +1695,15 @@ pub fn restore(
             progress(done, total);
             Ok(())
         },
-        |(_, _, handles)| salvaged.extend(handles),
-    );
-    // Objects of entries still under way when the run failed are undone too.
-    rollback.handles.extend(salvaged);
-    run?;
+        |(_, _, handles)| rollback.borrow_mut().handles.extend(handles),
+    )?;
     let second: [u8; 32] = second.finalize().into();
     if second != digest || index != total {
         return Err(Error::BundleCorrupt {
             reason: "the file changed while it was being restored".into(),
         });
     }
+    let mut rollback = rollback.into_inner();
     rollback.committed = true;
     Ok(report)
 }

@@ -249,9 +249,11 @@ pub fn generate_many(
         }
     }
     let unlabelled_before = keys::unlabelled(token)?;
-    // On `--sessions` sessions; keys are made in any order, reported in order.
+    // On `--sessions` sessions, so keys are made in any order: a failure
+    // destroys every key this run made, not an arbitrary subset.
+    let made = std::cell::RefCell::new(Vec::new());
     let mut done = 0u64;
-    let made = crate::hsm::pool::run_ordered(
+    let run = crate::hsm::pool::run_ordered(
         token,
         labels.iter().map(Ok),
         |t, label| {
@@ -262,14 +264,20 @@ pub fn generate_many(
             };
             keys::generate_inner(t, &spec)
         },
-        |_| {
+        |generated| {
+            made.borrow_mut().extend(generated.handles);
             done += 1;
             progress(done, u64::from(count));
             Ok(())
         },
-        drop,
+        |generated| made.borrow_mut().extend(generated.handles),
     );
-    if let Err(e) = made {
+    if let Err(e) = run {
+        for h in made.into_inner() {
+            if let Err(d) = token.session().destroy_object(h) {
+                tracing::error!("could not destroy key {h} made before the failure: {d}");
+            }
+        }
         // A failed generation can leave an object without its label (SoftHSM).
         for h in keys::unlabelled(token).unwrap_or_default() {
             if !unlabelled_before.contains(&h) {

@@ -18,6 +18,13 @@
 //!
 //! A bad configuration makes C_GetFunctionList fail with CKR_GENERAL_ERROR
 //! and says why on stderr.
+//!
+//! A faulted call never reaches the real module, so it has none of the side
+//! effects a real failure would: a C_Encrypt or C_Sign that fails for real
+//! ends the operation its *Init began, a faulted one leaves it active in the
+//! module. Inject faults in calls that start or finish nothing (C_WrapKey,
+//! C_UnwrapKey, C_GetAttributeValue, C_OpenSession, C_GenerateKey...) or
+//! in the *Init calls themselves.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +61,11 @@ struct State {
 
 static STATE: OnceLock<Result<State, String>> = OnceLock::new();
 
+thread_local! {
+    /// Set while this thread loads the real module.
+    static LOADING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn load() -> Result<State, String> {
     let path = std::env::var("HSMKEY_SHIM_MODULE")
         .map_err(|_| "HSMKEY_SHIM_MODULE is not set: name the real PKCS#11 module".to_string())?;
@@ -80,12 +92,12 @@ fn load() -> Result<State, String> {
     let mut list: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
     // SAFETY: `list` is a valid out-pointer for the call.
     let rv = unsafe { get(&mut list) };
-    if rv != CKR_OK || list.is_null() {
-        return Err(format!("{path}: C_GetFunctionList returned 0x{rv:08X}"));
+    if rv != CKR_OK || list.is_null() || std::ptr::eq(list, &LIST) {
+        return Err(format!(
+            "{path}: C_GetFunctionList returned 0x{rv:08X} (is it the shim itself?)"
+        ));
     }
-    if std::ptr::eq(list, &LIST) {
-        return Err("HSMKEY_SHIM_MODULE names the shim itself".into());
-    }
+
     Ok(State {
         real: Real {
             _library: library,
@@ -156,7 +168,14 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
     if list.is_null() {
         return CKR_ARGUMENTS_BAD;
     }
-    match STATE.get_or_init(load) {
+    // HSMKEY_SHIM_MODULE naming the shim itself brings the loader back here
+    // while the state is being made: refuse instead of waiting on ourselves.
+    if LOADING.with(|l| l.replace(true)) {
+        return CKR_GENERAL_ERROR;
+    }
+    let state = STATE.get_or_init(load);
+    LOADING.with(|l| l.set(false));
+    match state {
         Ok(_) => {
             // SAFETY: checked non-null above; the caller owns the out-pointer.
             unsafe { *list = std::ptr::addr_of!(LIST) as *mut CK_FUNCTION_LIST };

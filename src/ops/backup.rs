@@ -1522,7 +1522,6 @@ fn check_entry_capability(support: &WrapSupport, entry: &Entry) -> Result<u64> {
         })
 }
 
-/// Restore a bundle: check everything first, then create all-or-nothing.
 /// What pass 2 does with one entry.
 #[derive(Clone, Copy)]
 enum Step {
@@ -1587,6 +1586,7 @@ fn restore_entry(
     Ok(std::mem::take(&mut created.handles))
 }
 
+/// Restore a bundle: check everything first, then create all-or-nothing.
 pub fn restore(
     token: &Token<'_>,
     input: &Input,

@@ -77,6 +77,42 @@ fn populate(src: &TestToken) -> Vec<&'static str> {
     ]
 }
 
+/// An RSA unwrap-only key `transport` made in `dst`; its public key, copied
+/// next to `src`, for recipient bundles.
+fn transport_key(src: &TestToken, dst: &TestToken, ty: &str) -> PathBuf {
+    dst.json(&[
+        "key",
+        "generate",
+        "--label",
+        "transport",
+        "--type",
+        ty,
+        "--usage",
+        "unwrap",
+    ]);
+    let pem_dst = file(dst, "transport.pem");
+    dst.json(&["key", "public", "transport", "--out", path_str(&pem_dst)]);
+    let pem = file(src, &format!("transport-{}.pem", rand_suffix()));
+    std::fs::copy(&pem_dst, &pem).unwrap();
+    pem
+}
+
+/// `n` AES-256 keys `bulk-00001`.. of policy `any`.
+fn bulk(t: &TestToken, n: u32) {
+    t.json(&[
+        "key",
+        "generate",
+        "--label",
+        "bulk",
+        "--type",
+        "aes-256",
+        "--backup-policy",
+        "any",
+        "--count",
+        &n.to_string(),
+    ]);
+}
+
 fn file(t: &TestToken, name: &str) -> PathBuf {
     t.dir.path().join(name)
 }
@@ -426,20 +462,7 @@ fn recipient_bundle_with_sha256_where_the_token_has_it() {
         "--backup-policy",
         "any",
     ]);
-    dst.json(&[
-        "key",
-        "generate",
-        "--label",
-        "transport",
-        "--type",
-        "rsa-2048",
-        "--usage",
-        "unwrap",
-    ]);
-    let pem = file(&src, "t.pem");
-    let pem_dst = file(&dst, "t.pem");
-    dst.json(&["key", "public", "transport", "--out", path_str(&pem_dst)]);
-    std::fs::copy(&pem_dst, &pem).unwrap();
+    let pem = transport_key(&src, &dst, "rsa-2048");
     let bundle = file(&src, "r256.bundle");
     let mut cmd = src.cmd();
     cmd.args([
@@ -995,18 +1018,7 @@ fn parallel_sessions_change_nothing_but_the_time() {
     put_kek(&src, "kek", &KEK_VALUE);
     put_kek(&dst, "kek", &KEK_VALUE);
     let mut expected: Vec<String> = populate(&src).iter().map(|l| l.to_string()).collect();
-    src.json(&[
-        "key",
-        "generate",
-        "--label",
-        "bulk",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-        "--count",
-        "20",
-    ]);
+    bulk(&src, 20);
     expected.extend((1..=20).map(|i| format!("bulk-{i:05}")));
     expected.sort();
     let one = file(&src, "one.bundle");
@@ -1100,18 +1112,7 @@ fn session_keys_of_password_and_recipient_bundles_serve_every_session() {
         path_str(&pw),
     ]);
     assert_eq!(labels(&v, "entries"), expected);
-    dst.json(&[
-        "key",
-        "generate",
-        "--label",
-        "transport",
-        "--type",
-        "rsa-2048",
-        "--usage",
-        "unwrap",
-    ]);
-    let pem = file(&dst, "t.pem");
-    dst.json(&["key", "public", "transport", "--out", path_str(&pem)]);
+    let pem = transport_key(&src, &dst, "rsa-2048");
     let rbundle = file(&src, "r.bundle");
     src.json(&[
         "--sessions",
@@ -1137,18 +1138,7 @@ fn session_keys_of_password_and_recipient_bundles_serve_every_session() {
 #[test]
 fn a_token_failure_midway_undoes_everything_on_any_number_of_sessions() {
     let (src, dst, _) = kek_fixture();
-    src.json(&[
-        "key",
-        "generate",
-        "--label",
-        "bulk",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-        "--count",
-        "12",
-    ]);
+    bulk(&src, 12);
     let bundle = file(&src, "all.bundle");
     let made = src.json(&[
         "backup",
@@ -1293,20 +1283,7 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
     put_kek(&src, "kek", &KEK_VALUE);
     put_kek(&dst, "kek", &KEK_VALUE);
     populate(&src);
-    dst.json(&[
-        "key",
-        "generate",
-        "--label",
-        "transport",
-        "--type",
-        "rsa-2048",
-        "--usage",
-        "unwrap",
-    ]);
-    let pem = file(&src, "t.pem");
-    let pem_dst = file(&dst, "t.pem");
-    dst.json(&["key", "public", "transport", "--out", path_str(&pem_dst)]);
-    std::fs::copy(&pem_dst, &pem).unwrap();
+    let pem = transport_key(&src, &dst, "rsa-2048");
     for (scheme, token, args) in [
         (
             "kek backup",

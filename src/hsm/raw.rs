@@ -34,6 +34,10 @@ const WRAP_BUFFER: usize = 4096;
 /// the modulus of an RSA-16384 key fits.
 const ATTRIBUTE_BUFFER: usize = 2048;
 
+/// The largest wrapped key accepted (PKCS#8 of an RSA-16384 key is about
+/// 10 KiB).
+const WRAP_MAX: usize = 1 << 20;
+
 /// The largest output [`RawModule::one_shot`] accepts (its outputs are
 /// check blocks and MACs of at most 64 bytes).
 const ONE_SHOT_MAX: usize = 4096;
@@ -99,6 +103,36 @@ impl RawMechanism<'_> {
             RawMechanism::Cryptoki(m) => CK_MECHANISM::from(*m),
         }
     }
+}
+
+/// Make a call that writes into an output buffer (`call(buffer, length)`),
+/// starting with `capacity` bytes and growing while the token answers
+/// CKR_BUFFER_TOO_SMALL, to at most `max` bytes (a length beyond it is not
+/// believed). Returns exactly the bytes the token says it wrote.
+fn grow_output(
+    capacity: usize,
+    max: usize,
+    mut call: impl FnMut(*mut u8, &mut CK_ULONG) -> CK_RV,
+) -> Result<Vec<u8>, RvError> {
+    let mut capacity = capacity;
+    for _ in 0..4 {
+        let mut out = vec![0u8; capacity];
+        let mut written: CK_ULONG = capacity as CK_ULONG;
+        match check(call(out.as_mut_ptr(), &mut written)) {
+            Ok(()) => {
+                out.truncate((written as usize).min(capacity));
+                return Ok(out);
+            }
+            Err(RvError::BufferTooSmall) => {
+                capacity = (written as usize).max(capacity * 2);
+                if capacity > max {
+                    return Err(RvError::GeneralError);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(RvError::BufferTooSmall)
 }
 
 fn check(rv: CK_RV) -> Result<(), RvError> {
@@ -187,33 +221,20 @@ impl RawModule {
         // too small says so and gets a bigger one; NSS's size query for
         // 0x210B also under-reports (it leaves out the padding), which the
         // same loop absorbs.
-        let mut capacity = WRAP_BUFFER;
-        for _ in 0..4 {
-            let mut out = vec![0u8; capacity];
-            let mut written: CK_ULONG = capacity as CK_ULONG;
-            // SAFETY: `out` has `written` bytes, which is what we tell the token.
-            let rv = unsafe {
+        grow_output(WRAP_BUFFER, WRAP_MAX, |out, written| {
+            // SAFETY: `out` has `*written` bytes, which is what we tell the
+            // token; `mech` and its parameter outlive the call.
+            unsafe {
                 f(
                     session as _,
                     &mut mech,
                     wrapping_key as CK_OBJECT_HANDLE,
                     key as CK_OBJECT_HANDLE,
-                    out.as_mut_ptr(),
-                    &mut written,
+                    out,
+                    written,
                 )
-            };
-            match check(rv) {
-                Ok(()) => {
-                    out.truncate(written as usize);
-                    return Ok(out);
-                }
-                Err(RvError::BufferTooSmall) => {
-                    capacity = (written as usize).max(capacity + 16);
-                }
-                Err(e) => return Err(e),
             }
-        }
-        Err(RvError::BufferTooSmall)
+        })
     }
 
     /// C_GetAttributeValue in one call instead of cryptoki's two (a size query,
@@ -306,38 +327,21 @@ impl RawModule {
         // SAFETY: `mech` and its parameter outlive the call.
         check(unsafe { init(session as _, &mut mech, key as CK_OBJECT_HANDLE) })?;
         let mut input = data.to_vec();
-        let mut capacity = capacity;
-        for _ in 0..3 {
-            let mut out = vec![0u8; capacity];
-            let mut written: CK_ULONG = capacity as CK_ULONG;
+        // On CKR_BUFFER_TOO_SMALL the operation stays active and the next
+        // call completes it.
+        grow_output(capacity, ONE_SHOT_MAX, |out, written| {
             // SAFETY: `input` holds `input.len()` bytes (C_Encrypt and C_Sign
-            // do not write to it), `out` holds `written` bytes.
-            let rv = unsafe {
+            // do not write to it), `out` holds `*written` bytes.
+            unsafe {
                 run(
                     session as _,
                     input.as_mut_ptr(),
                     input.len() as CK_ULONG,
-                    out.as_mut_ptr(),
-                    &mut written,
+                    out,
+                    written,
                 )
-            };
-            match check(rv) {
-                Ok(()) => {
-                    out.truncate(written as usize);
-                    return Ok(out);
-                }
-                Err(RvError::BufferTooSmall) => {
-                    // The operation stays active; the next call completes it.
-                    // A length beyond any KCV or MAC is not believed.
-                    capacity = (written as usize).max(capacity * 2);
-                    if capacity > ONE_SHOT_MAX {
-                        return Err(RvError::GeneralError);
-                    }
-                }
-                Err(e) => return Err(e),
             }
-        }
-        Err(RvError::BufferTooSmall)
+        })
     }
 
     /// C_UnwrapKey with any mechanism number.

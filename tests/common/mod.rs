@@ -261,14 +261,7 @@ impl TestToken {
 
     /// Run hsmkey with `--json`, expect success, parse stdout.
     pub fn json(&self, args: &[&str]) -> Value {
-        let out = self.cmd().args(args).arg("--json").output().unwrap();
-        assert!(
-            out.status.success(),
-            "hsmkey {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+        self.json_ok(self.cmd().args(args))
     }
 
     /// Like [`json`], with the SO PIN given.
@@ -454,9 +447,10 @@ impl TestToken {
     /// Run a prepared hsmkey command with `--json`, expect success, parse stdout.
     pub fn json_ok(&self, cmd: &mut Command) -> Value {
         let out = cmd.arg("--json").output().unwrap();
+        let args: Vec<_> = cmd.get_args().collect();
         assert!(
             out.status.success(),
-            "hsmkey failed: {}\n{}",
+            "hsmkey {args:?} failed: {}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

@@ -1,0 +1,51 @@
+use super::*;
+
+#[test]
+fn dates_are_rfc3339_utc() {
+    let d = now_rfc3339();
+    assert_eq!(d.len(), 20);
+    assert!(d.ends_with('Z'));
+    assert_eq!(&d[4..5], "-");
+    assert!(d.as_str() > "2024-01-01T00:00:00Z");
+}
+
+#[test]
+fn argon2_parameters_from_a_header_are_bounded() {
+    let pw = SecretString::from("abcdef".to_string());
+    let params = KdfParams {
+        algorithm: "argon2id".into(),
+        version: 0x13,
+        m_kib: ARGON2_MAX_M_KIB + 1,
+        t: 1,
+        p: 1,
+        salt: b64(&[0; 16]),
+    };
+    assert_eq!(argon2_key(&pw, &params).unwrap_err().code(), "HK1302");
+    let scrypt = KdfParams {
+        algorithm: "scrypt".into(),
+        ..params
+    };
+    assert_eq!(argon2_key(&pw, &scrypt).unwrap_err().code(), "HK1303");
+}
+
+#[test]
+fn argon2_matches_the_reference_crate_output() {
+    let pw = SecretString::from("correct horse".to_string());
+    let params = KdfParams {
+        algorithm: "argon2id".into(),
+        version: 0x13,
+        m_kib: 64,
+        t: 1,
+        p: 1,
+        salt: b64(b"saltsaltsaltsalt"),
+    };
+    let a = argon2_key(&pw, &params).unwrap();
+    let b = argon2_key(&pw, &params).unwrap();
+    assert_eq!(a.len(), 32);
+    assert_eq!(*a, *b, "deterministic for the same salt");
+    let other = KdfParams {
+        salt: b64(b"SALTSALTSALTSALT"),
+        ..params
+    };
+    assert_ne!(*argon2_key(&pw, &other).unwrap(), *a);
+}

@@ -43,7 +43,7 @@ base="/dev/shm"
 work=$(mktemp -d "$base/hsmkey-bench-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export HSMKEY_PIN=1234
-unset HSMKEY_MODULE HSMKEY_TOKEN
+unset HSMKEY_MODULE HSMKEY_TOKEN HSMKEY_SESSIONS HSMKEY_SHIM_MODULE HSMKEY_SHIM_DELAY_US HSMKEY_SHIM_FAULT HSMKEY_SHIM_COUNTS
 echo 'Bench#Password1' >"$work/pw"
 
 new_token() { # dir label

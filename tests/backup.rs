@@ -1267,6 +1267,14 @@ fn sessions_outside_1_to_64_are_refused() {
     for n in ["0", "65"] {
         let (exit, e) = t.json_err(t.cmd().args(["--sessions", n, "key", "list"]));
         assert_eq!((exit, code(&e)), (2, "HK1007"), "{n}: {e}");
+        // Before any PIN is needed, and for commands without bulk work too.
+        let (exit, e) = t.json_err(
+            t.cmd()
+                .env_remove("HSMKEY_PIN")
+                .env("HSMKEY_SESSIONS", n)
+                .args(["token", "list"]),
+        );
+        assert_eq!((exit, code(&e)), (2, "HK1007"), "{n}: {e}");
     }
 }
 

@@ -122,17 +122,20 @@ pub fn run() -> ExitCode {
     let ctx = Context {
         global: cli.global.clone(),
     };
-    let outcome = match cli.command {
-        Command::Token(cmd) => token::run(&ctx, cmd),
-        Command::Key(cmd) => key::run(&ctx, cmd),
-        Command::Backup(args) => backup::run_backup(&ctx, args),
-        Command::Restore(args) => backup::run_restore(&ctx, args),
-        Command::Verify(args) => backup::run_verify(&ctx, args),
-        Command::Byok(args) => byok::run(&ctx, args),
-        Command::ImportParams(args) => import::run_params(&ctx, args),
-        Command::Import(args) => import::run_import(&ctx, args),
-        Command::ExportKey(args) => import::run_export(&ctx, args),
-        Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
+    let outcome = match hsmkey::hsm::pool::check_sessions(ctx.global.sessions) {
+        Err(e) => Err(e),
+        Ok(_) => match cli.command {
+            Command::Token(cmd) => token::run(&ctx, cmd),
+            Command::Key(cmd) => key::run(&ctx, cmd),
+            Command::Backup(args) => backup::run_backup(&ctx, args),
+            Command::Restore(args) => backup::run_restore(&ctx, args),
+            Command::Verify(args) => backup::run_verify(&ctx, args),
+            Command::Byok(args) => byok::run(&ctx, args),
+            Command::ImportParams(args) => import::run_params(&ctx, args),
+            Command::Import(args) => import::run_import(&ctx, args),
+            Command::ExportKey(args) => import::run_export(&ctx, args),
+            Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,9 @@
 //! - `Session::wrap_key` returns the buffer sized by the size query rather than
 //!   the length the second call reports, so tokens that over-report (NSS) give
 //!   blobs with trailing zeros;
+//! - cryptoki's attribute reads, wraps and single-part operations each make a
+//!   size query first: a round trip per key that a network HSM pays for, which
+//!   offering the buffers up front saves;
 //! - NSS softokn needs a configuration string in C_Initialize's pReserved.
 //!
 //! The module is opened a second time with `dlopen`, which returns the handle
@@ -202,8 +205,8 @@ impl RawModule {
         }
     }
 
-    /// C_WrapKey returning exactly the bytes the token wrote: the length from
-    /// the second call, not the size query's upper bound.
+    /// C_WrapKey returning exactly the bytes the token wrote (the length the
+    /// token reports for this call, never a size query's upper bound).
     pub fn wrap_key(
         &self,
         session: u64,

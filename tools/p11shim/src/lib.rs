@@ -11,10 +11,14 @@
 //! - `HSMKEY_SHIM_FAULT`: faults to inject, separated by `;`, each
 //!   `FUNCTION:CKR:after=N[:times=M]`: after N calls of FUNCTION have been
 //!   forwarded, the next M calls (default: all of them) return CKR without
-//!   reaching the real module. CKR is a name (`CKR_DEVICE_ERROR`) or a number
-//!   (`0x30`);
-//! - `HSMKEY_SHIM_COUNTS`: a file that receives, whenever a session closes or
-//!   the module is finalized, how many times each function was called.
+//!   reaching the real module. CKR is a number (`0x30`) or one of the names in
+//!   [`spec`]'s table (`CKR_DEVICE_ERROR`, ...);
+//! - `HSMKEY_SHIM_COUNTS`: a file that receives, whenever a session closes
+//!   (C_CloseSession, C_CloseAllSessions) or the module is finalized, how many
+//!   times each function was called.
+//!
+//! C_GetFunctionList is answered by the shim (with its own list); the 67
+//! other functions of the 2.40 list are forwarded.
 //!
 //! A bad configuration makes C_GetFunctionList fail with CKR_GENERAL_ERROR
 //! and says why on stderr.

@@ -242,11 +242,20 @@ pub(crate) fn out(text: &str) {
     }
 }
 
+/// Print a value as pretty JSON, written straight to stdout: a listing of
+/// 10,000 keys is never held as one string.
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
-        format!("{{\"error_code\":\"HK1902\",\"message\":\"cannot serialize output: {e}\"}}")
-    });
-    out(&format!("{text}\n"));
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut stdout, value)
+        .map_err(std::io::Error::from)
+        .and_then(|_| stdout.write_all(b"\n"))
+        .and_then(|_| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        tracing::error!("cannot write the output: {e}");
+    }
 }
 
 /// What every command needs to reach a token.

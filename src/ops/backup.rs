@@ -113,7 +113,8 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 struct Candidate {
     info: KeyInfo,
-    public: Option<KeyInfo>,
+    // Boxed: most candidates have none, and an unboxed None is as large as a KeyInfo.
+    public: Option<Box<KeyInfo>>,
 }
 
 fn policy_refusal(
@@ -225,7 +226,7 @@ fn select(
             continue;
         }
         let public = if info.class == "private-key" {
-            public_half(token, &info)?
+            public_half(token, &info)?.map(Box::new)
         } else {
             None
         };

@@ -25,8 +25,10 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags};
 use cryptoki::error::{Rv, RvError};
 use cryptoki::object::{Attribute, AttributeType};
 use cryptoki_sys::{
-    CKA_UNWRAP_TEMPLATE, CKR_OK, CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO,
-    CK_OBJECT_HANDLE, CK_RV, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
+    CKA_COEFFICIENT, CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_PRIME_1, CKA_PRIME_2,
+    CKA_PRIVATE_EXPONENT, CKA_UNWRAP_TEMPLATE, CKA_VALUE, CKR_OK, CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE,
+    CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_OBJECT_HANDLE, CK_RV, CK_ULONG,
+    CK_UNAVAILABLE_INFORMATION,
 };
 
 /// The first output buffer C_WrapKey gets: PKCS#8 of an RSA-4096 key under
@@ -47,14 +49,14 @@ const ONE_SHOT_MAX: usize = 4096;
 
 /// Attributes that hold secret key material: never read, whatever a caller
 /// asks (DESIGN.md invariant 1).
-const NEVER_READ: [AttributeType; 7] = [
-    AttributeType::Value,
-    AttributeType::PrivateExponent,
-    AttributeType::Prime1,
-    AttributeType::Prime2,
-    AttributeType::Exponent1,
-    AttributeType::Exponent2,
-    AttributeType::Coefficient,
+const NEVER_READ: [CK_ATTRIBUTE_TYPE; 7] = [
+    CKA_VALUE,
+    CKA_PRIVATE_EXPONENT,
+    CKA_PRIME_1,
+    CKA_PRIME_2,
+    CKA_EXPONENT_1,
+    CKA_EXPONENT_2,
+    CKA_COEFFICIENT,
 ];
 
 /// A raw view of the module's function list.
@@ -252,7 +254,10 @@ impl RawModule {
         object: u64,
         types: &[AttributeType],
     ) -> Result<Option<Vec<Attribute>>, RvError> {
-        if types.iter().any(|t| NEVER_READ.contains(t)) {
+        if types
+            .iter()
+            .any(|t| NEVER_READ.contains(&CK_ATTRIBUTE_TYPE::from(*t)))
+        {
             return Err(RvError::ArgumentsBad);
         }
         let f = self

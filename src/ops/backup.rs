@@ -1110,6 +1110,63 @@ fn integrity_pass(
 
 /// In a second pass: refuse a line that is not the one the first pass
 /// authenticated (the file was changed in between).
+/// Restore's and verify's second reading of the bundle: every line hashed
+/// again, every entry's line matched to the digest pass 1 recorded for it.
+/// Yields the entries with their index.
+struct SecondPass<'a> {
+    reader: BundleReader<Box<dyn BufRead + 'a>>,
+    digests: &'a [[u8; 32]],
+    hash: Sha256,
+    index: u64,
+}
+
+impl<'a> SecondPass<'a> {
+    fn new(input: &'a Input, digests: &'a [[u8; 32]]) -> Result<Self> {
+        Ok(SecondPass {
+            reader: BundleReader::new(input.reader()?),
+            digests,
+            hash: Sha256::new(),
+            index: 0,
+        })
+    }
+
+    /// Whether the file read twice was the same: its whole digest and its
+    /// count of entries.
+    fn finish(self, digest: [u8; 32], total: u64, what: &str) -> Result<()> {
+        let second: [u8; 32] = self.hash.finalize().into();
+        if second != digest || self.index != total {
+            return Err(Error::BundleCorrupt {
+                reason: format!("the file changed while it was being {what}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for SecondPass<'_> {
+    type Item = Result<(u64, Entry)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(Error::from(e))),
+            };
+            self.hash.update(&line.bytes);
+            let Line::Key(entry) = line.line else {
+                continue;
+            };
+            if let Err(e) = same_line(self.digests, self.index, &line.bytes) {
+                return Some(Err(e));
+            }
+            let index = self.index;
+            self.index += 1;
+            return Some(Ok((index, entry)));
+        }
+    }
+}
+
 fn same_line(digests: &[[u8; 32]], index: u64, bytes: &[u8]) -> Result<()> {
     let now: [u8; 32] = Sha256::digest(bytes).into();
     match digests.get(index as usize) {
@@ -1637,26 +1694,13 @@ pub fn restore(
         handles: Vec::new(),
         committed: false,
     });
-    let mut reader = BundleReader::new(input.reader()?);
-    let mut second = Sha256::new();
-    let mut index = 0u64;
-    let items = std::iter::from_fn(|| loop {
-        let line = match reader.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(Error::from(e))),
-        };
-        second.update(&line.bytes);
-        let Line::Key(entry) = line.line else {
-            continue;
-        };
-        if let Err(e) = same_line(&line_digests, index, &line.bytes) {
-            return Some(Err(e));
-        }
+    let mut second = SecondPass::new(input, &line_digests)?;
+    let items = second.by_ref().map(|read| {
+        let (index, entry) = read?;
         if options.cancel.load(Ordering::SeqCst) {
-            return Some(Err(Error::Interrupted {
+            return Err(Error::Interrupted {
                 what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
-            }));
+            });
         }
         let step = if skip.contains(&index) {
             Step::Skip
@@ -1665,8 +1709,7 @@ pub fn restore(
         } else {
             Step::Create
         };
-        index += 1;
-        return Some(Ok((step, entry)));
+        Ok((step, entry))
     });
     let mut done = 0u64;
     crate::hsm::pool::run_ordered(
@@ -1698,12 +1741,7 @@ pub fn restore(
         },
         |(_, _, handles)| rollback.borrow_mut().handles.extend(handles),
     )?;
-    let second: [u8; 32] = second.finalize().into();
-    if second != digest || index != total {
-        return Err(Error::BundleCorrupt {
-            reason: "the file changed while it was being restored".into(),
-        });
-    }
+    second.finish(digest, total, "restored")?;
     let mut rollback = rollback.into_inner();
     rollback.committed = true;
     Ok(report)
@@ -1735,25 +1773,8 @@ pub fn verify(
         skipped: Vec::new(),
         notes: Vec::new(),
     };
-    let mut reader = BundleReader::new(input.reader()?);
-    let mut second = Sha256::new();
-    let mut index = 0u64;
-    let items = std::iter::from_fn(|| loop {
-        let line = match reader.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(Error::from(e))),
-        };
-        second.update(&line.bytes);
-        let Line::Key(entry) = line.line else {
-            continue;
-        };
-        if let Err(e) = same_line(&line_digests, index, &line.bytes) {
-            return Some(Err(e));
-        }
-        index += 1;
-        return Some(Ok(entry));
-    });
+    let mut second = SecondPass::new(input, &line_digests)?;
+    let items = second.by_ref().map(|read| read.map(|(_, entry)| entry));
     let mut done = 0u64;
     crate::hsm::pool::run_ordered(
         token,
@@ -1785,12 +1806,7 @@ pub fn verify(
         },
         drop,
     )?;
-    let second: [u8; 32] = second.finalize().into();
-    if second != digest {
-        return Err(Error::BundleCorrupt {
-            reason: "the file changed while it was being verified".into(),
-        });
-    }
+    second.finish(digest, total, "verified")?;
     Ok(report)
 }
 

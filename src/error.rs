@@ -32,6 +32,9 @@ pub enum ExitClass {
     Conflict,
     /// The operator interrupted the operation (Ctrl-C); everything was rolled back.
     Interrupted,
+    /// The command failed and its clean-up could not remove everything it
+    /// had created: the error lists what is left on the token.
+    LeftBehind,
 }
 
 impl ExitClass {
@@ -46,6 +49,7 @@ impl ExitClass {
             ExitClass::BadInput => 6,
             ExitClass::Token => 7,
             ExitClass::Conflict => 8,
+            ExitClass::LeftBehind => 9,
             ExitClass::Interrupted => 130,
         }
     }
@@ -102,6 +106,8 @@ pub enum Error {
     PolicyRefused { key: String, reason: String },
     #[error("The target refuses this: {rule}")]
     TargetRule { rule: String },
+    #[error("{} key(s) would be left out of the backup: {}", skipped.len(), skipped.join("; "))]
+    Incomplete { skipped: Vec<String> },
 
     // HK13xx: bad input
     #[error("Invalid {what}: {reason}")]
@@ -125,12 +131,21 @@ pub enum Error {
         rv: String,
         action: String,
     },
+    #[error("{cause} Clean-up failed too: {} object(s) it had created are still on the token.", left.len())]
+    LeftBehind {
+        cause: Box<Error>,
+        left: Vec<String>,
+    },
 
     // HK15xx: conflicts
     #[error("{what} already exists.")]
     AlreadyExists { what: String },
     #[error("The import parameters for key id {key_id} were already used (or withdrawn).")]
     ImportTokenUsed { key_id: String },
+    #[error("Another hsmkey run is changing this token ({holder}).")]
+    Busy { token: String, holder: String },
+    #[error("Another run created {what} at the same time; this run's copy was removed.")]
+    ConcurrentCreate { what: String },
 
     // HK19xx: internal
     #[error("I/O error on {path}: {source}")]
@@ -166,6 +181,7 @@ impl Error {
             Error::NotCapable { .. } => "HK1201",
             Error::PolicyRefused { .. } => "HK1202",
             Error::TargetRule { .. } => "HK1203",
+            Error::Incomplete { .. } => "HK1204",
             Error::BadInput { .. } => "HK1301",
             Error::BundleCorrupt { .. } => "HK1302",
             Error::UnsupportedFormat { .. } => "HK1303",
@@ -173,8 +189,11 @@ impl Error {
             Error::Expired { .. } => "HK1305",
             Error::ImportTokenInvalid { .. } => "HK1306",
             Error::Pkcs11 { .. } => "HK1401",
+            Error::LeftBehind { .. } => "HK1403",
             Error::AlreadyExists { .. } => "HK1501",
             Error::ImportTokenUsed { .. } => "HK1502",
+            Error::Busy { .. } => "HK1503",
+            Error::ConcurrentCreate { .. } => "HK1504",
             Error::Io { .. } => "HK1901",
             Error::Internal(_) => "HK1902",
             Error::Interrupted { .. } => "HK1903",
@@ -198,9 +217,10 @@ impl Error {
             | Error::SoLoginRequired { .. }
             | Error::UserPinNotInitialized { .. }
             | Error::WrongUnwrapKey { .. } => ExitClass::Auth,
-            Error::NotCapable { .. } | Error::PolicyRefused { .. } | Error::TargetRule { .. } => {
-                ExitClass::NotCapable
-            }
+            Error::NotCapable { .. }
+            | Error::PolicyRefused { .. }
+            | Error::TargetRule { .. }
+            | Error::Incomplete { .. } => ExitClass::NotCapable,
             Error::BadInput { .. }
             | Error::BundleCorrupt { .. }
             | Error::UnsupportedFormat { .. }
@@ -208,7 +228,11 @@ impl Error {
             | Error::Expired { .. }
             | Error::ImportTokenInvalid { .. } => ExitClass::BadInput,
             Error::Pkcs11 { .. } => ExitClass::Token,
-            Error::AlreadyExists { .. } | Error::ImportTokenUsed { .. } => ExitClass::Conflict,
+            Error::LeftBehind { .. } => ExitClass::LeftBehind,
+            Error::AlreadyExists { .. }
+            | Error::ImportTokenUsed { .. }
+            | Error::Busy { .. }
+            | Error::ConcurrentCreate { .. } => ExitClass::Conflict,
             Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
             Error::Interrupted { .. } => ExitClass::Interrupted,
         }
@@ -292,8 +316,20 @@ impl Error {
                 ctx.insert("rv", rv.clone());
                 ctx.insert("action", action.clone());
             }
-            Error::AlreadyExists { what } => {
+            Error::AlreadyExists { what } | Error::ConcurrentCreate { what } => {
                 ctx.insert("object", what.clone());
+            }
+            Error::Busy { token, holder } => {
+                ctx.insert("token", token.clone());
+                ctx.insert("holder", holder.clone());
+            }
+            Error::Incomplete { skipped } => {
+                ctx.insert("skipped", skipped.join("; "));
+            }
+            Error::LeftBehind { cause, left } => {
+                ctx = cause.context();
+                ctx.insert("cause_code", cause.code().to_string());
+                ctx.insert("left", left.join("; "));
             }
             Error::Io { path, .. } => {
                 ctx.insert("path", path.clone());
@@ -368,6 +404,18 @@ impl Error {
             Error::AlreadyExists { .. } => {
                 "Choose another label or id; for an output file pass --force; for a restore see --on-conflict skip.".into()
             }
+            Error::Incomplete { .. } => {
+                "Nothing was written. Name the keys to back up, fix what is listed (docs/FORMAT.md, skip reasons), or pass --allow-skips to accept a bundle without them.".into()
+            }
+            Error::LeftBehind { .. } => {
+                "The objects in `left` (label, id, class, handle) were created by this run and could not be destroyed: once the token answers again, remove them with `hsmkey key destroy 'pkcs11:id=...' --yes`.".into()
+            }
+            Error::Busy { .. } => {
+                "Wait for the other run to finish, or pass --wait SECS to wait for it (docs/SECURITY.md, runs do not collide).".into()
+            }
+            Error::ConcurrentCreate { .. } => {
+                "Two runs on different hosts created the same key; this one removed its copy. Check `hsmkey key list`, then run again if the key is still wanted.".into()
+            }
             Error::Io { .. } => "Check the path, its permissions and the free space.".into(),
             Error::Internal(_) => "This is a bug in hsmkey; please report it with the output of -v.".into(),
             Error::Interrupted { .. } => "Nothing was kept: run the command again when ready.".into(),
@@ -396,6 +444,19 @@ impl Error {
         }
     }
 
+    /// This error, or — when clean-up left objects behind — the error that
+    /// says so and lists them (exit 9, HK1403).
+    pub fn with_leftovers(self, left: Vec<String>) -> Error {
+        if left.is_empty() {
+            self
+        } else {
+            Error::LeftBehind {
+                cause: Box::new(self),
+                left,
+            }
+        }
+    }
+
     /// A token failure from cryptoki, classified: PIN errors become auth errors,
     /// unsupported mechanisms become capability errors; the rest keeps the
     /// PKCS#11 function and CKR_ name as context.
@@ -418,6 +479,42 @@ impl Error {
             },
             other => Error::Internal(format!("{action}: {other}")),
         }
+    }
+}
+
+/// A definitive "not supported" answer: the mechanism or its parameters are
+/// not offered. Only these make the capability probe call something absent;
+/// any other failure is a token error (docs/TOKENS.md).
+pub fn rv_is_unsupported(rv: cryptoki::error::RvError) -> bool {
+    use cryptoki::error::RvError;
+    matches!(
+        rv,
+        RvError::MechanismInvalid | RvError::MechanismParamInvalid
+    )
+}
+
+/// Answers by which a token says that a wrapped key or encrypted value does
+/// not open under this key: a wrong key or altered bytes, not a failure of
+/// the token. CKR_GENERAL_ERROR is among them because SoftHSM 2.6.1 answers a
+/// failed RFC 3394 integrity check with it (docs/TOKENS.md).
+pub fn rv_is_bad_ciphertext(rv: cryptoki::error::RvError) -> bool {
+    use cryptoki::error::RvError;
+    matches!(
+        rv,
+        RvError::WrappedKeyInvalid
+            | RvError::WrappedKeyLenRange
+            | RvError::EncryptedDataInvalid
+            | RvError::EncryptedDataLenRange
+            | RvError::GeneralError
+    )
+}
+
+/// The token error for a failed call, keeping function and CKR_ name.
+pub fn token_failure(function: &str, rv: cryptoki::error::RvError, action: &str) -> Error {
+    Error::Pkcs11 {
+        function: function.to_string(),
+        rv: ckr_name(rv),
+        action: action.to_string(),
     }
 }
 

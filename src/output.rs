@@ -61,6 +61,11 @@ impl AtomicFile {
         self.tmp.as_file_mut()
     }
 
+    /// The temporary file's path (to read back what was written).
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
     pub fn dest(&self) -> &Path {
         &self.dest
     }

@@ -94,6 +94,17 @@ pub struct BackupArgs {
     /// OAEP hash for --recipient (MGF1 with the same hash). SoftHSM 2.6.1 has SHA-1 only.
     #[arg(long, value_enum, default_value = "sha1")]
     oaep_hash: HashArg,
+    /// Write the bundle even if keys are left out for a reason other than
+    /// their own backup policy (no label, a shared label, a public key alone,
+    /// a mechanism the token lacks). Without it such a backup fails, writes
+    /// nothing and lists the keys.
+    #[arg(long)]
+    allow_skips: bool,
+    /// Before reporting success, read the written bundle back in the token:
+    /// MAC checked, every key unwrapped into a session object and checked
+    /// (KCV or public half). Creates nothing on the token. For cron jobs.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -242,22 +253,31 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
     let mut bar = Bar::new(ctx, "backup");
+    let options = backup::BackupOptions {
+        allow_skips: args.allow_skips,
+        verify: args.verify,
+        cancel: &cancel,
+    };
     let (report, blob) = match args.format {
         Format::Bundle => {
-            let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file.file());
+            let path = file.path().to_path_buf();
+            let mut sink = backup::FileSink {
+                writer: std::io::BufWriter::with_capacity(256 * 1024, file.file()),
+                path,
+            };
             let report = backup::backup(
                 &token,
                 &protect,
                 &selection,
-                &mut writer,
-                &cancel,
+                &mut sink,
+                &options,
                 &mut |d, t| bar.update(d, t),
             )?;
-            writer.flush().map_err(|e| Error::Io {
+            sink.flush().map_err(|e| Error::Io {
                 path: args.out.display().to_string(),
                 source: e,
             })?;
-            drop(writer);
+            drop(sink);
             (report, None)
         }
         Format::Blob => {
@@ -267,7 +287,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
                 &protect,
                 &selection,
                 &mut bytes,
-                &cancel,
+                &options,
                 &mut |d, t| bar.update(d, t),
             )?;
             // One key with its versions: refuse a selection that reached several names.
@@ -311,10 +331,15 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
         let mut text = entries_table(&report.entries);
         text.push_str(&skipped_text(&report.skipped));
         text.push_str(&format!(
-            "{} key(s) backed up to {} ({} protection)\n",
+            "{} key(s) backed up to {} ({} protection{})\n",
             report.entries.len(),
             args.out.display(),
-            report.scheme
+            report.scheme,
+            if args.verify {
+                "; read back and verified in the token"
+            } else {
+                ""
+            }
         ));
         out(&text);
     }
@@ -356,8 +381,11 @@ fn skipped_text(skipped: &[backup::Skipped]) -> String {
     let mut text = String::new();
     for s in skipped {
         text.push_str(&format!(
-            "skipped {} ({}): {}\n",
-            s.label, s.class, s.reason
+            "skipped {} ({}) [{}]: {}\n",
+            s.label.escape_debug(),
+            s.class,
+            s.code,
+            s.reason
         ));
     }
     text

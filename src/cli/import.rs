@@ -7,7 +7,9 @@ use hsmkey::formats::export_key::ExportKey;
 use hsmkey::formats::import_params::{self, Material};
 use hsmkey::hsm::keys::{BackupPolicy, KeySelector, KeySpec, Usage};
 use hsmkey::ops::import::{self as imp, ImportRequest, MaterialInput, ParamsRequest};
-use hsmkey::output::write_atomic;
+use std::io::Write;
+
+use hsmkey::output::{write_atomic, AtomicFile};
 use hsmkey::Error;
 
 use super::{out, print_json, Context};
@@ -57,11 +59,9 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
             what: "--valid-for".into(),
             reason,
         })?;
-    if args.out.exists() && !args.force {
-        return Err(Error::AlreadyExists {
-            what: format!("the output file {}", args.out.display()),
-        });
-    }
+    // Staged before any token work: a folder that cannot take the file fails
+    // here, not after the key pair is made.
+    let mut staged = Some(AtomicFile::create(&args.out, args.force)?);
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
     let params = imp::import_params(
@@ -73,11 +73,20 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
             valid_for,
             now: now(),
         },
+        &mut |params| {
+            let mut bytes =
+                serde_json::to_vec_pretty(params).map_err(|e| Error::Internal(e.to_string()))?;
+            bytes.push(b'\n');
+            let mut file = staged
+                .take()
+                .ok_or_else(|| Error::Internal("import parameters published twice".into()))?;
+            file.file().write_all(&bytes).map_err(|e| Error::Io {
+                path: args.out.display().to_string(),
+                source: e,
+            })?;
+            file.commit()
+        },
     )?;
-    let mut bytes =
-        serde_json::to_vec_pretty(&params).map_err(|e| Error::Internal(e.to_string()))?;
-    bytes.push(b'\n');
-    write_atomic(&args.out, &bytes, args.force)?;
     if ctx.json() {
         print_json(&params);
     } else {

@@ -739,6 +739,10 @@ pub struct KeyInfo {
     #[serde(skip)]
     pub handle: ObjectHandle,
     pub label: String,
+    /// The token's CKA_LABEL was not UTF-8: `label` is a lossy rendering,
+    /// not the label itself.
+    #[serde(skip)]
+    pub label_lossy: bool,
     /// The key's name (label without @vN).
     pub name: String,
     pub id: String,
@@ -1072,6 +1076,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let mut class = ObjectClass::DATA;
     let mut key_type = None;
     let mut label = String::new();
+    let mut label_lossy = false;
     let mut id = Vec::new();
     let mut value_len = None;
     let mut modulus_bits = None;
@@ -1083,7 +1088,10 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         match a {
             Attribute::Class(c) => class = c,
             Attribute::KeyType(k) => key_type = Some(k),
-            Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+            Attribute::Label(l) => {
+                label_lossy = std::str::from_utf8(&l).is_err();
+                label = String::from_utf8_lossy(&l).into_owned();
+            }
             Attribute::Id(i) => id = i,
             Attribute::ValueLen(l) => value_len = Some(u64::from(l)),
             Attribute::ModulusBits(b) => modulus_bits = Some(u64::from(b)),
@@ -1187,6 +1195,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         _ => ObjectType::PublicKey,
     });
     Ok(KeyInfo {
+        label_lossy,
         handle,
         name: name.to_string(),
         version,

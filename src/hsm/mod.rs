@@ -6,6 +6,7 @@ pub mod pin;
 pub mod pool;
 pub mod probe;
 pub mod raw;
+pub mod undo;
 pub mod uri;
 pub mod wrap;
 

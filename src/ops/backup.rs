@@ -24,6 +24,7 @@ use crate::formats::bundle::{
 use crate::formats::{password, spki};
 use crate::hsm::keys::{self, KeyInfo, KeySelector};
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::undo::{self, Undo};
 use crate::hsm::wrap::{self, OaepHash, PublicValues, SessionKey, WrapSupport};
 use crate::hsm::Token;
 
@@ -84,7 +85,91 @@ pub struct EntrySummary {
 pub struct Skipped {
     pub label: String,
     pub class: String,
+    /// Stable reason code (docs/FORMAT.md, "Skips"): `policy-none`,
+    /// `policy-trusted` and `bundle-kek` are the key's own policy; any other
+    /// makes a backup fail unless skips are allowed.
+    pub code: &'static str,
     pub reason: String,
+}
+
+/// Skip codes that follow from the key's own policy: a complete backup may
+/// leave these out.
+pub const POLICY_SKIPS: [&str; 3] = ["policy-none", "policy-trusted", "bundle-kek"];
+
+impl Skipped {
+    fn new(info: &KeyInfo, code: &'static str, reason: String) -> Skipped {
+        Skipped {
+            label: shown_label(info),
+            class: info.class.clone(),
+            code,
+            reason,
+        }
+    }
+
+    /// Whether this skip is the key's own policy (not a loss).
+    pub fn is_policy(&self) -> bool {
+        POLICY_SKIPS.contains(&self.code)
+    }
+}
+
+/// How a key is named in reports: its label, or for keys other tools made
+/// without one, its id.
+fn shown_label(info: &KeyInfo) -> String {
+    if info.label.is_empty() {
+        format!(
+            "(no label, id {})",
+            if info.id.is_empty() { "none" } else { &info.id }
+        )
+    } else {
+        info.label.clone()
+    }
+}
+
+/// How `backup` runs besides what and where.
+pub struct BackupOptions<'a> {
+    /// Write the bundle even when keys are left out for reasons other than
+    /// their own policy (`--allow-skips`).
+    pub allow_skips: bool,
+    /// Re-read the written bundle in the token before reporting success.
+    pub verify: bool,
+    pub cancel: &'a AtomicBool,
+}
+
+/// Where a bundle is written, and how it is read back for `--verify`.
+pub trait BundleSink: Write {
+    /// Everything written so far, flushed, as an input to read again.
+    fn reread(&mut self) -> Result<Input>;
+}
+
+impl BundleSink for Vec<u8> {
+    fn reread(&mut self) -> Result<Input> {
+        Ok(Input::Bytes(self.clone()))
+    }
+}
+
+/// A buffered file sink that can be read back by path.
+pub struct FileSink<'f> {
+    pub writer: std::io::BufWriter<&'f mut std::fs::File>,
+    pub path: PathBuf,
+}
+
+impl Write for FileSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl BundleSink for FileSink<'_> {
+    fn reread(&mut self) -> Result<Input> {
+        self.writer.flush().map_err(|e| Error::Io {
+            path: self.path.display().to_string(),
+            source: e,
+        })?;
+        Ok(Input::File(self.path.clone()))
+    }
 }
 
 /// What `backup` did.
@@ -121,23 +206,58 @@ fn policy_refusal(
     info: &KeyInfo,
     trusted_kek: bool,
     kek_handle: Option<ObjectHandle>,
-) -> Option<String> {
+) -> Option<(&'static str, String)> {
     if Some(info.handle) == kek_handle {
-        return Some("it is the KEK of this backup".into());
+        return Some(("bundle-kek", "it is the KEK of this backup".into()));
     }
     if !matches!(info.key_type.as_str(), "aes" | "generic" | "rsa" | "ec") {
-        return Some(format!("hsmkey does not back up {} keys", info.key_type));
+        return Some((
+            "unsupported-type",
+            format!("hsmkey does not back up {} keys", info.key_type),
+        ));
     }
     if info.extractable != Some(true) {
-        return Some(
+        return Some((
+            "policy-none",
             "backup policy none (CKA_EXTRACTABLE=false): it never leaves the token".into(),
-        );
+        ));
     }
     if info.wrap_with_trusted == Some(true) && !trusted_kek {
-        return Some(
+        return Some((
+            "policy-trusted",
             "backup policy trusted: only a KEK the SO marked CKA_TRUSTED may wrap it (not a password, recipient or untrusted KEK)"
                 .into(),
-        );
+        ));
+    }
+    None
+}
+
+/// Keys made by other tools that a bundle cannot carry faithfully: restore
+/// names keys by label, so a key without one, with a label that is not
+/// UTF-8, or sharing its label with another key of its class is refused by
+/// name rather than written into a bundle that restores something else.
+fn identity_refusal(
+    info: &KeyInfo,
+    shared_labels: &HashSet<(String, String)>,
+) -> Option<(&'static str, String)> {
+    if info.label.is_empty() {
+        return Some((
+            "no-label",
+            "the key has no CKA_LABEL; give it one (e.g. pkcs11-tool --set-id/--label) to back it up".into(),
+        ));
+    }
+    if info.label_lossy {
+        return Some((
+            "label-not-utf8",
+            "its CKA_LABEL is not UTF-8 text, so a restore could not give it the same label".into(),
+        ));
+    }
+    if shared_labels.contains(&(info.class.clone(), info.label.clone())) {
+        return Some((
+            "duplicate-label",
+            "another key of this class has the same label, so a restore could not tell them apart"
+                .into(),
+        ));
     }
     None
 }
@@ -164,20 +284,16 @@ fn public_half(token: &Token<'_>, info: &KeyInfo) -> Result<Option<KeyInfo>> {
 fn refuse_or_skip(
     named: bool,
     skipped: &mut Vec<Skipped>,
-    info: KeyInfo,
-    reason: String,
+    info: &KeyInfo,
+    (code, reason): (&'static str, String),
 ) -> Result<()> {
     if named {
         return Err(Error::PolicyRefused {
-            key: info.label,
+            key: shown_label(info),
             reason,
         });
     }
-    skipped.push(Skipped {
-        label: info.label,
-        class: info.class,
-        reason,
-    });
+    skipped.push(Skipped::new(info, code, reason));
     Ok(())
 }
 
@@ -210,6 +326,12 @@ fn select(
         .filter(|i| i.class == "private-key")
         .map(|i| (i.label.clone(), i.id.clone()))
         .collect();
+    let mut seen_labels = HashSet::new();
+    let shared_labels: HashSet<(String, String)> = infos
+        .iter()
+        .map(|i| (i.class.clone(), i.label.clone()))
+        .filter(|key| !seen_labels.insert(key.clone()))
+        .collect();
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
     for info in infos {
@@ -218,11 +340,22 @@ fn select(
                 continue; // travels with its private half
             }
             let reason = "a public key alone holds nothing secret; `hsmkey key public` exports it";
-            refuse_or_skip(named, &mut skipped, info, reason.to_string())?;
+            refuse_or_skip(
+                named,
+                &mut skipped,
+                &info,
+                ("public-key-only", reason.to_string()),
+            )?;
             continue;
         }
-        if let Some(reason) = policy_refusal(&info, trusted_kek, kek_handle) {
-            refuse_or_skip(named, &mut skipped, info, reason)?;
+        // The key's own policy first: a key that may not leave is reported
+        // as such whatever its label.
+        let refusal = policy_refusal(&info, trusted_kek, kek_handle)
+            .filter(|(code, _)| POLICY_SKIPS.contains(code))
+            .or_else(|| identity_refusal(&info, &shared_labels))
+            .or_else(|| policy_refusal(&info, trusted_kek, kek_handle));
+        if let Some(refusal) = refusal {
+            refuse_or_skip(named, &mut skipped, &info, refusal)?;
             continue;
         }
         let public = if info.class == "private-key" {
@@ -352,15 +485,17 @@ fn open_mac_session<'m>(token: &Token<'m>) -> Result<Session> {
         .map_err(|e| Error::pkcs11("open a second session for the MAC", e))
 }
 
-/// Back up keys into `out`, one line at a time.
+/// Back up keys into `out`, one line at a time; with `options.verify`,
+/// read the written bundle back and check every key in the token.
 pub fn backup(
     token: &Token<'_>,
     protect: &Protect,
     selection: &Selection,
-    out: &mut dyn Write,
-    cancel: &AtomicBool,
+    out: &mut dyn BundleSink,
+    options: &BackupOptions<'_>,
     progress: Progress<'_>,
 ) -> Result<BackupReport> {
+    let cancel = options.cancel;
     let session = token.session();
     let mut eph = Ephemeral::new(session);
 
@@ -372,6 +507,14 @@ pub fn backup(
                 return Err(Error::PolicyRefused {
                     key: kek.label,
                     reason: "this key may not wrap (CKA_WRAP=false); use a KEK made with `key generate --kek`".into(),
+                });
+            }
+            if options.verify && !kek.usage.contains(&"unwrap") {
+                return Err(Error::Usage {
+                    message: format!(
+                        "--verify reads the bundle back under the KEK, and '{}' may not unwrap (CKA_UNWRAP=false)",
+                        kek.label
+                    ),
                 });
             }
             let protection = Protection::Kek {
@@ -450,11 +593,7 @@ pub fn backup(
                         "Back up secret keys only, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
                 });
             }
-            skipped.push(Skipped {
-                label: c.info.label,
-                class: c.info.class,
-                reason,
-            });
+            skipped.push(Skipped::new(&c.info, "token-lacks-rfc5649", reason));
             continue;
         }
         if c.info.key_type == "ec" && c.public.is_none() {
@@ -465,14 +604,20 @@ pub fn backup(
                     reason,
                 });
             }
-            skipped.push(Skipped {
-                label: c.info.label,
-                class: c.info.class,
-                reason,
-            });
+            skipped.push(Skipped::new(&c.info, "ec-without-public", reason));
             continue;
         }
         work.push(c);
+    }
+    // Exit 0 means complete: a key left out for any reason but its own
+    // policy stops the backup before anything is wrapped or written.
+    let lost: Vec<String> = skipped
+        .iter()
+        .filter(|s| !s.is_policy())
+        .map(|s| format!("{} ({}: {})", s.label, s.code, s.reason))
+        .collect();
+    if !lost.is_empty() && !options.allow_skips {
+        return Err(Error::Incomplete { skipped: lost });
     }
 
     // The integrity key, wrapped like the entries.
@@ -550,6 +695,22 @@ pub fn backup(
         path: "the output".into(),
         source: e,
     })?;
+    if options.verify {
+        // The bundle as written, read back like a restore would: the MAC
+        // key unwrapped from the header, every key unwrapped into a session
+        // object and checked. Nothing is created on the token.
+        let input = out.reread()?;
+        let header = read_header(&input)?;
+        let opened = open_mac_key(token, &mut eph, header, wrapping, false, "KEK", &support)?;
+        let checked = verify_opened(token, &input, &opened, &support, &mut |_, _| {})?;
+        if checked.entries.len() != entries.len() {
+            return Err(Error::Internal(format!(
+                "--verify read {} keys back; {} were written",
+                checked.entries.len(),
+                entries.len()
+            )));
+        }
+    }
     Ok(BackupReport {
         scheme: match protect {
             Protect::Kek(_) => "kek",
@@ -957,12 +1118,17 @@ fn open_protection(
                                 alternatives: "Restore on a token with this OAEP hash, or have the sender use --oaep-hash sha1.".into(),
                             }
                         }
-                        _ => wrong_key(
+                        rv if crate::error::rv_is_bad_ciphertext(rv) => wrong_key(
                             "recipient key",
                             format!(
                                 "the transfer key did not unwrap ({}): wrong key or altered header",
                                 ckr_name(rv)
                             ),
+                        ),
+                        rv => crate::error::token_failure(
+                            "C_UnwrapKey",
+                            rv,
+                            "unwrap the bundle's transfer key",
                         ),
                     }
                 })?;
@@ -983,6 +1149,19 @@ fn open_protection(
             })
         }
     };
+    open_mac_key(token, eph, header, unwrapping, trusted_kek, what, support)
+}
+
+/// Unwrap the bundle's MAC key from its header under `unwrapping`.
+fn open_mac_key(
+    token: &Token<'_>,
+    eph: &mut Ephemeral<'_>,
+    header: Header,
+    unwrapping: ObjectHandle,
+    trusted_kek: bool,
+    what: &str,
+    support: &WrapSupport,
+) -> Result<Opened> {
     let mech = support
         .mechanism(&header.mac.wrap)
         .ok_or_else(|| Error::NotCapable {
@@ -1002,13 +1181,17 @@ fn open_protection(
         Attribute::Verify(true),
     ];
     let mac_key = wrap::unwrap(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
-        wrong_key(
-            what,
-            format!(
-                "the bundle's integrity key did not unwrap ({}): wrong {what}, or the header was altered",
-                ckr_name(rv)
-            ),
-        )
+        if crate::error::rv_is_bad_ciphertext(rv) {
+            wrong_key(
+                what,
+                format!(
+                    "the bundle's integrity key did not unwrap ({}): wrong {what}, or the header was altered",
+                    ckr_name(rv)
+                ),
+            )
+        } else {
+            crate::error::token_failure("C_UnwrapKey", rv, "unwrap the bundle's integrity key")
+        }
     })?;
     let mac_key = eph.keep(mac_key);
     Ok(Opened {
@@ -1078,8 +1261,15 @@ fn integrity_pass(
                         .verify_update(&pending)
                         .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
                 }
-                mac_session.verify_final(&mac).map_err(|_| Error::BundleCorrupt {
-                    reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
+                mac_session.verify_final(&mac).map_err(|e| match e {
+                    cryptoki::error::Error::Pkcs11(
+                        cryptoki::error::RvError::SignatureInvalid
+                        | cryptoki::error::RvError::SignatureLenRange,
+                        _,
+                    ) => Error::BundleCorrupt {
+                        reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
+                    },
+                    other => Error::pkcs11("check the bundle MAC", other),
                 })?;
                 digest.update(&line.bytes);
                 break;
@@ -1434,26 +1624,6 @@ fn enforce_usage(token: &Token<'_>, key: ObjectHandle, entry: &Entry) -> Result<
     }
 }
 
-/// Objects created by a restore, destroyed unless the restore completes.
-struct Rollback<'s> {
-    session: &'s Session,
-    handles: Vec<ObjectHandle>,
-    committed: bool,
-}
-
-impl Drop for Rollback<'_> {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        for h in self.handles.drain(..).rev() {
-            if let Err(e) = self.session.destroy_object(h) {
-                tracing::error!("rollback could not destroy object {h}: {e}");
-            }
-        }
-    }
-}
-
 /// What is already on the token for an entry: `Ok(true)` = the same key is
 /// there (skip), `Ok(false)` = nothing in the way, `Err` = a conflict.
 /// The token's keys by (class, label) and by id, read once: restore checks
@@ -1598,13 +1768,23 @@ fn restore_entry(
     support: &WrapSupport,
     opened: &Opened,
     entry: &Entry,
-) -> Result<Vec<ObjectHandle>> {
+) -> Result<Vec<(ObjectHandle, String)>> {
+    let mut created = Undo::new(token.session());
+    match create_entry(token, support, opened, entry, &mut created) {
+        Ok(()) => Ok(created.into_objects()),
+        Err(e) => Err(created.fail(e)),
+    }
+}
+
+fn create_entry(
+    token: &Token<'_>,
+    support: &WrapSupport,
+    opened: &Opened,
+    entry: &Entry,
+    created: &mut Undo<'_>,
+) -> Result<()> {
     let session = token.session();
-    let mut created = Rollback {
-        session,
-        handles: Vec::new(),
-        committed: false,
-    };
+    let id = hex::decode(&entry.id).unwrap_or_default();
     let mech = check_entry_capability(support, entry)?;
     let blob =
         unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
@@ -1627,7 +1807,7 @@ fn restore_entry(
         rv: ckr_name(rv),
         action: format!("restore {}", entry.label),
     })?;
-    created.handles.push(key);
+    created.add(key, undo::describe(&entry.label, &entry.class, &id));
     enforce_usage(token, key, entry)?;
     if let Some(part) = &entry.public {
         let values = public_values_of(part)?;
@@ -1636,12 +1816,10 @@ fn restore_entry(
             .map_err(|e| {
                 Error::pkcs11(&format!("restore the public half of {}", entry.label), e)
             })?;
-        created.handles.push(public);
+        created.add(public, undo::describe(&entry.label, "public-key", &id));
     }
     let mut checks = Ephemeral::new(session);
-    check_restored(token, &mut checks, opened, mech, entry, &blob, key)?;
-    created.committed = true;
-    Ok(std::mem::take(&mut created.handles))
+    check_restored(token, &mut checks, opened, mech, entry, &blob, key)
 }
 
 /// Restore a bundle: check everything first, then create all-or-nothing.
@@ -1689,11 +1867,7 @@ pub fn restore(
     // checks run on `--sessions` sessions; results come back in file order.
     // Shared by the in-order results and the salvage of those under way
     // when a run stops: every created object reaches it, even on a panic.
-    let rollback = std::cell::RefCell::new(Rollback {
-        session,
-        handles: Vec::new(),
-        committed: false,
-    });
+    let rollback = std::cell::RefCell::new(Undo::new(session));
     let mut second = SecondPass::new(input, &line_digests)?;
     let items = second.by_ref().map(|read| {
         let (index, entry) = read?;
@@ -1712,7 +1886,7 @@ pub fn restore(
         Ok((step, entry))
     });
     let mut done = 0u64;
-    crate::hsm::pool::run_ordered(
+    let run = crate::hsm::pool::run_ordered(
         token,
         items,
         |t, (step, entry)| match step {
@@ -1720,7 +1894,7 @@ pub fn restore(
             _ => Ok((step, entry, Vec::new())),
         },
         |(step, entry, handles)| {
-            rollback.borrow_mut().handles.extend(handles);
+            rollback.borrow_mut().extend(handles);
             done += 1;
             if options.cancel.load(Ordering::SeqCst) {
                 return Err(Error::Interrupted {
@@ -1731,6 +1905,7 @@ pub fn restore(
                 report.skipped.push(Skipped {
                     label: entry.label.clone(),
                     class: entry.class.clone(),
+                    code: "already-on-token",
                     reason: "the same key is already on the token".into(),
                 });
             } else {
@@ -1739,12 +1914,17 @@ pub fn restore(
             progress(done, total);
             Ok(())
         },
-        |(_, _, handles)| rollback.borrow_mut().handles.extend(handles),
-    )?;
-    second.finish(digest, total, "restored")?;
-    let mut rollback = rollback.into_inner();
-    rollback.committed = true;
-    Ok(report)
+        |(_, _, handles)| rollback.borrow_mut().extend(handles),
+    )
+    .and_then(|()| second.finish(digest, total, "restored"));
+    let rollback = rollback.into_inner();
+    match run {
+        Ok(()) => {
+            rollback.commit();
+            Ok(report)
+        }
+        Err(e) => Err(rollback.fail(e)),
+    }
 }
 
 /// Verify a bundle: authenticity, then every key unwrapped into a session
@@ -1760,8 +1940,19 @@ pub fn verify(
     let header = read_header(input)?;
     let support = WrapSupport::probe(token)?;
     let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
-    let (total, digest, line_digests) = integrity_pass(token, input, &opened, |_, entry| {
-        check_entry_capability(&support, entry).map(|_| ())
+    verify_opened(token, input, &opened, &support, progress)
+}
+
+/// [`verify`] once the bundle's keys are open (also `backup --verify`).
+fn verify_opened(
+    token: &Token<'_>,
+    input: &Input,
+    opened: &Opened,
+    support: &WrapSupport,
+    progress: Progress<'_>,
+) -> Result<RestoreReport> {
+    let (total, digest, line_digests) = integrity_pass(token, input, opened, |_, entry| {
+        check_entry_capability(support, entry).map(|_| ())
     })?;
     let mut report = RestoreReport {
         scheme: opened.header.protection.scheme().into(),
@@ -1780,7 +1971,7 @@ pub fn verify(
         token,
         items,
         |t, entry| {
-            let mech = check_entry_capability(&support, &entry)?;
+            let mech = check_entry_capability(support, &entry)?;
             let blob = unb64("wrapped", &entry.wrapped)
                 .map_err(|reason| Error::BundleCorrupt { reason })?;
             let mut checks = Ephemeral::new(t.session());
@@ -1791,11 +1982,21 @@ pub fn verify(
                 &blob,
                 &check_template(t, &entry)?,
             )
-            .map_err(|rv| Error::BundleCorrupt {
-                reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
+            .map_err(|rv| {
+                if crate::error::rv_is_bad_ciphertext(rv) {
+                    Error::BundleCorrupt {
+                        reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
+                    }
+                } else {
+                    crate::error::token_failure(
+                        "C_UnwrapKey",
+                        rv,
+                        &format!("unwrap a check copy of {}", entry.label),
+                    )
+                }
             })?;
             let copy = checks.keep(copy);
-            check_restored(t, &mut checks, &opened, mech, &entry, &blob, copy)?;
+            check_restored(t, &mut checks, opened, mech, &entry, &blob, copy)?;
             Ok(entry_summary(&entry))
         },
         |summary| {

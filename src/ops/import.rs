@@ -11,6 +11,7 @@ use crate::formats::import_params::{self, Material, Parameters, TokenPayload};
 use crate::formats::spki;
 use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpec, Usage};
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::undo::{self, Undo};
 use crate::hsm::wrap::{self, OaepHash, PublicValues, WrapSupport};
 use crate::hsm::Token;
 
@@ -38,11 +39,19 @@ fn find_one(token: &Token<'_>, template: &[Attribute]) -> Result<Option<ObjectHa
         .next())
 }
 
-/// The token key that MACs import tokens, made on first use.
-fn token_mac_key_or_create(token: &Token<'_>) -> Result<ObjectHandle> {
+/// The token key that MACs import tokens, made on first use (then recorded
+/// in `created`, so a failed first run leaves no key behind).
+fn token_mac_key_or_create(token: &Token<'_>, created: &mut Undo<'_>) -> Result<ObjectHandle> {
     match token_mac_key(token)? {
         Some(h) => Ok(h),
-        None => create_token_mac_key(token),
+        None => {
+            let h = create_token_mac_key(token)?;
+            created.add(
+                h,
+                undo::describe(TOKEN_MAC_LABEL, "secret-key", TOKEN_MAC_LABEL.as_bytes()),
+            );
+            Ok(h)
+        }
     }
 }
 
@@ -148,8 +157,14 @@ fn rsa_public_of(token: &Token<'_>, handle: ObjectHandle) -> Result<spki::RsaPub
     }
 }
 
-/// Make an import key pair and its parameters.
-pub fn import_params(token: &Token<'_>, req: &ParamsRequest) -> Result<Parameters> {
+/// Make an import key pair and its parameters, and hand them to `publish`
+/// (which writes them out). If anything fails, `publish` included, what this
+/// run made is destroyed again.
+pub fn import_params(
+    token: &Token<'_>,
+    req: &ParamsRequest,
+    publish: &mut dyn FnMut(&Parameters) -> Result<()>,
+) -> Result<Parameters> {
     let (hash, rsa_aes) = hash_of(&req.algorithm).ok_or_else(|| Error::BadInput {
         what: "--algorithm".into(),
         reason: format!("use one of {}", import_params::ALGORITHMS.join(", ")),
@@ -229,6 +244,15 @@ pub fn import_params(token: &Token<'_>, req: &ParamsRequest) -> Result<Parameter
                 cryptoki::error::Error::Pkcs11(rv, cryptoki::context::Function::GenerateKeyPair),
             )
         })?;
+    let mut created = Undo::new(session);
+    created.add(
+        privh,
+        undo::describe(&label, "private-key", key_id.as_bytes()),
+    );
+    created.add(
+        pubh,
+        undo::describe(&label, "public-key", key_id.as_bytes()),
+    );
     let made = (|| -> Result<Parameters> {
         let public = rsa_public_of(token, pubh)?;
         prove_unwrap(token, &public, privh, hash, rsa_aes)?;
@@ -239,23 +263,27 @@ pub fn import_params(token: &Token<'_>, req: &ParamsRequest) -> Result<Parameter
             spki_sha256: public.fingerprint(),
             expires: req.now + req.valid_for,
         };
-        let mac_key = token_mac_key_or_create(token)?;
+        let mac_key = token_mac_key_or_create(token, &mut created)?;
         let mac = session
             .sign(&Mechanism::Sha256Hmac, mac_key, &payload.encode())
             .map_err(|e| Error::pkcs11("authenticate the import token", e))?;
         use base64::Engine;
-        Ok(Parameters {
+        let params = Parameters {
             key_id: key_id.clone(),
             import_token: import_params::encode_token(&payload, &mac),
             expiration_time: payload.expires,
             public_key: base64::engine::general_purpose::STANDARD.encode(&public.spki_der),
-        })
+        };
+        publish(&params)?;
+        Ok(params)
     })();
-    if made.is_err() {
-        let _ = session.destroy_object(privh);
-        let _ = session.destroy_object(pubh);
+    match made {
+        Ok(params) => {
+            created.commit();
+            Ok(params)
+        }
+        Err(e) => Err(created.fail(e)),
     }
-    made
 }
 
 /// Before publishing a wrapping key, prove this token can unwrap with it
@@ -280,12 +308,16 @@ fn prove_unwrap(
         Attribute::Extractable(false),
     ];
     let back = wrap::unwrap_oaep(token, hash, private, &wrapped, &template).map_err(|rv| {
-        Error::NotCapable {
-            capability: format!("RSA-OAEP with {} (unwrap)", hash.name().to_uppercase()),
-            detail: format!("the token answered {}", ckr_name(rv)),
-            alternatives:
-                "Choose a SHA-1 algorithm, or a token with this hash (`hsmkey token mechanisms`)."
-                    .into(),
+        if crate::error::rv_is_unsupported(rv) || rv == cryptoki::error::RvError::ArgumentsBad {
+            Error::NotCapable {
+                capability: format!("RSA-OAEP with {} (unwrap)", hash.name().to_uppercase()),
+                detail: format!("the token answered {}", ckr_name(rv)),
+                alternatives:
+                    "Choose a SHA-1 algorithm, or a token with this hash (`hsmkey token mechanisms`)."
+                        .into(),
+            }
+        } else {
+            crate::error::token_failure("C_UnwrapKey", rv, "prove the import key pair unwraps")
         }
     })?;
     eph.keep(back);
@@ -341,20 +373,28 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Objects created during an import, destroyed unless it completes.
-struct Created<'s> {
-    session: &'s cryptoki::session::Session,
-    handles: Vec<ObjectHandle>,
-    keep: bool,
-}
-
-impl Drop for Created<'_> {
-    fn drop(&mut self) {
-        if !self.keep {
-            for h in self.handles.drain(..) {
-                let _ = self.session.destroy_object(h);
-            }
+/// What a failed unwrap of incoming material means: a blob that does not
+/// open or does not fit is bad input; anything else is the token failing.
+fn material_error(what: &str, rv: cryptoki::error::RvError) -> Error {
+    use cryptoki::error::RvError;
+    let misfit = matches!(
+        rv,
+        RvError::TemplateInconsistent
+            | RvError::KeySizeRange
+            | RvError::DataLenRange
+            | RvError::DataInvalid
+            | RvError::AttributeValueInvalid
+    );
+    if crate::error::rv_is_bad_ciphertext(rv) || misfit {
+        Error::BadInput {
+            what: "key material".into(),
+            reason: format!(
+                "{what} did not unwrap ({}): wrong wrapping key, algorithm or key type",
+                ckr_name(rv)
+            ),
         }
+    } else {
+        crate::error::token_failure("C_UnwrapKey", rv, &format!("unwrap {what}"))
     }
 }
 
@@ -579,20 +619,10 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
 
     // 4. Unwrap in the token.
     let mut eph = Ephemeral::new(session);
-    let mut created = Created {
-        session,
-        handles: Vec::new(),
-        keep: false,
-    };
+    let mut created = Undo::new(session);
     let unwrap_err = |what: &str| {
         let what = what.to_string();
-        move |rv: cryptoki::error::RvError| Error::BadInput {
-            what: "key material".into(),
-            reason: format!(
-                "{what} did not unwrap ({}): wrong wrapping key, algorithm or key type",
-                ckr_name(rv)
-            ),
-        }
+        move |rv: cryptoki::error::RvError| material_error(&what, rv)
     };
     let temp_template = [
         Attribute::Class(ObjectClass::SECRET_KEY),
@@ -643,7 +673,82 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
         _ => wrap::unwrap_oaep(token, hash, private_pair, &key_material, &template)
             .map_err(unwrap_err("the key"))?,
     };
-    created.handles.push(new_key);
+    created.add(
+        new_key,
+        undo::describe(
+            &req.label,
+            if is_private {
+                "private-key"
+            } else {
+                "secret-key"
+            },
+            &id,
+        ),
+    );
+    match check_imported(
+        token,
+        req,
+        &support,
+        &mut created,
+        Imported {
+            new_key,
+            id: &id,
+            usage: &usage,
+            kw_blob: kw_blob.as_deref(),
+            temporary,
+            kwp,
+            hash,
+            private_pair,
+            key_material: &key_material,
+        },
+    ) {
+        Ok(keys_made) => {
+            drop(eph);
+            created.commit();
+            finish_import(token, &label, payload, keys_made)
+        }
+        Err(e) => Err(created.fail(e)),
+    }
+}
+
+/// What [`check_imported`] needs of the unwrap it checks.
+struct Imported<'a> {
+    new_key: ObjectHandle,
+    id: &'a [u8],
+    usage: &'a Usage,
+    kw_blob: Option<&'a [u8]>,
+    temporary: Option<ObjectHandle>,
+    kwp: Option<u64>,
+    hash: OaepHash,
+    private_pair: ObjectHandle,
+    key_material: &'a [u8],
+}
+
+/// The imported key is what --type says; its public half is made; all is
+/// described. Anything made is recorded in `created`.
+fn check_imported(
+    token: &Token<'_>,
+    req: &ImportRequest,
+    support: &WrapSupport,
+    created: &mut Undo<'_>,
+    imported: Imported<'_>,
+) -> Result<Vec<KeyInfo>> {
+    let Imported {
+        new_key,
+        id,
+        usage,
+        kw_blob,
+        temporary,
+        kwp,
+        hash,
+        private_pair,
+        key_material,
+    } = imported;
+    let session = token.session();
+    let unwrap_err = |what: &str| {
+        let what = what.to_string();
+        move |rv: cryptoki::error::RvError| material_error(&what, rv)
+    };
 
     // 5. The key is what --type says.
     let want = expected_bits(req.spec);
@@ -663,7 +768,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
             t.push(Attribute::WrapWithTrusted(false));
             t
         };
-        let bits = secret_bits(token, &support, new_key, || match (&kw_blob, temporary) {
+        let bits = secret_bits(token, support, new_key, || match (kw_blob, temporary) {
             (Some(kw), Some(temp)) => {
                 let mech = kwp.ok_or_else(|| {
                     Error::Internal("RFC 5649 vanished between two unwraps".into())
@@ -671,7 +776,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
                 wrap::unwrap(token, mech, temp, kw, &copy_template)
                     .map_err(unwrap_err("a measuring copy"))
             }
-            _ => wrap::unwrap_oaep(token, hash, private_pair, &key_material, &copy_template)
+            _ => wrap::unwrap_oaep(token, hash, private_pair, key_material, &copy_template)
                 .map_err(unwrap_err("a measuring copy")),
         })?;
         if let Some(bits) = bits {
@@ -708,7 +813,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
                     Attribute::Token(true),
                     Attribute::Private(false),
                     Attribute::Label(req.label.as_bytes().to_vec()),
-                    Attribute::Id(id.clone()),
+                    Attribute::Id(id.to_vec()),
                     Attribute::Modulus(modulus),
                     Attribute::PublicExponent(exponent),
                     Attribute::Encrypt(usage.encrypt),
@@ -718,21 +823,28 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
                     Attribute::Derive(false),
                 ])
                 .map_err(|e| Error::pkcs11("create the public half", e))?;
-            created.handles.push(public);
+            created.add(public, undo::describe(&req.label, "public-key", id));
         }
     }
-    drop(eph);
+    created
+        .handles()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| keys::describe(token, h))
+        .collect()
+}
 
-    // 6. Single use: the import key pair goes.
+/// 6. Single use: the import key pair goes once the key is in.
+fn finish_import(
+    token: &Token<'_>,
+    label: &str,
+    payload: TokenPayload,
+    keys_made: Vec<KeyInfo>,
+) -> Result<ImportReport> {
+    let session = token.session();
     let pair: Vec<ObjectHandle> = session
         .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
         .map_err(|e| Error::pkcs11("find the import key pair", e))?;
-    created.keep = true;
-    let keys_made = created
-        .handles
-        .iter()
-        .map(|h| keys::describe(token, *h))
-        .collect::<Result<Vec<_>>>()?;
     // The key is imported; a pair that will not go is reported, not an error.
     let mut consumed = true;
     for h in pair {
@@ -913,11 +1025,45 @@ pub fn import_export_key(
             ),
         }
     })?;
-    let mut created = Created {
-        session,
-        handles: vec![key],
-        keep: false,
-    };
+    let mut created = Undo::new(session);
+    created.add(key, undo::describe(&req.label, "secret-key", &id));
+    match check_export_key(
+        token,
+        &doc,
+        &usage,
+        spec,
+        &support,
+        mech,
+        kek_info.handle,
+        &blob,
+        key,
+    ) {
+        Ok(()) => {}
+        Err(e) => return Err(created.fail(e)),
+    }
+    match keys::describe(token, key) {
+        Ok(info) => {
+            created.commit();
+            Ok(vec![info])
+        }
+        Err(e) => Err(created.fail(e)),
+    }
+}
+
+/// The unwrapped export key has the KCV and size its document claims.
+#[allow(clippy::too_many_arguments)]
+fn check_export_key(
+    token: &Token<'_>,
+    doc: &ExportKey,
+    usage: &Usage,
+    spec: KeySpec,
+    support: &WrapSupport,
+    mech: u64,
+    kek: ObjectHandle,
+    blob: &[u8],
+    key: ObjectHandle,
+) -> Result<()> {
+    let session = token.session();
     if let (Some(want), Some(method)) = (&doc.kcv, &doc.kcv_method) {
         let key_type = if spec == KeySpec::Generic256 {
             KeyType::GENERIC_SECRET
@@ -944,7 +1090,7 @@ pub fn import_export_key(
         let subject = if direct {
             key
         } else {
-            check_copy(token, &mut eph, mech, kek_info.handle, &blob, key_type)?
+            check_copy(token, &mut eph, mech, kek, blob, key_type)?
         };
         let (got, _) = wrap::kcv_of(token, subject, key_type)?;
         if got != *want {
@@ -955,7 +1101,7 @@ pub fn import_export_key(
         }
     }
     // The size the document claims is the size the key has.
-    if let Some(bits) = secret_bits(token, &support, key, || {
+    if let Some(bits) = secret_bits(token, support, key, || {
         let mut t = wrap::check_copy_template(
             ObjectClass::SECRET_KEY,
             if spec == KeySpec::Generic256 {
@@ -967,7 +1113,7 @@ pub fn import_export_key(
         t.retain(|a| !matches!(a, Attribute::Extractable(_) | Attribute::WrapWithTrusted(_)));
         t.push(Attribute::Extractable(true));
         t.push(Attribute::WrapWithTrusted(false));
-        wrap::unwrap(token, mech, kek_info.handle, &blob, &t).map_err(|rv| Error::Pkcs11 {
+        wrap::unwrap(token, mech, kek, blob, &t).map_err(|rv| Error::Pkcs11 {
             function: "C_UnwrapKey".into(),
             rv: ckr_name(rv),
             action: "make a measuring copy".into(),
@@ -980,6 +1126,5 @@ pub fn import_export_key(
             });
         }
     }
-    created.keep = true;
-    Ok(vec![keys::describe(token, key)?])
+    Ok(())
 }

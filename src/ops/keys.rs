@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::hsm::keys::{self, GenerateSpec, KeyInfo, KeySelector, Usage};
+use crate::hsm::undo::{self, Undo};
 use crate::hsm::Token;
 
 /// Create a key (or key pair) and describe what was created. Refuses a name
@@ -15,10 +16,28 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Vec<KeyInfo>> 
         );
     }
     let made = keys::generate(token, spec)?;
-    made.handles
+    describe_made(token, &made, &spec.id)
+}
+
+/// Describe what was just made; if that fails, the new key is destroyed
+/// again (a failure changes nothing).
+fn describe_made(token: &Token<'_>, made: &keys::Generated, id: &[u8]) -> Result<Vec<KeyInfo>> {
+    let mut undo = Undo::new(token.session());
+    for h in &made.handles {
+        undo.add(*h, undo::describe(&made.label, "new key", id));
+    }
+    match made
+        .handles
         .iter()
         .map(|h| keys::describe(token, *h))
-        .collect()
+        .collect::<Result<Vec<_>>>()
+    {
+        Ok(described) => {
+            undo.commit();
+            Ok(described)
+        }
+        Err(e) => Err(undo.fail(e)),
+    }
 }
 
 /// Refuse a name that is taken (any version) or an id in use, before anything
@@ -133,10 +152,7 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
     };
     ensure_id_unused(token, &spec.id)?;
     let made = keys::generate(token, &spec)?;
-    made.handles
-        .iter()
-        .map(|h| keys::describe(token, *h))
-        .collect()
+    describe_made(token, &made, &spec.id)
 }
 
 /// Destroy every object the selector names and say what was destroyed.
@@ -251,7 +267,12 @@ pub fn generate_many(
     let unlabelled_before = keys::unlabelled(token)?;
     // On `--sessions` sessions, so keys are made in any order: a failure
     // destroys every key this run made, not an arbitrary subset.
-    let made = std::cell::RefCell::new(Vec::new());
+    let made = std::cell::RefCell::new(Undo::new(token.session()));
+    let record = |generated: keys::Generated, undo: &mut Undo<'_>| {
+        for h in generated.handles {
+            undo.add(h, undo::describe(&generated.label, "new key", &[]));
+        }
+    };
     let mut done = 0u64;
     let run = crate::hsm::pool::run_ordered(
         token,
@@ -265,19 +286,16 @@ pub fn generate_many(
             keys::generate_inner(t, &spec)
         },
         |generated| {
-            made.borrow_mut().extend(generated.handles);
+            record(generated, &mut made.borrow_mut());
             done += 1;
             progress(done, u64::from(count));
             Ok(())
         },
-        |generated| made.borrow_mut().extend(generated.handles),
+        |generated| record(generated, &mut made.borrow_mut()),
     );
+    let made = made.into_inner();
     if let Err(e) = run {
-        for h in made.into_inner() {
-            if let Err(d) = token.session().destroy_object(h) {
-                tracing::error!("could not destroy key {h} made before the failure: {d}");
-            }
-        }
+        let e = made.fail(e);
         // A failed generation can leave an object without its label (SoftHSM).
         for h in keys::unlabelled(token).unwrap_or_default() {
             if !unlabelled_before.contains(&h) {
@@ -286,5 +304,6 @@ pub fn generate_many(
         }
         return Err(e);
     }
+    made.commit();
     Ok(labels)
 }

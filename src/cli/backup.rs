@@ -426,6 +426,7 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let how = unprotect(&args.unprotect)?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
+    let _lock = ctx.lock(&token, "restore")?;
     let cancel = interrupt_flag();
     let options = RestoreOptions {
         dry_run: args.dry_run,

@@ -64,6 +64,7 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
     let mut staged = Some(AtomicFile::create(&args.out, args.force)?);
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
+    let _lock = ctx.lock(&token, "import-params")?;
     let params = imp::import_params(
         &token,
         &ParamsRequest {
@@ -154,6 +155,7 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
         .transpose()?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
+    let _lock = ctx.lock(&token, "import")?;
     let report = imp::import(
         &token,
         &ImportRequest {
@@ -238,6 +240,7 @@ pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Resul
     let usage = args.usage.as_deref().map(str::parse::<Usage>).transpose()?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
+    let _lock = ctx.lock(&token, "import-export-key")?;
     let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
     if ctx.json() {
         print_json(&made);

@@ -133,6 +133,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             }
             if let Some(n) = count {
                 let token = ctx.open_user(&module)?;
+                let _lock = ctx.lock(&token, "key generate --count")?;
                 let mut bar = super::backup::Bar::new(ctx, "generate");
                 let labels =
                     ops::keys::generate_many(&token, &request, n, &mut |d, t| bar.update(d, t))?;
@@ -151,10 +152,13 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 }
                 return Ok(());
             }
+            let lock;
             let token = {
                 // Names and ids are checked where private objects are visible:
                 // an SO session sees only public ones.
                 let user = ctx.open_user(&module)?;
+                // Held from the check to the create, across the SO session.
+                lock = ctx.lock(&user, "key generate")?;
                 if request.id.is_empty() {
                     request.id = ops::keys::random_id(&user)?;
                 }
@@ -167,6 +171,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 }
             };
             let made = ops::keys::generate(&token, &request)?;
+            drop(lock);
             render_keys(ctx, &made, "created");
         }
         KeyCommand::List { key } => {
@@ -233,9 +238,10 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
         KeyCommand::Rotate { key } => {
             let selector = KeySelector::parse(&key)?;
             let module = ctx.module()?;
-            let made = {
+            let (made, lock) = {
                 let token = ctx.open_user_for(&module, Some(&selector))?;
-                ops::keys::rotate(&token, &selector)
+                let lock = ctx.lock(&token, "key rotate")?;
+                (ops::keys::rotate(&token, &selector), lock)
             };
             // A trusted KEK can only be made by the SO: retry in an SO session.
             let made = match made {
@@ -245,6 +251,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 }
                 other => other?,
             };
+            drop(lock);
             render_keys(ctx, &made, "created");
         }
         KeyCommand::Destroy { key, yes } => {
@@ -259,6 +266,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             }
             let module = ctx.module()?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
+            let _lock = ctx.lock(&token, "key destroy")?;
             let gone = ops::keys::destroy(&token, &selector)?;
             render_keys(ctx, &gone, "destroyed");
         }

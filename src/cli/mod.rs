@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use hsmkey::hsm::keys::KeySelector;
+use hsmkey::hsm::lock::TokenLock;
 use hsmkey::hsm::pin::{PinRequest, PinRole, PinSource};
 use hsmkey::hsm::{Login, Module, Token};
 use hsmkey::{Error, Result};
@@ -73,6 +74,17 @@ pub struct Global {
         default_value_t = 1
     )]
     sessions: usize,
+    /// Seconds to wait when another hsmkey run is changing the same token
+    /// (commands that create keys hold a per-token lock). 0: fail at once
+    /// with HK1503.
+    #[arg(
+        long,
+        global = true,
+        env = "HSMKEY_WAIT",
+        value_name = "SECS",
+        default_value_t = 0
+    )]
+    wait: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -349,6 +361,16 @@ impl Context {
             }
             (None, None) => None,
         }
+    }
+
+    /// Take the token's lock for a command that checks and creates keys
+    /// (runs do not collide; `--wait`).
+    pub(crate) fn lock(&self, token: &Token<'_>, command: &str) -> Result<TokenLock> {
+        hsmkey::hsm::lock::lock(
+            token.summary(),
+            std::time::Duration::from_secs(self.global.wait),
+            command,
+        )
     }
 
     pub(crate) fn token_selector(&self) -> Option<&str> {

@@ -496,6 +496,33 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
     made
 }
 
+/// Whether a key object other than `ours` carries exactly `label`: after a
+/// create, a sign that another run (another host, which the per-token lock
+/// cannot see) made the same key at the same time.
+pub fn others_with_label(token: &Token<'_>, label: &str, ours: &[ObjectHandle]) -> Result<bool> {
+    let found = super::find_objects(
+        token.session(),
+        &[
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ],
+    )
+    .map_err(|e| Error::pkcs11("look for a key made at the same time", e))?;
+    for h in found.into_iter().filter(|h| !ours.contains(h)) {
+        let class = token
+            .session()
+            .get_attributes(h, &[AttributeType::Class])
+            .map_err(|e| Error::pkcs11("read an object's class", e))?;
+        let is_key = class.iter().any(|a| {
+            matches!(a, Attribute::Class(c) if [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY].contains(c))
+        });
+        if is_key {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Label-less key objects now on the token (see [`generate`]).
 pub fn unlabelled(token: &Token<'_>) -> Result<Vec<ObjectHandle>> {
     token

@@ -2,6 +2,7 @@
 //! sessions and login, key templates, KCVs, capability probes.
 
 pub mod keys;
+pub mod lock;
 pub mod pin;
 pub mod pool;
 pub mod probe;

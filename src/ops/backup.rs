@@ -1916,7 +1916,26 @@ pub fn restore(
         },
         |(_, _, handles)| rollback.borrow_mut().extend(handles),
     )
-    .and_then(|()| second.finish(digest, total, "restored"));
+    .and_then(|()| second.finish(digest, total, "restored"))
+    .and_then(|()| {
+        if options.dry_run || report.entries.is_empty() {
+            return Ok(());
+        }
+        // The per-token lock serialises runs on this host only: a run on
+        // another host may have restored the same keys meanwhile.
+        let after = TokenIndex::read(token)?;
+        match report.entries.iter().find(|e| {
+            after
+                .by_label
+                .get(&(e.class.clone(), e.label.clone()))
+                .is_some_and(|found| found.len() > 1)
+        }) {
+            Some(e) => Err(Error::ConcurrentCreate {
+                what: format!("the key labelled '{}'", e.label),
+            }),
+            None => Ok(()),
+        }
+    });
     let rollback = rollback.into_inner();
     match run {
         Ok(()) => {

@@ -26,12 +26,18 @@ fn describe_made(token: &Token<'_>, made: &keys::Generated, id: &[u8]) -> Result
     for h in &made.handles {
         undo.add(*h, undo::describe(&made.label, "new key", id));
     }
-    match made
-        .handles
-        .iter()
-        .map(|h| keys::describe(token, *h))
-        .collect::<Result<Vec<_>>>()
-    {
+    let checked = match keys::others_with_label(token, &made.label, &made.handles) {
+        Ok(true) => Err(Error::ConcurrentCreate {
+            what: format!("a key labelled '{}'", made.label),
+        }),
+        Ok(false) => made
+            .handles
+            .iter()
+            .map(|h| keys::describe(token, *h))
+            .collect::<Result<Vec<_>>>(),
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(described) => {
             undo.commit();
             Ok(described)

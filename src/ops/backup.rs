@@ -1098,7 +1098,9 @@ fn open_protection(
                 Attribute::Token(false),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
-                Attribute::Wrap(false),
+                // Wrap too: `--on-conflict skip` proves a key is the entry's
+                // by wrapping it under this session key.
+                Attribute::Wrap(true),
                 Attribute::Unwrap(true),
             ];
             if !private.usage.contains(&"unwrap") {
@@ -1655,12 +1657,26 @@ impl TokenIndex {
     }
 }
 
+/// What pass 1 found on the token for an entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Present {
+    /// Nothing in the way: create it.
+    No,
+    /// The same key is there (skip).
+    Same,
+    /// The same private key is there without its public half (a restore
+    /// that was killed between the two): make the public half only.
+    PublicMissing,
+}
+
 fn existing(
     token: &Token<'_>,
     index: &TokenIndex,
     entry: &Entry,
     on_conflict: OnConflict,
-) -> Result<bool> {
+    opened: &Opened,
+    support: &WrapSupport,
+) -> Result<Present> {
     let by_label = index
         .by_label
         .get(&(entry.class.clone(), entry.label.clone()))
@@ -1668,7 +1684,7 @@ fn existing(
         .unwrap_or_default();
     let by_id = index.by_id.get(&entry.id).cloned().unwrap_or_default();
     if by_label.is_empty() && by_id.is_empty() {
-        return Ok(false);
+        return Ok(Present::No);
     }
     let conflict = |why: String| Error::AlreadyExists {
         what: format!("{} ({why})", entry.label),
@@ -1682,55 +1698,107 @@ fn existing(
     }
     let same = by_label.len() == 1 && by_id.contains(&by_label[0]);
     if !same {
+        // The public half alone, under this label and id, is not the key.
         return Err(conflict("a different key has this label or id".into()));
     }
     let info = keys::describe(token, by_label[0])?;
     if entry.class == "secret-key" {
         let proved = match &entry.kcv {
-            Some(k) if k.method == wrap::KCV_AES => info.kcv == k.value,
+            Some(k) if k.method == wrap::KCV_AES && info.kcv != "unavailable" => {
+                info.kcv == k.value
+            }
             Some(k) if k.method == wrap::KCV_GENERIC && info.usage.contains(&"sign") => {
-                wrap::kcv_of(token, by_label[0], KeyType::GENERIC_SECRET)
-                    .map(|(v, _)| v == k.value)
-                    .unwrap_or(false)
+                wrap::kcv_of(token, by_label[0], KeyType::GENERIC_SECRET)?.0 == k.value
             }
-            _ => false,
+            // No KCV here (a decrypt-only AES key on SoftHSM, a generic key
+            // that may not sign): prove it by wrapping.
+            _ => wraps_to_entry(token, opened, support, entry, by_label[0])?,
         };
-        match proved {
-            true => Ok(true),
-            false => Err(conflict(format!(
-                "a key with this label and id exists but its KCV ({}) does not prove it is the same",
-                info.kcv
-            ))),
-        }
-    } else {
-        let part = entry.public.as_ref().ok_or_else(|| Error::BundleCorrupt {
-            reason: format!("{}: a private key without its public part", entry.label),
-        })?;
-        let values = public_values_of(part)?;
-        let mut eph = Ephemeral::new(token.session());
-        let proved = match &values {
-            PublicValues::Rsa { .. } => {
-                wrap::private_matches(token, &mut eph, by_label[0], &values)?
-            }
-            PublicValues::Ec { .. } if info.usage.contains(&"sign") => {
-                wrap::private_matches(token, &mut eph, by_label[0], &values)?
-            }
-            // A private key that may not sign: its public half on the token
-            // (same label and id) must carry the same point.
-            PublicValues::Ec { point, .. } => by_id.iter().any(|h| {
-                wrap::public_values(token.session(), *h, KeyType::EC)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|v| matches!(v, PublicValues::Ec { point: p, .. } if p == *point))
-            }),
-        };
-        if proved {
-            Ok(true)
+        return if proved {
+            Ok(Present::Same)
         } else {
-            Err(conflict(
-                "a private key with this label and id exists and is not proved the same".into(),
-            ))
+            Err(conflict(format!(
+                "a key with this label and id exists but is not proved the same (KCV {}, and wrapped under the bundle's key it does not give the bundle's bytes)",
+                info.kcv
+            )))
+        };
+    }
+    let part = entry.public.as_ref().ok_or_else(|| Error::BundleCorrupt {
+        reason: format!("{}: a private key without its public part", entry.label),
+    })?;
+    let values = public_values_of(part)?;
+    let public_here = index
+        .by_label
+        .get(&("public-key".to_string(), entry.label.clone()))
+        .map(|found| {
+            found
+                .iter()
+                .filter(|h| by_id.contains(h))
+                .copied()
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut eph = Ephemeral::new(token.session());
+    let proved = match &values {
+        PublicValues::Rsa { .. } => wrap::private_matches(token, &mut eph, by_label[0], &values)?,
+        PublicValues::Ec { .. } if info.usage.contains(&"sign") => {
+            wrap::private_matches(token, &mut eph, by_label[0], &values)?
         }
+        // A private key that may not sign: its public half on the token
+        // (same label and id) must carry the same point.
+        PublicValues::Ec { point, .. } => {
+            let mut any = false;
+            for h in &public_here {
+                if let Some(PublicValues::Ec { point: p, .. }) =
+                    wrap::public_values(token.session(), *h, KeyType::EC)?
+                {
+                    any |= p == *point;
+                }
+            }
+            any
+        }
+    };
+    if !proved {
+        return Err(conflict(
+            "a private key with this label and id exists and is not proved the same".into(),
+        ));
+    }
+    Ok(if public_here.is_empty() {
+        Present::PublicMissing
+    } else {
+        Present::Same
+    })
+}
+
+/// Whether the key on the token is the entry's key, proved in the token:
+/// wrapped under the bundle's own key with the entry's algorithm it gives
+/// the entry's bytes (AES key wrap is deterministic). For keys whose KCV
+/// the token cannot compute. A key the token will not wrap is not proved.
+fn wraps_to_entry(
+    token: &Token<'_>,
+    opened: &Opened,
+    support: &WrapSupport,
+    entry: &Entry,
+    key: ObjectHandle,
+) -> Result<bool> {
+    let Some(mech) = support.mechanism(&entry.wrap) else {
+        return Ok(false);
+    };
+    let blob =
+        unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
+    match wrap::wrap(token, mech, opened.unwrapping, key) {
+        Ok(again) => Ok(again == blob),
+        Err(Error::Pkcs11 { rv, .. })
+            if [
+                "CKR_KEY_NOT_WRAPPABLE",
+                "CKR_KEY_UNEXTRACTABLE",
+                "CKR_KEY_FUNCTION_NOT_PERMITTED",
+            ]
+            .contains(&rv.as_str()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -1758,6 +1826,8 @@ enum Step {
     /// `--dry-run`: reported, not created.
     DryRun,
     Create,
+    /// The private key is there; its public half is made again.
+    PublicOnly,
 }
 
 /// Create one entry's objects and check them; on any failure, what it
@@ -1809,17 +1879,33 @@ fn create_entry(
     })?;
     created.add(key, undo::describe(&entry.label, &entry.class, &id));
     enforce_usage(token, key, entry)?;
-    if let Some(part) = &entry.public {
-        let values = public_values_of(part)?;
-        let public = session
-            .create_object(&public_template(entry, part, &values)?)
-            .map_err(|e| {
-                Error::pkcs11(&format!("restore the public half of {}", entry.label), e)
-            })?;
-        created.add(public, undo::describe(&entry.label, "public-key", &id));
-    }
+    create_public(token, entry, created)?;
     let mut checks = Ephemeral::new(session);
     check_restored(token, &mut checks, opened, mech, entry, &blob, key)
+}
+
+/// An entry's public half, made from the values the bundle records.
+fn create_public(token: &Token<'_>, entry: &Entry, created: &mut Undo<'_>) -> Result<()> {
+    let Some(part) = &entry.public else {
+        return Ok(());
+    };
+    let id = hex::decode(&entry.id).unwrap_or_default();
+    let values = public_values_of(part)?;
+    let public = token
+        .session()
+        .create_object(&public_template(entry, part, &values)?)
+        .map_err(|e| Error::pkcs11(&format!("restore the public half of {}", entry.label), e))?;
+    created.add(public, undo::describe(&entry.label, "public-key", &id));
+    Ok(())
+}
+
+/// Only the public half of an entry whose private key is on the token.
+fn restore_public(token: &Token<'_>, entry: &Entry) -> Result<Vec<(ObjectHandle, String)>> {
+    let mut created = Undo::new(token.session());
+    match create_public(token, entry, &mut created) {
+        Ok(()) => Ok(created.into_objects()),
+        Err(e) => Err(created.fail(e)),
+    }
 }
 
 /// Restore a bundle: check everything first, then create all-or-nothing.
@@ -1837,12 +1923,22 @@ pub fn restore(
     let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
 
     // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
-    let mut skip = HashSet::new();
+    let mut skip = HashMap::new();
     let on_token = TokenIndex::read(token)?;
     let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
         check_entry_capability(&support, entry)?;
-        if existing(token, &on_token, entry, options.on_conflict)? {
-            skip.insert(index);
+        match existing(
+            token,
+            &on_token,
+            entry,
+            options.on_conflict,
+            &opened,
+            &support,
+        )? {
+            Present::No => {}
+            present => {
+                skip.insert(index, present);
+            }
         }
         Ok(())
     })?;
@@ -1876,8 +1972,14 @@ pub fn restore(
                 what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
             });
         }
-        let step = if skip.contains(&index) {
+        let step = if skip.get(&index) == Some(&Present::Same) {
             Step::Skip
+        } else if skip.get(&index) == Some(&Present::PublicMissing) {
+            if options.dry_run {
+                Step::DryRun
+            } else {
+                Step::PublicOnly
+            }
         } else if options.dry_run {
             Step::DryRun
         } else {
@@ -1891,6 +1993,7 @@ pub fn restore(
         items,
         |t, (step, entry)| match step {
             Step::Create => restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h)),
+            Step::PublicOnly => restore_public(t, &entry).map(|h| (step, entry, h)),
             _ => Ok((step, entry, Vec::new())),
         },
         |(step, entry, handles)| {

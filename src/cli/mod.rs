@@ -368,6 +368,7 @@ impl Context {
     pub(crate) fn lock(&self, token: &Token<'_>, command: &str) -> Result<TokenLock> {
         hsmkey::hsm::lock::lock(
             token.summary(),
+            self.global.module_args.as_deref(),
             std::time::Duration::from_secs(self.global.wait),
             command,
         )

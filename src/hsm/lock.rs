@@ -4,7 +4,8 @@
 //!
 //! The lock lives in the user's runtime folder (`$XDG_RUNTIME_DIR/hsmkey`,
 //! else `hsmkey-UID` in the temporary folder), one file per token, named by a
-//! digest of the token's manufacturer, model, serial and label. It cannot
+//! digest of the token's manufacturer, model, serial and label (and the
+//! module's initialization string, which tells NSS databases apart). It cannot
 //! serialise two hosts (or two users) driving one network HSM: for that,
 //! commands also look for a duplicate right after creating and remove their
 //! own copy if they find one (docs/SECURITY.md).
@@ -89,14 +90,17 @@ fn make_private_dir(dir: PathBuf) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The lock file of a token.
-fn lock_path(token: &TokenSummary) -> Result<PathBuf> {
+/// The lock file of a token. The module's initialization string is part of
+/// the identity: NSS softokn gives every database the same label and serial,
+/// and its `configdir` is what tells them apart.
+fn lock_path(token: &TokenSummary, module_args: &str) -> Result<PathBuf> {
     let mut digest = Sha256::new();
     for part in [
-        &token.manufacturer,
+        token.manufacturer.as_str(),
         &token.model,
         &token.serial,
         &token.label,
+        module_args,
     ] {
         digest.update(part.as_bytes());
         digest.update([0u8]);
@@ -106,8 +110,13 @@ fn lock_path(token: &TokenSummary) -> Result<PathBuf> {
 }
 
 /// Take the token's lock, waiting up to `wait` for another run to finish.
-pub fn lock(token: &TokenSummary, wait: Duration, command: &str) -> Result<TokenLock> {
-    let path = lock_path(token)?;
+pub fn lock(
+    token: &TokenSummary,
+    module_args: Option<&str>,
+    wait: Duration,
+    command: &str,
+) -> Result<TokenLock> {
+    let path = lock_path(token, module_args.unwrap_or(""))?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

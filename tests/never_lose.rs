@@ -212,7 +212,8 @@ fn backup_verify_reads_the_bundle_back_and_a_failure_there_leaves_no_file() {
     let (exit, e) = t.json_err(
         t.shim_cmd(&[(
             "HSMKEY_SHIM_FAULT",
-            "C_VerifyFinal:CKR_DEVICE_ERROR:after=0",
+            // The MAC is computed in the token and compared by hsmkey.
+            "C_SignFinal:CKR_DEVICE_ERROR:after=0",
         )])
         .args([
             "backup",
@@ -225,7 +226,7 @@ fn backup_verify_reads_the_bundle_back_and_a_failure_there_leaves_no_file() {
         ]),
     );
     assert_eq!((exit, code(&e)), (7, "HK1401"), "{e}");
-    assert_eq!(e["context"]["function"], "C_VerifyFinal", "{e}");
+    assert_eq!(e["context"]["function"], "C_SignFinal", "{e}");
     assert_eq!(listing(t.dir.path()), before);
     let v = t.json(&[
         "backup",
@@ -239,7 +240,9 @@ fn backup_verify_reads_the_bundle_back_and_a_failure_there_leaves_no_file() {
     assert_eq!(v["entries"].as_array().unwrap().len(), 2);
 }
 
-/// Found: a device error in C_VerifyFinal was reported as HK1302 "altered",
+/// Found: a device error in C_VerifyFinal was reported as HK1302 "altered"
+/// (and NSS answers a wrong HMAC with CKR_DEVICE_ERROR, so the MAC is now
+/// computed with C_Sign* and compared by hsmkey),
 /// and one in C_UnwrapKey as HK1107 "wrong key". A wrong KEK is still HK1107.
 #[test]
 fn device_errors_while_reading_a_bundle_are_token_errors() {
@@ -250,7 +253,8 @@ fn device_errors_while_reading_a_bundle_are_token_errors() {
     let out = file(&src, "b.bundle");
     src.json(&["backup", "a", "--kek", "kek", "--out", s(&out)]);
     for fault in [
-        "C_VerifyFinal:CKR_DEVICE_ERROR:after=0",
+        // The MAC is computed in the token and compared by hsmkey.
+        "C_SignFinal:CKR_DEVICE_ERROR:after=0",
         // The first unwrap is the bundle's MAC key, the second the key.
         "C_UnwrapKey:CKR_DEVICE_ERROR:after=0",
         "C_UnwrapKey:CKR_DEVICE_ERROR:after=1",

@@ -1180,7 +1180,7 @@ fn open_mac_key(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::WrapWithTrusted(true),
-        Attribute::Verify(true),
+        Attribute::Sign(true),
     ];
     let mac_key = wrap::unwrap(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
         if crate::error::rv_is_bad_ciphertext(rv) {
@@ -1230,7 +1230,7 @@ fn integrity_pass(
 ) -> Result<(u64, [u8; 32], Vec<[u8; 32]>)> {
     let mac_session = open_mac_session(token)?;
     mac_session
-        .verify_init(&Mechanism::Sha256Hmac, opened.mac_key)
+        .sign_init(&Mechanism::Sha256Hmac, opened.mac_key)
         .map_err(|e| Error::pkcs11("start checking the bundle MAC", e))?;
     let mut reader = BundleReader::new(input.reader()?);
     let mut digest = Sha256::new();
@@ -1260,19 +1260,21 @@ fn integrity_pass(
                     unb64("mac", &trailer.mac).map_err(|reason| Error::BundleCorrupt { reason })?;
                 if !pending.is_empty() {
                     mac_session
-                        .verify_update(&pending)
+                        .sign_update(&pending)
                         .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
                 }
-                mac_session.verify_final(&mac).map_err(|e| match e {
-                    cryptoki::error::Error::Pkcs11(
-                        cryptoki::error::RvError::SignatureInvalid
-                        | cryptoki::error::RvError::SignatureLenRange,
-                        _,
-                    ) => Error::BundleCorrupt {
+                // The token computes the MAC and the two MACs are compared
+                // here: C_VerifyFinal cannot tell "does not match" from a
+                // token failure on every token (NSS answers a wrong HMAC
+                // with CKR_DEVICE_ERROR), and a MAC is not key material.
+                let computed = mac_session
+                    .sign_final()
+                    .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
+                if !same_bytes(&computed, &mac) {
+                    return Err(Error::BundleCorrupt {
                         reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
-                    },
-                    other => Error::pkcs11("check the bundle MAC", other),
-                })?;
+                    });
+                }
                 digest.update(&line.bytes);
                 break;
             }
@@ -1281,7 +1283,7 @@ fn integrity_pass(
         pending.extend_from_slice(&line.bytes);
         if pending.len() >= MAC_BATCH {
             mac_session
-                .verify_update(&pending)
+                .sign_update(&pending)
                 .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
             pending.clear();
         }
@@ -1298,6 +1300,11 @@ fn integrity_pass(
         return Err(e);
     }
     Ok((count, digest.finalize().into(), line_digests))
+}
+
+/// Equal bytes, compared in time that does not depend on where they differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// In a second pass: refuse a line that is not the one the first pass

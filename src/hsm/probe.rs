@@ -354,6 +354,54 @@ pub fn kat(
         .ok_or_else(|| "output matches no known algorithm".to_string()))
 }
 
+/// How this token answers an AES key-wrap blob that fails its integrity
+/// check under `mechanism`: a known-answer blob with one bit flipped is
+/// unwrapped under the known-answer KEK. Tokens differ (SoftHSM answers
+/// CKR_GENERAL_ERROR, kryoptic CKR_DEVICE_ERROR), so an unwrap that failed
+/// with an unusual code is "wrong key or altered" only when the token gives
+/// that same code for a blob known to be bad. `None`: it unwrapped anyway.
+pub fn answer_to_bad_blob(
+    token: &Token<'_>,
+    mechanism: u64,
+) -> Result<Option<cryptoki::error::RvError>> {
+    let session = token.session();
+    let mut eph = Ephemeral::new(session);
+    let (kek, mut blob) = if mechanism == CKM_AES_KEY_WRAP {
+        (
+            session_secret(session, &mut eph, KeyType::AES, &KAT_3394_KEK, true)?,
+            KAT_3394_OUT.to_vec(),
+        )
+    } else {
+        (
+            session_secret(session, &mut eph, KeyType::AES, &KAT_5649_KEK, true)?,
+            KAT_5649_OUT.to_vec(),
+        )
+    };
+    if let Some(last) = blob.last_mut() {
+        *last ^= 0x01;
+    }
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+    ];
+    match token.module().raw().unwrap_key(
+        session.handle(),
+        &RawMechanism::Number(mechanism),
+        kek.handle(),
+        &blob,
+        &template,
+    ) {
+        Ok(h) => {
+            eph.keep(super::raw::object_handle(h));
+            Ok(None)
+        }
+        Err(rv) => Ok(Some(rv)),
+    }
+}
+
 /// Whether RSA-OAEP with this hash can wrap a session AES key and unwrap it again.
 fn oaep_works(token: &Token<'_>, hash: MechanismType, mgf: PkcsMgfType) -> Result<bool> {
     let session = token.session();

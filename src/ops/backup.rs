@@ -1183,7 +1183,7 @@ fn open_mac_key(
         Attribute::Sign(true),
     ];
     let mac_key = wrap::unwrap(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
-        if crate::error::rv_is_bad_ciphertext(rv) {
+        if means_bad_blob(token, mech, rv) {
             wrong_key(
                 what,
                 format!(
@@ -1300,6 +1300,18 @@ fn integrity_pass(
         return Err(e);
     }
     Ok((count, digest.finalize().into(), line_digests))
+}
+
+/// Whether a failed AES key-wrap unwrap means "this blob does not open under
+/// this key" (wrong key or altered bytes) rather than a failing token: one
+/// of the standard answers, or the answer this token gives a blob known to
+/// be bad (docs/TOKENS.md).
+fn means_bad_blob(token: &Token<'_>, mech: u64, rv: cryptoki::error::RvError) -> bool {
+    crate::error::rv_is_bad_ciphertext(rv)
+        || matches!(
+            crate::hsm::probe::answer_to_bad_blob(token, mech),
+            Ok(Some(answer)) if answer == rv
+        )
 }
 
 /// Equal bytes, compared in time that does not depend on where they differ.
@@ -2112,7 +2124,7 @@ fn verify_opened(
                 &check_template(t, &entry)?,
             )
             .map_err(|rv| {
-                if crate::error::rv_is_bad_ciphertext(rv) {
+                if means_bad_blob(t, mech, rv) {
                     Error::BundleCorrupt {
                         reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
                     }

@@ -269,6 +269,13 @@ fn device_errors_while_reading_a_bundle_are_token_errors() {
                 "--kek",
                 "kek",
             ]));
+            assert_eq!(dst.object_count(), before, "{command} {fault}");
+            if dst.kind == Kind::Kryoptic && fault.starts_with("C_UnwrapKey") {
+                // kryoptic answers a blob that fails its integrity check
+                // with CKR_DEVICE_ERROR too: the documented limit.
+                assert!(["HK1107", "HK1302"].contains(&code(&e)), "{e}");
+                continue;
+            }
             assert_eq!((exit, code(&e)), (7, "HK1401"), "{command} {fault}: {e}");
             assert_eq!(
                 e["context"]["function"],
@@ -276,7 +283,6 @@ fn device_errors_while_reading_a_bundle_are_token_errors() {
                 "{e}"
             );
             assert_eq!(e["context"]["rv"], "CKR_DEVICE_ERROR", "{e}");
-            assert_eq!(dst.object_count(), before, "{command} {fault}");
         }
     }
     // A KEK of another value is what "wrong key" means.

@@ -13,6 +13,11 @@ use serde_json::Value;
 const KEK_VALUE: [u8; 32] = [0x4b; 32];
 
 fn put_kek(t: &TestToken) {
+    put_kek_of(t, &KEK_VALUE);
+}
+
+/// A KEK labelled `kek` with this value.
+fn put_kek_of(t: &TestToken, value: &[u8]) {
     t.put_secret(vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
@@ -25,7 +30,7 @@ fn put_kek(t: &TestToken) {
         Attribute::Wrap(true),
         Attribute::Unwrap(true),
         Attribute::Encrypt(true),
-        Attribute::Value(KEK_VALUE.to_vec()),
+        Attribute::Value(value.to_vec()),
     ]);
 }
 
@@ -287,19 +292,7 @@ fn device_errors_while_reading_a_bundle_are_token_errors() {
     }
     // A KEK of another value is what "wrong key" means.
     let other = TestToken::new();
-    other.put_secret(vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(b"kek".to_vec()),
-        Attribute::Id(b"kek".to_vec()),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Value(vec![0x77; 32]),
-    ]);
+    put_kek_of(&other, &[0x77; 32]);
     let (exit, e) = other.json_err(other.cmd().args(["verify", s(&out), "--kek", "kek"]));
     assert_eq!((exit, code(&e)), (4, "HK1107"), "{e}");
 }

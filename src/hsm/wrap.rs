@@ -569,9 +569,16 @@ pub fn private_matches(
             let signature = session
                 .sign(&Mechanism::Ecdsa, private, &challenge)
                 .map_err(|e| Error::pkcs11("sign a challenge with the private key", e))?;
-            Ok(session
-                .verify(&Mechanism::Ecdsa, pubh, &challenge, &signature)
-                .is_ok())
+            match session.verify(&Mechanism::Ecdsa, pubh, &challenge, &signature) {
+                Ok(()) => Ok(true),
+                Err(cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::SignatureInvalid
+                    | cryptoki::error::RvError::SignatureLenRange,
+                    _,
+                )) => Ok(false),
+                // A failing token is not a key that does not match.
+                Err(e) => Err(Error::pkcs11("check a signature with the public half", e)),
+            }
         }
     }
 }

@@ -837,13 +837,26 @@ fn backup_entry(
                     &blob,
                     &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
                 )
-                .map_err(|rv| Error::NotCapable {
-                    capability: format!("checking the wrapped copy of {}", info.label),
-                    detail: format!(
-                        "unwrapping it into a session key failed with {}",
-                        ckr_name(rv)
-                    ),
-                    alternatives: "Use a KEK that may also unwrap (`key generate --kek`).".into(),
+                .map_err(|rv| {
+                    if crate::error::rv_is_unsupported(rv)
+                        || rv == cryptoki::error::RvError::KeyFunctionNotPermitted
+                    {
+                        Error::NotCapable {
+                            capability: format!("checking the wrapped copy of {}", info.label),
+                            detail: format!(
+                                "unwrapping it into a session key failed with {}",
+                                ckr_name(rv)
+                            ),
+                            alternatives: "Use a KEK that may also unwrap (`key generate --kek`)."
+                                .into(),
+                        }
+                    } else {
+                        crate::error::token_failure(
+                            "C_UnwrapKey",
+                            rv,
+                            &format!("check the wrapped copy of {}", info.label),
+                        )
+                    }
                 })?;
                 let copy = eph.keep(copy);
                 wrap::kcv_of(token, copy, key_type)?
@@ -878,14 +891,24 @@ fn backup_entry(
                 &blob,
                 &wrap::check_copy_template(ObjectClass::PRIVATE_KEY, key_type),
             )
-            .map_err(|rv| Error::NotCapable {
-                capability: "exact RFC 5649 key wrap".into(),
-                detail: format!(
-                    "{}: this token's 0x210A zero-pads PKCS#8 and the wrapped key did not unwrap ({})",
-                    info.label,
-                    ckr_name(rv)
-                ),
-                alternatives: "Back up secret keys only from this token, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
+            .map_err(|rv| {
+                if means_bad_blob(token, mech, rv) || crate::error::rv_is_unsupported(rv) {
+                    Error::NotCapable {
+                        capability: "exact RFC 5649 key wrap".into(),
+                        detail: format!(
+                            "{}: this token's 0x210A zero-pads PKCS#8 and the wrapped key did not unwrap ({})",
+                            info.label,
+                            ckr_name(rv)
+                        ),
+                        alternatives: "Back up secret keys only from this token, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
+                    }
+                } else {
+                    crate::error::token_failure(
+                        "C_UnwrapKey",
+                        rv,
+                        &format!("check the zero-padded wrap of {}", info.label),
+                    )
+                }
             })?;
             let copy = eph.keep(copy);
             if !wrap::private_matches(token, eph, copy, &values)? {
@@ -1270,7 +1293,7 @@ fn integrity_pass(
                 let computed = mac_session
                     .sign_final()
                     .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
-                if !same_bytes(&computed, &mac) {
+                if !crate::formats::same_bytes(&computed, &mac) {
                     return Err(Error::BundleCorrupt {
                         reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
                     });
@@ -1312,11 +1335,6 @@ fn means_bad_blob(token: &Token<'_>, mech: u64, rv: cryptoki::error::RvError) ->
             crate::hsm::probe::answer_to_bad_blob(token, mech),
             Ok(Some(answer)) if answer == rv
         )
-}
-
-/// Equal bytes, compared in time that does not depend on where they differ.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// In a second pass: refuse a line that is not the one the first pass

@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{code, ObjectRow, TestToken, USER_PIN};
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
@@ -143,7 +143,10 @@ fn two_generates_of_one_label_make_one_key() {
     let t = TestToken::new();
     for round in 0..ROUNDS {
         let label = format!("x{round}");
-        let runs = both(&t, &["key", "generate", "--label", &label, "--type", "aes-256"]);
+        let runs = both(
+            &t,
+            &["key", "generate", "--label", &label, "--type", "aes-256"],
+        );
         check_pair(&t, &runs, &format!("generate round {round}"));
         let set = t.object_set();
         let n = labels(&set, "CKO_SECRET_KEY")
@@ -298,8 +301,8 @@ fn expected_objects() -> Vec<(String, String)> {
     v
 }
 
-/// label -> KCV from `key list --json` (keys that have one).
-fn kcvs(t: &TestToken) -> BTreeMap<String, String> {
+/// (label, class) -> KCV from `key list --json`.
+fn kcvs(t: &TestToken) -> BTreeMap<(String, String), String> {
     let list = t.json(&["key", "list"]);
     let keys = list
         .as_array()
@@ -309,7 +312,10 @@ fn kcvs(t: &TestToken) -> BTreeMap<String, String> {
     keys.iter()
         .filter_map(|k| {
             Some((
-                k["label"].as_str()?.to_string(),
+                (
+                    k["label"].as_str()?.to_string(),
+                    k["class"].as_str()?.to_string(),
+                ),
                 k["kcv"].as_str()?.to_string(),
             ))
         })
@@ -339,7 +345,10 @@ fn a_killed_restore_is_completed_by_a_rerun_with_skip() {
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         let left = dst.object_set();
-        let made = left.iter().filter(|r| r.2.as_deref() != Some("kek")).count();
+        let made = left
+            .iter()
+            .filter(|r| r.2.as_deref() != Some("kek"))
+            .count();
         report.push(format!(
             "killed at {:?} ({:.0}%): {made} objects there, exit {:?}",
             at,
@@ -347,9 +356,13 @@ fn a_killed_restore_is_completed_by_a_rerun_with_skip() {
             status.code()
         ));
         // The re-run, without the shim.
-        let out = process(&dst, None, &["restore", &b, "--kek", "kek", "--on-conflict", "skip"])
-            .output()
-            .unwrap();
+        let out = process(
+            &dst,
+            None,
+            &["restore", &b, "--kek", "kek", "--on-conflict", "skip"],
+        )
+        .output()
+        .unwrap();
         assert!(
             out.status.success(),
             "killed at {at:?} with {made} objects made ({left:?}); the re-run with skip fails: {}",
@@ -373,10 +386,22 @@ fn a_killed_restore_is_completed_by_a_rerun_with_skip() {
         // Each key usable: listed with the source's KCV, shown, public halves readable.
         let restored = kcvs(&dst);
         for (label, ty, _) in CRASH_KEYS {
-            let shown = dst.cmd().args(["key", "show", label, "--json"]).output().unwrap();
-            assert!(shown.status.success(), "key show {label}: {}", describe(&shown));
-            if let Some(k) = source_kcvs.get(*label) {
-                assert_eq!(restored.get(*label), Some(k), "killed at {at:?}: KCV of {label}");
+            let shown = dst
+                .cmd()
+                .args(["key", "show", label, "--json"])
+                .output()
+                .unwrap();
+            assert!(
+                shown.status.success(),
+                "key show {label}: {}",
+                describe(&shown)
+            );
+            for ((l, class), kcv) in source_kcvs.iter().filter(|((l, _), _)| l == label) {
+                assert_eq!(
+                    restored.get(&(l.clone(), class.clone())),
+                    Some(kcv),
+                    "killed at {at:?}: KCV of {label} ({class})"
+                );
             }
             if ty.starts_with("ec") || ty.starts_with("rsa") {
                 let pem = dst.dir.path().join(format!("{label}.pem"));
@@ -385,7 +410,11 @@ fn a_killed_restore_is_completed_by_a_rerun_with_skip() {
                     .args(["key", "public", label, "--out", &s(&pem), "--json"])
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "key public {label}: {}", describe(&out));
+                assert!(
+                    out.status.success(),
+                    "key public {label}: {}",
+                    describe(&out)
+                );
             }
         }
     }

@@ -153,11 +153,18 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(status.success(), "cp -a {from:?} {to:?}");
 }
 
-/// Rows without the id: generated keys get random ids.
+/// Rows without the id (generated keys get random ids), and import key
+/// pairs' labels without their random key id.
 fn no_ids(rows: &[ObjectRow]) -> Vec<(String, String, Option<String>, bool)> {
+    let label = |l: &Option<String>| {
+        l.as_ref().map(|l| match l.strip_prefix("hsmkey-import-") {
+            Some(rest) if rest.len() == 36 => "hsmkey-import-KEYID".to_string(),
+            _ => l.clone(),
+        })
+    };
     let mut v: Vec<_> = rows
         .iter()
-        .map(|(c, k, l, _, t)| (c.clone(), k.clone(), l.clone(), *t))
+        .map(|(c, k, l, _, t)| (c.clone(), k.clone(), label(l), *t))
         .collect();
     v.sort();
     v
@@ -215,6 +222,9 @@ struct Sweep<'a> {
     watch: PathBuf,
     /// Checks the result of a successful run (the output verifies).
     complete: Box<dyn Fn(&Run) -> Result<(), String> + 'a>,
+    /// `key destroy`: a destroyed object cannot come back, so a failure
+    /// (HK1401) may leave part of what a clean run removes removed.
+    partial_ok: bool,
 }
 
 #[derive(Default)]
@@ -377,6 +387,20 @@ impl Sweep<'_> {
         let mut problems = Vec::new();
         let after = t.object_set();
         let mut token_ok = after == before;
+        if !token_ok && self.partial_ok && c == "HK1401" && added(before, &after).is_empty() {
+            // Only removals, each one a clean run makes too.
+            let gone = added(&after, before);
+            let clean_keeps = |row: &ObjectRow| {
+                let k = no_ids(std::slice::from_ref(row));
+                expected_after.contains(&k[0])
+            };
+            if gone.iter().all(|r| !clean_keeps(r)) {
+                token_ok = true;
+                tally
+                    .notes
+                    .push(format!("{at}: partly destroyed, {gone:?} gone"));
+            }
+        }
         let names_rv = r.stdout.contains(DEVICE_ERROR);
         match (r.exit, c.as_str()) {
             (7, "HK1401") => {
@@ -551,6 +575,7 @@ fn backup_sweep(scheme: &str) {
                 args,
                 out: Some(out),
                 watch: dir.clone(),
+                partial_ok: false,
                 complete: Box::new(move |_| verifies(srcr, &out2, &check)),
             }
             .sweep(),
@@ -599,6 +624,7 @@ fn sweep_restore_and_verify() {
                 args,
                 out: None,
                 watch: watch.clone(),
+                partial_ok: false,
                 complete: Box::new(|r| {
                     if r.json.is_null() {
                         Err("no JSON report".into())
@@ -618,6 +644,7 @@ fn sweep_restore_and_verify() {
                 args,
                 out: None,
                 watch: watch.clone(),
+                partial_ok: false,
                 complete: Box::new(|r| {
                     if r.json.is_null() {
                         Err("no JSON report".into())
@@ -667,6 +694,7 @@ fn sweep_byok_aws() {
                 args,
                 out: Some(out),
                 watch: dir.clone(),
+                partial_ok: false,
                 complete: Box::new(move |_| {
                     let n = std::fs::metadata(&out2).map(|m| m.len()).unwrap_or(0);
                     if n >= 256 {
@@ -714,6 +742,7 @@ fn sweep_import_params_and_import() {
             args,
             out: Some(params_out),
             watch: dir.clone(),
+            partial_ok: false,
             complete: Box::new(move |_| {
                 let v: Value =
                     serde_json::from_slice(&std::fs::read(&p2).map_err(|e| e.to_string())?)
@@ -754,6 +783,14 @@ fn sweep_import_params_and_import() {
         .wrap_with_padding(&[0x5c; 32], &mut kw)
         .unwrap();
     blob.extend(kw);
+    let kcv = {
+        use aes::cipher::{BlockEncrypt, KeyInit};
+        let mut block = aes::Block::default();
+        aes::Aes256::new_from_slice(&[0x5c; 32])
+            .unwrap()
+            .encrypt_block(&mut block);
+        hex::encode(&block[..3])
+    };
     let material = file(&t, "material.json");
     std::fs::write(
         &material,
@@ -780,11 +817,12 @@ fn sweep_import_params_and_import() {
             ]),
             out: None,
             watch: dir.clone(),
-            complete: Box::new(|r| {
-                if r.json["keys"][0]["kcv"].is_string() {
+            partial_ok: false,
+            complete: Box::new(move |r| {
+                if r.json["keys"][0]["kcv"] == kcv.as_str() {
                     Ok(())
                 } else {
-                    Err(format!("report without the key: {}", r.json))
+                    Err(format!("report without the key's KCV {kcv}: {}", r.json))
                 }
             }),
         }
@@ -802,6 +840,7 @@ fn key_sweep(name: &str, t: &TestToken, args: &[&str]) -> Vec<String> {
         out: None,
         watch: dir,
         complete: Box::new(|_| Ok(())),
+        partial_ok: args.contains(&"destroy"),
     }
     .sweep()
 }

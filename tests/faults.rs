@@ -155,7 +155,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Rows without the id (generated keys get random ids), and import key
 /// pairs' labels without their random key id.
-fn no_ids(rows: &[ObjectRow]) -> Vec<(String, String, Option<String>, bool)> {
+/// (class, key type, label, CKA_TOKEN).
+type Row = (String, String, Option<String>, bool);
+
+fn no_ids(rows: &[ObjectRow]) -> Vec<Row> {
     let label = |l: &Option<String>| {
         l.as_ref().map(|l| match l.strip_prefix("hsmkey-import-") {
             Some(rest) if rest.len() == 36 => "hsmkey-import-KEYID".to_string(),
@@ -210,6 +213,9 @@ struct Run {
     stdout: String,
 }
 
+/// Checks that a successful run's result is complete.
+type Check<'a> = Box<dyn Fn(&Run) -> Result<(), String> + 'a>;
+
 /// One command to sweep.
 struct Sweep<'a> {
     name: String,
@@ -221,7 +227,7 @@ struct Sweep<'a> {
     /// Directory that must hold what it held before after a failure.
     watch: PathBuf,
     /// Checks the result of a successful run (the output verifies).
-    complete: Box<dyn Fn(&Run) -> Result<(), String> + 'a>,
+    complete: Check<'a>,
     /// `key destroy`: a destroyed object cannot come back, so a failure
     /// (HK1401) may leave part of what a clean run removes removed.
     partial_ok: bool,
@@ -230,7 +236,7 @@ struct Sweep<'a> {
 #[derive(Default)]
 struct Tally {
     tried: usize,
-    not_reached: usize,
+    not_reached: Vec<String>,
     absorbed: Vec<String>,
     failures: BTreeMap<String, usize>,
     violations: Vec<String>,
@@ -315,7 +321,7 @@ impl Sweep<'_> {
             }
         }
         let summary = format!(
-            "{}: {} positions of {} calls in {} functions, {:.1}s; failures {:?} ({} after an unfinished operation); absorbed {} {:?}; not reached {}; violations {}",
+            "{}: {} positions of {} calls in {} functions, {:.1}s; failures {:?} ({} after an unfinished operation); absorbed {} {:?}; not reached {:?}; violations {}",
             self.name,
             tally.tried,
             counts.values().sum::<u64>(),
@@ -345,7 +351,7 @@ impl Sweep<'_> {
         func: &str,
         before: &[ObjectRow],
         dir_before: &[String],
-        expected_after: &[(String, String, Option<String>, bool)],
+        expected_after: &[Row],
         counts_file: &Path,
         tally: &mut Tally,
         at: &str,
@@ -355,7 +361,7 @@ impl Sweep<'_> {
         if r.exit == 0 {
             let reached = read_counts(counts_file).get(func).copied().unwrap_or(0) > index;
             if !reached {
-                tally.not_reached += 1;
+                tally.not_reached.push(format!("{func}#{index}"));
                 return Ok(());
             }
             tally.absorbed.push(format!("{func}#{index}"));

@@ -457,3 +457,58 @@ impl TestToken {
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 }
+
+/// One object as the fault and concurrency tests compare them: class, key
+/// type, label, id (hex) and CKA_TOKEN. Label-less objects have label `None`.
+pub type ObjectRow = (String, String, Option<String>, String, bool);
+
+impl TestToken {
+    /// Every key, certificate and data object a logged-in user session sees
+    /// (a user session sees public and private objects alike), sorted: a
+    /// multiset, so that a duplicate shows as two equal rows.
+    pub fn object_set(&self) -> Vec<ObjectRow> {
+        use cryptoki::object::{AttributeType, ObjectClass};
+        let classes = [
+            ObjectClass::SECRET_KEY,
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+            ObjectClass::CERTIFICATE,
+            ObjectClass::DATA,
+        ];
+        let mut rows = self.with_session(|s| {
+            let mut rows = Vec::new();
+            for class in classes {
+                for h in s.find_objects(&[Attribute::Class(class)]).unwrap() {
+                    let attrs = s
+                        .get_attributes(
+                            h,
+                            &[
+                                AttributeType::KeyType,
+                                AttributeType::Label,
+                                AttributeType::Id,
+                                AttributeType::Token,
+                            ],
+                        )
+                        .unwrap();
+                    let (mut kt, mut label, mut id, mut token) =
+                        (String::new(), None, String::new(), false);
+                    for a in attrs {
+                        match a {
+                            Attribute::KeyType(k) => kt = format!("{k}"),
+                            Attribute::Label(l) if !l.is_empty() => {
+                                label = Some(String::from_utf8_lossy(&l).into_owned())
+                            }
+                            Attribute::Id(i) => id = hex::encode(i),
+                            Attribute::Token(t) => token = t,
+                            _ => {}
+                        }
+                    }
+                    rows.push((format!("{class}"), kt, label, id, token));
+                }
+            }
+            rows
+        });
+        rows.sort();
+        rows
+    }
+}

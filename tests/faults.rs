@@ -372,7 +372,14 @@ impl Sweep<'_> {
             }
             (self.complete)(r).map_err(|e| format!("exit 0 but incomplete: {e}"))?;
             let after = no_ids(&t.object_set());
-            if after != expected_after {
+            // A complete run may report objects it could not remove and
+            // that do not matter (import: the used pair's public half).
+            let reported = r.json["left_behind"].as_array().map_or(0, |a| a.len());
+            let extra = after.iter().filter(|x| !expected_after.contains(x)).count();
+            let only_reported_extras = reported > 0
+                && extra == reported
+                && expected_after.iter().all(|x| after.contains(x));
+            if after != expected_after && !only_reported_extras {
                 return Err(format!(
                     "exit 0 but the token differs from a clean run's: {}",
                     diff(expected_after, &after)

@@ -1199,7 +1199,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             check_value.as_deref(),
             usage.encrypt,
             usage.sign,
-        )
+        )?
     } else {
         (
             "unavailable".to_string(),
@@ -1275,14 +1275,33 @@ pub fn kcv(
     check_value: Option<&[u8]>,
     can_encrypt: bool,
     can_sign: bool,
-) -> (String, String) {
+) -> Result<(String, String)> {
+    // A refusal of the check operation means "no KCV here"; a failing
+    // token is an error, not a key without a KCV.
+    let refused = |e: Error| -> Result<()> {
+        match e {
+            Error::NotCapable { .. } => Ok(()),
+            Error::Pkcs11 { ref rv, .. }
+                if [
+                    "CKR_KEY_FUNCTION_NOT_PERMITTED",
+                    "CKR_KEY_TYPE_INCONSISTENT",
+                    "CKR_FUNCTION_NOT_SUPPORTED",
+                ]
+                .contains(&rv.as_str()) =>
+            {
+                tracing::debug!("KCV refused: {e}");
+                Ok(())
+            }
+            other => Err(other),
+        }
+    };
     // Generic secrets: HMAC-SHA256 of the empty message, the method bundles
     // use, so `key list` and a backup show the same KCV. A token's own
     // CKA_CHECK_VALUE for them is token-defined (SHA-1 on SoftHSM).
     if key_type == Some(CkKeyType::GENERIC_SECRET) && can_sign {
         match super::wrap::kcv_of(token, handle, CkKeyType::GENERIC_SECRET) {
-            Ok((value, _)) => return (value, "HMAC-SHA256(key, empty) in the token".into()),
-            Err(e) => tracing::debug!("KCV by HMAC failed: {e}"),
+            Ok((value, _)) => return Ok((value, "HMAC-SHA256(key, empty) in the token".into())),
+            Err(e) => refused(e)?,
         }
     }
     if let Some(cv) = check_value {
@@ -1292,23 +1311,23 @@ pub fn kcv(
             } else {
                 "CKA_CHECK_VALUE (token-defined method)"
             };
-            return (hex::encode(&cv[..3]), method.into());
+            return Ok((hex::encode(&cv[..3]), method.into()));
         }
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
         match super::wrap::kcv_of(token, handle, CkKeyType::AES) {
-            Ok((value, _)) => return (value, "AES-ECB(key, 0^128) in the token".into()),
-            Err(e) => tracing::debug!("KCV by AES-ECB failed: {e}"),
+            Ok((value, _)) => return Ok((value, "AES-ECB(key, 0^128) in the token".into())),
+            Err(e) => refused(e)?,
         }
     }
-    (
+    Ok((
         "unavailable".into(),
         if key_type == Some(CkKeyType::AES) && can_encrypt {
             "the token keeps no CKA_CHECK_VALUE and refused AES-ECB with this key".into()
         } else {
             "the token keeps no CKA_CHECK_VALUE and the key may not do the check operation".into()
         },
-    )
+    ))
 }
 
 /// Destroy objects (the caller has confirmed).

@@ -365,6 +365,10 @@ pub struct ImportReport {
     pub keys: Vec<KeyInfo>,
     /// The import key pair was destroyed: the parameters cannot be used again.
     pub parameters_consumed: bool,
+    /// Objects of the used import key pair that could not be destroyed
+    /// (harmless: without its private key the pair imports nothing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<String>,
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -712,11 +716,49 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     ) {
         Ok(keys_made) => {
             drop(eph);
+            // Single use: the import key pair's private key goes before the
+            // key is kept; if it will not go, the import is undone.
+            let pair = match use_up_parameters(token, &label) {
+                Ok(pair) => pair,
+                Err(e) => return Err(created.fail(e)),
+            };
             created.commit();
-            finish_import(token, &label, payload, keys_made)
+            Ok(finish_import(token, &label, payload, keys_made, pair))
         }
         Err(e) => Err(created.fail(e)),
     }
+}
+
+/// Find the import key pair and destroy its private key (what makes the
+/// parameters usable); returns the public half, destroyed once the key is
+/// kept.
+fn use_up_parameters(token: &Token<'_>, label: &str) -> Result<Vec<ObjectHandle>> {
+    let session = token.session();
+    let pair: Vec<ObjectHandle> = session
+        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .map_err(|e| Error::pkcs11("find the import key pair", e))?;
+    // Every read first, then the one destroy: a failure before it changes
+    // nothing.
+    let (mut private, mut rest) = (Vec::new(), Vec::new());
+    for h in pair {
+        let class = session
+            .get_attributes(h, &[AttributeType::Class])
+            .map_err(|e| Error::pkcs11("read the import key pair", e))?;
+        if class
+            .iter()
+            .any(|a| matches!(a, Attribute::Class(c) if *c == ObjectClass::PRIVATE_KEY))
+        {
+            private.push(h);
+        } else {
+            rest.push(h);
+        }
+    }
+    for h in private {
+        session
+            .destroy_object(h)
+            .map_err(|e| Error::pkcs11("destroy the used import key", e))?;
+    }
+    Ok(rest)
 }
 
 /// What [`check_imported`] needs of the unwrap it checks.
@@ -842,33 +884,34 @@ fn check_imported(
         .collect()
 }
 
-/// 6. Single use: the import key pair goes once the key is in.
+/// 6. The rest of the used import key pair goes. The key is imported and
+/// the parameters are used up (their private key is gone), so a public half
+/// that will not go is reported in `left_behind`, not an error.
 fn finish_import(
     token: &Token<'_>,
     label: &str,
     payload: TokenPayload,
     keys_made: Vec<KeyInfo>,
-) -> Result<ImportReport> {
-    let session = token.session();
-    let pair: Vec<ObjectHandle> = session
-        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-        .map_err(|e| Error::pkcs11("find the import key pair", e))?;
-    // The key is imported; a pair that will not go is reported, not an error.
-    let mut consumed = true;
-    for h in pair {
-        if let Err(e) = session.destroy_object(h) {
-            tracing::warn!(
-                "the used import key pair could not be destroyed: {e}; destroy {label} by hand"
-            );
-            consumed = false;
+    rest: Vec<ObjectHandle>,
+) -> ImportReport {
+    let mut left_behind = Vec::new();
+    for h in rest {
+        if let Err(e) = token.session().destroy_object(h) {
+            tracing::warn!("the used import key pair's public half could not be destroyed: {e}");
+            left_behind.push(format!(
+                "{}, handle {}: {e}",
+                undo::describe(label, "public-key", payload.key_id.as_bytes()),
+                h.handle()
+            ));
         }
     }
-    Ok(ImportReport {
+    ImportReport {
         key_id: payload.key_id,
         algorithm: payload.algorithm,
         keys: keys_made,
-        parameters_consumed: consumed,
-    })
+        parameters_consumed: true,
+        left_behind,
+    }
 }
 
 /// `export-key`: the key wrapped under a KEK, with what the importer checks.

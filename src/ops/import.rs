@@ -241,12 +241,12 @@ pub fn import_params(token: &Token<'_>, req: &ParamsRequest) -> Result<Parameter
         };
         let mac_key = token_mac_key_or_create(token)?;
         let mac = session
-            .sign(&Mechanism::Sha256Hmac, mac_key, &payload.encode())
+            .sign(&Mechanism::Sha256Hmac, mac_key, &payload.encode()?)
             .map_err(|e| Error::pkcs11("authenticate the import token", e))?;
         use base64::Engine;
         Ok(Parameters {
             key_id: key_id.clone(),
-            import_token: import_params::encode_token(&payload, &mac),
+            import_token: import_params::encode_token(&payload, &mac)?,
             expiration_time: payload.expires,
             public_key: base64::engine::general_purpose::STANDARD.encode(&public.spki_der),
         })

@@ -1,11 +1,12 @@
-//! Where PINs come from. Never argv by default (DESIGN.md invariant 6).
+//! Where PINs come from. Never argv by default (docs/SECURITY.md, invariant 6).
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::error::{Error, Result};
 use crate::input::limits::PIN_FILE;
-use secrecy::{ExposeSecret, SecretString};
 
 /// Which PIN: the normal user's or the Security Officer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,19 +47,18 @@ pub enum PinSource {
     Argv(SecretString),
 }
 
+/// What a PIN source may be, for the error that refuses another.
+const ACCEPTED: &str = "expected env:VAR, file:PATH, prompt or empty \
+    (pin:VALUE with --insecure-pin-in-argv); the value is not repeated here, as it may be a PIN";
+
 impl FromStr for PinSource {
     type Err = Error;
 
     /// The error never quotes `s`: a mistyped source (`PIN:1234`, `pin=1234`,
     /// a bare `1234`) is most likely the PIN itself.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: &str| {
-            Error::Usage {
-            message: format!(
-                "invalid PIN source ({reason}): expected env:VAR, file:PATH, prompt or empty \
-                 (pin:VALUE with --insecure-pin-in-argv); the value is not repeated here, as it may be a PIN"
-            ),
-        }
+        let bad = |reason: &str| Error::Usage {
+            message: format!("invalid PIN source ({reason}): {ACCEPTED}"),
         };
         if s == "prompt" {
             return Ok(PinSource::Prompt);

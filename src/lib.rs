@@ -5,10 +5,15 @@
 //! calls cryptoki, `formats` holds pure data layouts, `ops` composes them, and
 //! the binary owns the terminal.
 #![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod error;
 pub mod formats;
 pub mod hsm;
+pub mod input;
 pub mod ops;
 pub mod output;
 

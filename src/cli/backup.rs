@@ -1,7 +1,7 @@
 //! `hsmkey backup`, `restore`, `verify`.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use hsmkey::ops::backup::{
     self, Input, OnConflict, Protect, RestoreOptions, RestoreReport, Selection, Unprotect,
 };
 use hsmkey::output::AtomicFile;
-use hsmkey::Error;
+use hsmkey::{input, Error};
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -129,11 +129,8 @@ pub struct VerifyArgs {
     unprotect: UnprotectArgs,
 }
 
-fn read_password(path: &PathBuf) -> hsmkey::Result<SecretString> {
-    let raw = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?);
+fn read_password(path: &Path) -> hsmkey::Result<SecretString> {
+    let raw = input::read_secret(path, input::limits::PASSWORD_FILE, "password file")?;
     let text = std::str::from_utf8(&raw).map_err(|_| Error::BadPassword {
         reason: format!("{} is not UTF-8 text", path.display()),
     })?;
@@ -221,10 +218,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     } else if let Some(path) = &args.protect.password_file {
         Protect::Password(read_password(path)?)
     } else if let Some(path) = &args.protect.recipient {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let bytes = input::read_bounded(path, input::limits::PUBLIC_KEY, "recipient public key")?;
         let public = spki::parse_rsa_public(&bytes).map_err(|reason| Error::BadInput {
             what: format!("recipient public key {}", path.display()),
             reason,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use hsmkey::formats::byok::{self, aws, huawei, Target};
 use hsmkey::hsm::keys::KeySelector;
+use hsmkey::input::limits;
 use hsmkey::ops::byok::{ByokRequest, WrappingSource};
 use hsmkey::output::AtomicFile;
 use hsmkey::Error;
@@ -68,11 +69,8 @@ pub struct ByokArgs {
     force: bool,
 }
 
-fn read(path: &Path) -> hsmkey::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
+fn read(path: &Path, limit: u64, what: &str) -> hsmkey::Result<Vec<u8>> {
+    hsmkey::input::read_bounded(path, limit, what)
 }
 
 #[derive(Serialize)]
@@ -97,9 +95,9 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         reason,
     };
     let wrapping = if let Some(p) = &args.source.wrapping_key {
-        WrappingSource::PublicKey(read(p)?)
+        WrappingSource::PublicKey(read(p, limits::PUBLIC_KEY, "wrapping key")?)
     } else if let Some(p) = &args.source.import_params {
-        let bytes = read(p)?;
+        let bytes = read(p, limits::DOCUMENT, "import parameters")?;
         match target {
             Target::Huawei => WrappingSource::Huawei(
                 huawei::ImportParameters::parse(&bytes).map_err(|r| bad("--import-params", r))?,
@@ -118,7 +116,7 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
     };
     let import_token = match &args.import_token {
         Some(p) => {
-            let raw = read(p)?;
+            let raw = read(p, limits::DOCUMENT, "import token")?;
             // The AWS CLI prints ImportToken as base64; accept that or the binary.
             use base64::Engine;
             let text = String::from_utf8_lossy(&raw);

@@ -14,18 +14,12 @@ use hsmkey::Error;
 
 use super::{out, print_json, Context};
 
-fn read(path: &Path) -> hsmkey::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
+fn read(path: &Path, what: &str) -> hsmkey::Result<Vec<u8>> {
+    hsmkey::input::read_bounded(path, hsmkey::input::limits::DOCUMENT, what)
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    jiff::Timestamp::now().as_second()
 }
 
 #[derive(Args, Debug)]
@@ -134,11 +128,13 @@ pub struct ImportArgs {
 }
 
 pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
-    let bytes = read(&args.material)?;
+    let bytes = read(&args.material, "key material")?;
     let input = match &args.import_token {
         Some(t) => MaterialInput::Raw {
             material: bytes,
-            import_token: String::from_utf8_lossy(&read(t)?).trim().to_string(),
+            import_token: String::from_utf8_lossy(&read(t, "import token")?)
+                .trim()
+                .to_string(),
         },
         None => MaterialInput::Json(Material::parse(&bytes).map_err(|reason| Error::BadInput {
             what: "--material".into(),
@@ -231,10 +227,11 @@ pub struct ImportExportArgs {
 }
 
 pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Result<()> {
-    let doc = ExportKey::parse(&read(&args.file)?).map_err(|reason| Error::BadInput {
-        what: args.file.display().to_string(),
-        reason,
-    })?;
+    let doc =
+        ExportKey::parse(&read(&args.file, "export key")?).map_err(|reason| Error::BadInput {
+            what: args.file.display().to_string(),
+            reason,
+        })?;
     let kek = KeySelector::parse(&args.kek)?;
     let policy: BackupPolicy = args.backup_policy.parse()?;
     let usage = args.usage.as_deref().map(str::parse::<Usage>).transpose()?;

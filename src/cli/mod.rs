@@ -134,7 +134,11 @@ pub fn run() -> ExitCode {
     let ctx = Context {
         global: cli.global.clone(),
     };
-    let outcome = match hsmkey::hsm::pool::check_sessions(ctx.global.sessions) {
+    // A malformed PIN source is refused before any command runs, even one
+    // that needs no PIN: it is likely a PIN typed in the wrong place.
+    let checked = hsmkey::hsm::pool::check_sessions(ctx.global.sessions)
+        .and_then(|_| ctx.check_pin_sources());
+    let outcome = match checked {
         Err(e) => Err(e),
         Ok(_) => match cli.command {
             Command::Token(cmd) => token::run(&ctx, cmd),
@@ -287,12 +291,22 @@ impl Context {
         )
     }
 
-    fn pin(&self, role: PinRole) -> Result<SecretString> {
+    fn pin_source(&self, role: PinRole) -> Result<Option<PinSource>> {
         let text = match role {
             PinRole::User => &self.global.pin_source,
             PinRole::SecurityOfficer => &self.global.so_pin_source,
         };
-        let source = text.as_deref().map(str::parse::<PinSource>).transpose()?;
+        text.as_deref().map(str::parse::<PinSource>).transpose()
+    }
+
+    fn check_pin_sources(&self) -> Result<()> {
+        self.pin_source(PinRole::User)?;
+        self.pin_source(PinRole::SecurityOfficer)?;
+        Ok(())
+    }
+
+    fn pin(&self, role: PinRole) -> Result<SecretString> {
+        let source = self.pin_source(role)?;
         let prompter = |prompt: &str| -> std::io::Result<SecretString> {
             rpassword::prompt_password(format!("hsmkey: {prompt}")).map(SecretString::from)
         };

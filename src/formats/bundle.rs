@@ -207,11 +207,13 @@ pub enum Line {
 }
 
 /// The exact bytes of one line, newline included: what the MAC covers.
-pub fn encode_line(line: &Line) -> Vec<u8> {
-    // Serializing these plain structs cannot fail: no maps with non-string keys.
-    let mut bytes = serde_json::to_vec(line).expect("bundle lines always serialize");
+pub fn encode_line(line: &Line) -> crate::Result<Vec<u8>> {
+    // These plain structs (no maps with non-string keys) do not fail to
+    // serialize; if one ever did, that is a bug, reported rather than a panic.
+    let mut bytes = serde_json::to_vec(line)
+        .map_err(|e| crate::Error::Internal(format!("cannot serialize a bundle line: {e}")))?;
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
 }
 
 /// base64 (standard, padded) as used inside bundles.

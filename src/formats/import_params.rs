@@ -50,18 +50,21 @@ pub struct TokenPayload {
 
 impl TokenPayload {
     /// The bytes the MAC covers.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("plain struct serializes")
+    pub fn encode(&self) -> crate::Result<Vec<u8>> {
+        // Strings and integers do not fail to serialize; if they ever did,
+        // that is a bug, reported rather than a panic.
+        serde_json::to_vec(self)
+            .map_err(|e| crate::Error::Internal(format!("cannot serialize an import token: {e}")))
     }
 }
 
 /// `hk1.<base64url(payload)>.<base64url(mac)>`
-pub fn encode_token(payload: &TokenPayload, mac: &[u8]) -> String {
-    format!(
+pub fn encode_token(payload: &TokenPayload, mac: &[u8]) -> crate::Result<String> {
+    Ok(format!(
         "{TOKEN_PREFIX}{}.{}",
-        URL_SAFE_NO_PAD.encode(payload.encode()),
+        URL_SAFE_NO_PAD.encode(payload.encode()?),
         URL_SAFE_NO_PAD.encode(mac)
-    )
+    ))
 }
 
 /// Split a token into its payload (parsed), the exact payload bytes and the MAC.
@@ -150,13 +153,15 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     let n: i64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a duration like 24h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         other => return Err(format!("unknown unit '{other}': use s, m, h or d")),
     };
+    // Checked: "9999999999999999d" overflows i64.
+    let secs = n.checked_mul(unit_secs).unwrap_or(i64::MAX);
     if secs <= 0 || secs > 30 * 86_400 {
         return Err("the validity must be between 1 second and 30 days".into());
     }

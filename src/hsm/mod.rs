@@ -357,6 +357,9 @@ fn so_error(action: &str, e: cryptoki::error::Error) -> Error {
 
 /// Handles asked for per C_FindObjects call: cryptoki's default of 10 costs
 /// a round trip per ten objects, a thousand calls on a token of 10,000 keys.
+// A const item is evaluated by the compiler: this panic can only ever be a
+// build error, never a runtime one.
+#[allow(clippy::panic)]
 const FIND_BATCH: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(1024) {
     Some(n) => n,
     None => panic!("FIND_BATCH is not zero"),

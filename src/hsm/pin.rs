@@ -1,12 +1,12 @@
-//! Where PINs come from. Never argv by default (DESIGN.md invariant 6).
+//! Where PINs come from. Never argv by default (docs/SECURITY.md, invariant 6).
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
-use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::input::limits::PIN_FILE;
 
 /// Which PIN: the normal user's or the Security Officer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +47,18 @@ pub enum PinSource {
     Argv(SecretString),
 }
 
+/// What a PIN source may be, for the error that refuses another.
+const ACCEPTED: &str = "expected env:VAR, file:PATH, prompt or empty \
+    (pin:VALUE with --insecure-pin-in-argv); the value is not repeated here, as it may be a PIN";
+
 impl FromStr for PinSource {
     type Err = Error;
 
+    /// The error never quotes `s`: a mistyped source (`PIN:1234`, `pin=1234`,
+    /// a bare `1234`) is most likely the PIN itself.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: &str| Error::Usage {
-            message: format!("invalid PIN source '{}': {reason}", redact(s)),
+            message: format!("invalid PIN source ({reason}): {ACCEPTED}"),
         };
         if s == "prompt" {
             return Ok(PinSource::Prompt);
@@ -61,18 +67,13 @@ impl FromStr for PinSource {
             return Ok(PinSource::Empty);
         }
         match s.split_once(':') {
-            Some(("env", var)) if !var.is_empty() => Ok(PinSource::Env(var.to_string())),
-            Some(("file", path)) if !path.is_empty() => Ok(PinSource::File(PathBuf::from(path))),
+            Some(("env", "")) => Err(bad("env: needs a variable name")),
+            Some(("env", var)) => Ok(PinSource::Env(var.to_string())),
+            Some(("file", "")) => Err(bad("file: needs a path")),
+            Some(("file", path)) => Ok(PinSource::File(PathBuf::from(path))),
             Some(("pin", value)) => Ok(PinSource::Argv(SecretString::from(value.to_string()))),
-            _ => Err(bad("expected env:VAR, file:PATH, prompt or empty")),
+            _ => Err(bad("not a known scheme")),
         }
-    }
-}
-
-fn redact(s: &str) -> String {
-    match s.split_once(':') {
-        Some(("pin", _)) => "pin:***".to_string(),
-        _ => s.to_string(),
     }
 }
 
@@ -114,10 +115,16 @@ impl PinRequest<'_> {
                 }),
             },
             PinSource::File(path) => {
-                let raw = Zeroizing::new(std::fs::read(&path).map_err(|e| Error::PinUnavailable {
-                    user,
-                    reason: format!("cannot read {}: {e}", path.display()),
-                })?);
+                let raw = match crate::input::read_secret(&path, PIN_FILE, "PIN file") {
+                    Ok(raw) => raw,
+                    Err(Error::Io { source, .. }) => {
+                        return Err(Error::PinUnavailable {
+                            user,
+                            reason: format!("cannot read {}: {source}", path.display()),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                };
                 let text = std::str::from_utf8(&raw).map_err(|_| Error::PinUnavailable {
                     user,
                     reason: format!("{} is not UTF-8", path.display()),

@@ -643,7 +643,7 @@ pub fn backup(
         .map_err(|e| Error::pkcs11("start the bundle MAC", e))?;
     let mut mac = MacFeed::new(&mac_session);
     let emit = |line: &Line, out: &mut dyn Write, mac: &mut MacFeed<'_>| -> Result<()> {
-        let bytes = bundle::encode_line(line);
+        let bytes = bundle::encode_line(line)?;
         mac.feed(&bytes)?;
         out.write_all(&bytes).map_err(|e| Error::Io {
             path: "the output".into(),
@@ -690,7 +690,7 @@ pub fn backup(
     let trailer = bundle::encode_line(&Line::Trailer(Trailer {
         entries: entries.len() as u64,
         mac: b64(&mac),
-    }));
+    }))?;
     out.write_all(&trailer).map_err(|e| Error::Io {
         path: "the output".into(),
         source: e,
@@ -957,30 +957,13 @@ fn backup_entry(
     })
 }
 
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, UTC).
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let now = jiff::Timestamp::now();
+    // Whole seconds: Timestamp's Display then prints no fraction.
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// Where a bundle is read from: a file (read twice) or blob bytes.
@@ -989,28 +972,34 @@ pub enum Input {
     Bytes(Vec<u8>),
 }
 
-/// Largest blob file accepted (a blob holds one key's versions).
-const MAX_BLOB: u64 = 16 * 1024 * 1024;
-
 impl Input {
-    /// Open `path`, telling a blob from a bundle by its first bytes.
+    /// Open `path`, telling a blob from a bundle by its first bytes. A blob
+    /// is read once, bounded while reading (a FIFO has no size to check
+    /// first); a bundle is read twice, so it must be a regular file.
     pub fn open(path: &Path) -> Result<Input> {
         let io = |e| Error::Io {
             path: path.display().to_string(),
             source: e,
         };
         let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut start = [0u8; 64];
-        let n = std::io::Read::read(&mut file, &mut start).map_err(io)?;
-        if bundle::is_blob(&start[..n]) {
-            let len = file.metadata().map_err(io)?.len();
-            if len > MAX_BLOB {
-                return Err(Error::BundleCorrupt {
-                    reason: format!("a blob of {len} bytes is larger than any hsmkey writes"),
-                });
-            }
-            let text = std::fs::read_to_string(path).map_err(io)?;
+        // Up to 64 bytes even from a pipe, which may return fewer per read.
+        let mut start = Vec::with_capacity(64);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 64), &mut start)
+            .map_err(io)?;
+        if bundle::is_blob(&start) {
+            crate::input::read_limited(file, &mut start, crate::input::limits::BLOB, "blob", path)?;
+            let text = String::from_utf8(start).map_err(|_| Error::BundleCorrupt {
+                reason: "a blob is ASCII text; this file is not".into(),
+            })?;
             return Ok(Input::Bytes(bundle::decode_blob(&text)?));
+        }
+        if !file.metadata().map_err(io)?.file_type().is_file() {
+            return Err(Error::BadInput {
+                what: format!("bundle {}", path.display()),
+                reason: "a bundle is read twice (checked whole, then restored), so it must be \
+                         a regular file, not a pipe or FIFO; copy it to a file first"
+                    .into(),
+            });
         }
         Ok(Input::File(path.to_path_buf()))
     }

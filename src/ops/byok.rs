@@ -308,7 +308,7 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
         Target::Azure => {
             let file = azure::byok_file(kid.as_deref().unwrap_or_default(), &joined(), &generator);
             (
-                vec![json_file(&file)],
+                vec![json_file(&file)?],
                 azure::command("{out}", kid.as_deref().unwrap_or_default()),
             )
         }
@@ -317,13 +317,13 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
                 unreachable!("checked above")
             };
             let body = huawei::material(params, &rsa_part, kw_part.as_deref());
-            (vec![json_file(&body)], huawei::command("{out}"))
+            (vec![json_file(&body)?], huawei::command("{out}"))
         }
         Target::Vault => {
             let key_type =
                 vault::key_type_name(&facts).map_err(|rule| Error::TargetRule { rule })?;
             let body = vault::body(&joined(), &plan.algorithm, key_type);
-            (vec![json_file(&body)], vault::command("{out}"))
+            (vec![json_file(&body)?], vault::command("{out}"))
         }
     };
     Ok(ByokResult {
@@ -355,10 +355,13 @@ fn measure_secret(
         .map(|blob| (blob.len() as u64 - 8) * 8))
 }
 
-fn json_file<T: Serialize>(value: &T) -> OutputFile {
-    let mut bytes = serde_json::to_vec_pretty(value).expect("plain structs serialize");
+fn json_file<T: Serialize>(value: &T) -> Result<OutputFile> {
+    // Plain structs do not fail to serialize; if one ever did, that is a bug,
+    // reported rather than a panic.
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Internal(format!("cannot serialize the output: {e}")))?;
     bytes.push(b'\n');
-    OutputFile { suffix: "", bytes }
+    Ok(OutputFile { suffix: "", bytes })
 }
 
 /// The mechanism that gives exact RFC 5649 for this key on this token.

@@ -265,12 +265,12 @@ pub fn import_params(
         };
         let mac_key = token_mac_key_or_create(token, &mut created)?;
         let mac = session
-            .sign(&Mechanism::Sha256Hmac, mac_key, &payload.encode())
+            .sign(&Mechanism::Sha256Hmac, mac_key, &payload.encode()?)
             .map_err(|e| Error::pkcs11("authenticate the import token", e))?;
         use base64::Engine;
         let params = Parameters {
             key_id: key_id.clone(),
-            import_token: import_params::encode_token(&payload, &mac),
+            import_token: import_params::encode_token(&payload, &mac)?,
             expiration_time: payload.expires,
             public_key: base64::engine::general_purpose::STANDARD.encode(&public.spki_der),
         };
@@ -884,7 +884,7 @@ fn check_imported(
         .collect()
 }
 
-/// 6. The rest of the used import key pair goes. The key is imported and
+/// Step 6: the rest of the used import key pair goes. The key is imported and
 /// the parameters are used up (their private key is gone), so a public half
 /// that will not go is reported in `left_behind`, not an error.
 fn finish_import(
@@ -1080,7 +1080,7 @@ pub fn import_export_key(
     created.add(key, undo::describe(&req.label, "secret-key", &id));
     match check_export_key(
         token,
-        &doc,
+        doc,
         &usage,
         spec,
         &support,

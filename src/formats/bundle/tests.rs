@@ -49,14 +49,17 @@ fn sample_entry(label: &str) -> Entry {
 }
 
 fn bundle(entries: usize) -> Vec<u8> {
-    let mut out = encode_line(&Line::Header(sample_header()));
+    let mut out = encode_line(&Line::Header(sample_header())).unwrap();
     for i in 0..entries {
-        out.extend(encode_line(&Line::Key(sample_entry(&format!("k{i}")))));
+        out.extend(encode_line(&Line::Key(sample_entry(&format!("k{i}")))).unwrap());
     }
-    out.extend(encode_line(&Line::Trailer(Trailer {
-        entries: entries as u64,
-        mac: b64(&[0; 32]),
-    })));
+    out.extend(
+        encode_line(&Line::Trailer(Trailer {
+            entries: entries as u64,
+            mac: b64(&[0; 32]),
+        }))
+        .unwrap(),
+    );
     out
 }
 

@@ -80,34 +80,17 @@ impl ImportParameters {
     }
 }
 
-/// Seconds since the epoch of "YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]".
+/// Seconds since the epoch of an RFC 3339 / ISO 8601 time
+/// ("2026-11-22T08:00:00.123+00:00", "...Z", "...+0100"); a time without an
+/// offset is UTC, as AWS writes it.
 pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
+    let s = s.trim();
+    if let Ok(at) = s.parse::<jiff::Timestamp>() {
+        return Some(at.as_second());
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let rest = &s[19..];
-    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    let offset = match rest {
-        "" | "Z" | "+00:00" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
+    let civil: jiff::civil::DateTime = s.parse().ok()?;
+    let at = jiff::tz::Offset::UTC.to_timestamp(civil).ok()?;
+    Some(at.as_second())
 }
 
 /// The command that imports the file.

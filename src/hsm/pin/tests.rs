@@ -68,3 +68,37 @@ fn missing_env_and_no_terminal_is_an_error_not_a_hang() {
     };
     assert_eq!(no_tty.resolve().unwrap_err().code(), "HK1103");
 }
+
+/// Issue #11: a mistyped source is most likely the PIN itself.
+#[test]
+fn unknown_schemes_are_never_echoed() {
+    for source in [
+        "PIN:1234",
+        "pin=1234",
+        "bogus:1234",
+        "1234",
+        "Env:1234",
+        "file1234",
+        " env:1234",
+        "prompt1234",
+    ] {
+        let err = source.parse::<PinSource>().unwrap_err();
+        assert_eq!(err.code(), "HK1007", "{source}");
+        let shown = format!("{err} {:?} {}", err.context(), err.hint());
+        assert!(!shown.contains("1234"), "{source} echoed: {shown}");
+        assert!(
+            shown.contains("env:VAR"),
+            "names the accepted schemes: {shown}"
+        );
+    }
+}
+
+#[test]
+fn a_pin_file_is_read_with_a_limit() {
+    let err = request("file:/dev/zero", false).resolve().unwrap_err();
+    assert_eq!(err.code(), "HK1301", "{err}");
+    let err = request("file:/nonexistent/pin", false)
+        .resolve()
+        .unwrap_err();
+    assert_eq!(err.code(), "HK1103", "{err}");
+}

@@ -49,3 +49,42 @@ fn argon2_matches_the_reference_crate_output() {
     };
     assert_ne!(*argon2_key(&pw, &other).unwrap(), *a);
 }
+
+/// Issue #11: the bounds in docs/FORMAT.md and docs/SECURITY.md once said
+/// 4 GiB/64/64 while the code enforced 1 GiB/16/16.
+#[test]
+fn argon2_bounds_in_the_docs_match_the_code() {
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let format = squash(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/FORMAT.md"
+    )));
+    let security = squash(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/SECURITY.md"
+    )));
+    let m = ARGON2_MAX_M_KIB.to_string();
+    let mut grouped = String::new();
+    for (i, c) in m.chars().enumerate() {
+        if i > 0 && (m.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    assert_eq!(
+        ARGON2_MAX_M_KIB % (1024 * 1024),
+        0,
+        "the docs say whole GiB"
+    );
+    let gib = ARGON2_MAX_M_KIB / (1024 * 1024);
+    for row in [
+        format!("| `m_kib` | at most {grouped} ({gib} GiB) |"),
+        format!("| `t` | at most {ARGON2_MAX_T} |"),
+        format!("| `p` | at most {ARGON2_MAX_P} |"),
+        format!("up to {gib} GiB of memory and {ARGON2_MAX_T} passes"),
+    ] {
+        assert!(format.contains(&row), "docs/FORMAT.md lacks: {row}");
+    }
+    let prose = format!("up to {gib} GiB of memory and {ARGON2_MAX_T} Argon2 passes");
+    assert!(security.contains(&prose), "docs/SECURITY.md lacks: {prose}");
+}

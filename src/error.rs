@@ -446,14 +446,24 @@ impl Error {
 
     /// This error, or — when clean-up left objects behind — the error that
     /// says so and lists them (exit 9, HK1403).
-    pub fn with_leftovers(self, left: Vec<String>) -> Error {
-        if left.is_empty() {
-            self
-        } else {
+    pub fn with_leftovers(self, mut left: Vec<String>) -> Error {
+        match self {
+            _ if left.is_empty() => self,
+            // A step's own clean-up already left objects: one list.
             Error::LeftBehind {
-                cause: Box::new(self),
-                left,
+                cause,
+                left: mut earlier,
+            } => {
+                earlier.append(&mut left);
+                Error::LeftBehind {
+                    cause,
+                    left: earlier,
+                }
             }
+            other => Error::LeftBehind {
+                cause: Box::new(other),
+                left,
+            },
         }
     }
 

@@ -1,4 +1,4 @@
-//! Output files (DESIGN.md invariant 4): written to a temporary file in the
+//! Output files (docs/SECURITY.md, invariant 4): written to a temporary file in the
 //! destination's folder, mode 0600, flushed and fsynced, then renamed into
 //! place; an existing file is never replaced without `force`. If anything
 //! fails before [`AtomicFile::commit`], the temporary file is removed and the

@@ -142,7 +142,7 @@ fn token_init_without_so_pin_in_ci_fails_instead_of_prompting() {
     assert_eq!(v["context"]["user"], "SO");
 }
 
-/// What each token's probe must find (REFERENCE.md §4, checked here).
+/// What each token's probe must find (docs/TOKENS.md, checked here).
 struct Expected {
     kwp_0x210a: &'static str,
     kwp_0x210b: Option<&'static str>,

@@ -419,8 +419,8 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
     let module = ctx.module()?;
+    let _lock = ctx.lock(&module, None, "restore")?;
     let token = ctx.open_user(&module)?;
-    let _lock = ctx.lock(&token, "restore")?;
     let cancel = interrupt_flag();
     let options = RestoreOptions {
         dry_run: args.dry_run,

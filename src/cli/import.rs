@@ -57,8 +57,8 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
     // here, not after the key pair is made.
     let mut staged = Some(AtomicFile::create(&args.out, args.force)?);
     let module = ctx.module()?;
+    let _lock = ctx.lock(&module, None, "import-params")?;
     let token = ctx.open_user(&module)?;
-    let _lock = ctx.lock(&token, "import-params")?;
     let params = imp::import_params(
         &token,
         &ParamsRequest {
@@ -150,8 +150,8 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
         .map(str::parse::<Usage>)
         .transpose()?;
     let module = ctx.module()?;
+    let _lock = ctx.lock(&module, None, "import")?;
     let token = ctx.open_user(&module)?;
-    let _lock = ctx.lock(&token, "import")?;
     let report = imp::import(
         &token,
         &ImportRequest {
@@ -171,6 +171,11 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
             "imported {} ({} {}, KCV {}) with key id {} ({}); the import parameters are used up\n",
             k.label, k.class, k.key_type, k.kcv, report.key_id, report.algorithm
         ));
+        for left in &report.left_behind {
+            out(&format!(
+                "note: the used import key pair's {left} could not be removed (harmless without its private key); destroy it by hand\n"
+            ));
+        }
     }
     Ok(())
 }
@@ -236,8 +241,8 @@ pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Resul
     let policy: BackupPolicy = args.backup_policy.parse()?;
     let usage = args.usage.as_deref().map(str::parse::<Usage>).transpose()?;
     let module = ctx.module()?;
+    let _lock = ctx.lock(&module, None, "import-export-key")?;
     let token = ctx.open_user(&module)?;
-    let _lock = ctx.lock(&token, "import-export-key")?;
     let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
     if ctx.json() {
         print_json(&made);

@@ -132,8 +132,8 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 });
             }
             if let Some(n) = count {
+                let _lock = ctx.lock(&module, None, "key generate --count")?;
                 let token = ctx.open_user(&module)?;
-                let _lock = ctx.lock(&token, "key generate --count")?;
                 let mut bar = super::backup::Bar::new(ctx, "generate");
                 let labels =
                     ops::keys::generate_many(&token, &request, n, &mut |d, t| bar.update(d, t))?;
@@ -156,9 +156,9 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let token = {
                 // Names and ids are checked where private objects are visible:
                 // an SO session sees only public ones.
-                let user = ctx.open_user(&module)?;
                 // Held from the check to the create, across the SO session.
-                lock = ctx.lock(&user, "key generate")?;
+                lock = ctx.lock(&module, None, "key generate")?;
+                let user = ctx.open_user(&module)?;
                 if request.id.is_empty() {
                     request.id = ops::keys::random_id(&user)?;
                 }
@@ -239,8 +239,8 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let selector = KeySelector::parse(&key)?;
             let module = ctx.module()?;
             let (made, lock) = {
+                let lock = ctx.lock(&module, Some(&selector), "key rotate")?;
                 let token = ctx.open_user_for(&module, Some(&selector))?;
-                let lock = ctx.lock(&token, "key rotate")?;
                 (ops::keys::rotate(&token, &selector), lock)
             };
             // A trusted KEK can only be made by the SO: retry in an SO session.
@@ -265,8 +265,8 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 });
             }
             let module = ctx.module()?;
+            let _lock = ctx.lock(&module, Some(&selector), "key destroy")?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
-            let _lock = ctx.lock(&token, "key destroy")?;
             let gone = ops::keys::destroy(&token, &selector)?;
             render_keys(ctx, &gone, "destroyed");
         }

@@ -378,10 +378,17 @@ impl Context {
     }
 
     /// Take the token's lock for a command that checks and creates keys
-    /// (runs do not collide; `--wait`).
-    pub(crate) fn lock(&self, token: &Token<'_>, command: &str) -> Result<TokenLock> {
+    /// (runs do not collide; `--wait`). Taken before the login: a soft
+    /// token may fail a login while another process writes its objects.
+    pub(crate) fn lock(
+        &self,
+        module: &Module,
+        key: Option<&KeySelector>,
+        command: &str,
+    ) -> Result<TokenLock> {
+        let slot = module.select_token(self.selector_for(key).as_deref())?;
         hsmkey::hsm::lock::lock(
-            token.summary(),
+            &module.summary(slot)?,
             self.global.module_args.as_deref(),
             std::time::Duration::from_secs(self.global.wait),
             command,

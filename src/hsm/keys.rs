@@ -523,6 +523,37 @@ pub fn others_with_label(token: &Token<'_>, label: &str, ours: &[ObjectHandle]) 
     Ok(false)
 }
 
+/// Remove the shells a process killed while the token wrote an object can
+/// leave (SoftHSM: an object file with its class and type but no label, no
+/// id, and CKA_TOKEN not yet true). Only objects with CKA_TOKEN=false and no
+/// label are taken, and only when this process has made no session object
+/// yet: a real session object is visible only to the application that made
+/// it, so any such object seen now is no one's. Returns how many went.
+pub fn remove_crash_shells(token: &Token<'_>) -> Result<usize> {
+    let session = token.session();
+    let found = super::find_objects(session, &[Attribute::Token(false)])
+        .map_err(|e| Error::pkcs11("look for objects a crashed run left", e))?;
+    let mut removed = 0;
+    for h in found {
+        let attrs = session
+            .get_attributes(h, &[AttributeType::Label, AttributeType::Class])
+            .map_err(|e| Error::pkcs11("read an object a crashed run left", e))?;
+        let labelled = attrs
+            .iter()
+            .any(|a| matches!(a, Attribute::Label(l) if !l.is_empty()));
+        let is_key = attrs.iter().any(|a| {
+            matches!(a, Attribute::Class(c) if [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY].contains(c))
+        });
+        if !labelled && is_key {
+            session
+                .destroy_object(h)
+                .map_err(|e| Error::pkcs11("remove an object a crashed run left", e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Label-less key objects now on the token (see [`generate`]).
 pub fn unlabelled(token: &Token<'_>) -> Result<Vec<ObjectHandle>> {
     token
@@ -1169,7 +1200,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let size = match (key_type, modulus_bits, value_len, &ec_params) {
         (_, Some(bits), _, _) if bits > 0 => Some(bits),
         (Some(k), _, _, Some(p)) if k == CkKeyType::EC => ec_bits(p),
-        // SoftHSM reports 0 for unwrapped secret keys (REFERENCE.md §4): unknown, not zero.
+        // SoftHSM reports 0 for unwrapped secret keys (docs/TOKENS.md): unknown, not zero.
         (_, _, Some(len), _) if len > 0 => Some(len * 8),
         _ => None,
     };

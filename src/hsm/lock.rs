@@ -77,12 +77,13 @@ fn make_private_dir(dir: PathBuf) -> Result<PathBuf> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::symlink_metadata(&dir).map_err(|e| io(&dir, e))?;
         let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-        if !meta.is_dir() || me.is_some_and(|uid| uid != meta.uid()) {
+        let shared = meta.mode() & 0o077 != 0;
+        if !meta.is_dir() || shared || me.is_none_or(|uid| uid != meta.uid()) {
             return Err(io(
                 &dir,
                 std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
-                    "the lock folder is not a folder owned by this user",
+                    "the lock folder is not a folder of this user's alone (owner, mode 0700)",
                 ),
             ));
         }
@@ -117,18 +118,31 @@ pub fn lock(
     command: &str,
 ) -> Result<TokenLock> {
     let path = lock_path(token, module_args.unwrap_or(""))?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| io(&path, e))?;
-    let deadline = Instant::now() + wait;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    // The folder is this user's alone (checked above), so no one else can
+    // have planted a link here; a link is refused all the same.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+        return Err(io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the lock file is not a regular file",
+            ),
+        ));
+    }
+    let mut file = options.open(&path).map_err(|e| io(&path, e))?;
+    // A wait too long to add to the clock is a wait without end.
+    let deadline = Instant::now().checked_add(wait);
     loop {
         match file.try_lock() {
             Ok(()) => break,
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+            Err(TryLockError::WouldBlock) if deadline.is_none_or(|d| Instant::now() < d) => {
                 std::thread::sleep(Duration::from_millis(25));
             }
             Err(TryLockError::WouldBlock) => {

@@ -118,7 +118,7 @@ impl Module {
         &self.pkcs11
     }
 
-    fn summary(&self, slot: Slot) -> Result<TokenSummary> {
+    pub fn summary(&self, slot: Slot) -> Result<TokenSummary> {
         let info = self
             .pkcs11
             .get_token_info(slot)

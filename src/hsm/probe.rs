@@ -1,5 +1,5 @@
 //! What the token can really do: mechanism information plus known-answer
-//! tests on session keys (DESIGN.md invariant 7). A mechanism number is not
+//! tests on session keys (docs/SECURITY.md, invariant 7). A mechanism number is not
 //! trusted: 0x210A is RFC 5649 on some tokens, zero-padded RFC 5649 on SoftHSM
 //! 2.6.1 and PKCS#7 + RFC 3394 on NSS.
 
@@ -246,7 +246,7 @@ const fn hex_lit<const N: usize>(s: &[u8]) -> [u8; N] {
 }
 
 /// Session objects destroyed when this goes out of scope, on every path
-/// (DESIGN.md invariant 2).
+/// (docs/SECURITY.md, invariant 2).
 pub struct Ephemeral<'s> {
     session: &'s Session,
     handles: Vec<ObjectHandle>,

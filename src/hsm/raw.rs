@@ -1,7 +1,7 @@
 //! The only `unsafe` code in hsmkey: direct PKCS#11 calls that cryptoki 0.12
 //! cannot make safely.
 //!
-//! Why this exists (REFERENCE.md §5):
+//! Why this exists (docs/TOKENS.md and cryptoki 0.12's limits):
 //! - cryptoki has no safe name for CKM_AES_KEY_WRAP_KWP (0x210B),
 //!   CKM_AES_KEY_WRAP_PKCS7 (0x210C) or CKM_RSA_AES_KEY_WRAP (0x1054), and
 //!   `MechanismType` cannot be built from a number below CKM_VENDOR_DEFINED;
@@ -48,7 +48,7 @@ const WRAP_MAX: usize = 1 << 20;
 const ONE_SHOT_MAX: usize = 4096;
 
 /// Attributes that hold secret key material: never read, whatever a caller
-/// asks (DESIGN.md invariant 1).
+/// asks (docs/SECURITY.md, invariant 1).
 const NEVER_READ: [CK_ATTRIBUTE_TYPE; 7] = [
     CKA_VALUE,
     CKA_PRIVATE_EXPONENT,
@@ -247,7 +247,7 @@ impl RawModule {
     /// [`ATTRIBUTE_BUFFER`] bytes. Attributes the object does not have, or
     /// keeps secret, are left out, as cryptoki does. `Ok(None)` when a value
     /// did not fit (CKR_BUFFER_TOO_SMALL): the caller reads the usual way.
-    /// The caller must not ask for CKA_VALUE (DESIGN.md invariant 1).
+    /// The caller must not ask for CKA_VALUE (docs/SECURITY.md, invariant 1).
     pub fn get_attributes_once(
         &self,
         session: u64,

@@ -329,6 +329,9 @@ pub enum SessionKey {
     Transfer,
     /// 32-byte HMAC key: the bundle's integrity key.
     Mac,
+    /// AES-256 key that never leaves the token and only wraps: two keys
+    /// wrapped under it compare equal exactly when their values are equal.
+    Compare,
 }
 
 /// Generate a session key in the token, extractable so it can be wrapped.
@@ -349,6 +352,21 @@ pub fn generate_session_key(
                 Attribute::Extractable(true),
                 Attribute::Wrap(true),
                 Attribute::Unwrap(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+            ],
+        ),
+        SessionKey::Compare => (
+            Mechanism::AesKeyGen,
+            vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(false),
                 Attribute::Encrypt(false),
                 Attribute::Decrypt(false),
             ],
@@ -587,7 +605,7 @@ pub fn private_matches(
 /// stores a private key.
 const CKA_NSS_DB: u64 = 0xD5A0_DB00;
 
-/// Whether the token is NSS softokn (REFERENCE.md §4).
+/// Whether the token is NSS softokn (docs/TOKENS.md).
 pub fn is_nss(token: &Token<'_>) -> bool {
     token.summary().manufacturer == "Mozilla Foundation"
 }

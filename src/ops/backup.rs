@@ -85,16 +85,23 @@ pub struct EntrySummary {
 pub struct Skipped {
     pub label: String,
     pub class: String,
-    /// Stable reason code (docs/FORMAT.md, "Skips"): `policy-none`,
-    /// `policy-trusted` and `bundle-kek` are the key's own policy; any other
-    /// makes a backup fail unless skips are allowed.
+    /// Stable reason code (docs/FORMAT.md, "What backup takes"): those in
+    /// [`POLICY_SKIPS`] are the key's own policy or no loss; any other makes
+    /// a backup fail unless skips are allowed.
     pub code: &'static str,
     pub reason: String,
 }
 
 /// Skip codes that follow from the key's own policy: a complete backup may
 /// leave these out.
-pub const POLICY_SKIPS: [&str; 3] = ["policy-none", "policy-trusted", "bundle-kek"];
+/// A public key alone is not a loss either: it holds nothing secret, and
+/// `hsmkey key public` exports it.
+pub const POLICY_SKIPS: [&str; 4] = [
+    "policy-none",
+    "policy-trusted",
+    "bundle-kek",
+    "public-key-only",
+];
 
 impl Skipped {
     fn new(info: &KeyInfo, code: &'static str, reason: String) -> Skipped {
@@ -701,7 +708,36 @@ pub fn backup(
         // object and checked. Nothing is created on the token.
         let input = out.reread()?;
         let header = read_header(&input)?;
-        let opened = open_mac_key(token, &mut eph, header, wrapping, false, "KEK", &support)?;
+        // KEK and password bundles are opened from the header, as a restore
+        // would (the KEK found again and its KCV checked; the password key
+        // derived again from the recorded salt and costs); a recipient bundle
+        // with the transfer key still at hand, since the recipient's private
+        // key is on another token.
+        let opened = match protect {
+            Protect::Kek(selector) => open_protection(
+                token,
+                &mut eph,
+                header,
+                &Unprotect::Kek(selector.clone()),
+                &support,
+            )?,
+            Protect::Password(pw) => open_protection(
+                token,
+                &mut eph,
+                header,
+                &Unprotect::Password(SecretString::from(pw.expose_secret().to_string())),
+                &support,
+            )?,
+            Protect::Recipient { .. } => open_mac_key(
+                token,
+                &mut eph,
+                header,
+                wrapping,
+                false,
+                "transfer key",
+                &support,
+            )?,
+        };
         let checked = verify_opened(token, &input, &opened, &support, &mut |_, _| {})?;
         if checked.entries.len() != entries.len() {
             return Err(Error::Internal(format!(
@@ -1110,9 +1146,7 @@ fn open_protection(
                 Attribute::Token(false),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
-                // Wrap too: `--on-conflict skip` proves a key is the entry's
-                // by wrapping it under this session key.
-                Attribute::Wrap(true),
+                Attribute::Wrap(false),
                 Attribute::Unwrap(true),
             ];
             if !private.usage.contains(&"unwrap") {
@@ -1796,10 +1830,12 @@ fn existing(
     })
 }
 
-/// Whether the key on the token is the entry's key, proved in the token:
-/// wrapped under the bundle's own key with the entry's algorithm it gives
-/// the entry's bytes (AES key wrap is deterministic). For keys whose KCV
-/// the token cannot compute. A key the token will not wrap is not proved.
+/// Whether the key on the token is the entry's key, proved in the token,
+/// for keys whose KCV the token cannot compute: the entry is unwrapped into
+/// a session copy, a fresh session key that never leaves the token wraps
+/// both, and the two results are compared (AES key wrap is deterministic).
+/// Neither result can be opened outside the token. A key the token will not
+/// wrap, or an entry that does not unwrap into a copy, is not proved.
 fn wraps_to_entry(
     token: &Token<'_>,
     opened: &Opened,
@@ -1807,18 +1843,51 @@ fn wraps_to_entry(
     entry: &Entry,
     key: ObjectHandle,
 ) -> Result<bool> {
-    let Some(mech) = support.mechanism(&entry.wrap) else {
+    let (Some(mech), Some((_, compare_mech))) =
+        (support.unwrap_mechanism(&entry.wrap), support.for_secret())
+    else {
         return Ok(false);
     };
     let blob =
         unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
-    match wrap::wrap(token, mech, opened.unwrapping, key) {
-        Ok(again) => Ok(again == blob),
+    let mut eph = Ephemeral::new(token.session());
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(ck_key_type(&entry.key_type)),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+    ];
+    let copy = match wrap::unwrap(token, mech, opened.unwrapping, &blob, &template) {
+        Ok(copy) => eph.keep(copy),
+        Err(rv) if means_bad_blob(token, mech, rv) || not_proof(rv) => return Ok(false),
+        Err(rv) => {
+            return Err(crate::error::token_failure(
+                "C_UnwrapKey",
+                rv,
+                &format!("unwrap a copy of {} to compare", entry.label),
+            ))
+        }
+    };
+    let compare = wrap::generate_session_key(token, &mut eph, SessionKey::Compare)?;
+    let wrapped_copy = wrap::wrap(token, compare_mech, compare, copy)?;
+    match wrap::wrap(token, compare_mech, compare, key) {
+        Ok(wrapped_key) => Ok(crate::formats::same_bytes(&wrapped_key, &wrapped_copy)),
         Err(Error::Pkcs11 { rv, .. })
             if [
                 "CKR_KEY_NOT_WRAPPABLE",
                 "CKR_KEY_UNEXTRACTABLE",
                 "CKR_KEY_FUNCTION_NOT_PERMITTED",
+                "CKR_KEY_SIZE_RANGE",
+                "CKR_DATA_LEN_RANGE",
+                "CKR_KEY_TYPE_INCONSISTENT",
             ]
             .contains(&rv.as_str()) =>
         {
@@ -1826,6 +1895,20 @@ fn wraps_to_entry(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Answers by which an unwrap into a comparison copy is refused for what
+/// was asked, not because the token failed: the proof is then not made.
+fn not_proof(rv: cryptoki::error::RvError) -> bool {
+    use cryptoki::error::RvError;
+    matches!(
+        rv,
+        RvError::TemplateInconsistent
+            | RvError::TemplateIncomplete
+            | RvError::AttributeValueInvalid
+            | RvError::KeyFunctionNotPermitted
+            | RvError::KeySizeRange
+    )
 }
 
 fn check_entry_capability(support: &WrapSupport, entry: &Entry) -> Result<u64> {
@@ -1945,6 +2028,13 @@ pub fn restore(
     let session = token.session();
     let mut eph = Ephemeral::new(session);
     let header = read_header(input)?;
+    // Finishing a crashed restore: its half-written objects go first, before
+    // this process makes any session object of its own.
+    let shells = if options.on_conflict == OnConflict::Skip && !options.dry_run {
+        keys::remove_crash_shells(token)?
+    } else {
+        0
+    };
     let support = WrapSupport::probe(token)?;
     let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
 
@@ -1978,6 +2068,11 @@ pub fn restore(
         skipped: Vec::new(),
         notes: Vec::new(),
     };
+    if shells > 0 {
+        report.notes.push(format!(
+            "removed {shells} label-less object(s) a crashed run had left half-written"
+        ));
+    }
     if opened.trusted_kek {
         report.notes.push(
             "restored under a trusted KEK: every restored key can be wrapped only by trusted keys (policy trusted or none)".into(),

@@ -352,7 +352,7 @@ fn measure_secret(
     let measure = wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?;
     Ok(wrap::wrap(token, mech, measure, key)
         .ok()
-        .map(|blob| (blob.len() as u64 - 8) * 8))
+        .map(|blob| (blob.len() as u64).saturating_sub(8) * 8))
 }
 
 fn json_file<T: Serialize>(value: &T) -> Result<OutputFile> {

@@ -463,7 +463,7 @@ fn secret_bits(
         return Ok(None);
     };
     match wrap::wrap(token, mech, measure, copy) {
-        Ok(blob) => Ok(Some((blob.len() as u64 - 8) * 8)),
+        Ok(blob) => Ok(Some((blob.len() as u64).saturating_sub(8) * 8)),
         // RFC 3394 takes whole 8-byte blocks only: not an AES or 256-bit key.
         Err(Error::Pkcs11 { rv, .. })
             if matches!(

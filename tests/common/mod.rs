@@ -209,7 +209,7 @@ impl TestToken {
                     .unwrap();
             }),
             Kind::Nss => t.with_module(|p| {
-                // A new NSS database has an SO with an empty PIN (REFERENCE.md §4).
+                // A new NSS database has an SO with an empty PIN (docs/TOKENS.md).
                 let slot = nss_db_slot(p);
                 let so = SecretString::from(String::new());
                 p.init_token(slot, &so, LABEL).unwrap();

@@ -419,7 +419,7 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
     let module = ctx.module()?;
-    let _lock = ctx.lock(&module, None, "restore")?;
+    let lock = ctx.lock(&module, None, "restore")?;
     let token = ctx.open_user(&module)?;
     let cancel = interrupt_flag();
     let options = RestoreOptions {
@@ -429,6 +429,7 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
             ConflictArg::Skip => OnConflict::Skip,
         },
         cancel: &cancel,
+        journal: Some(lock.journal_path()),
     };
     let mut bar = Bar::new(ctx, "restore");
     let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;

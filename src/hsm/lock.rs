@@ -32,6 +32,12 @@ impl TokenLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Beside the lock: the journal of a restore on this token (which keys
+    /// it is creating), left behind only by a run that was killed.
+    pub fn journal_path(&self) -> PathBuf {
+        self.path.with_extension("restore-journal")
+    }
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {

@@ -1263,6 +1263,30 @@ pub struct RestoreOptions<'a> {
     pub dry_run: bool,
     pub on_conflict: OnConflict,
     pub cancel: &'a AtomicBool,
+    /// Where this token's restore journal lives: the keys a restore is
+    /// creating, removed when it ends. One left by a killed run tells the
+    /// next `--on-conflict skip` which keys may be half-written.
+    pub journal: Option<PathBuf>,
+}
+
+/// The keys a journal names, as (class, label, id).
+fn read_journal(path: Option<&Path>) -> HashSet<(String, String, String)> {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<(String, String, String)>(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn write_journal(path: &Path, keys: &[(String, String, String)]) -> Result<()> {
+    let mut text = String::new();
+    for k in keys {
+        text.push_str(&serde_json::to_string(k).map_err(|e| Error::Internal(e.to_string()))?);
+        text.push('\n');
+    }
+    crate::output::write_atomic(path, text.as_bytes(), true)
 }
 
 /// The whole-file check both restore and verify start with: structure, the
@@ -1718,7 +1742,7 @@ impl TokenIndex {
 }
 
 /// What pass 1 found on the token for an entry.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Present {
     /// Nothing in the way: create it.
     No,
@@ -1727,6 +1751,9 @@ enum Present {
     /// The same private key is there without its public half (a restore
     /// that was killed between the two): make the public half only.
     PublicMissing,
+    /// A key the journal of a killed restore names, not proved the same
+    /// (half-written): these objects go, and the entry is restored.
+    Stale(Vec<ObjectHandle>),
 }
 
 fn existing(
@@ -1736,6 +1763,7 @@ fn existing(
     on_conflict: OnConflict,
     opened: &Opened,
     support: &WrapSupport,
+    suspect: bool,
 ) -> Result<Present> {
     let by_label = index
         .by_label
@@ -1761,6 +1789,39 @@ fn existing(
         // The public half alone, under this label and id, is not the key.
         return Err(conflict("a different key has this label or id".into()));
     }
+    // A key a killed restore may have left half-written: not proved the
+    // same (or not even readable) means it goes and the entry is restored.
+    let stale = || {
+        let mut handles = vec![by_label[0]];
+        if let Some(public) = index
+            .by_label
+            .get(&("public-key".to_string(), entry.label.clone()))
+        {
+            handles.extend(public.iter().filter(|h| by_id.contains(h)).copied());
+        }
+        Present::Stale(handles)
+    };
+    let proof = prove_same(token, index, entry, opened, support, &by_label, &by_id);
+    match proof {
+        Ok(present) => Ok(present),
+        Err(_) if suspect => Ok(stale()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The proofs of [`existing`]: `Err(AlreadyExists)` when not proved.
+fn prove_same(
+    token: &Token<'_>,
+    index: &TokenIndex,
+    entry: &Entry,
+    opened: &Opened,
+    support: &WrapSupport,
+    by_label: &[ObjectHandle],
+    by_id: &[ObjectHandle],
+) -> Result<Present> {
+    let conflict = |why: String| Error::AlreadyExists {
+        what: format!("{} ({why})", entry.label),
+    };
     let info = keys::describe(token, by_label[0])?;
     if entry.class == "secret-key" {
         let proved = match &entry.kcv {
@@ -1937,6 +1998,8 @@ enum Step {
     Create,
     /// The private key is there; its public half is made again.
     PublicOnly,
+    /// Half-written objects of a killed restore go; the entry is restored.
+    Replace,
 }
 
 /// Create one entry's objects and check them; on any failure, what it
@@ -2040,9 +2103,18 @@ pub fn restore(
 
     // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
     let mut skip = HashMap::new();
+    let mut stale_by_key: HashMap<(String, String), Vec<ObjectHandle>> = HashMap::new();
+    let mut to_create = Vec::new();
+    let journal = if options.on_conflict == OnConflict::Skip {
+        read_journal(options.journal.as_deref())
+    } else {
+        HashSet::new()
+    };
     let on_token = TokenIndex::read(token)?;
     let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
         check_entry_capability(&support, entry)?;
+        let key = (entry.class.clone(), entry.label.clone(), entry.id.clone());
+        let suspect = journal.contains(&key);
         match existing(
             token,
             &on_token,
@@ -2050,14 +2122,31 @@ pub fn restore(
             options.on_conflict,
             &opened,
             &support,
+            suspect,
         )? {
-            Present::No => {}
+            Present::No => to_create.push(key),
+            Present::Same => {
+                skip.insert(index, Present::Same);
+            }
             present => {
+                if let Present::Stale(handles) = &present {
+                    stale_by_key.insert((key.0.clone(), key.1.clone()), handles.clone());
+                }
+                to_create.push(key);
                 skip.insert(index, present);
             }
         }
         Ok(())
     })?;
+    // Before the first object: what this run will create, for a run after a
+    // crash. Removed when the restore ends either way.
+    let journal_path = options
+        .journal
+        .as_deref()
+        .filter(|_| !options.dry_run && !to_create.is_empty());
+    if let Some(path) = journal_path {
+        write_journal(path, &to_create)?;
+    }
     let mut report = RestoreReport {
         scheme: opened.header.protection.scheme().into(),
         source: opened.header.source.clone(),
@@ -2084,6 +2173,7 @@ pub fn restore(
     // checks run on `--sessions` sessions; results come back in file order.
     // Shared by the in-order results and the salvage of those under way
     // when a run stops: every created object reaches it, even on a panic.
+    let stale = stale_by_key;
     let rollback = std::cell::RefCell::new(Undo::new(session));
     let mut second = SecondPass::new(input, &line_digests)?;
     let items = second.by_ref().map(|read| {
@@ -2095,14 +2185,12 @@ pub fn restore(
         }
         let step = if skip.get(&index) == Some(&Present::Same) {
             Step::Skip
-        } else if skip.get(&index) == Some(&Present::PublicMissing) {
-            if options.dry_run {
-                Step::DryRun
-            } else {
-                Step::PublicOnly
-            }
         } else if options.dry_run {
             Step::DryRun
+        } else if skip.get(&index) == Some(&Present::PublicMissing) {
+            Step::PublicOnly
+        } else if matches!(skip.get(&index), Some(Present::Stale(_))) {
+            Step::Replace
         } else {
             Step::Create
         };
@@ -2115,6 +2203,15 @@ pub fn restore(
         |t, (step, entry)| match step {
             Step::Create => restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h)),
             Step::PublicOnly => restore_public(t, &entry).map(|h| (step, entry, h)),
+            Step::Replace => {
+                let key = (entry.class.clone(), entry.label.clone());
+                for h in stale.get(&key).into_iter().flatten() {
+                    t.session().destroy_object(*h).map_err(|e| {
+                        Error::pkcs11(&format!("remove a half-written copy of {}", entry.label), e)
+                    })?;
+                }
+                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h))
+            }
             _ => Ok((step, entry, Vec::new())),
         },
         |(step, entry, handles)| {
@@ -2161,13 +2258,21 @@ pub fn restore(
         }
     });
     let rollback = rollback.into_inner();
-    match run {
+    let outcome = match run {
         Ok(()) => {
             rollback.commit();
             Ok(report)
         }
         Err(e) => Err(rollback.fail(e)),
+    };
+    // The journal goes once nothing of this run can be half-written: kept
+    // only when clean-up itself left objects.
+    if let Some(path) = journal_path {
+        if !matches!(outcome, Err(Error::LeftBehind { .. })) {
+            let _ = std::fs::remove_file(path);
+        }
     }
+    outcome
 }
 
 /// Verify a bundle: authenticity, then every key unwrapped into a session

@@ -165,8 +165,7 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
     )?;
     if ctx.json() {
         print_json(&report);
-    } else {
-        let k = &report.keys[0];
+    } else if let Some(k) = report.keys.first() {
         out(&format!(
             "imported {} ({} {}, KCV {}) with key id {} ({}); the import parameters are used up\n",
             k.label, k.class, k.key_type, k.kcv, report.key_id, report.algorithm
@@ -246,11 +245,8 @@ pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Resul
     let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
     if ctx.json() {
         print_json(&made);
-    } else {
-        out(&format!(
-            "imported {} (KCV {})\n",
-            made[0].label, made[0].kcv
-        ));
+    } else if let Some(k) = made.first() {
+        out(&format!("imported {} (KCV {})\n", k.label, k.kcv));
     }
     Ok(())
 }

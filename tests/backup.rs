@@ -6,32 +6,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{code, Kind, TestToken};
+use common::{code, Kind, TestToken, KEK_VALUE};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use serde_json::Value;
 
-/// The KEK value both tokens hold in the `--kek` tests (a shared KEK is what
-/// HSM cloning or a key ceremony gives; test code loads it directly).
-const KEK_VALUE: [u8; 32] = [0x4b; 32];
 const PASSWORD: &str = "Correct-Horse#42";
-
-fn put_kek(t: &TestToken, label: &str, value: &[u8]) {
-    t.put_secret(vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(label.as_bytes().to_vec()),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Encrypt(true),
-        Attribute::Value(value.to_vec()),
-    ]);
-}
 
 /// A known AES-256 key for the encrypt-here, decrypt-there check.
 const DATA_KEY: [u8; 32] = [0x21; 32];
@@ -226,8 +206,8 @@ fn assert_same_keys(src: &TestToken, dst: &TestToken, restored: &Value, expected
 #[test]
 fn kek_round_trip_between_two_tokens() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src, "shared-kek", &KEK_VALUE);
-    put_kek(&dst, "shared-kek", &KEK_VALUE);
+    src.put_kek("shared-kek", &KEK_VALUE);
+    dst.put_kek("shared-kek", &KEK_VALUE);
     let expected = populate(&src);
     let bundle = file(&src, "kek.bundle");
     let made = src.json(&[
@@ -567,7 +547,7 @@ fn blob_holds_one_key_with_all_its_versions() {
 #[test]
 fn policy_refusals_and_output_safety() {
     let t = TestToken::new();
-    put_kek(&t, "kek", &KEK_VALUE);
+    t.put_kek("kek", &KEK_VALUE);
     t.json(&["key", "generate", "--label", "locked", "--type", "aes-128"]);
     t.json(&[
         "key",
@@ -713,8 +693,8 @@ fn trusted_keys_leave_only_under_a_trusted_kek() {
 /// A KEK bundle of a few keys on `src`, and a target with the same KEK.
 fn kek_fixture() -> (TestToken, TestToken, PathBuf) {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src, "kek", &KEK_VALUE);
-    put_kek(&dst, "kek", &KEK_VALUE);
+    src.put_kek("kek", &KEK_VALUE);
+    dst.put_kek("kek", &KEK_VALUE);
     for (label, ty) in [("k1", "aes-256"), ("k2", "aes-128"), ("k3", "generic-256")] {
         src.json(&[
             "key",
@@ -904,7 +884,7 @@ fn every_corruption_is_refused_before_anything_is_created() {
 fn wrong_kek_password_or_recipient_is_refused() {
     let (src, dst, bundle) = kek_fixture();
     let other = TestToken::new();
-    put_kek(&other, "kek", &[0x77; 32]);
+    other.put_kek("kek", &[0x77; 32]);
     let before = other.object_count();
     let (exit, e) =
         other.json_err(
@@ -1015,8 +995,8 @@ fn in_file_order(v: &Value, field: &str) -> Vec<String> {
 #[test]
 fn parallel_sessions_change_nothing_but_the_time() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src, "kek", &KEK_VALUE);
-    put_kek(&dst, "kek", &KEK_VALUE);
+    src.put_kek("kek", &KEK_VALUE);
+    dst.put_kek("kek", &KEK_VALUE);
     let mut expected: Vec<String> = populate(&src).iter().map(|l| l.to_string()).collect();
     bulk(&src, 20);
     expected.extend((1..=20).map(|i| format!("bulk-{i:05}")));
@@ -1288,8 +1268,8 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
     .find(|p| Path::new(p).exists())
     .expect("pkcs11-spy.so (package opensc-pkcs11) is installed by scripts/install-deps.sh");
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src, "kek", &KEK_VALUE);
-    put_kek(&dst, "kek", &KEK_VALUE);
+    src.put_kek("kek", &KEK_VALUE);
+    dst.put_kek("kek", &KEK_VALUE);
     populate(&src);
     let pem = transport_key(&src, &dst, "rsa-2048");
     for (scheme, token, args) in [

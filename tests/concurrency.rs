@@ -17,33 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use common::{code, ObjectRow, TestToken, USER_PIN};
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use common::{code, ObjectRow, TestToken, KEK_VALUE, USER_PIN};
 use serde_json::Value;
 
-const KEK_VALUE: [u8; 32] = [0x4b; 32];
 const ROUNDS: usize = 3;
 const CONFLICTS: &[&str] = &["HK1501", "HK1503", "HK1504"];
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
-}
-
-fn put_kek(t: &TestToken) {
-    t.put_secret(vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(b"kek".to_vec()),
-        Attribute::Id(b"kek".to_vec()),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Encrypt(true),
-        Attribute::Value(KEK_VALUE.to_vec()),
-    ]);
 }
 
 /// hsmkey as a plain process (to start two at once, or kill one), on `t`,
@@ -213,7 +194,7 @@ fn two_rotations_with_wait_both_succeed() {
 /// a KEK bundle of them all.
 fn bundle_of(keys: &[(&str, &str, &[&str])]) -> (TestToken, PathBuf) {
     let src = TestToken::new();
-    put_kek(&src);
+    src.put_kek("kek", &KEK_VALUE);
     for (label, ty, extra) in keys {
         let mut args = vec![
             "key",
@@ -239,7 +220,7 @@ fn bundle_of(keys: &[(&str, &str, &[&str])]) -> (TestToken, PathBuf) {
 
 fn target() -> TestToken {
     let t = TestToken::new();
-    put_kek(&t);
+    t.put_kek("kek", &KEK_VALUE);
     t
 }
 

@@ -23,11 +23,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{code, Kind, ObjectRow, TestToken};
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use common::{code, Kind, ObjectRow, TestToken, KEK_VALUE};
 use serde_json::Value;
 
-const KEK_VALUE: [u8; 32] = [0x4b; 32];
 const PASSWORD: &str = "Correct-Horse#42";
 const DEVICE_ERROR: &str = "CKR_DEVICE_ERROR";
 /// Calls whose failure means the token could not be opened: any code naming
@@ -71,23 +69,6 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-fn put_kek(t: &TestToken, label: &str) {
-    t.put_secret(vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(label.as_bytes().to_vec()),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Encrypt(true),
-        Attribute::Value(KEK_VALUE.to_vec()),
-    ]);
-}
-
 fn generate(t: &TestToken, label: &str, ty: &str, extra: &[&str]) {
     let mut args = vec!["key", "generate", "--label", label, "--type", ty];
     args.extend_from_slice(extra);
@@ -97,7 +78,7 @@ fn generate(t: &TestToken, label: &str, ty: &str, extra: &[&str]) {
 /// The source token: a KEK, two secret keys, an RSA pair and an EC pair.
 fn source() -> TestToken {
     let t = TestToken::new();
-    put_kek(&t, "kek");
+    t.put_kek("kek", &KEK_VALUE);
     generate(&t, "k1", "aes-256", &["--backup-policy", "any"]);
     generate(&t, "k2", "generic-256", &["--backup-policy", "any"]);
     generate(&t, "rsa", "rsa-2048", &["--backup-policy", "any"]);
@@ -205,6 +186,15 @@ fn finish(violations: Vec<String>) {
         violations.len(),
         violations.join("\n")
     );
+}
+
+/// The completeness a restore or verify run must show: a JSON report.
+fn has_report(r: &Run) -> Result<(), String> {
+    if r.json.is_null() {
+        Err("no JSON report".into())
+    } else {
+        Ok(())
+    }
 }
 
 struct Run {
@@ -623,7 +613,7 @@ fn sweep_restore_and_verify() {
     let bundle = file(&src, "all.bundle");
     src.json(&["backup", "--kek", "kek", "--all", "--out", &s(&bundle)]);
     let dst = TestToken::new();
-    put_kek(&dst, "kek");
+    dst.put_kek("kek", &KEK_VALUE);
     let watch = out_dir(&dst, "in");
     let b = watch.join("all.bundle");
     std::fs::copy(&bundle, &b).unwrap();
@@ -638,13 +628,7 @@ fn sweep_restore_and_verify() {
                 out: None,
                 watch: watch.clone(),
                 partial_ok: false,
-                complete: Box::new(|r| {
-                    if r.json.is_null() {
-                        Err("no JSON report".into())
-                    } else {
-                        Ok(())
-                    }
-                }),
+                complete: Box::new(has_report),
             }
             .sweep(),
         );
@@ -658,13 +642,7 @@ fn sweep_restore_and_verify() {
                 out: None,
                 watch: watch.clone(),
                 partial_ok: false,
-                complete: Box::new(|r| {
-                    if r.json.is_null() {
-                        Err("no JSON report".into())
-                    } else {
-                        Ok(())
-                    }
-                }),
+                complete: Box::new(has_report),
             }
             .sweep(),
         );

@@ -6,33 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{code, Kind, TestToken};
+use common::{code, Kind, TestToken, KEK_VALUE};
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use serde_json::Value;
-
-const KEK_VALUE: [u8; 32] = [0x4b; 32];
-
-fn put_kek(t: &TestToken) {
-    put_kek_of(t, &KEK_VALUE);
-}
-
-/// A KEK labelled `kek` with this value.
-fn put_kek_of(t: &TestToken, value: &[u8]) {
-    t.put_secret(vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Label(b"kek".to_vec()),
-        Attribute::Id(b"kek".to_vec()),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Encrypt(true),
-        Attribute::Value(value.to_vec()),
-    ]);
-}
 
 /// An extractable AES key as another tool makes it: `label` may be absent.
 fn put_foreign_key(t: &TestToken, label: Option<&[u8]>, id: &[u8], value: u8) {
@@ -107,7 +83,7 @@ fn skip_codes(v: &Value) -> Vec<(String, String)> {
 #[test]
 fn a_device_error_in_the_probe_stops_the_backup() {
     let t = TestToken::new();
-    put_kek(&t);
+    t.put_kek("kek", &KEK_VALUE);
     generate(&t, "aes", "aes-256", &[]);
     generate(&t, "rsa", "rsa-2048", &[]);
     let out = file(&t, "b.bundle");
@@ -142,7 +118,7 @@ fn a_device_error_in_the_probe_stops_the_backup() {
 #[test]
 fn keys_other_tools_made_are_refused_by_name_and_never_break_the_bundle() {
     let t = TestToken::new();
-    put_kek(&t);
+    t.put_kek("kek", &KEK_VALUE);
     generate(&t, "mine", "aes-256", &[]);
     put_foreign_key(&t, None, &[0xa1], 0x11);
     if t.kind != Kind::Nss {
@@ -208,7 +184,7 @@ fn keys_other_tools_made_are_refused_by_name_and_never_break_the_bundle() {
 #[test]
 fn backup_verify_reads_the_bundle_back_and_a_failure_there_leaves_no_file() {
     let t = TestToken::new();
-    put_kek(&t);
+    t.put_kek("kek", &KEK_VALUE);
     generate(&t, "a", "aes-256", &[]);
     generate(&t, "e", "ec-p256", &[]);
     let out = file(&t, "b.bundle");
@@ -252,8 +228,8 @@ fn backup_verify_reads_the_bundle_back_and_a_failure_there_leaves_no_file() {
 #[test]
 fn device_errors_while_reading_a_bundle_are_token_errors() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src);
-    put_kek(&dst);
+    src.put_kek("kek", &KEK_VALUE);
+    dst.put_kek("kek", &KEK_VALUE);
     generate(&src, "a", "aes-256", &[]);
     let out = file(&src, "b.bundle");
     src.json(&["backup", "a", "--kek", "kek", "--out", s(&out)]);
@@ -292,7 +268,7 @@ fn device_errors_while_reading_a_bundle_are_token_errors() {
     }
     // A KEK of another value is what "wrong key" means.
     let other = TestToken::new();
-    put_kek_of(&other, &[0x77; 32]);
+    other.put_kek("kek", &[0x77; 32]);
     let (exit, e) = other.json_err(other.cmd().args(["verify", s(&out), "--kek", "kek"]));
     assert_eq!((exit, code(&e)), (4, "HK1107"), "{e}");
 }
@@ -377,8 +353,8 @@ fn import_params_into_an_unwritable_place_creates_nothing() {
 #[test]
 fn a_rollback_that_cannot_destroy_names_what_it_left() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src);
-    put_kek(&dst);
+    src.put_kek("kek", &KEK_VALUE);
+    dst.put_kek("kek", &KEK_VALUE);
     for label in ["k1", "k2", "k3"] {
         generate(&src, label, "aes-256", &[]);
     }
@@ -414,8 +390,8 @@ fn a_rollback_that_cannot_destroy_names_what_it_left() {
 #[test]
 fn on_conflict_skip_finishes_an_interrupted_restore() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    put_kek(&src);
-    put_kek(&dst);
+    src.put_kek("kek", &KEK_VALUE);
+    dst.put_kek("kek", &KEK_VALUE);
     generate(&src, "dec", "aes-256", &["--usage", "decrypt"]);
     generate(&src, "ec", "ec-p256", &[]);
     generate(&src, "full", "aes-256", &[]);

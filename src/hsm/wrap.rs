@@ -334,43 +334,34 @@ pub enum SessionKey {
     Compare,
 }
 
-/// Generate a session key in the token, extractable so it can be wrapped.
+/// A session AES-256 key that wraps, neither encrypts nor decrypts, and,
+/// when `transfer`, may itself be wrapped and may unwrap.
+fn session_aes_template(transfer: bool) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::ValueLen(32u64.into()),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(transfer),
+        Attribute::Wrap(true),
+        Attribute::Unwrap(transfer),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+    ]
+}
+
+/// Generate a session key in the token (see [`SessionKey`]).
 pub fn generate_session_key(
     token: &Token<'_>,
     eph: &mut Ephemeral<'_>,
     kind: SessionKey,
 ) -> Result<ObjectHandle> {
     let (mech, template) = match kind {
-        SessionKey::Transfer => (
-            Mechanism::AesKeyGen,
-            vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(false),
-                Attribute::ValueLen(32u64.into()),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-            ],
-        ),
-        SessionKey::Compare => (
-            Mechanism::AesKeyGen,
-            vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(false),
-                Attribute::ValueLen(32u64.into()),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(false),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-            ],
-        ),
+        // The transfer key is wrapped to the recipient and unwraps entries;
+        // the comparison key never leaves the token and only wraps.
+        SessionKey::Transfer => (Mechanism::AesKeyGen, session_aes_template(true)),
+        SessionKey::Compare => (Mechanism::AesKeyGen, session_aes_template(false)),
         SessionKey::Mac => (
             Mechanism::GenericSecretKeyGen,
             vec![

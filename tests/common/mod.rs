@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use assert_cmd::Command;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
@@ -510,5 +510,30 @@ impl TestToken {
         });
         rows.sort();
         rows
+    }
+}
+
+/// The value of the KEK that both tokens of a KEK test hold (HSM cloning or
+/// a key ceremony gives that; test code loads it directly).
+pub const KEK_VALUE: [u8; 32] = [0x4b; 32];
+
+impl TestToken {
+    /// An AES KEK with a known value, labelled (and id'd) `label`:
+    /// sensitive, not extractable, may wrap, unwrap and encrypt (for its KCV).
+    pub fn put_kek(&self, label: &str, value: &[u8]) {
+        self.put_secret(vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(label.as_bytes().to_vec()),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Encrypt(true),
+            Attribute::Value(value.to_vec()),
+        ]);
     }
 }

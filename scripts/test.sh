@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it on a fresh Debian machine: install the
 # tokens, then formatting, lints, the unit tests, and the integration suite
-# once per token kind (SoftHSM2, kryoptic, NSS softokn).
+# once per token kind (SoftHSM2, kryoptic, NSS softokn). cargo audit runs
+# when the advisory database can be reached (scripts/audit.sh).
 #
 # HSMKEY_TEST_TOKENS="softhsm nss" limits the kinds (default: all three).
 set -euo pipefail
@@ -18,6 +19,14 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo audit (scripts/audit.sh)" >&2
+audit=0
+scripts/audit.sh || audit=$?
+case "$audit" in
+0) audit_result="clean" ;;
+3) audit_result="NOT RUN (advisory database unreachable; see above)" ;;
+*) exit "$audit" ;;
+esac
 echo "== unit tests" >&2
 cargo test --lib --bins
 cargo test -p hsmkey-p11shim
@@ -38,3 +47,4 @@ if [ "${HSMKEY_SKIP_BENCH:-}" != "1" ]; then
     echo "== bench smoke run (scripts/bench.sh 50)" >&2
     HSMKEY_BENCH_LOOP_KEYS=3 HSMKEY_BENCH_NET_KEYS=50 scripts/bench.sh 50
 fi
+echo "== done; cargo audit: $audit_result" >&2

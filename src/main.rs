@@ -1,9 +1,9 @@
+//! The hsmkey binary: argument parsing, logging, output and exit codes.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
-//! The hsmkey binary: argument parsing, logging, output and exit codes.
 
 mod cli;
 

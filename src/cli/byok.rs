@@ -151,10 +151,7 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
     };
     let module = ctx.module()?;
     let token = ctx.open_user_for(&module, Some(&selector))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = jiff::Timestamp::now().as_second();
     let request = ByokRequest {
         key: selector,
         target,

@@ -130,17 +130,13 @@ pub fn valid_key_id(id: &str) -> bool {
     crate::formats::byok::huawei::valid_key_id(id)
 }
 
-/// A key id from 16 random bytes, in the 8-4-4-4-12 lowercase hex form.
+/// A key id from 16 random bytes: a version-4 UUID (RFC 9562), lowercase
+/// 8-4-4-4-12, the shape Huawei's key ids take.
 pub fn key_id_from(random: &[u8; 16]) -> String {
-    let h = hex::encode(random);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Builder::from_random_bytes(*random)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// `--valid-for`: `90s`, `30m`, `24h`, `7d`, or plain seconds.

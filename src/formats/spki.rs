@@ -1,17 +1,22 @@
 //! Public keys as SubjectPublicKeyInfo (DER and PEM): what `key public` writes
 //! and what `backup --recipient` and BYOK read. Public data only.
 
-use der::asn1::{BitString, ObjectIdentifier, OctetString};
+use der::asn1::{BitString, Null, ObjectIdentifier, OctetString, UintRef};
+use der::pem::LineEnding;
 use der::{Any, Decode, Encode};
-use rsa::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
-use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, RsaPublicKey};
 use sha2::{Digest, Sha256};
-#[allow(unused_imports)]
-use spki::DecodePublicKey as _;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
+/// rsaEncryption (RFC 8017, A.1).
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// The largest RSA modulus accepted from a file, in bits.
+const RSA_MAX_BITS: usize = 4096;
+/// Bounds of an acceptable public exponent: at least 3 in practice (it must
+/// be odd), at most 2^33 - 1.
+const RSA_MIN_EXPONENT: u64 = 2;
+const RSA_MAX_EXPONENT: u64 = (1 << 33) - 1;
 
 /// An RSA public key read from a file.
 #[derive(Debug, Clone)]
@@ -31,28 +36,76 @@ impl RsaPublic {
     }
 }
 
-/// Build the SPKI of an RSA key from its modulus and exponent.
-pub fn rsa_from_parts(modulus: &[u8], public_exponent: &[u8]) -> Result<RsaPublic, String> {
-    let key = RsaPublicKey::new(
-        BigUint::from_bytes_be(modulus),
-        BigUint::from_bytes_be(public_exponent),
-    )
-    .map_err(|e| format!("not a valid RSA public key: {e}"))?;
-    rsa_public(&key)
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let first = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[first..]
 }
 
-fn rsa_public(key: &RsaPublicKey) -> Result<RsaPublic, String> {
-    let spki_der = key
-        .to_public_key_der()
-        .map_err(|e| format!("cannot encode the public key: {e}"))?
-        .as_bytes()
-        .to_vec();
+fn bit_length(b: &[u8]) -> usize {
+    match b.first() {
+        Some(&top) => (b.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+        None => 0,
+    }
+}
+
+/// Build the SPKI of an RSA key from its modulus and exponent, after the
+/// sanity checks every RSA implementation makes of a public key: an odd
+/// modulus of at most 4096 bits, an odd exponent from 3 to 2^33 - 1, smaller
+/// than the modulus.
+pub fn rsa_from_parts(modulus: &[u8], public_exponent: &[u8]) -> Result<RsaPublic, String> {
+    let n = strip_zeros(modulus);
+    let e = strip_zeros(public_exponent);
+    let invalid = |what: &str| format!("not a valid RSA public key: {what}");
+    if bit_length(n) > RSA_MAX_BITS {
+        return Err(invalid("modulus too large"));
+    }
+    if e.len() > 8 {
+        return Err(invalid("public exponent too large"));
+    }
+    let e_value = e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let e_below_n = e.len() < n.len() || (e.len() == n.len() && e < n);
+    if !e_below_n || n.last().is_none_or(|b| b & 1 == 0) {
+        return Err(invalid("invalid modulus"));
+    }
+    if e_value & 1 == 0 {
+        return Err(invalid("invalid exponent"));
+    }
+    if e_value < RSA_MIN_EXPONENT {
+        return Err(invalid("public exponent too small"));
+    }
+    if e_value > RSA_MAX_EXPONENT {
+        return Err(invalid("public exponent too large"));
+    }
+    let pkcs1 = pkcs1::RsaPublicKey {
+        modulus: UintRef::new(n).map_err(|e| invalid(&e.to_string()))?,
+        public_exponent: UintRef::new(e).map_err(|e| invalid(&e.to_string()))?,
+    };
+    let key_der = pkcs1
+        .to_der()
+        .map_err(|e| format!("cannot encode the public key: {e}"))?;
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: RSA_ENCRYPTION,
+            parameters: Some(Any::from(Null)),
+        },
+        subject_public_key: BitString::from_bytes(&key_der)
+            .map_err(|e| format!("cannot encode the public key: {e}"))?,
+    };
+    let spki_der = spki
+        .to_der()
+        .map_err(|e| format!("cannot encode the public key: {e}"))?;
     Ok(RsaPublic {
-        modulus: key.n().to_bytes_be(),
-        public_exponent: key.e().to_bytes_be(),
-        bits: u32::try_from(key.n().bits()).unwrap_or(u32::MAX),
+        modulus: n.to_vec(),
+        public_exponent: e.to_vec(),
+        bits: u32::try_from(bit_length(n)).unwrap_or(u32::MAX),
         spki_der,
     })
+}
+
+/// The modulus and exponent of a PKCS#1 RSAPublicKey (DER).
+fn rsa_from_pkcs1_der(der: &[u8]) -> Result<RsaPublic, String> {
+    let key = pkcs1::RsaPublicKey::from_der(der).map_err(|e| e.to_string())?;
+    rsa_from_parts(key.modulus.as_bytes(), key.public_exponent.as_bytes())
 }
 
 /// Read an RSA public key: PEM ("PUBLIC KEY" or "RSA PUBLIC KEY"), DER SPKI,
@@ -60,10 +113,12 @@ fn rsa_public(key: &RsaPublicKey) -> Result<RsaPublic, String> {
 pub fn parse_rsa_public(bytes: &[u8]) -> Result<RsaPublic, String> {
     let text = std::str::from_utf8(bytes).ok().map(str::trim);
     if let Some(t) = text.filter(|t| t.starts_with("-----BEGIN RSA PUBLIC KEY-----")) {
-        use rsa::pkcs1::DecodeRsaPublicKey;
-        let key =
-            RsaPublicKey::from_pkcs1_pem(t).map_err(|e| format!("invalid PKCS#1 PEM: {e}"))?;
-        return rsa_public(&key);
+        let (label, der) =
+            der::pem::decode_vec(t.as_bytes()).map_err(|e| format!("invalid PKCS#1 PEM: {e}"))?;
+        if label != "RSA PUBLIC KEY" {
+            return Err(format!("invalid PKCS#1 PEM: a '{label}' block"));
+        }
+        return rsa_from_pkcs1_der(&der).map_err(|e| format!("invalid PKCS#1 PEM: {e}"));
     }
     let der = if let Some(t) = text.filter(|t| t.starts_with("-----BEGIN")) {
         let (label, der) =
@@ -86,7 +141,7 @@ pub fn parse_rsa_public(bytes: &[u8]) -> Result<RsaPublic, String> {
     };
     let spki = spki::SubjectPublicKeyInfoRef::try_from(der.as_slice())
         .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
-    if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+    if spki.algorithm.oid != RSA_ENCRYPTION {
         let what = if spki.algorithm.oid == ID_EC_PUBLIC_KEY {
             "an EC key"
         } else {
@@ -97,9 +152,15 @@ pub fn parse_rsa_public(bytes: &[u8]) -> Result<RsaPublic, String> {
             spki.algorithm.oid
         ));
     }
-    let key = RsaPublicKey::from_public_key_der(&der)
-        .map_err(|e| format!("invalid RSA public key: {e}"))?;
-    rsa_public(&key)
+    // rsaEncryption takes NULL parameters (RFC 8017, A.1).
+    if spki.algorithm.parameters.as_ref().map(|p| p.is_null()) != Some(true) {
+        return Err("invalid RSA public key: the algorithm parameters are not NULL".into());
+    }
+    let key_der = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| "invalid RSA public key: the key bits are not whole bytes".to_string())?;
+    rsa_from_pkcs1_der(key_der).map_err(|e| format!("invalid RSA public key: {e}"))
 }
 
 /// The SPKI DER of an EC key from CKA_EC_PARAMS (curve OID, DER) and

@@ -23,6 +23,8 @@ fn tokens_round_trip_and_reject_garbage() {
 fn key_ids_and_durations() {
     let id = key_id_from(&[0xab; 16]);
     assert!(valid_key_id(&id), "{id}");
+    // Version 4, variant RFC 9562: the 13th hex digit is 4, the 17th 8..b.
+    assert_eq!(id, "abababab-abab-4bab-abab-abababababab");
     assert_eq!(parse_duration("24h").unwrap(), 86_400);
     assert_eq!(parse_duration("90").unwrap(), 90);
     assert_eq!(parse_duration("7d").unwrap(), 604_800);

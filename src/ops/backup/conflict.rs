@@ -4,23 +4,23 @@
 
 use std::collections::HashMap;
 
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-
-use super::{ck_key_type, means_bad_blob, public_values_of, OnConflict, Opened};
+use super::{public_values_of, OnConflict, Opened};
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry};
+use crate::hsm::check;
 use crate::hsm::keys::{self, KeySelector};
 use crate::hsm::probe::Ephemeral;
-use crate::hsm::wrap::{self, PublicValues, SessionKey, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::template::KeyKind;
+use crate::hsm::wrap::{self, PublicValues, WrapSupport};
+use crate::hsm::{Handle, Token};
 
 /// What is already on the token for an entry: `Ok(true)` = the same key is
 /// there (skip), `Ok(false)` = nothing in the way, `Err` = a conflict.
 /// The token's keys by (class, label) and by id, read once: restore checks
 /// every entry against it instead of searching the token per entry.
 pub(super) struct TokenIndex {
-    pub(super) by_label: HashMap<(String, String), Vec<ObjectHandle>>,
-    pub(super) by_id: HashMap<String, Vec<ObjectHandle>>,
+    pub(super) by_label: HashMap<(String, String), Vec<Handle>>,
+    pub(super) by_id: HashMap<String, Vec<Handle>>,
 }
 
 impl TokenIndex {
@@ -57,7 +57,7 @@ pub(super) enum Present {
     PublicMissing,
     /// A key the journal of a killed restore names, not proved the same
     /// (half-written): these objects go, and the entry is restored.
-    Stale(Vec<ObjectHandle>),
+    Stale(Vec<Handle>),
 }
 
 pub(super) fn existing(
@@ -120,8 +120,8 @@ pub(super) fn prove_same(
     entry: &Entry,
     opened: &Opened,
     support: &WrapSupport,
-    by_label: &[ObjectHandle],
-    by_id: &[ObjectHandle],
+    by_label: &[Handle],
+    by_id: &[Handle],
 ) -> Result<Present> {
     let conflict = |why: String| Error::AlreadyExists {
         what: format!("{} ({why})", entry.label),
@@ -133,7 +133,7 @@ pub(super) fn prove_same(
                 info.kcv == k.value
             }
             Some(k) if k.method == wrap::KCV_GENERIC && info.usage.contains(&"sign") => {
-                wrap::kcv_of(token, by_label[0], KeyType::GENERIC_SECRET)?.0 == k.value
+                check::kcv(token, by_label[0], KeyKind::Generic)?.0 == k.value
             }
             // No KCV here (a decrypt-only AES key on SoftHSM, a generic key
             // that may not sign): prove it by wrapping.
@@ -175,7 +175,7 @@ pub(super) fn prove_same(
             let mut any = false;
             for h in &public_here {
                 if let Some(PublicValues::Ec { point: p, .. }) =
-                    wrap::public_values(token.session(), *h, KeyType::EC)?
+                    check::public_of(token, *h, KeyKind::Ec)?
                 {
                     any |= p == *point;
                 }
@@ -196,17 +196,16 @@ pub(super) fn prove_same(
 }
 
 /// Whether the key on the token is the entry's key, proved in the token,
-/// for keys whose KCV the token cannot compute: the entry is unwrapped into
-/// a session copy, a fresh session key that never leaves the token wraps
-/// both, and the two results are compared (AES key wrap is deterministic).
-/// Neither result can be opened outside the token. A key the token will not
-/// wrap, or an entry that does not unwrap into a copy, is not proved.
+/// for keys whose KCV the token cannot compute ([`check::wraps_same`]): the
+/// entry's blob against the key, compared wrapped under a fresh session key
+/// that never leaves the token. An entry whose algorithm this token lacks
+/// is not proved.
 pub(super) fn wraps_to_entry(
     token: &Token<'_>,
     opened: &Opened,
     support: &WrapSupport,
     entry: &Entry,
-    key: ObjectHandle,
+    key: Handle,
 ) -> Result<bool> {
     let (Some(mech), Some((_, compare_mech))) =
         (support.unwrap_mechanism(&entry.wrap), support.for_secret())
@@ -215,63 +214,14 @@ pub(super) fn wraps_to_entry(
     };
     let blob =
         unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
-    let mut eph = Ephemeral::new(token.session());
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(ck_key_type(&entry.key_type)),
-        Attribute::Token(false),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(true),
-        Attribute::Encrypt(false),
-        Attribute::Decrypt(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Wrap(false),
-        Attribute::Unwrap(false),
-        Attribute::Derive(false),
-    ];
-    let copy = match wrap::unwrap(token, mech, opened.unwrapping, &blob, &template) {
-        Ok(copy) => eph.keep(copy),
-        Err(rv) if means_bad_blob(token, mech, rv) || not_proof(rv) => return Ok(false),
-        Err(rv) => {
-            return Err(crate::error::token_failure(
-                "C_UnwrapKey",
-                rv,
-                &format!("unwrap a copy of {} to compare", entry.label),
-            ))
-        }
-    };
-    let compare = wrap::generate_session_key(token, &mut eph, SessionKey::Compare)?;
-    let wrapped_copy = wrap::wrap(token, compare_mech, compare, copy)?;
-    match wrap::wrap(token, compare_mech, compare, key) {
-        Ok(wrapped_key) => Ok(crate::formats::same_bytes(&wrapped_key, &wrapped_copy)),
-        Err(Error::Pkcs11 { rv, .. })
-            if [
-                "CKR_KEY_NOT_WRAPPABLE",
-                "CKR_KEY_UNEXTRACTABLE",
-                "CKR_KEY_FUNCTION_NOT_PERMITTED",
-                "CKR_KEY_SIZE_RANGE",
-                "CKR_DATA_LEN_RANGE",
-                "CKR_KEY_TYPE_INCONSISTENT",
-            ]
-            .contains(&rv.as_str()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Answers by which an unwrap into a comparison copy is refused for what
-/// was asked, not because the token failed: the proof is then not made.
-pub(super) fn not_proof(rv: cryptoki::error::RvError) -> bool {
-    use cryptoki::error::RvError;
-    matches!(
-        rv,
-        RvError::TemplateInconsistent
-            | RvError::TemplateIncomplete
-            | RvError::AttributeValueInvalid
-            | RvError::KeyFunctionNotPermitted
-            | RvError::KeySizeRange
+    check::wraps_same(
+        token,
+        mech,
+        opened.unwrapping,
+        &blob,
+        KeyKind::from_name(&entry.key_type),
+        compare_mech,
+        key,
+        &entry.label,
     )
 }

@@ -1,66 +1,16 @@
-//! The bundle's integrity: the MAC fed in batches to a second session while
-//! lines are written, the whole-file integrity pass restore and verify start
-//! with, and the second pass that proves it reads the same bytes.
+//! The bundle's integrity when it is read: the whole-file pass restore and
+//! verify start with (structure, the MAC made again in the token, a digest
+//! of every line), and the second pass that proves it reads the same bytes.
 
 use std::io::BufRead;
 
-use cryptoki::mechanism::Mechanism;
-use cryptoki::session::Session;
 use sha2::{Digest, Sha256};
 
 use super::{Input, Opened};
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, BundleReader, Entry, Line};
+use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::Token;
-
-pub(super) fn open_mac_session<'m>(token: &Token<'m>) -> Result<Session> {
-    token
-        .module()
-        .pkcs11()
-        .open_rw_session(token.slot())
-        .map_err(|e| Error::pkcs11("open a second session for the MAC", e))
-}
-
-/// Bytes go to the MAC in batches: one C_SignUpdate per MAC_BATCH bytes
-/// rather than one per key, since each call is a round trip on a network HSM.
-pub(super) const MAC_BATCH: usize = 64 * 1024;
-
-pub(super) struct MacFeed<'s> {
-    session: &'s Session,
-    pending: Vec<u8>,
-}
-
-impl<'s> MacFeed<'s> {
-    pub(super) fn new(session: &'s Session) -> Self {
-        MacFeed {
-            session,
-            pending: Vec::with_capacity(MAC_BATCH + 16 * 1024),
-        }
-    }
-
-    pub(super) fn feed(&mut self, bytes: &[u8]) -> Result<()> {
-        self.pending.extend_from_slice(bytes);
-        if self.pending.len() >= MAC_BATCH {
-            self.session
-                .sign_update(&self.pending)
-                .map_err(|e| Error::pkcs11("MAC bundle lines", e))?;
-            self.pending.clear();
-        }
-        Ok(())
-    }
-
-    pub(super) fn finish(mut self) -> Result<Vec<u8>> {
-        if !self.pending.is_empty() {
-            self.session
-                .sign_update(&self.pending)
-                .map_err(|e| Error::pkcs11("MAC bundle lines", e))?;
-            self.pending.clear();
-        }
-        self.session
-            .sign_final()
-            .map_err(|e| Error::pkcs11("finish the bundle MAC", e))
-    }
-}
 
 /// The whole-file check both restore and verify start with: structure, the
 /// MAC in the token, and a digest of every byte so a second pass can prove it
@@ -71,10 +21,7 @@ pub(super) fn integrity_pass(
     opened: &Opened,
     mut per_entry: impl FnMut(u64, &Entry) -> Result<()>,
 ) -> Result<(u64, [u8; 32], Vec<[u8; 32]>)> {
-    let mac_session = open_mac_session(token)?;
-    mac_session
-        .sign_init(&Mechanism::Sha256Hmac, opened.mac_key)
-        .map_err(|e| Error::pkcs11("start checking the bundle MAC", e))?;
+    let mut in_token = MacFeed::start(token, opened.mac_key, MacPurpose::Check)?;
     let mut reader = BundleReader::new(input.reader()?);
     let mut digest = Sha256::new();
     let mut count = 0u64;
@@ -82,7 +29,6 @@ pub(super) fn integrity_pass(
     // One digest per entry line, so the second pass acts only on lines that
     // are byte for byte the ones authenticated here (32 bytes a key).
     let mut line_digests = Vec::new();
-    let mut pending: Vec<u8> = Vec::with_capacity(MAC_BATCH + 16 * 1024);
     loop {
         let line = reader.next_line()?.ok_or_else(|| Error::BundleCorrupt {
             reason: "the bundle ends without its trailer".into(),
@@ -101,18 +47,11 @@ pub(super) fn integrity_pass(
             Line::Trailer(trailer) => {
                 let mac =
                     unb64("mac", &trailer.mac).map_err(|reason| Error::BundleCorrupt { reason })?;
-                if !pending.is_empty() {
-                    mac_session
-                        .sign_update(&pending)
-                        .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
-                }
                 // The token computes the MAC and the two MACs are compared
                 // here: C_VerifyFinal cannot tell "does not match" from a
                 // token failure on every token (NSS answers a wrong HMAC
                 // with CKR_DEVICE_ERROR), and a MAC is not key material.
-                let computed = mac_session
-                    .sign_final()
-                    .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
+                let computed = in_token.finish()?;
                 if !crate::formats::same_bytes(&computed, &mac) {
                     return Err(Error::BundleCorrupt {
                         reason: "the MAC does not match: lines were changed, removed, added or reordered".into(),
@@ -122,14 +61,8 @@ pub(super) fn integrity_pass(
                 break;
             }
         }
-        // In batches, as when the MAC was made (MacFeed).
-        pending.extend_from_slice(&line.bytes);
-        if pending.len() >= MAC_BATCH {
-            mac_session
-                .sign_update(&pending)
-                .map_err(|e| Error::pkcs11("check the bundle MAC", e))?;
-            pending.clear();
-        }
+        // In batches, as when the MAC was made.
+        in_token.feed(&line.bytes)?;
         digest.update(&line.bytes);
     }
     if reader.next_line()?.is_some() {

@@ -17,7 +17,6 @@ use std::io::{BufRead, BufReader, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use cryptoki::object::{KeyType, ObjectHandle};
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -28,7 +27,7 @@ use crate::formats::bundle::{
 use crate::formats::spki;
 use crate::hsm::keys::{KeyInfo, KeySelector};
 use crate::hsm::wrap::{OaepHash, PublicValues, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::Handle;
 
 pub(crate) use protection::resolve_kek;
 pub use protection::{ARGON2_M_KIB, ARGON2_P, ARGON2_T};
@@ -201,15 +200,6 @@ pub struct RestoreReport {
 /// Progress callback: (done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
-fn ck_key_type(name: &str) -> KeyType {
-    match name {
-        "aes" => KeyType::AES,
-        "generic" => KeyType::GENERIC_SECRET,
-        "rsa" => KeyType::RSA,
-        _ => KeyType::EC,
-    }
-}
-
 /// Where a bundle is read from: a file (read twice) or blob bytes.
 pub enum Input {
     File(PathBuf),
@@ -265,8 +255,8 @@ impl Input {
 /// The bundle opened on this token: the unwrapping key and the MAC key.
 struct Opened {
     header: Header,
-    unwrapping: ObjectHandle,
-    mac_key: ObjectHandle,
+    unwrapping: Handle,
+    mac_key: Handle,
     trusted_kek: bool,
 }
 
@@ -287,18 +277,6 @@ pub struct RestoreOptions<'a> {
     /// creating, removed when it ends. One left by a killed run tells the
     /// next `--on-conflict skip` which keys may be half-written.
     pub journal: Option<PathBuf>,
-}
-
-/// Whether a failed AES key-wrap unwrap means "this blob does not open under
-/// this key" (wrong key or altered bytes) rather than a failing token: one
-/// of the standard answers, or the answer this token gives a blob known to
-/// be bad (docs/TOKENS.md).
-fn means_bad_blob(token: &Token<'_>, mech: u64, rv: cryptoki::error::RvError) -> bool {
-    crate::error::rv_is_bad_ciphertext(rv)
-        || matches!(
-            crate::hsm::probe::answer_to_bad_blob(token, mech),
-            Ok(Some(answer)) if answer == rv
-        )
 }
 
 fn read_header(input: &Input) -> Result<Header> {

@@ -2,18 +2,20 @@
 //! the password (Argon2id), the recipient's RSA key (the transfer key), and
 //! the bundle's integrity key unwrapped from the header.
 
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::{means_bad_blob, Opened, Unprotect};
-use crate::error::{ckr_name, Error, Result};
+use super::{Opened, Unprotect};
+use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Header, KdfParams, Protection};
 use crate::formats::{password, spki};
+use crate::hsm::check;
 use crate::hsm::keys::{self, KeyInfo, KeySelector};
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::template::{KeyKind, KeyTemplate};
+use crate::hsm::unwrap::{unwrap_into, unwrap_oaep_into};
 use crate::hsm::wrap::{self, OaepHash, PublicValues, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::{Handle, Token};
 
 /// Argon2id cost for new password-protected bundles: 64 MiB, 3 passes.
 pub const ARGON2_M_KIB: u32 = 64 * 1024;
@@ -57,14 +59,7 @@ pub(super) fn resolve_kek_unchecked(token: &Token<'_>, selector: &KeySelector) -
     if let (Some(label), None, None, true) =
         (&selector.label, &selector.id, &selector.token, typed_secret)
     {
-        let exact = token
-            .session()
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ])
-            .map_err(|e| Error::pkcs11("find the KEK", e))?;
+        let exact = KeyTemplate::token_secret_labelled(label).find(token, "find the KEK")?;
         match exact.len() {
             1 => return keys::describe(token, exact[0]),
             0 => {}
@@ -188,7 +183,7 @@ pub(super) fn open_protection(
                     key: format!("{} (an RSA private key)", selector.shown),
                 })?;
             if let Some(PublicValues::Rsa { modulus, exponent }) =
-                wrap::public_values(token.session(), private.handle, KeyType::RSA)?
+                check::public_of(token, private.handle, KeyKind::Rsa)?
             {
                 let mine = spki::rsa_from_parts(&modulus, &exponent).map_err(Error::Internal)?;
                 if mine.fingerprint() != recipient.spki_sha256 {
@@ -205,44 +200,31 @@ pub(super) fn open_protection(
             }
             let wrapped = unb64("wrapped_transfer_key", &recipient.wrapped_transfer_key)
                 .map_err(|reason| Error::BundleCorrupt { reason })?;
-            let template = [
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(false),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(true),
-            ];
+            let template = KeyTemplate::transfer_key();
             if !private.usage.contains(&"unwrap") {
                 return Err(Error::PolicyRefused {
                     key: private.label,
                     reason: "this key may not unwrap (CKA_UNWRAP=false); a recipient key is made with --usage unwrap".into(),
                 });
             }
-            let transfer = wrap::unwrap_oaep(token, hash, private.handle, &wrapped, &template)
+            let transfer = unwrap_oaep_into(token, hash, private.handle, &wrapped, &template)
                 .map_err(|rv| {
-                    use cryptoki::error::RvError;
                     match rv {
-                        RvError::ArgumentsBad | RvError::MechanismInvalid | RvError::MechanismParamInvalid => {
+                        rv if rv.is_oaep_refused() => {
                             Error::NotCapable {
                                 capability: format!("RSA-OAEP with {}", hash.name().to_uppercase()),
-                                detail: format!("the token answered {}", ckr_name(rv)),
+                                detail: format!("the token answered {}", rv.name()),
                                 alternatives: "Restore on a token with this OAEP hash, or have the sender use --oaep-hash sha1.".into(),
                             }
                         }
-                        rv if crate::error::rv_is_bad_ciphertext(rv) => wrong_key(
+                        rv if rv.is_bad_ciphertext() => wrong_key(
                             "recipient key",
                             format!(
                                 "the transfer key did not unwrap ({}): wrong key or altered header",
-                                ckr_name(rv)
+                                rv.name()
                             ),
                         ),
-                        rv => crate::error::token_failure(
-                            "C_UnwrapKey",
-                            rv,
-                            "unwrap the bundle's transfer key",
-                        ),
+                        rv => rv.failure("unwrap the bundle's transfer key"),
                     }
                 })?;
             (eph.keep(transfer), false, "recipient key")
@@ -270,7 +252,7 @@ pub(super) fn open_mac_key(
     token: &Token<'_>,
     eph: &mut Ephemeral<'_>,
     header: Header,
-    unwrapping: ObjectHandle,
+    unwrapping: Handle,
     trusted_kek: bool,
     what: &str,
     support: &WrapSupport,
@@ -284,26 +266,18 @@ pub(super) fn open_mac_key(
         })?;
     let wrapped_mac = unb64("mac.wrapped_key", &header.mac.wrapped_key)
         .map_err(|reason| Error::BundleCorrupt { reason })?;
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::GENERIC_SECRET),
-        Attribute::Token(false),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::WrapWithTrusted(true),
-        Attribute::Sign(true),
-    ];
-    let mac_key = wrap::unwrap(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
-        if means_bad_blob(token, mech, rv) {
+    let template = KeyTemplate::mac_key();
+    let mac_key = unwrap_into(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
+        if rv.means_bad_blob(token, mech) {
             wrong_key(
                 what,
                 format!(
                     "the bundle's integrity key did not unwrap ({}): wrong {what}, or the header was altered",
-                    ckr_name(rv)
+                    rv.name()
                 ),
             )
         } else {
-            crate::error::token_failure("C_UnwrapKey", rv, "unwrap the bundle's integrity key")
+            rv.failure("unwrap the bundle's integrity key")
         }
     })?;
     let mac_key = eph.keep(mac_key);

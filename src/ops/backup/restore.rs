@@ -6,23 +6,24 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-
 use super::conflict::{existing, Present, TokenIndex};
 use super::mac::{integrity_pass, SecondPass};
 use super::protection::open_protection;
 use super::verify::check_restored;
 use super::{
-    check_entry_capability, ck_key_type, entry_summary, public_values_of, read_header, Input,
-    OnConflict, Opened, Progress, RestoreOptions, RestoreReport, Skipped, Unprotect,
+    check_entry_capability, entry_summary, public_values_of, read_header, Input, OnConflict,
+    Opened, Progress, RestoreOptions, RestoreReport, Skipped, Unprotect,
 };
-use crate::error::{ckr_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry, PublicPart};
+use crate::hsm::check;
 use crate::hsm::keys;
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
 use crate::hsm::undo::{self, Undo};
-use crate::hsm::wrap::{self, PublicValues, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::unwrap::{unwrap_into, unwrap_kek_into};
+use crate::hsm::wrap::{PublicValues, WrapSupport};
+use crate::hsm::{Handle, Token};
 
 /// The keys a journal names, as (class, label, id).
 pub(super) fn read_journal(path: Option<&Path>) -> HashSet<(String, String, String)> {
@@ -51,131 +52,47 @@ pub(super) fn restore_template(
     token: &Token<'_>,
     entry: &Entry,
     trusted_kek: bool,
-) -> Result<Vec<Attribute>> {
+) -> Result<KeyTemplate> {
     let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
         reason: format!("{}: id is not hex", entry.label),
     })?;
     let private = entry.class == "private-key";
-    let mut t = keys::StoredKey {
-        private,
-        key_type: ck_key_type(&entry.key_type),
-        label: &entry.label,
-        id: &id,
-        extractable: entry.backup_policy != "none",
-        wrap_with_trusted: entry.backup_policy == "trusted" || trusted_kek,
-        usage: keys::Usage::from_names(&entry.usage),
-    }
-    .template();
+    let mut t = KeyTemplate::stored(
+        if private {
+            KeyClass::Private
+        } else {
+            KeyClass::Secret
+        },
+        KeyKind::from_name(&entry.key_type),
+        &entry.label,
+        &id,
+        entry.backup_policy != "none",
+        entry.backup_policy == "trusted" || trusted_kek,
+        &entry.usage,
+    );
     // A restored KEK is as locked down as a generated one (docs/KEYS.md).
     if !private && entry.usage.iter().any(|u| u == "unwrap") {
-        t.push(Attribute::Modifiable(false));
+        t = t.not_modifiable();
     }
     if let Some(part) = &entry.public {
-        t.extend(wrap::private_unwrap_quirks(
-            token,
-            Some(&public_values_of(part)?),
-        ));
+        t = t.with_private_quirks(token, &public_values_of(part)?);
     }
     Ok(t)
 }
 
+/// The template of an entry's public half, from the values it records.
 pub(super) fn public_template(
     entry: &Entry,
     part: &PublicPart,
     values: &PublicValues,
-) -> Result<Vec<Attribute>> {
+) -> Result<KeyTemplate> {
     let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
         reason: format!("{}: id is not hex", entry.label),
     })?;
     let usage = match part {
         PublicPart::Rsa { usage, .. } | PublicPart::Ec { usage, .. } => usage,
     };
-    let has = |u: &str| usage.iter().any(|x| x == u);
-    let mut t = vec![
-        Attribute::Class(ObjectClass::PUBLIC_KEY),
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Label(entry.label.as_bytes().to_vec()),
-        Attribute::Id(id),
-        Attribute::Verify(has("verify")),
-        Attribute::Derive(false),
-    ];
-    match values {
-        PublicValues::Rsa { modulus, exponent } => t.extend([
-            Attribute::KeyType(KeyType::RSA),
-            Attribute::Modulus(modulus.clone()),
-            Attribute::PublicExponent(exponent.clone()),
-            Attribute::Encrypt(has("encrypt")),
-            Attribute::Wrap(has("wrap")),
-            Attribute::VerifyRecover(false),
-        ]),
-        PublicValues::Ec { params, point } => t.extend([
-            Attribute::KeyType(KeyType::EC),
-            Attribute::EcParams(params.clone()),
-            Attribute::EcPoint(point.clone()),
-            // Tokens default these differently for public keys: say no.
-            Attribute::Encrypt(false),
-            Attribute::Wrap(false),
-            Attribute::VerifyRecover(false),
-        ]),
-    }
-    Ok(t)
-}
-
-/// Some tokens (NSS) add usages the unwrap template said no to. Set them
-/// back; if the token will not, the restore fails rather than widen a key.
-pub(super) fn enforce_usage(token: &Token<'_>, key: ObjectHandle, entry: &Entry) -> Result<()> {
-    let wanted: Vec<&str> = entry.usage.iter().map(String::as_str).collect();
-    let info = keys::describe_with(token, key, false)?;
-    let extra: Vec<&str> = info
-        .usage
-        .iter()
-        .copied()
-        .filter(|u| !wanted.contains(u))
-        .collect();
-    if extra.is_empty() {
-        return Ok(());
-    }
-    let private = entry.class == "private-key";
-    let fix: Vec<Attribute> = keys::Usage::from_names(&entry.usage)
-        .attributes(private)
-        .into_iter()
-        .filter(|a| match a {
-            Attribute::Encrypt(v)
-            | Attribute::Decrypt(v)
-            | Attribute::Sign(v)
-            | Attribute::Verify(v)
-            | Attribute::Wrap(v)
-            | Attribute::Unwrap(v)
-            | Attribute::Derive(v) => !v,
-            _ => false,
-        })
-        .collect();
-    let _ = token.session().update_attributes(key, &fix);
-    let after = keys::describe_with(token, key, false)?;
-    let still: Vec<&str> = after
-        .usage
-        .iter()
-        .copied()
-        .filter(|u| !wanted.contains(u))
-        .collect();
-    if still.is_empty() {
-        tracing::info!(
-            "{}: the token added {}; set back to the bundle's usage",
-            entry.label,
-            extra.join(",")
-        );
-        Ok(())
-    } else {
-        Err(Error::NotCapable {
-            capability: format!("restoring {} with only its recorded usage", entry.label),
-            detail: format!(
-                "the token gives it {} as well and will not take them away",
-                still.join(",")
-            ),
-            alternatives: "Restore on a token that honours usage flags in unwrap templates.".into(),
-        })
-    }
+    Ok(KeyTemplate::public_key(&entry.label, &id, usage, values))
 }
 
 /// What pass 2 does with one entry.
@@ -200,7 +117,7 @@ pub(super) fn restore_entry(
     support: &WrapSupport,
     opened: &Opened,
     entry: &Entry,
-) -> Result<Vec<(ObjectHandle, String)>> {
+) -> Result<Vec<(Handle, String)>> {
     let mut created = Undo::new(token.session());
     match create_entry(token, support, opened, entry, &mut created) {
         Ok(()) => Ok(created.into_objects()),
@@ -223,24 +140,19 @@ pub(super) fn create_entry(
     let template = restore_template(token, entry, opened.trusted_kek)?;
     let is_kek = entry.class == "secret-key" && entry.usage.iter().any(|u| u == "unwrap");
     let unwrapped = if is_kek {
-        wrap::unwrap_with_unwrap_template(
-            token,
-            mech,
-            opened.unwrapping,
-            &blob,
-            &template,
-            &[Attribute::Sensitive(true)],
-        )
+        unwrap_kek_into(token, mech, opened.unwrapping, &blob, &template)
     } else {
-        wrap::unwrap(token, mech, opened.unwrapping, &blob, &template)
+        unwrap_into(token, mech, opened.unwrapping, &blob, &template)
     };
-    let key = unwrapped.map_err(|rv| Error::Pkcs11 {
-        function: "C_UnwrapKey".into(),
-        rv: ckr_name(rv),
-        action: format!("restore {}", entry.label),
-    })?;
+    let key = unwrapped.map_err(|rv| rv.failure(&format!("restore {}", entry.label)))?;
     created.add(key, undo::describe(&entry.label, &entry.class, &id));
-    enforce_usage(token, key, entry)?;
+    check::enforce_usage(
+        token,
+        key,
+        &entry.label,
+        entry.class == "private-key",
+        &entry.usage,
+    )?;
     create_public(token, entry, created)?;
     let mut checks = Ephemeral::new(session);
     check_restored(token, &mut checks, opened, mech, entry, &blob, key)
@@ -257,19 +169,16 @@ pub(super) fn create_public(
     };
     let id = hex::decode(&entry.id).unwrap_or_default();
     let values = public_values_of(part)?;
-    let public = token
-        .session()
-        .create_object(&public_template(entry, part, &values)?)
-        .map_err(|e| Error::pkcs11(&format!("restore the public half of {}", entry.label), e))?;
+    let public = public_template(entry, part, &values)?.create(
+        token,
+        &format!("restore the public half of {}", entry.label),
+    )?;
     created.add(public, undo::describe(&entry.label, "public-key", &id));
     Ok(())
 }
 
 /// Only the public half of an entry whose private key is on the token.
-pub(super) fn restore_public(
-    token: &Token<'_>,
-    entry: &Entry,
-) -> Result<Vec<(ObjectHandle, String)>> {
+pub(super) fn restore_public(token: &Token<'_>, entry: &Entry) -> Result<Vec<(Handle, String)>> {
     let mut created = Undo::new(token.session());
     match create_public(token, entry, &mut created) {
         Ok(()) => Ok(created.into_objects()),
@@ -300,7 +209,7 @@ pub fn restore(
 
     // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
     let mut skip = HashMap::new();
-    let mut stale_by_key: HashMap<(String, String), Vec<ObjectHandle>> = HashMap::new();
+    let mut stale_by_key: HashMap<(String, String), Vec<Handle>> = HashMap::new();
     let mut to_create = Vec::new();
     let journal = if options.on_conflict == OnConflict::Skip {
         read_journal(options.journal.as_deref())
@@ -403,9 +312,11 @@ pub fn restore(
             Step::Replace => {
                 let key = (entry.class.clone(), entry.label.clone());
                 for h in stale.get(&key).into_iter().flatten() {
-                    t.session().destroy_object(*h).map_err(|e| {
-                        Error::pkcs11(&format!("remove a half-written copy of {}", entry.label), e)
-                    })?;
+                    template::destroy(
+                        t,
+                        *h,
+                        &format!("remove a half-written copy of {}", entry.label),
+                    )?;
                 }
                 restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h))
             }

@@ -4,12 +4,11 @@
 
 use std::collections::HashSet;
 
-use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
-
 use super::{shown_label, Selection, Skipped, POLICY_SKIPS};
 use crate::error::{Error, Result};
 use crate::hsm::keys::{self, KeyInfo, KeySelector};
-use crate::hsm::Token;
+use crate::hsm::template::KeyTemplate;
+use crate::hsm::{Handle, Token};
 
 pub(super) struct Candidate {
     pub(super) info: KeyInfo,
@@ -20,7 +19,7 @@ pub(super) struct Candidate {
 pub(super) fn policy_refusal(
     info: &KeyInfo,
     trusted_kek: bool,
-    kek_handle: Option<ObjectHandle>,
+    kek_handle: Option<Handle>,
 ) -> Option<(&'static str, String)> {
     if Some(info.handle) == kek_handle {
         return Some(("bundle-kek", "it is the KEK of this backup".into()));
@@ -80,14 +79,7 @@ pub(super) fn identity_refusal(
 /// Find the public half of a private key: same class pair, label and id.
 pub(super) fn public_half(token: &Token<'_>, info: &KeyInfo) -> Result<Option<KeyInfo>> {
     let id = hex::decode(&info.id).map_err(|e| Error::Internal(e.to_string()))?;
-    let found = token
-        .session()
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::Label(info.label.as_bytes().to_vec()),
-            Attribute::Id(id),
-        ])
-        .map_err(|e| Error::pkcs11("find a public key", e))?;
+    let found = KeyTemplate::public_half(&info.label, &id).find(token, "find a public key")?;
     match found.first() {
         Some(h) => Ok(Some(keys::describe_with(token, *h, false)?)),
         None => Ok(None),
@@ -116,7 +108,7 @@ pub(super) fn select(
     token: &Token<'_>,
     selection: &Selection,
     trusted_kek: bool,
-    kek_handle: Option<ObjectHandle>,
+    kek_handle: Option<Handle>,
 ) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
     let (infos, named) = match selection {
         Selection::All => (

@@ -2,34 +2,32 @@
 //! against its KCV or public half, nothing created; the same check proves
 //! each key a restore creates.
 
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-
 use super::mac::{integrity_pass, SecondPass};
 use super::protection::open_protection;
 use super::{
-    check_entry_capability, ck_key_type, entry_summary, means_bad_blob, public_values_of,
-    read_header, Input, Opened, Progress, RestoreReport, Unprotect,
+    check_entry_capability, entry_summary, public_values_of, read_header, Input, Opened, Progress,
+    RestoreReport, Unprotect,
 };
-use crate::error::{ckr_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry};
+use crate::hsm::check;
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::template::{KeyClass, KeyKind, KeyTemplate};
+use crate::hsm::unwrap::unwrap_into;
 use crate::hsm::wrap::{self, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::{Handle, Token};
 
 /// A check-copy template for an entry, with the token's quirks.
-pub(super) fn check_template(token: &Token<'_>, entry: &Entry) -> Result<Vec<Attribute>> {
-    let key_type = ck_key_type(&entry.key_type);
+pub(super) fn check_template(token: &Token<'_>, entry: &Entry) -> Result<KeyTemplate> {
+    let key_type = KeyKind::from_name(&entry.key_type);
     if entry.class == "private-key" {
-        let mut t = wrap::check_copy_template(ObjectClass::PRIVATE_KEY, key_type);
+        let mut t = KeyTemplate::check_copy(KeyClass::Private, key_type);
         if let Some(part) = &entry.public {
-            t.extend(wrap::private_unwrap_quirks(
-                token,
-                Some(&public_values_of(part)?),
-            ));
+            t = t.with_private_quirks(token, &public_values_of(part)?);
         }
         Ok(t)
     } else {
-        Ok(wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type))
+        Ok(KeyTemplate::check_copy(KeyClass::Secret, key_type))
     }
 }
 
@@ -43,13 +41,13 @@ pub(super) fn check_restored(
     mech: u64,
     entry: &Entry,
     blob: &[u8],
-    key: ObjectHandle,
+    key: Handle,
 ) -> Result<()> {
-    let key_type = ck_key_type(&entry.key_type);
+    let key_type = KeyKind::from_name(&entry.key_type);
     let private = entry.class == "private-key";
     let can_check_directly = if private {
-        key_type == KeyType::RSA || entry.usage.iter().any(|u| u == "sign")
-    } else if key_type == KeyType::AES {
+        key_type == KeyKind::Rsa || entry.usage.iter().any(|u| u == "sign")
+    } else if key_type == KeyKind::Aes {
         entry.usage.iter().any(|u| u == "encrypt")
     } else {
         entry.usage.iter().any(|u| u == "sign")
@@ -57,18 +55,14 @@ pub(super) fn check_restored(
     let subject = if can_check_directly {
         key
     } else {
-        let copy = wrap::unwrap(
+        let copy = unwrap_into(
             token,
             mech,
             opened.unwrapping,
             blob,
             &check_template(token, entry)?,
         )
-        .map_err(|rv| Error::Pkcs11 {
-            function: "C_UnwrapKey".into(),
-            rv: ckr_name(rv),
-            action: format!("make a check copy of {}", entry.label),
-        })?;
+        .map_err(|rv| rv.failure(&format!("make a check copy of {}", entry.label)))?;
         eph.keep(copy)
     };
     if private {
@@ -89,7 +83,7 @@ pub(super) fn check_restored(
     let expected = entry.kcv.as_ref().ok_or_else(|| Error::BundleCorrupt {
         reason: format!("{}: a secret key without a KCV", entry.label),
     })?;
-    let (value, method) = wrap::kcv_of(token, subject, key_type)?;
+    let (value, method) = check::kcv(token, subject, key_type)?;
     if method != expected.method || value != expected.value {
         return Err(Error::BundleCorrupt {
             reason: format!(
@@ -149,7 +143,7 @@ pub(super) fn verify_opened(
             let blob = unb64("wrapped", &entry.wrapped)
                 .map_err(|reason| Error::BundleCorrupt { reason })?;
             let mut checks = Ephemeral::new(t.session());
-            let copy = wrap::unwrap(
+            let copy = unwrap_into(
                 t,
                 mech,
                 opened.unwrapping,
@@ -157,16 +151,12 @@ pub(super) fn verify_opened(
                 &check_template(t, &entry)?,
             )
             .map_err(|rv| {
-                if means_bad_blob(t, mech, rv) {
+                if rv.means_bad_blob(t, mech) {
                     Error::BundleCorrupt {
-                        reason: format!("{} did not unwrap ({})", entry.label, ckr_name(rv)),
+                        reason: format!("{} did not unwrap ({})", entry.label, rv.name()),
                     }
                 } else {
-                    crate::error::token_failure(
-                        "C_UnwrapKey",
-                        rv,
-                        &format!("unwrap a check copy of {}", entry.label),
-                    )
+                    rv.failure(&format!("unwrap a check copy of {}", entry.label))
                 }
             })?;
             let copy = checks.keep(copy);

@@ -5,27 +5,27 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{KeyType, ObjectClass, ObjectHandle};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::mac::{open_mac_session, MacFeed};
 use super::protection::{argon2_key, check_password, open_mac_key, open_protection, resolve_kek};
 use super::select::{select, Candidate};
 use super::verify::verify_opened;
 use super::{
-    ck_key_type, means_bad_blob, read_header, BackupOptions, BackupReport, BundleSink,
-    EntrySummary, Progress, Protect, Selection, Skipped, Unprotect, ARGON2_M_KIB, ARGON2_P,
-    ARGON2_T,
+    read_header, BackupOptions, BackupReport, BundleSink, EntrySummary, Progress, Protect,
+    Selection, Skipped, Unprotect, ARGON2_M_KIB, ARGON2_P, ARGON2_T,
 };
-use crate::error::{ckr_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::formats::bundle::{
     self, b64, Entry, Header, Kcv, KdfParams, KeyRef, Line, MacInfo, Protection, PublicPart,
     RecipientInfo, SourceToken, Trailer,
 };
+use crate::hsm::check;
+use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
+use crate::hsm::unwrap::unwrap_into;
 use crate::hsm::wrap::{self, PublicValues, SessionKey, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::{Handle, Token};
 
 pub(super) fn source_of(token: &Token<'_>) -> SourceToken {
     let s = token.summary();
@@ -85,9 +85,7 @@ pub fn backup(
         }
         Protect::Password(pw) => {
             check_password(pw)?;
-            let salt = session
-                .generate_random_vec(16)
-                .map_err(|e| Error::pkcs11("draw a salt", e))?;
+            let salt = template::random(token, 16, "draw a salt")?;
             let params = KdfParams {
                 algorithm: "argon2id".into(),
                 version: 0x13,
@@ -189,12 +187,8 @@ pub fn backup(
             wrapped_key: b64(&wrapped_mac),
         },
     };
-    let mac_session = open_mac_session(token)?;
-    mac_session
-        .sign_init(&Mechanism::Sha256Hmac, mac_key)
-        .map_err(|e| Error::pkcs11("start the bundle MAC", e))?;
-    let mut mac = MacFeed::new(&mac_session);
-    let emit = |line: &Line, out: &mut dyn Write, mac: &mut MacFeed<'_>| -> Result<()> {
+    let mut mac = MacFeed::start(token, mac_key, MacPurpose::Make)?;
+    let emit = |line: &Line, out: &mut dyn Write, mac: &mut MacFeed| -> Result<()> {
         let bytes = bundle::encode_line(line)?;
         mac.feed(&bytes)?;
         out.write_all(&bytes).map_err(|e| Error::Io {
@@ -323,7 +317,7 @@ pub(super) fn backup_entry(
     eph: &mut Ephemeral<'_>,
     secret_alg: (&'static str, u64),
     private_alg: Option<(&'static str, u64)>,
-    wrapping: ObjectHandle,
+    wrapping: Handle,
     c: &Candidate,
 ) -> Result<Entry> {
     let info = &c.info;
@@ -340,19 +334,18 @@ pub(super) fn backup_entry(
     };
     let blob = wrap::wrap(token, mech, wrapping, info.handle)
         .map_err(|e| map_wrap_error(&info.label, e))?;
-    let key_type = ck_key_type(&info.key_type);
-    let session = token.session();
+    let key_type = KeyKind::from_name(&info.key_type);
     let mut kcv = None;
     let mut public = None;
     if !is_private {
         // The token's own KCV when it has one; otherwise a check copy made
         // from the blob itself, which also proves the blob unwraps.
-        let known = if key_type != KeyType::AES {
+        let known = if key_type != KeyKind::Aes {
             None
         } else if info.kcv_method == "CKA_CHECK_VALUE" {
             Some(info.kcv.clone())
         } else if info.usage.contains(&"encrypt") {
-            wrap::kcv_of(token, info.handle, KeyType::AES)
+            check::kcv(token, info.handle, KeyKind::Aes)
                 .ok()
                 .map(|k| k.0)
         } else {
@@ -361,36 +354,30 @@ pub(super) fn backup_entry(
         let value = match known {
             Some(v) => (v, wrap::KCV_AES),
             None => {
-                let copy = wrap::unwrap(
+                let copy = unwrap_into(
                     token,
                     mech,
                     wrapping,
                     &blob,
-                    &wrap::check_copy_template(ObjectClass::SECRET_KEY, key_type),
+                    &KeyTemplate::check_copy(KeyClass::Secret, key_type),
                 )
                 .map_err(|rv| {
-                    if crate::error::rv_is_unsupported(rv)
-                        || rv == cryptoki::error::RvError::KeyFunctionNotPermitted
-                    {
+                    if rv.is_unsupported() || rv.is_not_permitted() {
                         Error::NotCapable {
                             capability: format!("checking the wrapped copy of {}", info.label),
                             detail: format!(
                                 "unwrapping it into a session key failed with {}",
-                                ckr_name(rv)
+                                rv.name()
                             ),
                             alternatives: "Use a KEK that may also unwrap (`key generate --kek`)."
                                 .into(),
                         }
                     } else {
-                        crate::error::token_failure(
-                            "C_UnwrapKey",
-                            rv,
-                            &format!("check the wrapped copy of {}", info.label),
-                        )
+                        rv.failure(&format!("check the wrapped copy of {}", info.label))
                     }
                 })?;
                 let copy = eph.keep(copy);
-                wrap::kcv_of(token, copy, key_type)?
+                check::kcv(token, copy, key_type)?
             }
         };
         kcv = Some(Kcv {
@@ -398,7 +385,7 @@ pub(super) fn backup_entry(
             value: value.0,
         });
     } else {
-        let values_from = if key_type == KeyType::RSA {
+        let values_from = if key_type == KeyKind::Rsa {
             info.handle
         } else {
             c.public.as_ref().map(|p| p.handle).ok_or_else(|| Error::PolicyRefused {
@@ -406,38 +393,34 @@ pub(super) fn backup_entry(
                 reason: "an EC private key without its public half on the token cannot be checked after restore".into(),
             })?
         };
-        let values = wrap::public_values(session, values_from, key_type)?.ok_or_else(|| {
-            Error::NotCapable {
+        let values =
+            check::public_of(token, values_from, key_type)?.ok_or_else(|| Error::NotCapable {
                 capability: format!("reading the public half of {}", info.label),
                 detail: "the token did not return the public values".into(),
                 alternatives: String::new(),
-            }
-        })?;
+            })?;
         if alg == "rfc5649-zero-padded" {
             // Not RFC 5649 as written: prove that this token gives the same key back.
-            let copy = wrap::unwrap(
+            let copy = unwrap_into(
                 token,
                 mech,
                 wrapping,
                 &blob,
-                &wrap::check_copy_template(ObjectClass::PRIVATE_KEY, key_type),
+                &KeyTemplate::check_copy(KeyClass::Private, key_type),
             )
             .map_err(|rv| {
-                if means_bad_blob(token, mech, rv) || crate::error::rv_is_unsupported(rv) {
+                if rv.means_bad_blob(token, mech) || rv.is_unsupported() {
                     Error::NotCapable {
                         capability: "exact RFC 5649 key wrap".into(),
                         detail: format!(
                             "{}: this token's 0x210A zero-pads PKCS#8 and the wrapped key did not unwrap ({})",
                             info.label,
-                            ckr_name(rv)
+                            rv.name()
                         ),
                         alternatives: "Back up secret keys only from this token, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
                     }
                 } else {
-                    crate::error::token_failure(
-                        "C_UnwrapKey",
-                        rv,
-                        &format!("check the zero-padded wrap of {}", info.label),
+                    rv.failure(&format!("check the zero-padded wrap of {}", info.label),
                     )
                 }
             })?;

@@ -1,13 +1,17 @@
 //! The only code that calls cryptoki: module loading, token selection,
 //! sessions and login, key templates, KCVs, capability probes.
 
+pub mod check;
 pub mod keys;
 pub mod lock;
+pub mod mac;
 pub mod pin;
 pub mod pool;
 pub mod probe;
 pub mod raw;
+pub mod template;
 pub mod undo;
+pub mod unwrap;
 pub mod uri;
 pub mod wrap;
 
@@ -21,6 +25,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use uri::Pkcs11Uri;
+
+/// A token object, as hsmkey hands it around.
+pub use cryptoki::object::ObjectHandle as Handle;
 
 /// Where SoftHSM2 lives on the usual systems, tried in order when neither
 /// `--module` nor HSMKEY_MODULE names a module.

@@ -5,14 +5,12 @@
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::Session;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::probe::{self, Ephemeral, WrapAlgorithm};
-use super::raw::{self, OneShot, RawMechanism};
+use super::raw::{self, RawMechanism};
 use super::Token;
 use crate::error::{ckr_name, Error, Result};
-use cryptoki_sys::{CKM_AES_ECB, CKM_SHA256_HMAC};
 
 /// Which mechanism gives which wrap algorithm on this token, proved by the
 /// known-answer tests of [`probe`].
@@ -116,7 +114,7 @@ impl WrapSupport {
     }
 }
 
-fn token_error(
+pub(super) fn token_error(
     action: &str,
     function: cryptoki::context::Function,
     rv: cryptoki::error::RvError,
@@ -403,59 +401,10 @@ pub fn check_copy_template(class: ObjectClass, key_type: KeyType) -> Vec<Attribu
     t
 }
 
-/// The KCV methods of bundle entries.
-pub const KCV_AES: &str = "aes-ecb-zero";
-pub const KCV_GENERIC: &str = "hmac-sha256-empty";
-
-/// Compute the KCV of a secret key that can do the check operation.
-pub fn kcv_of(
-    token: &Token<'_>,
-    key: ObjectHandle,
-    key_type: KeyType,
-) -> Result<(String, &'static str)> {
-    let raw = token.module().raw();
-    let session = token.session().handle();
-    let (op, mechanism, function, action, method, capacity) = if key_type == KeyType::AES {
-        (
-            OneShot::Encrypt,
-            CKM_AES_ECB,
-            cryptoki::context::Function::Encrypt,
-            "compute a KCV (AES-ECB)",
-            KCV_AES,
-            16,
-        )
-    } else {
-        (
-            OneShot::Sign,
-            CKM_SHA256_HMAC,
-            cryptoki::context::Function::Sign,
-            "compute a KCV (HMAC-SHA256)",
-            KCV_GENERIC,
-            32,
-        )
-    };
-    let out = raw
-        .one_shot(
-            session,
-            op,
-            &RawMechanism::Number(mechanism),
-            key.handle(),
-            if key_type == KeyType::AES {
-                &[0u8; 16]
-            } else {
-                &[]
-            },
-            capacity,
-        )
-        .map_err(|rv| token_error(action, function, rv))?;
-    if out.len() < 3 {
-        return Err(Error::Internal(format!(
-            "{action}: the token returned {} bytes",
-            out.len()
-        )));
-    }
-    Ok((hex::encode(&out[..3]), method))
-}
+/// The KCVs and public values of keys live with the other checks.
+pub use super::check::{
+    kcv_of, private_matches, public_values, PublicValues, KCV_AES, KCV_GENERIC,
+};
 
 /// Create a session RSA public key from its modulus and exponent (for wrapping
 /// to a recipient, or checking a restored private key).
@@ -500,96 +449,6 @@ pub fn session_ec_public(
         ])
         .map_err(|e| Error::pkcs11("load a public key as a session object", e))?;
     Ok(eph.keep(h))
-}
-
-/// Public values of a key pair, read from the token (public data only).
-#[derive(Debug, Clone)]
-pub enum PublicValues {
-    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
-    Ec { params: Vec<u8>, point: Vec<u8> },
-}
-
-/// Read public values: RSA from any half, EC from the public half.
-pub fn public_values(
-    session: &Session,
-    handle: ObjectHandle,
-    key_type: KeyType,
-) -> Result<Option<PublicValues>> {
-    let wanted: &[AttributeType] = if key_type == KeyType::RSA {
-        &[AttributeType::Modulus, AttributeType::PublicExponent]
-    } else {
-        &[AttributeType::EcParams, AttributeType::EcPoint]
-    };
-    let attrs = session
-        .get_attributes(handle, wanted)
-        .map_err(|e| Error::pkcs11("read public key values", e))?;
-    let (mut a, mut b) = (None, None);
-    for attr in attrs {
-        match attr {
-            Attribute::Modulus(v) | Attribute::EcParams(v) => a = Some(v),
-            Attribute::PublicExponent(v) | Attribute::EcPoint(v) => b = Some(v),
-            _ => {}
-        }
-    }
-    Ok(match (a, b) {
-        (Some(a), Some(b)) if key_type == KeyType::RSA => Some(PublicValues::Rsa {
-            modulus: a,
-            exponent: b,
-        }),
-        (Some(a), Some(b)) => Some(PublicValues::Ec {
-            params: a,
-            point: b,
-        }),
-        _ => None,
-    })
-}
-
-/// Prove in the token that `private` belongs to `public` (values from a
-/// bundle or the source token): RSA by comparing the modulus the token reports
-/// for the private key; EC by signing a random challenge with the private key
-/// and verifying with a session copy of the public key.
-pub fn private_matches(
-    token: &Token<'_>,
-    eph: &mut Ephemeral<'_>,
-    private: ObjectHandle,
-    public: &PublicValues,
-) -> Result<bool> {
-    let session = token.session();
-    match public {
-        PublicValues::Rsa { modulus, .. } => {
-            let attrs = session
-                .get_attributes(private, &[AttributeType::Modulus])
-                .map_err(|e| Error::pkcs11("read the modulus of a private key", e))?;
-            let strip = |v: &[u8]| {
-                v.iter()
-                    .skip_while(|b| **b == 0)
-                    .copied()
-                    .collect::<Vec<u8>>()
-            };
-            Ok(attrs
-                .into_iter()
-                .any(|a| matches!(a, Attribute::Modulus(m) if strip(&m) == strip(modulus))))
-        }
-        PublicValues::Ec { params, point } => {
-            let pubh = session_ec_public(token, eph, params, point)?;
-            let challenge = session
-                .generate_random_vec(32)
-                .map_err(|e| Error::pkcs11("draw a challenge", e))?;
-            let signature = session
-                .sign(&Mechanism::Ecdsa, private, &challenge)
-                .map_err(|e| Error::pkcs11("sign a challenge with the private key", e))?;
-            match session.verify(&Mechanism::Ecdsa, pubh, &challenge, &signature) {
-                Ok(()) => Ok(true),
-                Err(cryptoki::error::Error::Pkcs11(
-                    cryptoki::error::RvError::SignatureInvalid
-                    | cryptoki::error::RvError::SignatureLenRange,
-                    _,
-                )) => Ok(false),
-                // A failing token is not a key that does not match.
-                Err(e) => Err(Error::pkcs11("check a signature with the public half", e)),
-            }
-        }
-    }
 }
 
 /// NSS softokn's vendor attribute CKA_NSS_DB: the public value under which it

@@ -1,4 +1,7 @@
+use super::protection::{argon2_key, ARGON2_MAX_M_KIB, ARGON2_MAX_P, ARGON2_MAX_T};
+use super::write::now_rfc3339;
 use super::*;
+use crate::formats::bundle::{b64, KdfParams};
 
 #[test]
 fn dates_are_rfc3339_utc() {

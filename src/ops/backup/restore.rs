@@ -1,0 +1,384 @@
+//! Restore: pass 1 checks everything and writes the journal, pass 2 creates
+//! each entry's objects from its template, checks them, and rolls the whole
+//! run back on any failure.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use super::conflict::{existing, Present, TokenIndex};
+use super::mac::{integrity_pass, SecondPass};
+use super::protection::open_protection;
+use super::verify::check_restored;
+use super::{
+    check_entry_capability, entry_summary, public_values_of, read_header, Input, OnConflict,
+    Opened, Progress, RestoreOptions, RestoreReport, Skipped, Unprotect,
+};
+use crate::error::{Error, Result};
+use crate::formats::bundle::{unb64, Entry, PublicPart};
+use crate::hsm::check;
+use crate::hsm::keys;
+use crate::hsm::probe::Ephemeral;
+use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
+use crate::hsm::undo::{self, Undo};
+use crate::hsm::unwrap::{unwrap_into, unwrap_kek_into};
+use crate::hsm::wrap::{PublicValues, WrapSupport};
+use crate::hsm::{Handle, Token};
+
+/// The keys a journal names, as (class, label, id).
+pub(super) fn read_journal(path: Option<&Path>) -> HashSet<(String, String, String)> {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<(String, String, String)>(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn write_journal(path: &Path, keys: &[(String, String, String)]) -> Result<()> {
+    let mut text = String::new();
+    for k in keys {
+        text.push_str(&serde_json::to_string(k).map_err(|e| Error::Internal(e.to_string()))?);
+        text.push('\n');
+    }
+    crate::output::write_atomic(path, text.as_bytes(), true)
+}
+
+/// The unwrap template of a restored key: what the entry records, always
+/// sensitive, and wrappable only by trusted keys when restored under a
+/// trusted KEK (whose unwrap template demands it).
+pub(super) fn restore_template(
+    token: &Token<'_>,
+    entry: &Entry,
+    trusted_kek: bool,
+) -> Result<KeyTemplate> {
+    let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
+        reason: format!("{}: id is not hex", entry.label),
+    })?;
+    let private = entry.class == "private-key";
+    let mut t = KeyTemplate::stored(
+        if private {
+            KeyClass::Private
+        } else {
+            KeyClass::Secret
+        },
+        KeyKind::from_name(&entry.key_type),
+        &entry.label,
+        &id,
+        entry.backup_policy != "none",
+        entry.backup_policy == "trusted" || trusted_kek,
+        &entry.usage,
+    );
+    // A restored KEK is as locked down as a generated one (docs/KEYS.md).
+    if !private && entry.usage.iter().any(|u| u == "unwrap") {
+        t = t.not_modifiable();
+    }
+    if let Some(part) = &entry.public {
+        t = t.with_private_quirks(token, &public_values_of(part)?);
+    }
+    Ok(t)
+}
+
+/// The template of an entry's public half, from the values it records.
+pub(super) fn public_template(
+    entry: &Entry,
+    part: &PublicPart,
+    values: &PublicValues,
+) -> Result<KeyTemplate> {
+    let id = hex::decode(&entry.id).map_err(|_| Error::BundleCorrupt {
+        reason: format!("{}: id is not hex", entry.label),
+    })?;
+    let usage = match part {
+        PublicPart::Rsa { usage, .. } | PublicPart::Ec { usage, .. } => usage,
+    };
+    Ok(KeyTemplate::public_key(&entry.label, &id, usage, values))
+}
+
+/// What pass 2 does with one entry.
+#[derive(Clone, Copy)]
+pub(super) enum Step {
+    /// The same key is already on the token.
+    Skip,
+    /// `--dry-run`: reported, not created.
+    DryRun,
+    Create,
+    /// The private key is there; its public half is made again.
+    PublicOnly,
+    /// Half-written objects of a killed restore go; the entry is restored.
+    Replace,
+}
+
+/// Create one entry's objects and check them; on any failure, what it
+/// created is destroyed before the error is returned. The handles go to the
+/// whole restore's rollback.
+pub(super) fn restore_entry(
+    token: &Token<'_>,
+    support: &WrapSupport,
+    opened: &Opened,
+    entry: &Entry,
+) -> Result<Vec<(Handle, String)>> {
+    let mut created = Undo::new(token.session());
+    match create_entry(token, support, opened, entry, &mut created) {
+        Ok(()) => Ok(created.into_objects()),
+        Err(e) => Err(created.fail(e)),
+    }
+}
+
+pub(super) fn create_entry(
+    token: &Token<'_>,
+    support: &WrapSupport,
+    opened: &Opened,
+    entry: &Entry,
+    created: &mut Undo<'_>,
+) -> Result<()> {
+    let session = token.session();
+    let id = hex::decode(&entry.id).unwrap_or_default();
+    let mech = check_entry_capability(support, entry)?;
+    let blob =
+        unb64("wrapped", &entry.wrapped).map_err(|reason| Error::BundleCorrupt { reason })?;
+    let template = restore_template(token, entry, opened.trusted_kek)?;
+    let is_kek = entry.class == "secret-key" && entry.usage.iter().any(|u| u == "unwrap");
+    let unwrapped = if is_kek {
+        unwrap_kek_into(token, mech, opened.unwrapping, &blob, &template)
+    } else {
+        unwrap_into(token, mech, opened.unwrapping, &blob, &template)
+    };
+    let key = unwrapped.map_err(|rv| rv.failure(&format!("restore {}", entry.label)))?;
+    created.add(key, undo::describe(&entry.label, &entry.class, &id));
+    check::enforce_usage(
+        token,
+        key,
+        &entry.label,
+        entry.class == "private-key",
+        &entry.usage,
+    )?;
+    create_public(token, entry, created)?;
+    let mut checks = Ephemeral::new(session);
+    check_restored(token, &mut checks, opened, mech, entry, &blob, key)
+}
+
+/// An entry's public half, made from the values the bundle records.
+pub(super) fn create_public(
+    token: &Token<'_>,
+    entry: &Entry,
+    created: &mut Undo<'_>,
+) -> Result<()> {
+    let Some(part) = &entry.public else {
+        return Ok(());
+    };
+    let id = hex::decode(&entry.id).unwrap_or_default();
+    let values = public_values_of(part)?;
+    let public = public_template(entry, part, &values)?.create(
+        token,
+        &format!("restore the public half of {}", entry.label),
+    )?;
+    created.add(public, undo::describe(&entry.label, "public-key", &id));
+    Ok(())
+}
+
+/// Only the public half of an entry whose private key is on the token.
+pub(super) fn restore_public(token: &Token<'_>, entry: &Entry) -> Result<Vec<(Handle, String)>> {
+    let mut created = Undo::new(token.session());
+    match create_public(token, entry, &mut created) {
+        Ok(()) => Ok(created.into_objects()),
+        Err(e) => Err(created.fail(e)),
+    }
+}
+
+/// Restore a bundle: check everything first, then create all-or-nothing.
+pub fn restore(
+    token: &Token<'_>,
+    input: &Input,
+    unprotect: &Unprotect,
+    options: &RestoreOptions<'_>,
+    progress: Progress<'_>,
+) -> Result<RestoreReport> {
+    let session = token.session();
+    let mut eph = Ephemeral::new(session);
+    let header = read_header(input)?;
+    // Finishing a crashed restore: its half-written objects go first, before
+    // this process makes any session object of its own.
+    let shells = if options.on_conflict == OnConflict::Skip && !options.dry_run {
+        keys::remove_crash_shells(token)?
+    } else {
+        0
+    };
+    let support = WrapSupport::probe(token)?;
+    let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
+
+    // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
+    let mut skip = HashMap::new();
+    let mut stale_by_key: HashMap<(String, String), Vec<Handle>> = HashMap::new();
+    let mut to_create = Vec::new();
+    let journal = if options.on_conflict == OnConflict::Skip {
+        read_journal(options.journal.as_deref())
+    } else {
+        HashSet::new()
+    };
+    let on_token = TokenIndex::read(token)?;
+    let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
+        check_entry_capability(&support, entry)?;
+        let key = (entry.class.clone(), entry.label.clone(), entry.id.clone());
+        let suspect = journal.contains(&key);
+        match existing(
+            token,
+            &on_token,
+            entry,
+            options.on_conflict,
+            &opened,
+            &support,
+            suspect,
+        )? {
+            Present::No => to_create.push(key),
+            Present::Same => {
+                skip.insert(index, Present::Same);
+            }
+            present => {
+                if let Present::Stale(handles) = &present {
+                    stale_by_key.insert((key.0.clone(), key.1.clone()), handles.clone());
+                }
+                to_create.push(key);
+                skip.insert(index, present);
+            }
+        }
+        Ok(())
+    })?;
+    // Before the first object: what this run will create, for a run after a
+    // crash. Removed when the restore ends either way.
+    let journal_path = options
+        .journal
+        .as_deref()
+        .filter(|_| !options.dry_run && !to_create.is_empty());
+    if let Some(path) = journal_path {
+        write_journal(path, &to_create)?;
+    }
+    let mut report = RestoreReport {
+        scheme: opened.header.protection.scheme().into(),
+        source: opened.header.source.clone(),
+        created_at: opened.header.created.clone(),
+        tool: opened.header.tool.clone(),
+        dry_run: options.dry_run,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    };
+    if shells > 0 {
+        report.notes.push(format!(
+            "removed {shells} label-less object(s) a crashed run had left half-written"
+        ));
+    }
+    if opened.trusted_kek {
+        report.notes.push(
+            "restored under a trusted KEK: every restored key can be wrapped only by trusted keys (policy trusted or none)".into(),
+        );
+    }
+
+    // Pass 2: create, check each key, and prove the file did not change.
+    // Lines are read, hashed and matched to pass 1 here; the unwraps and
+    // checks run on `--sessions` sessions; results come back in file order.
+    // Shared by the in-order results and the salvage of those under way
+    // when a run stops: every created object reaches it, even on a panic.
+    let stale = stale_by_key;
+    let rollback = std::cell::RefCell::new(Undo::new(session));
+    let mut second = SecondPass::new(input, &line_digests)?;
+    let items = second.by_ref().map(|read| {
+        let (index, entry) = read?;
+        if options.cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted {
+                what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
+            });
+        }
+        let step = if skip.get(&index) == Some(&Present::Same) {
+            Step::Skip
+        } else if options.dry_run {
+            Step::DryRun
+        } else if skip.get(&index) == Some(&Present::PublicMissing) {
+            Step::PublicOnly
+        } else if matches!(skip.get(&index), Some(Present::Stale(_))) {
+            Step::Replace
+        } else {
+            Step::Create
+        };
+        Ok((step, entry))
+    });
+    let mut done = 0u64;
+    let run = crate::hsm::pool::run_ordered(
+        token,
+        items,
+        |t, (step, entry)| match step {
+            Step::Create => restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h)),
+            Step::PublicOnly => restore_public(t, &entry).map(|h| (step, entry, h)),
+            Step::Replace => {
+                let key = (entry.class.clone(), entry.label.clone());
+                for h in stale.get(&key).into_iter().flatten() {
+                    template::destroy(
+                        t,
+                        *h,
+                        &format!("remove a half-written copy of {}", entry.label),
+                    )?;
+                }
+                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h))
+            }
+            _ => Ok((step, entry, Vec::new())),
+        },
+        |(step, entry, handles)| {
+            rollback.borrow_mut().extend(handles);
+            done += 1;
+            if options.cancel.load(Ordering::SeqCst) {
+                return Err(Error::Interrupted {
+                    what: format!("restore stopped after {done} of {total} keys; the keys it had created were destroyed"),
+                });
+            }
+            if matches!(step, Step::Skip) {
+                report.skipped.push(Skipped {
+                    label: entry.label.clone(),
+                    class: entry.class.clone(),
+                    code: "already-on-token",
+                    reason: "the same key is already on the token".into(),
+                });
+            } else {
+                report.entries.push(entry_summary(&entry));
+            }
+            progress(done, total);
+            Ok(())
+        },
+        |(_, _, handles)| rollback.borrow_mut().extend(handles),
+    )
+    .and_then(|()| second.finish(digest, total, "restored"))
+    .and_then(|()| {
+        if options.dry_run || report.entries.is_empty() {
+            return Ok(());
+        }
+        // The per-token lock serialises runs on this host only: a run on
+        // another host may have restored the same keys meanwhile.
+        let after = TokenIndex::read(token)?;
+        match report.entries.iter().find(|e| {
+            after
+                .by_label
+                .get(&(e.class.clone(), e.label.clone()))
+                .is_some_and(|found| found.len() > 1)
+        }) {
+            Some(e) => Err(Error::ConcurrentCreate {
+                what: format!("the key labelled '{}'", e.label),
+            }),
+            None => Ok(()),
+        }
+    });
+    let rollback = rollback.into_inner();
+    let outcome = match run {
+        Ok(()) => {
+            rollback.commit();
+            Ok(report)
+        }
+        Err(e) => Err(rollback.fail(e)),
+    };
+    // The journal goes once nothing of this run can be half-written: kept
+    // only when clean-up itself left objects.
+    if let Some(path) = journal_path {
+        if !matches!(outcome, Err(Error::LeftBehind { .. })) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    outcome
+}

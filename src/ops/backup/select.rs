@@ -1,0 +1,176 @@
+//! Which keys a backup takes: the selection, and the refusals by the key's
+//! own policy (extractable, trusted) or identity (label missing, not UTF-8,
+//! shared), with the public half that travels with a private key.
+
+use std::collections::HashSet;
+
+use super::{shown_label, Selection, Skipped, POLICY_SKIPS};
+use crate::error::{Error, Result};
+use crate::hsm::keys::{self, KeyInfo, KeySelector};
+use crate::hsm::template::KeyTemplate;
+use crate::hsm::{Handle, Token};
+
+pub(super) struct Candidate {
+    pub(super) info: KeyInfo,
+    // Boxed: most candidates have none, and an unboxed None is as large as a KeyInfo.
+    pub(super) public: Option<Box<KeyInfo>>,
+}
+
+pub(super) fn policy_refusal(
+    info: &KeyInfo,
+    trusted_kek: bool,
+    kek_handle: Option<Handle>,
+) -> Option<(&'static str, String)> {
+    if Some(info.handle) == kek_handle {
+        return Some(("bundle-kek", "it is the KEK of this backup".into()));
+    }
+    if !matches!(info.key_type.as_str(), "aes" | "generic" | "rsa" | "ec") {
+        return Some((
+            "unsupported-type",
+            format!("hsmkey does not back up {} keys", info.key_type),
+        ));
+    }
+    if info.extractable != Some(true) {
+        return Some((
+            "policy-none",
+            "backup policy none (CKA_EXTRACTABLE=false): it never leaves the token".into(),
+        ));
+    }
+    if info.wrap_with_trusted == Some(true) && !trusted_kek {
+        return Some((
+            "policy-trusted",
+            "backup policy trusted: only a KEK the SO marked CKA_TRUSTED may wrap it (not a password, recipient or untrusted KEK)"
+                .into(),
+        ));
+    }
+    None
+}
+
+/// Keys made by other tools that a bundle cannot carry faithfully: restore
+/// names keys by label, so a key without one, with a label that is not
+/// UTF-8, or sharing its label with another key of its class is refused by
+/// name rather than written into a bundle that restores something else.
+pub(super) fn identity_refusal(
+    info: &KeyInfo,
+    shared_labels: &HashSet<(String, String)>,
+) -> Option<(&'static str, String)> {
+    if info.label.is_empty() {
+        return Some((
+            "no-label",
+            "the key has no CKA_LABEL; give it one (e.g. pkcs11-tool --set-id/--label) to back it up".into(),
+        ));
+    }
+    if info.label_lossy {
+        return Some((
+            "label-not-utf8",
+            "its CKA_LABEL is not UTF-8 text, so a restore could not give it the same label".into(),
+        ));
+    }
+    if shared_labels.contains(&(info.class.clone(), info.label.clone())) {
+        return Some((
+            "duplicate-label",
+            "another key of this class has the same label, so a restore could not tell them apart"
+                .into(),
+        ));
+    }
+    None
+}
+
+/// Find the public half of a private key: same class pair, label and id.
+pub(super) fn public_half(token: &Token<'_>, info: &KeyInfo) -> Result<Option<KeyInfo>> {
+    let id = hex::decode(&info.id).map_err(|e| Error::Internal(e.to_string()))?;
+    let found = KeyTemplate::public_half(&info.label, &id).find(token, "find a public key")?;
+    match found.first() {
+        Some(h) => Ok(Some(keys::describe_with(token, *h, false)?)),
+        None => Ok(None),
+    }
+}
+
+/// A key that may not be backed up: an error when it was named, a line in
+/// the skipped list under --all.
+pub(super) fn refuse_or_skip(
+    named: bool,
+    skipped: &mut Vec<Skipped>,
+    info: &KeyInfo,
+    (code, reason): (&'static str, String),
+) -> Result<()> {
+    if named {
+        return Err(Error::PolicyRefused {
+            key: shown_label(info),
+            reason,
+        });
+    }
+    skipped.push(Skipped::new(info, code, reason));
+    Ok(())
+}
+
+pub(super) fn select(
+    token: &Token<'_>,
+    selection: &Selection,
+    trusted_kek: bool,
+    kek_handle: Option<Handle>,
+) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
+    let (infos, named) = match selection {
+        Selection::All => (
+            keys::describe_all(token, &KeySelector::all(), false)?,
+            false,
+        ),
+        Selection::Named(list) => {
+            let mut seen = HashSet::new();
+            let mut handles = Vec::new();
+            for sel in list {
+                for h in keys::find_required(token, sel)? {
+                    if seen.insert(h.handle()) {
+                        handles.push(h);
+                    }
+                }
+            }
+            (keys::describe_handles(token, handles, false)?, true)
+        }
+    };
+    let private_pairs: HashSet<(String, String)> = infos
+        .iter()
+        .filter(|i| i.class == "private-key")
+        .map(|i| (i.label.clone(), i.id.clone()))
+        .collect();
+    let mut seen_labels = HashSet::new();
+    let shared_labels: HashSet<(String, String)> = infos
+        .iter()
+        .map(|i| (i.class.clone(), i.label.clone()))
+        .filter(|key| !seen_labels.insert(key.clone()))
+        .collect();
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    for info in infos {
+        if info.class == "public-key" {
+            if private_pairs.contains(&(info.label.clone(), info.id.clone())) {
+                continue; // travels with its private half
+            }
+            let reason = "a public key alone holds nothing secret; `hsmkey key public` exports it";
+            refuse_or_skip(
+                named,
+                &mut skipped,
+                &info,
+                ("public-key-only", reason.to_string()),
+            )?;
+            continue;
+        }
+        // The key's own policy first: a key that may not leave is reported
+        // as such whatever its label.
+        let refusal = policy_refusal(&info, trusted_kek, kek_handle)
+            .filter(|(code, _)| POLICY_SKIPS.contains(code))
+            .or_else(|| identity_refusal(&info, &shared_labels))
+            .or_else(|| policy_refusal(&info, trusted_kek, kek_handle));
+        if let Some(refusal) = refusal {
+            refuse_or_skip(named, &mut skipped, &info, refusal)?;
+            continue;
+        }
+        let public = if info.class == "private-key" {
+            public_half(token, &info)?.map(Box::new)
+        } else {
+            None
+        };
+        candidates.push(Candidate { info, public });
+    }
+    Ok((candidates, skipped))
+}

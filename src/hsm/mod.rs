@@ -7,9 +7,12 @@ pub mod pin;
 pub mod pool;
 pub mod probe;
 pub mod raw;
+pub mod receive;
 pub mod undo;
 pub mod uri;
 pub mod wrap;
+
+pub use cryptoki::object::ObjectHandle as Handle;
 
 use std::path::Path;
 

@@ -91,11 +91,7 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {
     let made = generate_inner(token, spec);
     if made.is_err() {
         if let Ok(before) = unlabelled_before {
-            for h in unlabelled(token).unwrap_or_default() {
-                if !before.contains(&h) {
-                    let _ = token.session().destroy_object(h);
-                }
-            }
+            remove_new_unlabelled(token, &before);
         }
     }
     made
@@ -165,6 +161,24 @@ pub fn unlabelled(token: &Token<'_>) -> Result<Vec<ObjectHandle>> {
         .session()
         .find_objects(&[Attribute::Label(Vec::new())])
         .map_err(|e| Error::pkcs11("find objects", e))
+}
+
+/// Destroy, as far as the token lets, the label-less key objects that were
+/// not there in `before` (what a failed generation can leave on SoftHSM).
+pub fn remove_new_unlabelled(token: &Token<'_>, before: &[ObjectHandle]) {
+    for h in unlabelled(token).unwrap_or_default() {
+        if !before.contains(&h) {
+            let _ = token.session().destroy_object(h);
+        }
+    }
+}
+
+/// A fresh CKA_ID drawn from the token's random generator.
+pub fn random_id(token: &Token<'_>) -> Result<Vec<u8>> {
+    token
+        .session()
+        .generate_random_vec(16)
+        .map_err(|e| Error::pkcs11("draw a random key id", e))
 }
 
 /// [`generate`] without the SoftHSM clean-up snapshot (bulk callers take

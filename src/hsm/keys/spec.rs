@@ -59,6 +59,16 @@ impl KeySpec {
         )
     }
 
+    /// The token's CKA_KEY_TYPE of keys of this type.
+    pub(crate) fn key_type(self) -> CkKeyType {
+        match self {
+            KeySpec::Aes128 | KeySpec::Aes192 | KeySpec::Aes256 => CkKeyType::AES,
+            KeySpec::Generic256 => CkKeyType::GENERIC_SECRET,
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => CkKeyType::RSA,
+            KeySpec::EcP256 | KeySpec::EcP384 => CkKeyType::EC,
+        }
+    }
+
     pub fn default_usage(self) -> Usage {
         match self {
             KeySpec::Aes128 | KeySpec::Aes192 | KeySpec::Aes256 => Usage {
@@ -330,6 +340,39 @@ impl FromStr for BackupPolicy {
                 what: "backup policy".into(),
                 reason: format!("'{other}' is not one of none, trusted, any"),
             }),
+        }
+    }
+}
+
+/// The secret keys whose KCV hsmkey computes in the token: AES (AES-ECB of a
+/// zero block) and generic secrets (HMAC-SHA256 of the empty message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    Aes,
+    Generic,
+}
+
+impl SecretKind {
+    pub(crate) fn key_type(self) -> CkKeyType {
+        match self {
+            SecretKind::Aes => CkKeyType::AES,
+            SecretKind::Generic => CkKeyType::GENERIC_SECRET,
+        }
+    }
+}
+
+/// The key pairs whose public values hsmkey reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairKind {
+    Rsa,
+    Ec,
+}
+
+impl PairKind {
+    pub(crate) fn key_type(self) -> CkKeyType {
+        match self {
+            PairKind::Rsa => CkKeyType::RSA,
+            PairKind::Ec => CkKeyType::EC,
         }
     }
 }

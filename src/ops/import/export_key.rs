@@ -1,17 +1,17 @@
 //! `export-key` and `import-export-key`: a secret key wrapped under a KEK,
 //! with the KCV and size the importer checks after unwrapping it in the token.
 
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-
-use super::{check_copy, refuse_kek_usage, secret_bits, target_template};
-use super::{ImportRequest, MaterialInput};
-use crate::error::{ckr_name, Error, Result};
+use super::refuse_kek_usage;
+use crate::error::{Error, Result};
 use crate::formats::export_key::ExportKey;
-use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpec, Usage};
+use crate::hsm::keys::{
+    self, BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpec, SecretKind, Usage,
+};
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::receive::{self, NewKey};
 use crate::hsm::undo::{self, Undo};
 use crate::hsm::wrap::{self, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::{Handle, Token};
 
 /// `export-key`: the key wrapped under a KEK, with what the importer checks.
 pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Result<ExportKey> {
@@ -60,15 +60,15 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
     // The KCV of what the blob holds, from a check copy unwrapped in the
     // token: it also proves the export key opens under this KEK.
     let key_type = if dek.key_type == "aes" {
-        KeyType::AES
+        SecretKind::Aes
     } else {
-        KeyType::GENERIC_SECRET
+        SecretKind::Generic
     };
     let kcv = if kek.usage.contains(&"unwrap") {
         let mut eph = Ephemeral::new(token.session());
-        let copy = check_copy(token, &mut eph, mech, kek.handle, &blob, key_type)?;
-        Some(wrap::kcv_of(token, copy, key_type)?)
-    } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == KeyType::AES {
+        let copy = receive::check_copy(token, &mut eph, mech, kek.handle, &blob, key_type)?;
+        Some(receive::kcv_of(token, copy, key_type)?)
+    } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == SecretKind::Aes {
         Some((dek.kcv.clone(), wrap::KCV_AES))
     } else {
         None
@@ -149,34 +149,24 @@ pub fn import_export_key(
     refuse_kek_usage(&usage)?;
     let id = crate::ops::keys::random_id(token)?;
     crate::ops::keys::check_available(token, label, &id)?;
-    let req = ImportRequest {
-        input: MaterialInput::Raw {
-            material: Vec::new(),
-            import_token: String::new(),
-        },
-        label: label.into(),
+    let new = NewKey {
+        label,
+        id: &id,
         spec,
         policy,
-        usage: Some(usage),
-        now: 0,
+        usage,
     };
-    let mut template = target_template(&req, &usage, &id);
-    if kek_info.trusted == Some(true) {
-        template.retain(|a| !matches!(a, Attribute::WrapWithTrusted(_)));
-        template.push(Attribute::WrapWithTrusted(true));
-    }
     let session = token.session();
-    let key = wrap::unwrap(token, mech, kek_info.handle, &blob, &template).map_err(|rv| {
-        Error::WrongUnwrapKey {
-            what: "KEK".into(),
-            reason: format!(
-                "the export key did not unwrap ({}): wrong KEK or altered export key",
-                ckr_name(rv)
-            ),
-        }
-    })?;
+    let key = receive::unwrap_export_key(
+        token,
+        mech,
+        kek_info.handle,
+        &blob,
+        &new,
+        kek_info.trusted == Some(true),
+    )?;
     let mut created = Undo::new(session);
-    created.add(key, undo::describe(&req.label, "secret-key", &id));
+    created.add(key, undo::describe(label, "secret-key", &id));
     match check_export_key(
         token,
         doc,
@@ -209,18 +199,18 @@ fn check_export_key(
     spec: KeySpec,
     support: &WrapSupport,
     mech: u64,
-    kek: ObjectHandle,
+    kek: Handle,
     blob: &[u8],
-    key: ObjectHandle,
+    key: Handle,
 ) -> Result<()> {
     let session = token.session();
     if let (Some(want), Some(method)) = (&doc.kcv, &doc.kcv_method) {
         let key_type = if spec == KeySpec::Generic256 {
-            KeyType::GENERIC_SECRET
+            SecretKind::Generic
         } else {
-            KeyType::AES
+            SecretKind::Aes
         };
-        let expected_method = if key_type == KeyType::AES {
+        let expected_method = if key_type == SecretKind::Aes {
             wrap::KCV_AES
         } else {
             wrap::KCV_GENERIC
@@ -232,7 +222,7 @@ fn check_export_key(
             });
         }
         let mut eph = Ephemeral::new(session);
-        let direct = if key_type == KeyType::AES {
+        let direct = if key_type == SecretKind::Aes {
             usage.encrypt
         } else {
             usage.sign
@@ -240,9 +230,9 @@ fn check_export_key(
         let subject = if direct {
             key
         } else {
-            check_copy(token, &mut eph, mech, kek, blob, key_type)?
+            receive::check_copy(token, &mut eph, mech, kek, blob, key_type)?
         };
-        let (got, _) = wrap::kcv_of(token, subject, key_type)?;
+        let (got, _) = receive::kcv_of(token, subject, key_type)?;
         if got != *want {
             return Err(Error::BadInput {
                 what: "export key".into(),
@@ -251,23 +241,13 @@ fn check_export_key(
         }
     }
     // The size the document claims is the size the key has.
-    if let Some(bits) = secret_bits(token, support, key, || {
-        let mut t = wrap::check_copy_template(
-            ObjectClass::SECRET_KEY,
-            if spec == KeySpec::Generic256 {
-                KeyType::GENERIC_SECRET
-            } else {
-                KeyType::AES
-            },
-        );
-        t.retain(|a| !matches!(a, Attribute::Extractable(_) | Attribute::WrapWithTrusted(_)));
-        t.push(Attribute::Extractable(true));
-        t.push(Attribute::WrapWithTrusted(false));
-        wrap::unwrap(token, mech, kek, blob, &t).map_err(|rv| Error::Pkcs11 {
-            function: "C_UnwrapKey".into(),
-            rv: ckr_name(rv),
-            action: "make a measuring copy".into(),
-        })
+    if let Some(bits) = receive::secret_bits(token, support, key, || {
+        let kind = if spec == KeySpec::Generic256 {
+            SecretKind::Generic
+        } else {
+            SecretKind::Aes
+        };
+        receive::export_measuring_copy(token, mech, kek, blob, kind)
     })? {
         if Some(bits) != doc.size {
             return Err(Error::BadInput {

@@ -2,20 +2,17 @@
 //! the material in the token, check the new key is what --type says, and use
 //! the parameters up.
 
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-
 use super::{
-    expected_bits, find_one, hash_of, invalid, material_error, pair_label, refuse_kek_usage,
-    rsa_public_of, secret_bits, target_template, token_mac_key,
+    expected_bits, hash_of, invalid, pair_label, refuse_kek_usage, rsa_public_of, token_mac_key,
 };
 use crate::error::{Error, Result};
 use crate::formats::import_params::{self, Material, TokenPayload};
-use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySpec, Usage};
+use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySpec, SecretKind, Usage};
 use crate::hsm::probe::Ephemeral;
+use crate::hsm::receive::{self, NewKey, Opener};
 use crate::hsm::undo::{self, Undo};
-use crate::hsm::wrap::{self, OaepHash, PublicValues, WrapSupport};
-use crate::hsm::Token;
+use crate::hsm::wrap::{self, OaepHash, WrapSupport};
+use crate::hsm::{Handle, Token};
 
 /// How the import material arrives.
 pub enum MaterialInput {
@@ -82,9 +79,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     // Computed in the token, compared here: a failing token is a token
     // error, not a forged import token (NSS answers a wrong HMAC in C_Verify
     // with CKR_DEVICE_ERROR).
-    let expected = session
-        .sign(&Mechanism::Sha256Hmac, mac_key, &payload_bytes)
-        .map_err(|e| Error::pkcs11("check the import token", e))?;
+    let expected = receive::token_mac(token, mac_key, &payload_bytes, "check the import token")?;
     if !crate::formats::same_bytes(&expected, &mac) {
         return Err(invalid(
             "the import token was not issued by this token, or was altered",
@@ -110,16 +105,10 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     let (hash, rsa_aes) = hash_of(&payload.algorithm)
         .ok_or_else(|| invalid("unknown algorithm in the import token"))?;
     let label = pair_label(&payload.key_id);
-    let private_pair = find_one(
-        token,
-        &[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ],
-    )?
-    .ok_or_else(|| Error::ImportTokenUsed {
-        key_id: payload.key_id.clone(),
-    })?;
+    let private_pair =
+        receive::find_pair_private(token, &label)?.ok_or_else(|| Error::ImportTokenUsed {
+            key_id: payload.key_id.clone(),
+        })?;
     // Found by label: it must be the unwrap-only pair import-params made.
     let pair_info = keys::describe_with(token, private_pair, false)?;
     if pair_info.sensitive != Some(true) || pair_info.extractable != Some(false) {
@@ -188,23 +177,17 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     refuse_kek_usage(&usage)?;
     let id = crate::ops::keys::random_id(token)?;
     crate::ops::keys::check_available(token, &req.label, &id)?;
-    let mut template = target_template(req, &usage, &id);
+    let new = NewKey {
+        label: &req.label,
+        id: &id,
+        spec: req.spec,
+        policy: req.policy,
+        usage,
+    };
 
     // 4. Unwrap in the token.
     let mut eph = Ephemeral::new(session);
     let mut created = Undo::new(session);
-    let unwrap_err = |what: &str| {
-        let what = what.to_string();
-        move |rv: cryptoki::error::RvError| material_error(&what, rv)
-    };
-    let temp_template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(false),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Unwrap(true),
-    ];
     let (kw_blob, temporary) = if huawei_private || rsa_aes {
         let (rsa_part, kw_part) = if huawei_private {
             (
@@ -214,8 +197,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
         } else {
             (&key_material[..k], key_material[k..].to_vec())
         };
-        let temp = wrap::unwrap_oaep(token, hash, private_pair, rsa_part, &temp_template)
-            .map_err(unwrap_err("the temporary AES key"))?;
+        let temp = receive::unwrap_temporary_aes(token, hash, private_pair, rsa_part)?;
         (Some(kw_part), Some(eph.keep(temp)))
     } else {
         (None, None)
@@ -231,8 +213,6 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
                 alternatives: "Import EC keys into another token, or bring the key as a backup bundle (which carries the public half).".into(),
             });
         }
-        template.retain(|a| !matches!(a, Attribute::Id(_)));
-        template.push(Attribute::Id(id.clone()));
     }
     let new_key = match (&kw_blob, temporary) {
         (Some(kw), Some(temp)) => {
@@ -241,10 +221,19 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
                 detail: support.describe(),
                 alternatives: String::new(),
             })?;
-            wrap::unwrap(token, mech, temp, kw, &template).map_err(unwrap_err("the key"))?
+            let opener = Opener::Mechanism {
+                mechanism: mech,
+                key: temp,
+            };
+            receive::unwrap_material(token, opener, kw, &new)?
         }
-        _ => wrap::unwrap_oaep(token, hash, private_pair, &key_material, &template)
-            .map_err(unwrap_err("the key"))?,
+        _ => {
+            let opener = Opener::Oaep {
+                hash,
+                private: private_pair,
+            };
+            receive::unwrap_material(token, opener, &key_material, &new)?
+        }
     };
     created.add(
         new_key,
@@ -279,7 +268,7 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
             drop(eph);
             // Single use: the import key pair's private key goes before the
             // key is kept; if it will not go, the import is undone.
-            let pair = match use_up_parameters(token, &label) {
+            let pair = match receive::use_up_pair(token, &label) {
                 Ok(pair) => pair,
                 Err(e) => return Err(created.fail(e)),
             };
@@ -290,48 +279,16 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     }
 }
 
-/// Find the import key pair and destroy its private key (what makes the
-/// parameters usable); returns the public half, destroyed once the key is
-/// kept.
-fn use_up_parameters(token: &Token<'_>, label: &str) -> Result<Vec<ObjectHandle>> {
-    let session = token.session();
-    let pair: Vec<ObjectHandle> = session
-        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-        .map_err(|e| Error::pkcs11("find the import key pair", e))?;
-    // Every read first, then the one destroy: a failure before it changes
-    // nothing.
-    let (mut private, mut rest) = (Vec::new(), Vec::new());
-    for h in pair {
-        let class = session
-            .get_attributes(h, &[AttributeType::Class])
-            .map_err(|e| Error::pkcs11("read the import key pair", e))?;
-        if class
-            .iter()
-            .any(|a| matches!(a, Attribute::Class(c) if *c == ObjectClass::PRIVATE_KEY))
-        {
-            private.push(h);
-        } else {
-            rest.push(h);
-        }
-    }
-    for h in private {
-        session
-            .destroy_object(h)
-            .map_err(|e| Error::pkcs11("destroy the used import key", e))?;
-    }
-    Ok(rest)
-}
-
 /// What [`check_imported`] needs of the unwrap it checks.
 struct Imported<'a> {
-    new_key: ObjectHandle,
+    new_key: Handle,
     id: &'a [u8],
     usage: &'a Usage,
     kw_blob: Option<&'a [u8]>,
-    temporary: Option<ObjectHandle>,
+    temporary: Option<Handle>,
     kwp: Option<u64>,
     hash: OaepHash,
-    private_pair: ObjectHandle,
+    private_pair: Handle,
     key_material: &'a [u8],
 }
 
@@ -355,40 +312,33 @@ fn check_imported(
         private_pair,
         key_material,
     } = imported;
-    let session = token.session();
-    let unwrap_err = |what: &str| {
-        let what = what.to_string();
-        move |rv: cryptoki::error::RvError| material_error(&what, rv)
-    };
 
     // 5. The key is what --type says.
     let want = expected_bits(req.spec);
     if req.spec.is_secret() {
-        let copy_template = {
-            let mut t = wrap::check_copy_template(
-                ObjectClass::SECRET_KEY,
-                if req.spec == KeySpec::Generic256 {
-                    KeyType::GENERIC_SECRET
-                } else {
-                    KeyType::AES
-                },
-            );
-            // Wrappable by the session measuring key, and only for that.
-            t.retain(|a| !matches!(a, Attribute::Extractable(_) | Attribute::WrapWithTrusted(_)));
-            t.push(Attribute::Extractable(true));
-            t.push(Attribute::WrapWithTrusted(false));
-            t
+        let kind = if req.spec == KeySpec::Generic256 {
+            SecretKind::Generic
+        } else {
+            SecretKind::Aes
         };
-        let bits = secret_bits(token, support, new_key, || match (kw_blob, temporary) {
+        let bits = receive::secret_bits(token, support, new_key, || match (kw_blob, temporary) {
             (Some(kw), Some(temp)) => {
                 let mech = kwp.ok_or_else(|| {
                     Error::Internal("RFC 5649 vanished between two unwraps".into())
                 })?;
-                wrap::unwrap(token, mech, temp, kw, &copy_template)
-                    .map_err(unwrap_err("a measuring copy"))
+                let opener = Opener::Mechanism {
+                    mechanism: mech,
+                    key: temp,
+                };
+                receive::material_measuring_copy(token, opener, kw, kind)
             }
-            _ => wrap::unwrap_oaep(token, hash, private_pair, key_material, &copy_template)
-                .map_err(unwrap_err("a measuring copy")),
+            _ => {
+                let opener = Opener::Oaep {
+                    hash,
+                    private: private_pair,
+                };
+                receive::material_measuring_copy(token, opener, key_material, kind)
+            }
         })?;
         if let Some(bits) = bits {
             if bits != want {
@@ -413,27 +363,9 @@ fn check_imported(
                 ),
             });
         }
-        if let Some(PublicValues::Rsa { modulus, exponent }) =
-            wrap::public_values(session, new_key, KeyType::RSA)?
+        // The public half, from the public values the private key carries.
+        if let Some(public) = receive::make_rsa_public_half(token, new_key, &req.label, id, usage)?
         {
-            // The public half, from the public values the private key carries.
-            let public = session
-                .create_object(&[
-                    Attribute::Class(ObjectClass::PUBLIC_KEY),
-                    Attribute::KeyType(KeyType::RSA),
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::Label(req.label.as_bytes().to_vec()),
-                    Attribute::Id(id.to_vec()),
-                    Attribute::Modulus(modulus),
-                    Attribute::PublicExponent(exponent),
-                    Attribute::Encrypt(usage.encrypt),
-                    Attribute::Verify(usage.verify),
-                    Attribute::Wrap(usage.wrap),
-                    Attribute::VerifyRecover(false),
-                    Attribute::Derive(false),
-                ])
-                .map_err(|e| Error::pkcs11("create the public half", e))?;
             created.add(public, undo::describe(&req.label, "public-key", id));
         }
     }
@@ -453,19 +385,13 @@ fn finish_import(
     label: &str,
     payload: TokenPayload,
     keys_made: Vec<KeyInfo>,
-    rest: Vec<ObjectHandle>,
+    rest: Vec<Handle>,
 ) -> ImportReport {
-    let mut left_behind = Vec::new();
-    for h in rest {
-        if let Err(e) = token.session().destroy_object(h) {
-            tracing::warn!("the used import key pair's public half could not be destroyed: {e}");
-            left_behind.push(format!(
-                "{}, handle {}: {e}",
-                undo::describe(label, "public-key", payload.key_id.as_bytes()),
-                h.handle()
-            ));
-        }
-    }
+    let left_behind = receive::destroy_pair_rest(
+        token,
+        &undo::describe(label, "public-key", payload.key_id.as_bytes()),
+        rest,
+    );
     ImportReport {
         key_id: payload.key_id,
         algorithm: payload.algorithm,

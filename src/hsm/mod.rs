@@ -9,11 +9,15 @@ pub mod pin;
 pub mod pool;
 pub mod probe;
 pub mod raw;
+pub mod receive;
 pub mod template;
 pub mod undo;
 pub mod unwrap;
 pub mod uri;
 pub mod wrap;
+
+/// A token object, as hsmkey hands it around: an opaque handle.
+pub use cryptoki::object::ObjectHandle as Handle;
 
 use std::path::Path;
 
@@ -26,8 +30,6 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use uri::Pkcs11Uri;
 
-/// A token object, as hsmkey hands it around.
-pub use cryptoki::object::ObjectHandle as Handle;
 
 /// Where SoftHSM2 lives on the usual systems, tried in order when neither
 /// `--module` nor HSMKEY_MODULE names a module.

@@ -343,7 +343,7 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
 fn measure_secret(
     token: &Token<'_>,
     support: &WrapSupport,
-    key: cryptoki::object::ObjectHandle,
+    key: crate::hsm::Handle,
 ) -> Result<Option<u64>> {
     let Some(mech) = support.rfc3394 else {
         return Ok(None);

@@ -77,10 +77,7 @@ fn ensure_id_unused(token: &Token<'_>, id: &[u8]) -> Result<()> {
 
 /// A fresh CKA_ID drawn from the token's random generator.
 pub fn random_id(token: &Token<'_>) -> Result<Vec<u8>> {
-    token
-        .session()
-        .generate_random_vec(16)
-        .map_err(|e| Error::pkcs11("draw a random key id", e))
+    keys::random_id(token)
 }
 
 /// Describe every key the selector names.
@@ -186,7 +183,7 @@ pub struct PublicKeyExport {
 /// Export the public half of one key pair (one version).
 pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKeyExport> {
     use crate::formats::spki;
-    use crate::hsm::wrap::{self, PublicValues};
+    use crate::hsm::wrap::PublicValues;
     use sha2::Digest;
     let infos = show(token, selector)?;
     let mut versions: Vec<u32> = infos.iter().map(|k| k.version).collect();
@@ -212,8 +209,8 @@ pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKey
             alternatives: String::new(),
         })?;
     let key_type = match pick.key_type.as_str() {
-        "rsa" => cryptoki::object::KeyType::RSA,
-        "ec" => cryptoki::object::KeyType::EC,
+        "rsa" => keys::PairKind::Rsa,
+        "ec" => keys::PairKind::Ec,
         other => {
             return Err(Error::NotCapable {
                 capability: "exporting a public key".into(),
@@ -222,13 +219,12 @@ pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKey
             })
         }
     };
-    let values = wrap::public_values(token.session(), pick.handle, key_type)?.ok_or_else(|| {
-        Error::NotCapable {
+    let values =
+        keys::public_values(token, pick.handle, key_type)?.ok_or_else(|| Error::NotCapable {
             capability: "reading the public key".into(),
             detail: "the token returned no public values".into(),
             alternatives: String::new(),
-        }
-    })?;
+        })?;
     let der = match values {
         PublicValues::Rsa { modulus, exponent } => {
             spki::rsa_from_parts(&modulus, &exponent)
@@ -303,11 +299,7 @@ pub fn generate_many(
     if let Err(e) = run {
         let e = made.fail(e);
         // A failed generation can leave an object without its label (SoftHSM).
-        for h in keys::unlabelled(token).unwrap_or_default() {
-            if !unlabelled_before.contains(&h) {
-                let _ = token.session().destroy_object(h);
-            }
-        }
+        keys::remove_new_unlabelled(token, &unlabelled_before);
         return Err(e);
     }
     made.commit();

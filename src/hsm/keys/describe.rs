@@ -1,0 +1,509 @@
+//! What hsmkey shows about a key (`KeyInfo`): reading its attributes (one
+//! round trip where the token allows), its key check value computed in the
+//! token, and the generation request that would make it again (`spec_of`).
+
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
+use serde::Serialize;
+
+use super::{find, split_version, BackupPolicy, KeySelector, KeySpec, PairKind, Usage};
+use crate::error::{Error, Result};
+use crate::hsm::uri::{ObjectType, Pkcs11Uri};
+use crate::hsm::wrap::PublicValues;
+use crate::hsm::Token;
+
+/// Everything hsmkey shows about one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    #[serde(skip)]
+    pub handle: ObjectHandle,
+    pub label: String,
+    /// The token's CKA_LABEL was not UTF-8: `label` is a lossy rendering,
+    /// not the label itself.
+    #[serde(skip)]
+    pub label_lossy: bool,
+    /// The key's name (label without @vN).
+    pub name: String,
+    pub id: String,
+    pub class: String,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// Key size in bits, when known.
+    pub size: Option<u64>,
+    pub version: u32,
+    pub usage: Vec<&'static str>,
+    pub backup_policy: String,
+    /// Hex KCV, or "unavailable".
+    pub kcv: String,
+    pub kcv_method: String,
+    pub sensitive: Option<bool>,
+    pub extractable: Option<bool>,
+    pub always_sensitive: Option<bool>,
+    pub never_extractable: Option<bool>,
+    pub wrap_with_trusted: Option<bool>,
+    pub trusted: Option<bool>,
+    pub private: Option<bool>,
+    pub local: Option<bool>,
+    pub modifiable: Option<bool>,
+    /// Empty in bulk reads (`describe_with(.., false)`).
+    pub uri: String,
+}
+
+const CKO_SECRET: &str = "secret-key";
+
+fn class_name(c: ObjectClass) -> &'static str {
+    if c == ObjectClass::SECRET_KEY {
+        CKO_SECRET
+    } else if c == ObjectClass::PRIVATE_KEY {
+        "private-key"
+    } else if c == ObjectClass::PUBLIC_KEY {
+        "public-key"
+    } else if c == ObjectClass::CERTIFICATE {
+        "cert"
+    } else {
+        "data"
+    }
+}
+
+fn key_type_name(k: CkKeyType) -> String {
+    if k == CkKeyType::AES {
+        "aes".into()
+    } else if k == CkKeyType::GENERIC_SECRET {
+        "generic".into()
+    } else if k == CkKeyType::RSA {
+        "rsa".into()
+    } else if k == CkKeyType::EC {
+        "ec".into()
+    } else {
+        format!("0x{:x}", *k)
+    }
+}
+
+/// Describe every key object the selector names, sorted by name, version,
+/// then class. With no label filter, one attribute read per object (no
+/// separate label pass): what `key list` and `backup --all` cost per key.
+pub fn describe_all(
+    token: &Token<'_>,
+    selector: &KeySelector,
+    with_kcv: bool,
+) -> Result<Vec<KeyInfo>> {
+    if selector.label.is_some() || selector.token.is_some() {
+        return describe_handles(token, find(token, selector)?, with_kcv);
+    }
+    let session = token.session();
+    let mut handles = Vec::new();
+    for class in [
+        ObjectClass::SECRET_KEY,
+        ObjectClass::PRIVATE_KEY,
+        ObjectClass::PUBLIC_KEY,
+    ] {
+        let wanted = match selector.object_type {
+            None => true,
+            Some(ObjectType::SecretKey) => class == ObjectClass::SECRET_KEY,
+            Some(ObjectType::PrivateKey) => class == ObjectClass::PRIVATE_KEY,
+            Some(ObjectType::PublicKey) => class == ObjectClass::PUBLIC_KEY,
+            Some(_) => false,
+        };
+        if !wanted {
+            continue;
+        }
+        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
+        if let Some(id) = &selector.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+        handles.extend(
+            crate::hsm::find_objects(session, &template)
+                .map_err(|e| Error::pkcs11("find objects", e))?,
+        );
+    }
+    let mut out = describe_handles(token, handles, with_kcv)?;
+    let rank = |c: &str| match c {
+        "secret-key" => 0u8,
+        "private-key" => 1,
+        _ => 2,
+    };
+    out.sort_by(|a, b| {
+        (&a.name, a.version, rank(&a.class)).cmp(&(&b.name, b.version, rank(&b.class)))
+    });
+    Ok(out)
+}
+
+/// Read a key's attributes, in one C_GetAttributeValue where the values fit
+/// the buffers offered (a round trip less per key on a network HSM), else in
+/// cryptoki's two. A token may answer CKR_ATTRIBUTE_TYPE_INVALID when a value
+/// also did not fit, and both leave the value out, so a read missing an
+/// attribute every key of its kind has is made again the two-call way.
+fn read_attributes(
+    token: &Token<'_>,
+    handle: ObjectHandle,
+    wanted: &[AttributeType],
+) -> Result<Vec<Attribute>> {
+    let once = token
+        .module()
+        .raw()
+        .get_attributes_once(token.session().handle(), handle.handle(), wanted)
+        .map_err(|rv| {
+            Error::pkcs11(
+                "read key attributes",
+                cryptoki::error::Error::Pkcs11(rv, cryptoki::context::Function::GetAttributeValue),
+            )
+        })?;
+    if let Some(attrs) = once {
+        let has = |t: AttributeType| attrs.iter().any(|a| a.attribute_type() == t);
+        let key_type = attrs.iter().find_map(|a| match a {
+            Attribute::KeyType(k) => Some(*k),
+            _ => None,
+        });
+        let needs = match key_type {
+            Some(CkKeyType::RSA) => Some(AttributeType::Modulus),
+            Some(CkKeyType::EC) => Some(AttributeType::EcParams),
+            _ => None,
+        };
+        let complete = [AttributeType::Label, AttributeType::Id]
+            .into_iter()
+            .chain(needs)
+            .all(|t| !wanted.contains(&t) || has(t));
+        if complete {
+            return Ok(attrs);
+        }
+    }
+    token
+        .session()
+        .get_attributes(handle, wanted)
+        .map_err(|e| Error::pkcs11("read key attributes", e))
+}
+
+/// Describe these objects, in this order, on as many sessions as the token
+/// may use (the attribute reads are most of the calls of bulk work).
+pub fn describe_handles(
+    token: &Token<'_>,
+    handles: Vec<ObjectHandle>,
+    with_kcv: bool,
+) -> Result<Vec<KeyInfo>> {
+    let mut out = Vec::with_capacity(handles.len());
+    crate::hsm::pool::run_ordered(
+        token,
+        handles.into_iter().map(Ok),
+        |t, h| describe_with(t, h, with_kcv),
+        |info| {
+            out.push(info);
+            Ok(())
+        },
+        drop,
+    )?;
+    Ok(out)
+}
+
+/// Read what matters of one object. Never asks for CKA_VALUE.
+pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
+    describe_with(token, handle, true)
+}
+
+/// [`describe`], optionally without computing the KCV (bulk selection).
+pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) -> Result<KeyInfo> {
+    // Bulk reads (no KCV) skip the attributes only `key show` displays:
+    // every attribute is work for the token, ten thousand times over.
+    const DISPLAY_ONLY: [AttributeType; 4] = [
+        AttributeType::AlwaysSensitive,
+        AttributeType::NeverExtractable,
+        AttributeType::Local,
+        AttributeType::Modifiable,
+    ];
+    let all = [
+        AttributeType::Class,
+        AttributeType::KeyType,
+        AttributeType::Label,
+        AttributeType::Id,
+        AttributeType::ValueLen,
+        AttributeType::ModulusBits,
+        AttributeType::Modulus,
+        AttributeType::EcParams,
+        AttributeType::Encrypt,
+        AttributeType::Decrypt,
+        AttributeType::Sign,
+        AttributeType::Verify,
+        AttributeType::Wrap,
+        AttributeType::Unwrap,
+        AttributeType::Derive,
+        AttributeType::Sensitive,
+        AttributeType::Extractable,
+        AttributeType::AlwaysSensitive,
+        AttributeType::NeverExtractable,
+        AttributeType::WrapWithTrusted,
+        AttributeType::Trusted,
+        AttributeType::Private,
+        AttributeType::Local,
+        AttributeType::Modifiable,
+        AttributeType::CheckValue,
+    ];
+    let wanted: Vec<AttributeType> = all
+        .into_iter()
+        .filter(|a| with_kcv || !DISPLAY_ONLY.contains(a))
+        .collect();
+    let attrs = read_attributes(token, handle, &wanted)?;
+    let mut class = ObjectClass::DATA;
+    let mut key_type = None;
+    let mut label = String::new();
+    let mut label_lossy = false;
+    let mut id = Vec::new();
+    let mut value_len = None;
+    let mut modulus_bits = None;
+    let mut ec_params = None;
+    let mut usage = Usage::default();
+    let mut check_value = None;
+    let mut flags: std::collections::HashMap<&'static str, bool> = Default::default();
+    for a in attrs {
+        match a {
+            Attribute::Class(c) => class = c,
+            Attribute::KeyType(k) => key_type = Some(k),
+            Attribute::Label(l) => {
+                label_lossy = std::str::from_utf8(&l).is_err();
+                label = String::from_utf8_lossy(&l).into_owned();
+            }
+            Attribute::Id(i) => id = i,
+            Attribute::ValueLen(l) => value_len = Some(u64::from(l)),
+            Attribute::ModulusBits(b) => modulus_bits = Some(u64::from(b)),
+            // Private keys carry the modulus (public information) but not CKA_MODULUS_BITS.
+            Attribute::Modulus(m) if modulus_bits.is_none() => {
+                let significant = m.iter().skip_while(|b| **b == 0).count() as u64;
+                modulus_bits = Some(significant * 8);
+            }
+            Attribute::EcParams(p) => ec_params = Some(p),
+            Attribute::Encrypt(b) => usage.encrypt = b,
+            Attribute::Decrypt(b) => usage.decrypt = b,
+            Attribute::Sign(b) => usage.sign = b,
+            Attribute::Verify(b) => usage.verify = b,
+            Attribute::Wrap(b) => usage.wrap = b,
+            Attribute::Unwrap(b) => usage.unwrap = b,
+            Attribute::Derive(b) => usage.derive = b,
+            Attribute::Sensitive(b) => {
+                flags.insert("sensitive", b);
+            }
+            Attribute::Extractable(b) => {
+                flags.insert("extractable", b);
+            }
+            Attribute::AlwaysSensitive(b) => {
+                flags.insert("always_sensitive", b);
+            }
+            Attribute::NeverExtractable(b) => {
+                flags.insert("never_extractable", b);
+            }
+            Attribute::WrapWithTrusted(b) => {
+                flags.insert("wrap_with_trusted", b);
+            }
+            Attribute::Trusted(b) => {
+                flags.insert("trusted", b);
+            }
+            Attribute::Private(b) => {
+                flags.insert("private", b);
+            }
+            Attribute::Local(b) => {
+                flags.insert("local", b);
+            }
+            Attribute::Modifiable(b) => {
+                flags.insert("modifiable", b);
+            }
+            Attribute::CheckValue(v) => check_value = Some(v),
+            _ => {}
+        }
+    }
+    let size = match (key_type, modulus_bits, value_len, &ec_params) {
+        (_, Some(bits), _, _) if bits > 0 => Some(bits),
+        (Some(k), _, _, Some(p)) if k == CkKeyType::EC => ec_bits(p),
+        // SoftHSM reports 0 for unwrapped secret keys (docs/TOKENS.md): unknown, not zero.
+        (_, _, Some(len), _) if len > 0 => Some(len * 8),
+        _ => None,
+    };
+    let backup_policy = if class == ObjectClass::PUBLIC_KEY {
+        "public".to_string()
+    } else {
+        match (flags.get("extractable"), flags.get("wrap_with_trusted")) {
+            (Some(false), _) => BackupPolicy::None.name().into(),
+            (Some(true), Some(true)) => BackupPolicy::Trusted.name().into(),
+            (Some(true), _) => BackupPolicy::Any.name().into(),
+            (None, _) => "unknown".into(),
+        }
+    };
+    let (kcv, kcv_method) = if !with_kcv {
+        // Free when the token keeps it: no operation, just the attribute.
+        match (&check_value, key_type) {
+            (Some(cv), Some(k)) if cv.len() >= 3 && k == CkKeyType::AES => {
+                (hex::encode(&cv[..3]), "CKA_CHECK_VALUE".to_string())
+            }
+            _ => ("not computed".to_string(), String::new()),
+        }
+    } else if class == ObjectClass::SECRET_KEY {
+        kcv(
+            token,
+            handle,
+            key_type,
+            check_value.as_deref(),
+            usage.encrypt,
+            usage.sign,
+        )?
+    } else {
+        (
+            "unavailable".to_string(),
+            "not defined for asymmetric keys".to_string(),
+        )
+    };
+    let (name, version) = split_version(&label);
+    let summary = token.summary();
+    let mut uri = Pkcs11Uri::for_token(
+        &summary.label,
+        &summary.manufacturer,
+        &summary.model,
+        &summary.serial,
+    );
+    uri.object = Some(label.clone());
+    uri.id = Some(id.clone());
+    uri.object_type = Some(match class_name(class) {
+        "secret-key" => ObjectType::SecretKey,
+        "private-key" => ObjectType::PrivateKey,
+        _ => ObjectType::PublicKey,
+    });
+    Ok(KeyInfo {
+        label_lossy,
+        handle,
+        name: name.to_string(),
+        version,
+        label,
+        id: hex::encode(&id),
+        class: class_name(class).into(),
+        key_type: key_type
+            .map(key_type_name)
+            .unwrap_or_else(|| "unknown".into()),
+        size,
+        usage: usage.names(),
+        backup_policy,
+        kcv,
+        kcv_method,
+        sensitive: flags.get("sensitive").copied(),
+        extractable: flags.get("extractable").copied(),
+        always_sensitive: flags.get("always_sensitive").copied(),
+        never_extractable: flags.get("never_extractable").copied(),
+        wrap_with_trusted: flags.get("wrap_with_trusted").copied(),
+        trusted: flags.get("trusted").copied(),
+        private: flags.get("private").copied(),
+        local: flags.get("local").copied(),
+        modifiable: flags.get("modifiable").copied(),
+        // Bulk reads (backup selection, restore's index) keep no URI: it is
+        // the largest field and only displays need it.
+        uri: if with_kcv {
+            uri.to_string()
+        } else {
+            String::new()
+        },
+    })
+}
+
+fn ec_bits(params: &[u8]) -> Option<u64> {
+    match params {
+        [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07] => Some(256),
+        [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22] => Some(384),
+        [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23] => Some(521),
+        _ => None,
+    }
+}
+
+/// The 3-byte key check value, computed in the token. CKA_CHECK_VALUE when the
+/// token keeps it; for AES keys allowed to encrypt, AES-ECB of a zero block in
+/// the token; otherwise "unavailable" (never a guess, never host crypto).
+pub fn kcv(
+    token: &Token<'_>,
+    handle: ObjectHandle,
+    key_type: Option<CkKeyType>,
+    check_value: Option<&[u8]>,
+    can_encrypt: bool,
+    can_sign: bool,
+) -> Result<(String, String)> {
+    // A refusal of the check operation means "no KCV here"; a failing
+    // token is an error, not a key without a KCV.
+    let refused = |e: Error| -> Result<()> {
+        match e {
+            Error::NotCapable { .. } => Ok(()),
+            Error::Pkcs11 { ref rv, .. }
+                if [
+                    "CKR_KEY_FUNCTION_NOT_PERMITTED",
+                    "CKR_KEY_TYPE_INCONSISTENT",
+                    "CKR_FUNCTION_NOT_SUPPORTED",
+                ]
+                .contains(&rv.as_str()) =>
+            {
+                tracing::debug!("KCV refused: {e}");
+                Ok(())
+            }
+            other => Err(other),
+        }
+    };
+    // Generic secrets: HMAC-SHA256 of the empty message, the method bundles
+    // use, so `key list` and a backup show the same KCV. A token's own
+    // CKA_CHECK_VALUE for them is token-defined (SHA-1 on SoftHSM).
+    if key_type == Some(CkKeyType::GENERIC_SECRET) && can_sign {
+        match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::GENERIC_SECRET) {
+            Ok((value, _)) => return Ok((value, "HMAC-SHA256(key, empty) in the token".into())),
+            Err(e) => refused(e)?,
+        }
+    }
+    if let Some(cv) = check_value {
+        if cv.len() >= 3 {
+            let method = if key_type == Some(CkKeyType::AES) {
+                "CKA_CHECK_VALUE"
+            } else {
+                "CKA_CHECK_VALUE (token-defined method)"
+            };
+            return Ok((hex::encode(&cv[..3]), method.into()));
+        }
+    }
+    if key_type == Some(CkKeyType::AES) && can_encrypt {
+        match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::AES) {
+            Ok((value, _)) => return Ok((value, "AES-ECB(key, 0^128) in the token".into())),
+            Err(e) => refused(e)?,
+        }
+    }
+    Ok((
+        "unavailable".into(),
+        if key_type == Some(CkKeyType::AES) && can_encrypt {
+            "the token keeps no CKA_CHECK_VALUE and refused AES-ECB with this key".into()
+        } else {
+            "the token keeps no CKA_CHECK_VALUE and the key may not do the check operation".into()
+        },
+    ))
+}
+
+/// The public values of a key pair: RSA from either half, EC from the
+/// public half (public data only).
+pub fn public_values(
+    token: &Token<'_>,
+    handle: ObjectHandle,
+    kind: PairKind,
+) -> Result<Option<PublicValues>> {
+    crate::hsm::wrap::public_values(token.session(), handle, kind.key_type())
+}
+
+/// Rebuild the generation request that made `info` (type, usage, policy), so
+/// `key rotate` can make the next version alike.
+pub fn spec_of(info: &KeyInfo) -> Result<KeySpec> {
+    let spec = match (info.key_type.as_str(), info.size) {
+        ("aes", Some(128)) => KeySpec::Aes128,
+        ("aes", Some(192)) => KeySpec::Aes192,
+        ("aes", Some(256)) => KeySpec::Aes256,
+        ("generic", Some(256)) => KeySpec::Generic256,
+        ("rsa", Some(2048)) => KeySpec::Rsa2048,
+        ("rsa", Some(3072)) => KeySpec::Rsa3072,
+        ("rsa", Some(4096)) => KeySpec::Rsa4096,
+        ("ec", Some(256)) => KeySpec::EcP256,
+        ("ec", Some(384)) => KeySpec::EcP384,
+        (t, s) => {
+            return Err(Error::NotCapable {
+                capability: "rotating this key".into(),
+                detail: format!(
+                    "hsmkey cannot create a key of type {t} and size {}",
+                    s.map(|b| b.to_string()).unwrap_or_else(|| "unknown".into())
+                ),
+                alternatives:
+                    "Create the new version with your HSM vendor's tools, labelled NAME@vN.".into(),
+            })
+        }
+    };
+    Ok(spec)
+}

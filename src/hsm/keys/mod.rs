@@ -1,0 +1,28 @@
+//! Keys on the token: what they are (`spec`), making them (`generate`),
+//! naming them (`select`) and showing them (`describe`).
+//!
+//! Versions (docs/KEYS.md): version 1 of a key named `N` has CKA_LABEL `N`;
+//! version k >= 2 has CKA_LABEL `N@vk`. Each version has its own CKA_ID (NSS
+//! softokn replaces a key whose CKA_ID and class match a new one). A bare name
+//! selects every version; `N@vk` selects one.
+
+mod describe;
+mod generate;
+mod select;
+mod spec;
+
+pub use describe::{
+    describe, describe_all, describe_handles, describe_with, kcv, public_values, spec_of, KeyInfo,
+};
+pub use generate::{
+    effective_usage, generate, generate_inner, others_with_label, random_id, remove_crash_shells,
+    remove_new_unlabelled, unlabelled, Generated,
+};
+pub use select::{destroy, find, find_required, resolve_one, KeySelector};
+pub use spec::{
+    split_version, validate_name, versioned_label, BackupPolicy, GenerateSpec, KeySpec, PairKind,
+    SecretKind, StoredKey, Usage,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! Which objects a KEY argument names (`KeySelector`), finding them in a
+//! stable order, picking exactly one, and destroying them.
+
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+
+use super::{describe_with, split_version, KeyInfo};
+use crate::error::{Error, Result};
+use crate::hsm::uri::{ObjectType, Pkcs11Uri};
+use crate::hsm::Token;
+
+/// Which objects a KEY argument names.
+#[derive(Debug, Clone, Default)]
+pub struct KeySelector {
+    /// The label as given (may carry @vN).
+    pub label: Option<String>,
+    pub id: Option<Vec<u8>>,
+    pub object_type: Option<ObjectType>,
+    /// The text the operator typed, for messages (redacted).
+    pub shown: String,
+    /// Token attributes of a key URI (`pkcs11:token=...;object=...`).
+    pub token: Option<Pkcs11Uri>,
+    /// Match the label exactly (NAME@v1), not the later versions too.
+    pub exact: bool,
+}
+
+impl KeySelector {
+    /// Parse a KEY argument: a pkcs11: URI or a bare label.
+    pub fn parse(s: &str) -> Result<KeySelector> {
+        if Pkcs11Uri::looks_like_uri(s) {
+            let uri = crate::hsm::parse_uri(s)?;
+            Ok(KeySelector {
+                label: uri.object.clone(),
+                id: uri.id.clone(),
+                object_type: uri.object_type,
+                token: uri.has_token_attributes().then_some(uri),
+                // A URI's object= selects like a bare name: every version.
+                exact: false,
+                shown: crate::hsm::redact(s),
+            })
+        } else if s.is_empty() {
+            Err(Error::Usage {
+                message: "an empty key name was given".into(),
+            })
+        } else if let Some(base) = s.strip_suffix("@v1").filter(|b| !b.is_empty()) {
+            // Version 1 carries the bare name as its label: NAME@v1 is that
+            // label exactly, without the later versions.
+            Ok(KeySelector {
+                label: Some(base.to_string()),
+                exact: true,
+                shown: s.to_string(),
+                ..KeySelector::default()
+            })
+        } else {
+            Ok(KeySelector {
+                label: Some(s.to_string()),
+                shown: s.to_string(),
+                ..KeySelector::default()
+            })
+        }
+    }
+
+    /// Everything on the token.
+    pub fn all() -> KeySelector {
+        KeySelector {
+            shown: "pkcs11:".into(),
+            ..KeySelector::default()
+        }
+    }
+
+    pub(super) fn matches_label(&self, label: &str) -> bool {
+        match &self.label {
+            None => true,
+            Some(want) => {
+                if label == want {
+                    return true;
+                }
+                if self.exact {
+                    return false;
+                }
+                // A bare name (no @vN) also selects the later versions.
+                let (name, version) = split_version(label);
+                version > 1 && name == want && split_version(want).1 == 1
+            }
+        }
+    }
+}
+
+/// Find every key object (secret, private, public) the selector names, in a
+/// stable order: by name, then version, then class.
+pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandle>> {
+    if let Some(uri) = &selector.token {
+        if !crate::hsm::token_matches(uri, token.slot(), token.summary()) {
+            return Err(Error::Usage {
+                message: format!(
+                    "the key URI names another token than the one selected ({}); drop --token or make them agree",
+                    token.summary().uri
+                ),
+            });
+        }
+    }
+    let session = token.session();
+    let classes: Vec<ObjectClass> = match selector.object_type {
+        Some(ObjectType::SecretKey) => vec![ObjectClass::SECRET_KEY],
+        Some(ObjectType::PrivateKey) => vec![ObjectClass::PRIVATE_KEY],
+        Some(ObjectType::PublicKey) => vec![ObjectClass::PUBLIC_KEY],
+        Some(_) => vec![],
+        None => vec![
+            ObjectClass::SECRET_KEY,
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+        ],
+    };
+    let mut found = Vec::new();
+    for class in classes {
+        // Token objects only: session objects (probes, transfer keys) are
+        // this process's own scaffolding.
+        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
+        if let Some(id) = &selector.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+        // A bare name must also catch `name@vN`, which no PKCS#11 template
+        // can express, so labels are filtered here.
+        let handles = crate::hsm::find_objects(session, &template)
+            .map_err(|e| Error::pkcs11("find objects", e))?;
+        for h in handles {
+            let label = read_label(token, h)?;
+            if selector.matches_label(&label) {
+                let (name, version) = split_version(&label);
+                found.push((name.to_string(), version, class_rank(class), h));
+            }
+        }
+    }
+    found.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+    Ok(found.into_iter().map(|f| f.3).collect())
+}
+
+fn class_rank(c: ObjectClass) -> u8 {
+    if c == ObjectClass::SECRET_KEY {
+        0
+    } else if c == ObjectClass::PRIVATE_KEY {
+        1
+    } else {
+        2
+    }
+}
+
+fn read_label(token: &Token<'_>, h: ObjectHandle) -> Result<String> {
+    let attrs = token
+        .session()
+        .get_attributes(h, &[AttributeType::Label])
+        .map_err(|e| Error::pkcs11("read a label", e))?;
+    Ok(attrs
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+/// The single object among those `selector` names that `keep` accepts:
+/// `Ok(None)` when there is none (callers say what was missing), an
+/// ambiguity error naming the candidates when there are several.
+pub fn resolve_one(
+    token: &Token<'_>,
+    selector: &KeySelector,
+    what: &'static str,
+    with_kcv: bool,
+    keep: impl Fn(&KeyInfo) -> bool,
+) -> Result<Option<KeyInfo>> {
+    let mut found = Vec::new();
+    for h in find_required(token, selector)? {
+        let info = describe_with(token, h, with_kcv)?;
+        if keep(&info) {
+            found.push(info);
+        }
+    }
+    if found.len() > 1 {
+        return Err(Error::Ambiguous {
+            what,
+            selector: selector.shown.clone(),
+            candidates: found.into_iter().map(|k| k.label).collect(),
+        });
+    }
+    Ok(found.pop())
+}
+
+/// Like [`find`], but an empty result is an error.
+pub fn find_required(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandle>> {
+    let found = find(token, selector)?;
+    if found.is_empty() {
+        return Err(Error::KeyNotFound {
+            key: selector.shown.clone(),
+        });
+    }
+    Ok(found)
+}
+
+/// Destroy objects (the caller has confirmed).
+pub fn destroy(token: &Token<'_>, handles: &[ObjectHandle]) -> Result<()> {
+    for h in handles {
+        token
+            .session()
+            .destroy_object(*h)
+            .map_err(|e| Error::pkcs11("destroy the key", e))?;
+    }
+    Ok(())
+}

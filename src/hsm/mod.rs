@@ -30,7 +30,6 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use uri::Pkcs11Uri;
 
-
 /// Where SoftHSM2 lives on the usual systems, tried in order when neither
 /// `--module` nor HSMKEY_MODULE names a module.
 pub const DEFAULT_MODULE_PATHS: &[&str] = &[

@@ -260,6 +260,11 @@ impl<'s> Ephemeral<'s> {
         }
     }
 
+    /// Session objects made on `token`'s main session.
+    pub fn for_token(token: &'s Token<'_>) -> Self {
+        Ephemeral::new(token.session())
+    }
+
     pub fn keep(&mut self, h: ObjectHandle) -> ObjectHandle {
         self.handles.push(h);
         h

@@ -7,8 +7,9 @@
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 
-use super::keys::{self, BackupPolicy, KeySpec, SecretKind, StoredKey, Usage};
+use super::keys::{BackupPolicy, KeySpec, StoredKey, Usage};
 use super::probe::Ephemeral;
+use super::template::KeyKind;
 use super::wrap::{self, OaepHash, PublicValues, WrapSupport};
 use super::Token;
 use crate::error::{ckr_name, Error, Result};
@@ -382,8 +383,8 @@ pub fn unwrap_material(
 
 /// Template of a session copy made only to measure a secret key: wrappable
 /// by the session measuring key, and only for that.
-fn measuring_template(kind: SecretKind) -> Vec<Attribute> {
-    let mut t = wrap::check_copy_template(ObjectClass::SECRET_KEY, kind.key_type());
+fn measuring_template(kind: KeyKind) -> Vec<Attribute> {
+    let mut t = wrap::check_copy_template(ObjectClass::SECRET_KEY, kind.ck());
     t.retain(|a| !matches!(a, Attribute::Extractable(_) | Attribute::WrapWithTrusted(_)));
     t.push(Attribute::Extractable(true));
     t.push(Attribute::WrapWithTrusted(false));
@@ -395,7 +396,7 @@ pub fn material_measuring_copy(
     token: &Token<'_>,
     opener: Opener,
     blob: &[u8],
-    kind: SecretKind,
+    kind: KeyKind,
 ) -> Result<ObjectHandle> {
     opener
         .unwrap(token, blob, &measuring_template(kind))
@@ -432,7 +433,7 @@ pub fn export_measuring_copy(
     mechanism: u64,
     kek: ObjectHandle,
     blob: &[u8],
-    kind: SecretKind,
+    kind: KeyKind,
 ) -> Result<ObjectHandle> {
     wrap::unwrap(token, mechanism, kek, blob, &measuring_template(kind)).map_err(|rv| {
         Error::Pkcs11 {
@@ -451,14 +452,14 @@ pub fn check_copy(
     mechanism: u64,
     kek: ObjectHandle,
     blob: &[u8],
-    kind: SecretKind,
+    kind: KeyKind,
 ) -> Result<ObjectHandle> {
     let copy = wrap::unwrap(
         token,
         mechanism,
         kek,
         blob,
-        &wrap::check_copy_template(ObjectClass::SECRET_KEY, kind.key_type()),
+        &wrap::check_copy_template(ObjectClass::SECRET_KEY, kind.ck()),
     )
     .map_err(|rv| Error::Pkcs11 {
         function: "C_UnwrapKey".into(),
@@ -466,16 +467,6 @@ pub fn check_copy(
         action: "make a check copy".into(),
     })?;
     Ok(eph.keep(copy))
-}
-
-/// The KCV of a secret key able to do the check operation, and its method
-/// (`wrap::KCV_AES` or `wrap::KCV_GENERIC`).
-pub fn kcv_of(
-    token: &Token<'_>,
-    key: ObjectHandle,
-    kind: SecretKind,
-) -> Result<(String, &'static str)> {
-    wrap::kcv_of(token, key, kind.key_type())
 }
 
 /// The length of a secret key, measured in the token without reading it:
@@ -532,7 +523,7 @@ pub fn make_rsa_public_half(
 ) -> Result<Option<ObjectHandle>> {
     let session = token.session();
     let Some(PublicValues::Rsa { modulus, exponent }) =
-        keys::public_values(token, private, keys::PairKind::Rsa)?
+        super::check::public_of(token, private, KeyKind::Rsa)?
     else {
         return Ok(None);
     };

@@ -32,6 +32,11 @@ impl<'s> Undo<'s> {
         }
     }
 
+    /// An empty record for the objects made on `token`'s main session.
+    pub fn for_token(token: &'s super::Token<'_>) -> Self {
+        Undo::new(token.session())
+    }
+
     /// Record an object as soon as the token has made it.
     pub fn add(&mut self, handle: ObjectHandle, what: String) {
         self.objects.push((handle, what));

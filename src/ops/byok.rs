@@ -212,8 +212,7 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
     byok::check(&plan, &facts, public.bits).map_err(rule)?;
 
     let hash = hash_of(plan.wrapping.hash());
-    let session = token.session();
-    let mut eph = Ephemeral::new(session);
+    let mut eph = Ephemeral::for_token(token);
     let pubh = wrap::session_rsa_public(token, &mut eph, &public.modulus, &public.public_exponent)?;
     let oaep_alternative = |e: Error| {
         match e {
@@ -348,7 +347,7 @@ fn measure_secret(
     let Some(mech) = support.rfc3394 else {
         return Ok(None);
     };
-    let mut eph = Ephemeral::new(token.session());
+    let mut eph = Ephemeral::for_token(token);
     let measure = wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?;
     Ok(wrap::wrap(token, mech, measure, key)
         .ok()

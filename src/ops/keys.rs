@@ -1,7 +1,9 @@
 //! Key management: generate, list, show, rotate, destroy.
 
 use crate::error::{Error, Result};
+use crate::hsm::check;
 use crate::hsm::keys::{self, GenerateSpec, KeyInfo, KeySelector, Usage};
+use crate::hsm::template::KeyKind;
 use crate::hsm::undo::{self, Undo};
 use crate::hsm::Token;
 
@@ -22,7 +24,7 @@ pub fn generate(token: &Token<'_>, spec: &GenerateSpec) -> Result<Vec<KeyInfo>> 
 /// Describe what was just made; if that fails, the new key is destroyed
 /// again (a failure changes nothing).
 fn describe_made(token: &Token<'_>, made: &keys::Generated, id: &[u8]) -> Result<Vec<KeyInfo>> {
-    let mut undo = Undo::new(token.session());
+    let mut undo = Undo::for_token(token);
     for h in &made.handles {
         undo.add(*h, undo::describe(&made.label, "new key", id));
     }
@@ -209,8 +211,8 @@ pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKey
             alternatives: String::new(),
         })?;
     let key_type = match pick.key_type.as_str() {
-        "rsa" => keys::PairKind::Rsa,
-        "ec" => keys::PairKind::Ec,
+        "rsa" => KeyKind::Rsa,
+        "ec" => KeyKind::Ec,
         other => {
             return Err(Error::NotCapable {
                 capability: "exporting a public key".into(),
@@ -220,7 +222,7 @@ pub fn public_pem(token: &Token<'_>, selector: &KeySelector) -> Result<PublicKey
         }
     };
     let values =
-        keys::public_values(token, pick.handle, key_type)?.ok_or_else(|| Error::NotCapable {
+        check::public_of(token, pick.handle, key_type)?.ok_or_else(|| Error::NotCapable {
             capability: "reading the public key".into(),
             detail: "the token returned no public values".into(),
             alternatives: String::new(),
@@ -269,7 +271,7 @@ pub fn generate_many(
     let unlabelled_before = keys::unlabelled(token)?;
     // On `--sessions` sessions, so keys are made in any order: a failure
     // destroys every key this run made, not an arbitrary subset.
-    let made = std::cell::RefCell::new(Undo::new(token.session()));
+    let made = std::cell::RefCell::new(Undo::for_token(token));
     let record = |generated: keys::Generated, undo: &mut Undo<'_>| {
         for h in generated.handles {
             undo.add(h, undo::describe(&generated.label, "new key", &[]));

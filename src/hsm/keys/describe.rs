@@ -5,10 +5,9 @@
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use serde::Serialize;
 
-use super::{find, split_version, BackupPolicy, KeySelector, KeySpec, PairKind, Usage};
+use super::{find, split_version, BackupPolicy, KeySelector, KeySpec, Usage};
 use crate::error::{Error, Result};
 use crate::hsm::uri::{ObjectType, Pkcs11Uri};
-use crate::hsm::wrap::PublicValues;
 use crate::hsm::Token;
 
 /// Everything hsmkey shows about one object.
@@ -468,16 +467,6 @@ pub fn kcv(
             "the token keeps no CKA_CHECK_VALUE and the key may not do the check operation".into()
         },
     ))
-}
-
-/// The public values of a key pair: RSA from either half, EC from the
-/// public half (public data only).
-pub fn public_values(
-    token: &Token<'_>,
-    handle: ObjectHandle,
-    kind: PairKind,
-) -> Result<Option<PublicValues>> {
-    crate::hsm::wrap::public_values(token.session(), handle, kind.key_type())
 }
 
 /// Rebuild the generation request that made `info` (type, usage, policy), so

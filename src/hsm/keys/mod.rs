@@ -12,7 +12,7 @@ mod select;
 mod spec;
 
 pub use describe::{
-    describe, describe_all, describe_handles, describe_with, kcv, public_values, spec_of, KeyInfo,
+    describe, describe_all, describe_handles, describe_with, kcv, spec_of, KeyInfo,
 };
 pub use generate::{
     effective_usage, generate, generate_inner, others_with_label, random_id, remove_crash_shells,
@@ -20,8 +20,8 @@ pub use generate::{
 };
 pub use select::{destroy, find, find_required, resolve_one, KeySelector};
 pub use spec::{
-    split_version, validate_name, versioned_label, BackupPolicy, GenerateSpec, KeySpec, PairKind,
-    SecretKind, StoredKey, Usage,
+    split_version, validate_name, versioned_label, BackupPolicy, GenerateSpec, KeySpec, StoredKey,
+    Usage,
 };
 
 #[cfg(test)]

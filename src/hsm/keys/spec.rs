@@ -344,39 +344,6 @@ impl FromStr for BackupPolicy {
     }
 }
 
-/// The secret keys whose KCV hsmkey computes in the token: AES (AES-ECB of a
-/// zero block) and generic secrets (HMAC-SHA256 of the empty message).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretKind {
-    Aes,
-    Generic,
-}
-
-impl SecretKind {
-    pub(crate) fn key_type(self) -> CkKeyType {
-        match self {
-            SecretKind::Aes => CkKeyType::AES,
-            SecretKind::Generic => CkKeyType::GENERIC_SECRET,
-        }
-    }
-}
-
-/// The key pairs whose public values hsmkey reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairKind {
-    Rsa,
-    Ec,
-}
-
-impl PairKind {
-    pub(crate) fn key_type(self) -> CkKeyType {
-        match self {
-            PairKind::Rsa => CkKeyType::RSA,
-            PairKind::Ec => CkKeyType::EC,
-        }
-    }
-}
-
 /// A request to create a key (or a key pair).
 #[derive(Debug, Clone)]
 pub struct GenerateSpec {

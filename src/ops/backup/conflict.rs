@@ -163,7 +163,7 @@ pub(super) fn prove_same(
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let mut eph = Ephemeral::new(token.session());
+    let mut eph = Ephemeral::for_token(token);
     let proved = match &values {
         PublicValues::Rsa { .. } => wrap::private_matches(token, &mut eph, by_label[0], &values)?,
         PublicValues::Ec { .. } if info.usage.contains(&"sign") => {

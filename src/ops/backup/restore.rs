@@ -118,7 +118,7 @@ pub(super) fn restore_entry(
     opened: &Opened,
     entry: &Entry,
 ) -> Result<Vec<(Handle, String)>> {
-    let mut created = Undo::new(token.session());
+    let mut created = Undo::for_token(token);
     match create_entry(token, support, opened, entry, &mut created) {
         Ok(()) => Ok(created.into_objects()),
         Err(e) => Err(created.fail(e)),
@@ -132,7 +132,6 @@ pub(super) fn create_entry(
     entry: &Entry,
     created: &mut Undo<'_>,
 ) -> Result<()> {
-    let session = token.session();
     let id = hex::decode(&entry.id).unwrap_or_default();
     let mech = check_entry_capability(support, entry)?;
     let blob =
@@ -154,7 +153,7 @@ pub(super) fn create_entry(
         &entry.usage,
     )?;
     create_public(token, entry, created)?;
-    let mut checks = Ephemeral::new(session);
+    let mut checks = Ephemeral::for_token(token);
     check_restored(token, &mut checks, opened, mech, entry, &blob, key)
 }
 
@@ -179,7 +178,7 @@ pub(super) fn create_public(
 
 /// Only the public half of an entry whose private key is on the token.
 pub(super) fn restore_public(token: &Token<'_>, entry: &Entry) -> Result<Vec<(Handle, String)>> {
-    let mut created = Undo::new(token.session());
+    let mut created = Undo::for_token(token);
     match create_public(token, entry, &mut created) {
         Ok(()) => Ok(created.into_objects()),
         Err(e) => Err(created.fail(e)),
@@ -194,8 +193,7 @@ pub fn restore(
     options: &RestoreOptions<'_>,
     progress: Progress<'_>,
 ) -> Result<RestoreReport> {
-    let session = token.session();
-    let mut eph = Ephemeral::new(session);
+    let mut eph = Ephemeral::for_token(token);
     let header = read_header(input)?;
     // Finishing a crashed restore: its half-written objects go first, before
     // this process makes any session object of its own.
@@ -280,7 +278,7 @@ pub fn restore(
     // Shared by the in-order results and the salvage of those under way
     // when a run stops: every created object reaches it, even on a panic.
     let stale = stale_by_key;
-    let rollback = std::cell::RefCell::new(Undo::new(session));
+    let rollback = std::cell::RefCell::new(Undo::for_token(token));
     let mut second = SecondPass::new(input, &line_digests)?;
     let items = second.by_ref().map(|read| {
         let (index, entry) = read?;

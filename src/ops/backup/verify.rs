@@ -103,8 +103,7 @@ pub fn verify(
     unprotect: &Unprotect,
     progress: Progress<'_>,
 ) -> Result<RestoreReport> {
-    let session = token.session();
-    let mut eph = Ephemeral::new(session);
+    let mut eph = Ephemeral::for_token(token);
     let header = read_header(input)?;
     let support = WrapSupport::probe(token)?;
     let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
@@ -142,7 +141,7 @@ pub(super) fn verify_opened(
             let mech = check_entry_capability(support, &entry)?;
             let blob = unb64("wrapped", &entry.wrapped)
                 .map_err(|reason| Error::BundleCorrupt { reason })?;
-            let mut checks = Ephemeral::new(t.session());
+            let mut checks = Ephemeral::for_token(t);
             let copy = unwrap_into(
                 t,
                 mech,

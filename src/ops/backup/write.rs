@@ -48,8 +48,7 @@ pub fn backup(
     progress: Progress<'_>,
 ) -> Result<BackupReport> {
     let cancel = options.cancel;
-    let session = token.session();
-    let mut eph = Ephemeral::new(session);
+    let mut eph = Ephemeral::for_token(token);
 
     // Protection first: whether the KEK is trusted decides what may be selected.
     let (wrapping, protection, trusted_kek, kek_handle) = match protect {
@@ -206,7 +205,7 @@ pub fn backup(
         token,
         work.into_iter().map(Ok),
         |t, c| {
-            let mut checks = Ephemeral::new(t.session());
+            let mut checks = Ephemeral::for_token(t);
             backup_entry(t, &mut checks, secret_alg, private_alg, wrapping, &c)
         },
         |entry| {

@@ -4,11 +4,11 @@
 use super::refuse_kek_usage;
 use crate::error::{Error, Result};
 use crate::formats::export_key::ExportKey;
-use crate::hsm::keys::{
-    self, BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpec, SecretKind, Usage,
-};
+use crate::hsm::check;
+use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpec, Usage};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::receive::{self, NewKey};
+use crate::hsm::template::KeyKind;
 use crate::hsm::undo::{self, Undo};
 use crate::hsm::wrap::{self, WrapSupport};
 use crate::hsm::{Handle, Token};
@@ -60,15 +60,15 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
     // The KCV of what the blob holds, from a check copy unwrapped in the
     // token: it also proves the export key opens under this KEK.
     let key_type = if dek.key_type == "aes" {
-        SecretKind::Aes
+        KeyKind::Aes
     } else {
-        SecretKind::Generic
+        KeyKind::Generic
     };
     let kcv = if kek.usage.contains(&"unwrap") {
-        let mut eph = Ephemeral::new(token.session());
+        let mut eph = Ephemeral::for_token(token);
         let copy = receive::check_copy(token, &mut eph, mech, kek.handle, &blob, key_type)?;
-        Some(receive::kcv_of(token, copy, key_type)?)
-    } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == SecretKind::Aes {
+        Some(check::kcv(token, copy, key_type)?)
+    } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == KeyKind::Aes {
         Some((dek.kcv.clone(), wrap::KCV_AES))
     } else {
         None
@@ -156,7 +156,6 @@ pub fn import_export_key(
         policy,
         usage,
     };
-    let session = token.session();
     let key = receive::unwrap_export_key(
         token,
         mech,
@@ -165,7 +164,7 @@ pub fn import_export_key(
         &new,
         kek_info.trusted == Some(true),
     )?;
-    let mut created = Undo::new(session);
+    let mut created = Undo::for_token(token);
     created.add(key, undo::describe(label, "secret-key", &id));
     match check_export_key(
         token,
@@ -203,14 +202,13 @@ fn check_export_key(
     blob: &[u8],
     key: Handle,
 ) -> Result<()> {
-    let session = token.session();
     if let (Some(want), Some(method)) = (&doc.kcv, &doc.kcv_method) {
         let key_type = if spec == KeySpec::Generic256 {
-            SecretKind::Generic
+            KeyKind::Generic
         } else {
-            SecretKind::Aes
+            KeyKind::Aes
         };
-        let expected_method = if key_type == SecretKind::Aes {
+        let expected_method = if key_type == KeyKind::Aes {
             wrap::KCV_AES
         } else {
             wrap::KCV_GENERIC
@@ -221,8 +219,8 @@ fn check_export_key(
                 reason: format!("KCV method {method} does not fit a {} key", doc.key_type),
             });
         }
-        let mut eph = Ephemeral::new(session);
-        let direct = if key_type == SecretKind::Aes {
+        let mut eph = Ephemeral::for_token(token);
+        let direct = if key_type == KeyKind::Aes {
             usage.encrypt
         } else {
             usage.sign
@@ -232,7 +230,7 @@ fn check_export_key(
         } else {
             receive::check_copy(token, &mut eph, mech, kek, blob, key_type)?
         };
-        let (got, _) = receive::kcv_of(token, subject, key_type)?;
+        let (got, _) = check::kcv(token, subject, key_type)?;
         if got != *want {
             return Err(Error::BadInput {
                 what: "export key".into(),
@@ -243,9 +241,9 @@ fn check_export_key(
     // The size the document claims is the size the key has.
     if let Some(bits) = receive::secret_bits(token, support, key, || {
         let kind = if spec == KeySpec::Generic256 {
-            SecretKind::Generic
+            KeyKind::Generic
         } else {
-            SecretKind::Aes
+            KeyKind::Aes
         };
         receive::export_measuring_copy(token, mech, kek, blob, kind)
     })? {

@@ -7,9 +7,10 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::formats::import_params::{self, Material, TokenPayload};
-use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySpec, SecretKind, Usage};
+use crate::hsm::keys::{self, BackupPolicy, GenerateSpec, KeyInfo, KeySpec, Usage};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::receive::{self, NewKey, Opener};
+use crate::hsm::template::KeyKind;
 use crate::hsm::undo::{self, Undo};
 use crate::hsm::wrap::{self, OaepHash, WrapSupport};
 use crate::hsm::{Handle, Token};
@@ -52,7 +53,6 @@ pub struct ImportReport {
 /// `import`: check the import token, expiry and algorithm, then unwrap in
 /// the token; the parameters are single-use.
 pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
-    let session = token.session();
     let (material_key_id, token_text, key_material, private_key) = match &req.input {
         MaterialInput::Json(m) => (
             Some(m.key_id.clone()),
@@ -186,8 +186,8 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
     };
 
     // 4. Unwrap in the token.
-    let mut eph = Ephemeral::new(session);
-    let mut created = Undo::new(session);
+    let mut eph = Ephemeral::for_token(token);
+    let mut created = Undo::for_token(token);
     let (kw_blob, temporary) = if huawei_private || rsa_aes {
         let (rsa_part, kw_part) = if huawei_private {
             (
@@ -317,9 +317,9 @@ fn check_imported(
     let want = expected_bits(req.spec);
     if req.spec.is_secret() {
         let kind = if req.spec == KeySpec::Generic256 {
-            SecretKind::Generic
+            KeyKind::Generic
         } else {
-            SecretKind::Aes
+            KeyKind::Aes
         };
         let bits = receive::secret_bits(token, support, new_key, || match (kw_blob, temporary) {
             (Some(kw), Some(temp)) => {

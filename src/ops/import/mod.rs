@@ -15,8 +15,10 @@ pub use params::{import_params, ParamsRequest};
 
 use crate::error::{Error, Result};
 use crate::formats::spki;
-use crate::hsm::keys::{self, KeySpec, PairKind, Usage};
+use crate::hsm::check;
+use crate::hsm::keys::{self, KeySpec, Usage};
 use crate::hsm::receive;
+use crate::hsm::template::KeyKind;
 use crate::hsm::undo::{self, Undo};
 use crate::hsm::wrap::{OaepHash, PublicValues};
 use crate::hsm::{Handle, Token};
@@ -74,7 +76,7 @@ fn pair_label(key_id: &str) -> String {
 }
 
 fn rsa_public_of(token: &Token<'_>, handle: Handle) -> Result<spki::RsaPublic> {
-    match keys::public_values(token, handle, PairKind::Rsa)? {
+    match check::public_of(token, handle, KeyKind::Rsa)? {
         Some(PublicValues::Rsa { modulus, exponent }) => {
             spki::rsa_from_parts(&modulus, &exponent).map_err(Error::Internal)
         }

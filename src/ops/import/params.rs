@@ -47,7 +47,7 @@ pub fn import_params(
         });
     }
     let (pubh, privh) = receive::generate_import_pair(token, &label, key_id.as_bytes(), req.bits)?;
-    let mut created = Undo::new(token.session());
+    let mut created = Undo::for_token(token);
     created.add(
         privh,
         undo::describe(&label, "private-key", key_id.as_bytes()),

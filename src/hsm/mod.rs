@@ -118,11 +118,11 @@ impl Module {
         &self.path
     }
 
-    pub fn raw(&self) -> &raw::RawModule {
+    pub(in crate::hsm) fn raw(&self) -> &raw::RawModule {
         &self.raw
     }
 
-    pub fn pkcs11(&self) -> &Pkcs11 {
+    pub(in crate::hsm) fn pkcs11(&self) -> &Pkcs11 {
         &self.pkcs11
     }
 
@@ -423,7 +423,7 @@ pub struct Token<'m> {
 }
 
 impl<'m> Token<'m> {
-    pub fn session(&self) -> &Session {
+    pub(in crate::hsm) fn session(&self) -> &Session {
         &self.session
     }
 

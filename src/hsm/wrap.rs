@@ -142,6 +142,23 @@ pub fn wrap(
 }
 
 /// C_UnwrapKey with any mechanism number.
+/// A wrap the token refused because of the key's own policy
+/// (CKR_KEY_NOT_WRAPPABLE, CKR_KEY_UNEXTRACTABLE) becomes a policy refusal
+/// naming the key; any other failure stays what it was.
+pub fn refused_by_policy(label: &str, e: Error) -> Error {
+    match e {
+        Error::Pkcs11 { ref rv, .. }
+            if rv == "CKR_KEY_NOT_WRAPPABLE" || rv == "CKR_KEY_UNEXTRACTABLE" =>
+        {
+            Error::PolicyRefused {
+                key: label.to_string(),
+                reason: format!("the token refused to wrap it ({rv})"),
+            }
+        }
+        other => other,
+    }
+}
+
 pub fn unwrap(
     token: &Token<'_>,
     mechanism: u64,

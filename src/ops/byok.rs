@@ -244,17 +244,8 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
             let temporary = wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?;
             let rsa_part =
                 wrap::wrap_oaep(token, hash, pubh, temporary).map_err(oaep_alternative)?;
-            let kw_part = wrap::wrap(token, mech, temporary, info.handle).map_err(|e| match e {
-                Error::Pkcs11 { ref rv, .. }
-                    if rv == "CKR_KEY_NOT_WRAPPABLE" || rv == "CKR_KEY_UNEXTRACTABLE" =>
-                {
-                    Error::PolicyRefused {
-                        key: info.label.clone(),
-                        reason: format!("the token refused to wrap it ({rv})"),
-                    }
-                }
-                other => other,
-            })?;
+            let kw_part = wrap::wrap(token, mech, temporary, info.handle)
+                .map_err(|e| wrap::refused_by_policy(&info.label, e))?;
             (
                 format!("rsa-oaep-{} + rfc5649 via {mech_name}", hash.name()),
                 rsa_part,

@@ -116,11 +116,10 @@ pub(super) fn select(
             false,
         ),
         Selection::Named(list) => {
-            let mut seen = HashSet::new();
             let mut handles = Vec::new();
             for sel in list {
                 for h in keys::find_required(token, sel)? {
-                    if seen.insert(h.handle()) {
+                    if !handles.contains(&h) {
                         handles.push(h);
                     }
                 }

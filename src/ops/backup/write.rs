@@ -298,17 +298,7 @@ pub fn backup(
 }
 
 pub(super) fn map_wrap_error(label: &str, e: Error) -> Error {
-    match e {
-        Error::Pkcs11 { ref rv, .. }
-            if rv == "CKR_KEY_NOT_WRAPPABLE" || rv == "CKR_KEY_UNEXTRACTABLE" =>
-        {
-            Error::PolicyRefused {
-                key: label.to_string(),
-                reason: format!("the token refused to wrap it ({rv})"),
-            }
-        }
-        other => other,
-    }
+    wrap::refused_by_policy(label, e)
 }
 
 pub(super) fn backup_entry(

@@ -9,16 +9,16 @@ use hsmkey::{Error, Result};
 use super::{out, Cli};
 
 /// `hsmkey 0.1.0 (commit 74ee67e, cryptoki 0.12.1)`: the commit comes from
-/// build.rs ("unknown" outside a git checkout), the cryptoki version from a
-/// constant a unit test compares with Cargo.lock.
+/// build.rs ("unknown" outside a git checkout), the cryptoki version from
+/// `hsmkey::hsm::PKCS11_BINDING`, which a unit test compares with Cargo.lock.
 pub(crate) fn version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         format!(
-            "{} (commit {}, cryptoki {})",
+            "{} (commit {}, {})",
             env!("CARGO_PKG_VERSION"),
             env!("HSMKEY_GIT_COMMIT"),
-            hsmkey::hsm::CRYPTOKI_VERSION
+            hsmkey::hsm::PKCS11_BINDING
         )
     })
 }

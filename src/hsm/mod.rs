@@ -33,11 +33,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use uri::Pkcs11Uri;
 
-/// The version of the cryptoki crate hsmkey is built with, as `--version`
-/// shows it. Must be the version Cargo.lock holds (checked by a unit test in
-/// `src/hsm/tests.rs`); a `cargo update` that moves cryptoki fails that test
+/// The PKCS#11 binding hsmkey is built with, as `--version` shows it. The
+/// version must be the one Cargo.lock holds (checked by a unit test in
+/// `src/hsm/tests.rs`): a `cargo update` that moves cryptoki fails that test
 /// until this is changed too.
-pub const CRYPTOKI_VERSION: &str = "0.12.1";
+pub const PKCS11_BINDING: &str = "cryptoki 0.12.1";
 
 /// Where SoftHSM2 lives on the usual systems, tried in order when neither
 /// `--module` nor HSMKEY_MODULE names a module.

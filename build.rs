@@ -40,15 +40,24 @@ fn commit(dir: &Path) -> Option<String> {
     // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it
     // points to (a commit), wherever this checkout or worktree keeps them.
     let mut watched = vec![git(dir, &["rev-parse", "--git-path", "HEAD"])?];
-    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
-        watched.extend(git(dir, &["rev-parse", "--git-path", &branch]));
-    }
     watched.extend(git(dir, &["rev-parse", "--git-path", "packed-refs"]));
     for path in watched {
-        let path = dir.join(path);
         // A path that does not exist would make cargo rerun on every build.
+        let path = dir.join(path);
         if path.exists() {
             println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
+        // A branch kept only in packed-refs gets its loose file on its next
+        // commit: then the nearest folder under refs/ that exists is watched.
+        let path = dir.join(git(dir, &["rev-parse", "--git-path", &branch])?);
+        let nearest = path
+            .ancestors()
+            .take_while(|p| p.file_name().is_some_and(|n| n != "refs"))
+            .find(|p| p.exists());
+        if let Some(nearest) = nearest {
+            println!("cargo:rerun-if-changed={}", nearest.display());
         }
     }
     git(dir, &["rev-parse", "--short", "HEAD"])

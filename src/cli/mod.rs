@@ -5,6 +5,7 @@ mod backup;
 mod byok;
 mod import;
 mod key;
+mod shell;
 mod token;
 
 use std::io::{IsTerminal, Write};
@@ -23,9 +24,9 @@ use serde::Serialize;
 /// PKCS#11 token (HSM or SoftHSM2). Key material never crosses the PKCS#11
 /// boundary in the clear.
 #[derive(Parser, Debug)]
-#[command(name = "hsmkey", version, about, long_about = None)]
+#[command(name = "hsmkey", version = shell::version(), about, long_about = None)]
 pub struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Global options")]
     global: Global,
     #[command(subcommand)]
     command: Command,
@@ -120,6 +121,10 @@ enum Command {
     ExportKey(import::ExportKeyArgs),
     /// Unwrap an export key under the same KEK into this token (KCV checked).
     ImportExportKey(import::ImportExportArgs),
+    /// Print the completion script for a shell on stdout (no token, no PIN).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (roff, section 1, every command) on stdout.
+    Man(shell::ManArgs),
 }
 
 /// Run the program; the exit code follows docs/ERRORS.md.
@@ -151,6 +156,8 @@ pub fn run() -> ExitCode {
             Command::Import(args) => import::run_import(&ctx, args),
             Command::ExportKey(args) => import::run_export(&ctx, args),
             Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
+            Command::Completions(args) => shell::run_completions(args),
+            Command::Man(args) => shell::run_man(args),
         },
     };
     match outcome {

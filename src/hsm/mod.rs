@@ -16,6 +16,9 @@ pub mod unwrap;
 pub mod uri;
 pub mod wrap;
 
+#[cfg(test)]
+mod tests;
+
 /// A token object, as hsmkey hands it around: an opaque handle.
 pub use cryptoki::object::ObjectHandle as Handle;
 
@@ -29,6 +32,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use uri::Pkcs11Uri;
+
+/// The PKCS#11 binding hsmkey is built with, as `--version` shows it. The
+/// version must be the one Cargo.lock holds (checked by a unit test in
+/// `src/hsm/tests.rs`): a `cargo update` that moves cryptoki fails that test
+/// until this is changed too.
+pub const PKCS11_BINDING: &str = "cryptoki 0.12.1";
 
 /// Where SoftHSM2 lives on the usual systems, tried in order when neither
 /// `--module` nor HSMKEY_MODULE names a module.

@@ -16,13 +16,13 @@ use crate::formats::bundle::{
 use crate::hsm::keys::split_version;
 use crate::ops::backup::{check_header, Input};
 
-/// The `schema` member of the JSON output.
+/// The `schema` member of the JSON output (`src/cli/bundle.rs` puts it
+/// first, with the file name, before this report's members).
 pub const SCHEMA: &str = "hsmkey.bundle-inspect.v1";
 
 /// Everything `bundle inspect` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
-    pub schema: &'static str,
     /// "bundle" (JSON Lines) or "blob" (`hsmkey-blob-v1:`).
     pub container: &'static str,
     /// The header's `format` ("hsmkey-bundle").
@@ -46,9 +46,15 @@ pub struct Inspection {
 #[serde(tag = "scheme", rename_all = "kebab-case")]
 pub enum ProtectionSummary {
     /// The KEK as recorded by the writing token.
-    Kek { kek: KekSummary },
-    Password { kdf: KdfSummary },
-    Recipient { recipient: RecipientSummary },
+    Kek {
+        kek: KekSummary,
+    },
+    Password {
+        kdf: KdfSummary,
+    },
+    Recipient {
+        recipient: RecipientSummary,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,7 +182,6 @@ pub fn inspect(input: &Input) -> Result<Inspection> {
         unb64("mac", &trailer.mac).map_err(|reason| Error::BundleCorrupt { reason })?;
     notes.insert(0, mac_note(&header));
     Ok(Inspection {
-        schema: SCHEMA,
         container,
         format: header.format.clone(),
         format_version: header.version,

@@ -320,7 +320,8 @@ fn no_module_is_loaded_and_no_pin_asked() {
         .args(["token", "list", "--json"])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "no module at /nonexistent");
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code(&e), "HK1001", "no module at /nonexistent: {e}");
     // ... and inspect does not need one.
     let v = inspect_json(&good);
     assert_eq!(v["protection"]["scheme"], "password");

@@ -2,6 +2,7 @@
 //! The only place that prints.
 
 mod backup;
+mod bundle;
 mod byok;
 mod import;
 mod key;
@@ -105,6 +106,9 @@ enum Command {
     /// Check a bundle without creating anything: integrity, then every key
     /// unwrapped into a session object, checked and destroyed.
     Verify(backup::VerifyArgs),
+    /// Bundles without a token: inspect.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Wrap a token key for import into a cloud KMS (AWS, Google Cloud, Azure,
     /// Huawei Cloud, HashiCorp Vault) in the layout it reads. The wrapping
     /// happens in the token; the target's rules are checked first.
@@ -151,6 +155,7 @@ pub fn run() -> ExitCode {
             Command::Backup(args) => backup::run_backup(&ctx, args),
             Command::Restore(args) => backup::run_restore(&ctx, args),
             Command::Verify(args) => backup::run_verify(&ctx, args),
+            Command::Bundle(cmd) => bundle::run(&ctx, cmd),
             Command::Byok(args) => byok::run(&ctx, args),
             Command::ImportParams(args) => import::run_params(&ctx, args),
             Command::Import(args) => import::run_import(&ctx, args),

@@ -3,4 +3,5 @@
 pub mod backup;
 pub mod byok;
 pub mod import;
+pub mod inspect;
 pub mod keys;

@@ -30,7 +30,7 @@ use crate::hsm::wrap::{OaepHash, PublicValues, WrapSupport};
 use crate::hsm::Handle;
 
 pub(crate) use protection::resolve_kek;
-pub use protection::{ARGON2_M_KIB, ARGON2_P, ARGON2_T};
+pub use protection::{check_header, ARGON2_M_KIB, ARGON2_P, ARGON2_T};
 pub use restore::restore;
 pub use verify::verify;
 pub use write::backup;
@@ -238,7 +238,8 @@ impl Input {
         Ok(Input::File(path.to_path_buf()))
     }
 
-    fn reader(&self) -> Result<Box<dyn BufRead + '_>> {
+    /// A fresh reader from the first byte (restore and verify read twice).
+    pub(crate) fn reader(&self) -> Result<Box<dyn BufRead + '_>> {
         match self {
             Input::File(p) => {
                 let f = std::fs::File::open(p).map_err(|e| Error::Io {

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::{Opened, Unprotect};
 use crate::error::{Error, Result};
-use crate::formats::bundle::{unb64, Header, KdfParams, Protection};
+use crate::formats::bundle::{unb64, Header, KdfParams, Protection, RecipientInfo};
 use crate::formats::{password, spki};
 use crate::hsm::check;
 use crate::hsm::keys::{self, KeyInfo, KeySelector};
@@ -79,10 +79,27 @@ pub(super) fn resolve_kek_unchecked(token: &Token<'_>, selector: &KeySelector) -
     })
 }
 
-pub(super) fn argon2_key(
-    password: &SecretString,
-    params: &KdfParams,
-) -> Result<Zeroizing<Vec<u8>>> {
+/// The checks of a header that need no token, each with the code restore
+/// gives: the key derivation (HK1303 unknown, HK1302 out of bounds or
+/// refused by Argon2), the OAEP hash (HK1303), and every base64 value
+/// (HK1302). `bundle inspect` (`src/ops/inspect.rs`) makes the same checks.
+pub fn check_header(header: &Header) -> Result<()> {
+    match &header.protection {
+        Protection::Kek { .. } => {}
+        Protection::Password { kdf } => {
+            argon2_params(kdf)?;
+        }
+        Protection::Recipient { recipient } => {
+            recipient_hash(recipient)?;
+            transfer_key_bytes(recipient)?;
+        }
+    }
+    mac_key_bytes(header)?;
+    Ok(())
+}
+
+/// The Argon2id parameters and salt of a password header, checked.
+fn argon2_params(params: &KdfParams) -> Result<(argon2::Params, Vec<u8>)> {
     if params.algorithm != "argon2id" || params.version != 0x13 {
         return Err(Error::UnsupportedFormat {
             reason: format!(
@@ -100,15 +117,40 @@ pub(super) fn argon2_key(
         });
     }
     let salt = unb64("salt", &params.salt).map_err(|reason| Error::BundleCorrupt { reason })?;
-    let argon = argon2::Argon2::new(
-        argon2::Algorithm::Argon2id,
-        argon2::Version::V0x13,
-        argon2::Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| {
-            Error::BundleCorrupt {
-                reason: format!("Argon2 parameters: {e}"),
-            }
-        })?,
-    );
+    let checked = argon2::Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| {
+        Error::BundleCorrupt {
+            reason: format!("Argon2 parameters: {e}"),
+        }
+    })?;
+    Ok((checked, salt))
+}
+
+/// The OAEP hash of a recipient header: backups are written with SHA-1 or
+/// SHA-256 only.
+fn recipient_hash(recipient: &RecipientInfo) -> Result<OaepHash> {
+    OaepHash::parse(&recipient.oaep_hash)
+        .filter(|h| matches!(h, OaepHash::Sha1 | OaepHash::Sha256))
+        .ok_or_else(|| Error::UnsupportedFormat {
+            reason: format!("OAEP hash {}", recipient.oaep_hash),
+        })
+}
+
+fn transfer_key_bytes(recipient: &RecipientInfo) -> Result<Vec<u8>> {
+    unb64("wrapped_transfer_key", &recipient.wrapped_transfer_key)
+        .map_err(|reason| Error::BundleCorrupt { reason })
+}
+
+fn mac_key_bytes(header: &Header) -> Result<Vec<u8>> {
+    unb64("mac.wrapped_key", &header.mac.wrapped_key)
+        .map_err(|reason| Error::BundleCorrupt { reason })
+}
+
+pub(super) fn argon2_key(
+    password: &SecretString,
+    params: &KdfParams,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let (checked, salt) = argon2_params(params)?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, checked);
     let mut out = Zeroizing::new(vec![0u8; 32]);
     argon
         .hash_password_into(password.expose_secret().as_bytes(), &salt, &mut out)
@@ -167,12 +209,7 @@ pub(super) fn open_protection(
             )
         }
         (Protection::Recipient { recipient }, Unprotect::RecipientKey(selector)) => {
-            // Backups are written with SHA-1 or SHA-256 only.
-            let hash = OaepHash::parse(&recipient.oaep_hash)
-                .filter(|h| matches!(h, OaepHash::Sha1 | OaepHash::Sha256))
-                .ok_or_else(|| Error::UnsupportedFormat {
-                    reason: format!("OAEP hash {}", recipient.oaep_hash),
-                })?;
+            let hash = recipient_hash(recipient)?;
             let private = keys::find_required(token, selector)?
                 .into_iter()
                 .map(|h| keys::describe_with(token, h, false))
@@ -198,8 +235,7 @@ pub(super) fn open_protection(
                     ));
                 }
             }
-            let wrapped = unb64("wrapped_transfer_key", &recipient.wrapped_transfer_key)
-                .map_err(|reason| Error::BundleCorrupt { reason })?;
+            let wrapped = transfer_key_bytes(recipient)?;
             let template = KeyTemplate::transfer_key();
             if !private.usage.contains(&"unwrap") {
                 return Err(Error::PolicyRefused {
@@ -264,8 +300,7 @@ pub(super) fn open_mac_key(
             detail: format!("known-answer tests found {}", support.describe()),
             alternatives: "Restore on a token that has it (`hsmkey token mechanisms`).".into(),
         })?;
-    let wrapped_mac = unb64("mac.wrapped_key", &header.mac.wrapped_key)
-        .map_err(|reason| Error::BundleCorrupt { reason })?;
+    let wrapped_mac = mac_key_bytes(&header)?;
     let template = KeyTemplate::mac_key();
     let mac_key = unwrap_into(token, mech, unwrapping, &wrapped_mac, &template).map_err(|rv| {
         if rv.means_bad_blob(token, mech) {

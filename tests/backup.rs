@@ -26,16 +26,7 @@ fn populate(src: &TestToken) -> Vec<&'static str> {
         ("ec", "ec-p256"),
     ];
     for (label, ty) in types {
-        src.json(&[
-            "key",
-            "generate",
-            "--label",
-            label,
-            "--type",
-            ty,
-            "--backup-policy",
-            "any",
-        ]);
+        src.generate(label, ty, "any");
     }
     src.json(&["key", "rotate", "a256"]);
     src.json(&["key", "generate", "--label", "locked", "--type", "aes-128"]);
@@ -432,16 +423,7 @@ fn recipient_round_trip_between_two_tokens() {
 #[test]
 fn recipient_bundle_with_sha256_where_the_token_has_it() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    src.json(&[
-        "key",
-        "generate",
-        "--label",
-        "k",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-    ]);
+    src.generate("k", "aes-256", "any");
     let pem = transport_key(&src, &dst, "rsa-2048");
     let bundle = file(&src, "r256.bundle");
     let mut cmd = src.cmd();
@@ -472,27 +454,9 @@ fn recipient_bundle_with_sha256_where_the_token_has_it() {
 #[test]
 fn blob_holds_one_key_with_all_its_versions() {
     let (src, dst) = (TestToken::new(), TestToken::new());
-    src.json(&[
-        "key",
-        "generate",
-        "--label",
-        "secret",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-    ]);
+    src.generate("secret", "aes-256", "any");
     src.json(&["key", "rotate", "secret"]);
-    src.json(&[
-        "key",
-        "generate",
-        "--label",
-        "other",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-    ]);
+    src.generate("other", "aes-256", "any");
     let pw = write_password(&src, PASSWORD);
     let pw_dst = write_password(&dst, PASSWORD);
     let out = file(&src, "secret.blob");
@@ -549,16 +513,7 @@ fn policy_refusals_and_output_safety() {
     let t = TestToken::new();
     t.put_kek("kek", &KEK_VALUE);
     t.json(&["key", "generate", "--label", "locked", "--type", "aes-128"]);
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "open",
-        "--type",
-        "aes-128",
-        "--backup-policy",
-        "any",
-    ]);
+    t.generate("open", "aes-128", "any");
     let out = file(&t, "b.bundle");
     // Naming a key that may not leave is an error, and nothing is written.
     let (exit, e) = t.json_err(t.cmd().args([
@@ -646,16 +601,7 @@ fn trusted_keys_leave_only_under_a_trusted_kek() {
         return; // no SO sessions, no trusted keys (tests/key.rs)
     }
     t.json_with_so(&["key", "generate", "--label", "tkek", "--kek", "--trusted"]);
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "crown",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "trusted",
-    ]);
+    t.generate("crown", "aes-256", "trusted");
     let pw = write_password(&t, PASSWORD);
     let (exit, e) = t.json_err(t.cmd().args([
         "backup",
@@ -696,16 +642,7 @@ fn kek_fixture() -> (TestToken, TestToken, PathBuf) {
     src.put_kek("kek", &KEK_VALUE);
     dst.put_kek("kek", &KEK_VALUE);
     for (label, ty) in [("k1", "aes-256"), ("k2", "aes-128"), ("k3", "generic-256")] {
-        src.json(&[
-            "key",
-            "generate",
-            "--label",
-            label,
-            "--type",
-            ty,
-            "--backup-policy",
-            "any",
-        ]);
+        src.generate(label, ty, "any");
     }
     let bundle = file(&src, "good.bundle");
     src.json(&[

@@ -25,16 +25,7 @@ fn path_str(p: &Path) -> &str {
 /// A token with one exportable AES key, and its object count.
 fn token_with_key() -> (TestToken, usize) {
     let t = TestToken::new();
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "k",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-    ]);
+    t.generate("k", "aes-256", "any");
     let count = t.object_count();
     (t, count)
 }

@@ -59,26 +59,8 @@ fn token() -> TestToken {
     put_known(&t, "aes128", KeyType::AES, &AES128_VALUE, true);
     put_known(&t, "hmac", KeyType::GENERIC_SECRET, &HMAC_VALUE, true);
     put_known(&t, "locked", KeyType::AES, &AES_VALUE, false);
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "rsa",
-        "--type",
-        "rsa-2048",
-        "--backup-policy",
-        "any",
-    ]);
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "ec",
-        "--type",
-        "ec-p256",
-        "--backup-policy",
-        "any",
-    ]);
+    t.generate("rsa", "rsa-2048", "any");
+    t.generate("ec", "ec-p256", "any");
     t
 }
 
@@ -694,16 +676,7 @@ fn refusals_before_any_wrapping() {
     if t.kind != Kind::Nss {
         // A trusted key cannot go to a cloud: the composition needs an untrusted session key.
         t.json_with_so(&["key", "generate", "--label", "tkek", "--kek", "--trusted"]);
-        t.json(&[
-            "key",
-            "generate",
-            "--label",
-            "crown",
-            "--type",
-            "aes-256",
-            "--backup-policy",
-            "trusted",
-        ]);
+        t.generate("crown", "aes-256", "trusted");
         match run_byok(
             &t,
             "crown",

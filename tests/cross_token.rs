@@ -62,16 +62,7 @@ fn cross(from: Kind, to: Kind) -> Value {
         ("rsa", "rsa-2048"),
         ("ec", "ec-p256"),
     ] {
-        src.json(&[
-            "key",
-            "generate",
-            "--label",
-            label,
-            "--type",
-            ty,
-            "--backup-policy",
-            "any",
-        ]);
+        src.generate(label, ty, "any");
     }
     src.json(&["key", "rotate", "aes"]);
     let bundle = src.dir.path().join("x.bundle");
@@ -145,16 +136,7 @@ fn kryoptic_to_nss_by_recipient() {
         TestToken::new_of(Kind::Kryoptic),
         TestToken::new_of(Kind::Nss),
     );
-    src.json(&[
-        "key",
-        "generate",
-        "--label",
-        "k",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-    ]);
+    src.generate("k", "aes-256", "any");
     dst.json(&[
         "key",
         "generate",

@@ -304,16 +304,7 @@ fn private_keys_arrive_as_pkcs8_under_rsa_aes() {
 #[test]
 fn hsmkey_to_hsmkey_through_huawei_shapes() {
     let (a, b) = (TestToken::new(), TestToken::new());
-    a.json(&[
-        "key",
-        "generate",
-        "--label",
-        "travel",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "any",
-    ]);
+    a.generate("travel", "aes-256", "any");
     let p = params(&b, "RSA_2048", "RSAES_OAEP_SHA_1", &[]).unwrap();
     let p_file = a.dir.path().join("huawei-params.json");
     std::fs::write(&p_file, p.to_string()).unwrap();

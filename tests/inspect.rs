@@ -64,16 +64,7 @@ fn populate(t: &TestToken) -> Vec<&'static str> {
         ("gen", "generic-256"),
         ("rsa", "rsa-2048"),
     ] {
-        t.json(&[
-            "key",
-            "generate",
-            "--label",
-            label,
-            "--type",
-            ty,
-            "--backup-policy",
-            "any",
-        ]);
+        t.generate(label, ty, "any");
     }
     t.json(&["key", "rotate", "a128"]);
     vec!["a128", "a128@v2", "gen", "rsa"]

@@ -103,16 +103,7 @@ fn generated_keys_have_the_attributes_hsmkey_claims_as_seen_by_pkcs11_tool() {
         );
     }
 
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "exp",
-        "--type",
-        "aes-128",
-        "--backup-policy",
-        "any",
-    ]);
+    t.generate("exp", "aes-128", "any");
     assert_eq!(token_flags(&t, "exp"), (true, true));
     if let Some(block) = pkcs11_tool_block(&t, "exp") {
         assert!(
@@ -141,16 +132,7 @@ fn every_key_type_generates_with_explicit_usage_on_both_halves() {
         ("ec-p256", "private-key", 256),
         ("ec-p384", "private-key", 384),
     ] {
-        let v = t.json(&[
-            "key",
-            "generate",
-            "--label",
-            ty,
-            "--type",
-            ty,
-            "--backup-policy",
-            "trusted",
-        ]);
+        let v = t.generate(ty, ty, "trusted");
         let objs = v.as_array().unwrap();
         assert_eq!(objs[0]["class"], class, "{ty}");
         assert_eq!(objs[0]["size"], size, "{ty}");
@@ -529,16 +511,7 @@ fn trusted_kek_cannot_unwrap_a_key_into_a_weaker_copy() {
     }
     t.json_with_so(&["key", "generate", "--label", "tk", "--kek", "--trusted"]);
     t.json(&["key", "generate", "--label", "plain-kek", "--kek"]);
-    t.json(&[
-        "key",
-        "generate",
-        "--label",
-        "crown",
-        "--type",
-        "aes-256",
-        "--backup-policy",
-        "trusted",
-    ]);
+    t.generate("crown", "aes-256", "trusted");
     t.with_session(|s| {
         let find = |label: &str| {
             s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])

@@ -264,6 +264,21 @@ impl TestToken {
         self.json_ok(self.cmd().args(args))
     }
 
+    /// `key generate --label LABEL --type TYPE --backup-policy POLICY`,
+    /// expected to succeed.
+    pub fn generate(&self, label: &str, key_type: &str, policy: &str) -> Value {
+        self.json(&[
+            "key",
+            "generate",
+            "--label",
+            label,
+            "--type",
+            key_type,
+            "--backup-policy",
+            policy,
+        ])
+    }
+
     /// Like [`json`], with the SO PIN given.
     pub fn json_with_so(&self, args: &[&str]) -> Value {
         let out = self

@@ -119,6 +119,16 @@ pub struct RestoreArgs {
     /// What to do when a key is already on the token.
     #[arg(long, value_enum, default_value = "fail")]
     on_conflict: ConflictArg,
+    /// Restore only this key with all its versions, or one version (NAME@vK);
+    /// repeatable. Every line is still read and checked; the others are
+    /// listed as left out. A NAME not in the bundle is an error.
+    #[arg(long, value_name = "NAME")]
+    only: Vec<String>,
+    /// Restore key OLD (all versions: OLD@vK becomes NEW@vK) or one version
+    /// (OLD@vK=NEW: version 1 of NEW) under a new name, with a new id, so it
+    /// can sit beside the original; repeatable.
+    #[arg(long, value_name = "OLD=NEW")]
+    rename: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -352,7 +362,10 @@ fn entries_table(entries: &[backup::EntrySummary]) -> String {
         .take(TABLE_ROWS)
         .map(|e| {
             vec![
-                e.label.clone(),
+                match &e.renamed_from {
+                    Some(old) => format!("{old} -> {}", e.label),
+                    None => e.label.clone(),
+                },
                 e.class.clone(),
                 e.key_type.clone(),
                 e.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
@@ -408,6 +421,15 @@ fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
     );
     text.push_str(&entries_table(&report.entries));
     text.push_str(&skipped_text(&report.skipped));
+    for s in &report.left_out {
+        text.push_str(&format!(
+            "left out {} ({}) [{}]: {}\n",
+            s.label.escape_debug(),
+            s.class,
+            s.code,
+            s.reason
+        ));
+    }
     for n in &report.notes {
         text.push_str(&format!("note: {n}\n"));
     }
@@ -430,6 +452,8 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
         },
         cancel: &cancel,
         journal: Some(lock.journal_path()),
+        only: args.only,
+        rename: args.rename,
     };
     let mut bar = Bar::new(ctx, "restore");
     let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;

@@ -5,6 +5,7 @@
 //! the options and reports, the bundle input, the opened bundle, and the
 //! small readers of entries; each use-case lives in its own file.
 
+mod choose;
 mod conflict;
 mod mac;
 mod protection;
@@ -75,6 +76,9 @@ pub struct EntrySummary {
     pub size: Option<u64>,
     pub kcv: Option<String>,
     pub wrap: String,
+    /// The label in the bundle, when `restore --rename` gave the key a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 /// A key left out, and why.
@@ -194,6 +198,9 @@ pub struct RestoreReport {
     pub dry_run: bool,
     pub entries: Vec<EntrySummary>,
     pub skipped: Vec<Skipped>,
+    /// Entries read and authenticated but not created: not selected by
+    /// `restore --only` (code `not-selected`).
+    pub left_out: Vec<Skipped>,
     pub notes: Vec<String>,
 }
 
@@ -278,6 +285,10 @@ pub struct RestoreOptions<'a> {
     /// creating, removed when it ends. One left by a killed run tells the
     /// next `--on-conflict skip` which keys may be half-written.
     pub journal: Option<PathBuf>,
+    /// `--only`: key names (every version) or `NAME@vK`; empty for all.
+    pub only: Vec<String>,
+    /// `--rename OLD=NEW`, as given.
+    pub rename: Vec<String>,
 }
 
 fn read_header(input: &Input) -> Result<Header> {
@@ -301,6 +312,7 @@ fn entry_summary(e: &Entry) -> EntrySummary {
         size: e.size,
         kcv: e.kcv.as_ref().map(|k| k.value.clone()),
         wrap: e.wrap.clone(),
+        renamed_from: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use super::choose::{Choice, Decision};
 use super::conflict::{existing, Present, TokenIndex};
 use super::mac::{integrity_pass, SecondPass};
 use super::protection::open_protection;
@@ -98,6 +99,8 @@ pub(super) fn public_template(
 /// What pass 2 does with one entry.
 #[derive(Clone, Copy)]
 pub(super) enum Step {
+    /// Not selected by `--only`: authenticated, not created.
+    LeaveOut,
     /// The same key is already on the token.
     Skip,
     /// `--dry-run`: reported, not created.
@@ -193,6 +196,9 @@ pub fn restore(
     options: &RestoreOptions<'_>,
     progress: Progress<'_>,
 ) -> Result<RestoreReport> {
+    // The options on their own first: a bad --rename creates nothing.
+    let mut choice = Choice::new(&options.only, &options.rename)?;
+    let mut decisions: HashMap<u64, Decision> = HashMap::new();
     let mut eph = Ephemeral::for_token(token);
     let header = read_header(input)?;
     // Finishing a crashed restore: its half-written objects go first, before
@@ -216,6 +222,22 @@ pub fn restore(
     };
     let on_token = TokenIndex::read(token)?;
     let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
+        let decision = choice.decide(&entry.label, &entry.id);
+        let renamed = match &decision {
+            // Left out: its line is MACed and its digest recorded all the same.
+            Decision::LeaveOut => {
+                decisions.insert(index, decision);
+                return Ok(());
+            }
+            Decision::Keep => None,
+            Decision::Rename { .. } => {
+                let mut copy = entry.clone();
+                decision.apply(&mut copy);
+                Some(copy)
+            }
+        };
+        decisions.insert(index, decision);
+        let entry = renamed.as_ref().unwrap_or(entry);
         check_entry_capability(&support, entry)?;
         let key = (entry.class.clone(), entry.label.clone(), entry.id.clone());
         let suspect = journal.contains(&key);
@@ -242,6 +264,9 @@ pub fn restore(
         }
         Ok(())
     })?;
+    // Every --only and --rename matched, no two keys under one name: known
+    // only now the whole (authentic) bundle was read. Nothing created yet.
+    choice.finish()?;
     // Before the first object: what this run will create, for a run after a
     // crash. Removed when the restore ends either way.
     let journal_path = options
@@ -259,6 +284,7 @@ pub fn restore(
         dry_run: options.dry_run,
         entries: Vec::new(),
         skipped: Vec::new(),
+        left_out: Vec::new(),
         notes: Vec::new(),
     };
     if shells > 0 {
@@ -287,6 +313,12 @@ pub fn restore(
                 what: format!("restore stopped after {index} of {total} keys; the keys it had created were destroyed"),
             });
         }
+        let mut entry = entry;
+        let decision = decisions.get(&index).unwrap_or(&Decision::Keep);
+        let from = matches!(decision, Decision::Rename { .. }).then(|| entry.label.clone());
+        if !decision.apply(&mut entry) {
+            return Ok((Step::LeaveOut, entry, None));
+        }
         let step = if skip.get(&index) == Some(&Present::Same) {
             Step::Skip
         } else if options.dry_run {
@@ -298,15 +330,17 @@ pub fn restore(
         } else {
             Step::Create
         };
-        Ok((step, entry))
+        Ok((step, entry, from))
     });
     let mut done = 0u64;
     let run = crate::hsm::pool::run_ordered(
         token,
         items,
-        |t, (step, entry)| match step {
-            Step::Create => restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h)),
-            Step::PublicOnly => restore_public(t, &entry).map(|h| (step, entry, h)),
+        |t, (step, entry, from)| match step {
+            Step::Create => {
+                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, from, h))
+            }
+            Step::PublicOnly => restore_public(t, &entry).map(|h| (step, entry, from, h)),
             Step::Replace => {
                 let key = (entry.class.clone(), entry.label.clone());
                 for h in stale.get(&key).into_iter().flatten() {
@@ -316,11 +350,11 @@ pub fn restore(
                         &format!("remove a half-written copy of {}", entry.label),
                     )?;
                 }
-                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, h))
+                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, from, h))
             }
-            _ => Ok((step, entry, Vec::new())),
+            _ => Ok((step, entry, from, Vec::new())),
         },
-        |(step, entry, handles)| {
+        |(step, entry, from, handles)| {
             rollback.borrow_mut().extend(handles);
             done += 1;
             if options.cancel.load(Ordering::SeqCst) {
@@ -328,7 +362,14 @@ pub fn restore(
                     what: format!("restore stopped after {done} of {total} keys; the keys it had created were destroyed"),
                 });
             }
-            if matches!(step, Step::Skip) {
+            if matches!(step, Step::LeaveOut) {
+                report.left_out.push(Skipped {
+                    label: entry.label.clone(),
+                    class: entry.class.clone(),
+                    code: "not-selected",
+                    reason: "not selected by --only".into(),
+                });
+            } else if matches!(step, Step::Skip) {
                 report.skipped.push(Skipped {
                     label: entry.label.clone(),
                     class: entry.class.clone(),
@@ -336,12 +377,14 @@ pub fn restore(
                     reason: "the same key is already on the token".into(),
                 });
             } else {
-                report.entries.push(entry_summary(&entry));
+                let mut summary = entry_summary(&entry);
+                summary.renamed_from = from;
+                report.entries.push(summary);
             }
             progress(done, total);
             Ok(())
         },
-        |(_, _, handles)| rollback.borrow_mut().extend(handles),
+        |(_, _, _, handles)| rollback.borrow_mut().extend(handles),
     )
     .and_then(|()| second.finish(digest, total, "restored"))
     .and_then(|()| {

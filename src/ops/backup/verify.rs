@@ -129,6 +129,7 @@ pub(super) fn verify_opened(
         dry_run: true,
         entries: Vec::new(),
         skipped: Vec::new(),
+        left_out: Vec::new(),
         notes: Vec::new(),
     };
     let mut second = SecondPass::new(input, &line_digests)?;

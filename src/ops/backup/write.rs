@@ -224,6 +224,7 @@ pub fn backup(
                 size: entry.size,
                 kcv: entry.kcv.as_ref().map(|k| k.value.clone()),
                 wrap: entry.wrap.clone(),
+                renamed_from: None,
             });
             emit(&Line::Key(entry), out, &mut mac)?;
             progress(done + 1, total);

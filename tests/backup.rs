@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{code, Kind, TestToken, KEK_VALUE};
+use common::{code, labels, path_str, Kind, TestToken, KEK_VALUE};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use serde_json::Value;
@@ -92,21 +92,6 @@ fn write_password(t: &TestToken, pw: &str) -> PathBuf {
     let p = file(t, "password.txt");
     std::fs::write(&p, format!("{pw}\n")).unwrap();
     p
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn labels(v: &Value, field: &str) -> Vec<String> {
-    let mut l: Vec<String> = v[field]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["label"].as_str().unwrap().to_string())
-        .collect();
-    l.sort();
-    l
 }
 
 fn kcv_of(t: &TestToken, label: &str) -> String {

@@ -12,15 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{code, TestToken};
+use common::{code, path_str, TestToken};
 
 /// Far more than any of these reads should take; a regression (reading
 /// `/dev/zero` without a bound) runs into it instead of exhausting memory.
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A token with one exportable AES key, and its object count.
 fn token_with_key() -> (TestToken, usize) {

@@ -8,14 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use common::{code, TestToken, KEK_VALUE};
+use common::{code, path_str, TestToken, KEK_VALUE};
 use serde_json::Value;
 
 const PASSWORD: &str = "Inspect-Pass#1";
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// hsmkey with nothing that could reach a token: a module path that does not
 /// exist, no PIN, no token, CI set so nothing prompts.

@@ -7,23 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{code, ObjectRow, TestToken, KEK_VALUE};
+use common::{code, labels, path_str, ObjectRow, TestToken, KEK_VALUE};
 use serde_json::Value;
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn labels(v: &Value, field: &str) -> Vec<String> {
-    let mut l: Vec<String> = v[field]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["label"].as_str().unwrap().to_string())
-        .collect();
-    l.sort();
-    l
-}
 
 /// What `after` has that `before` has not (multisets, both sorted).
 fn added(before: &[ObjectRow], after: &[ObjectRow]) -> Vec<ObjectRow> {

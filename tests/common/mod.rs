@@ -552,3 +552,21 @@ impl TestToken {
         ]);
     }
 }
+
+/// A path as the &str argv takes (test paths are UTF-8).
+pub fn path_str(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The sorted labels of the objects in `v[field]` (a report's entries,
+/// skipped or left_out).
+pub fn labels(v: &Value, field: &str) -> Vec<String> {
+    let mut l: Vec<String> = v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].as_str().unwrap().to_string())
+        .collect();
+    l.sort();
+    l
+}

@@ -222,14 +222,8 @@ pub fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generate
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(kt),
                 Attribute::ValueLen(len.into()),
-                Attribute::Encrypt(usage.encrypt),
-                Attribute::Decrypt(usage.decrypt),
-                Attribute::Sign(usage.sign),
-                Attribute::Verify(usage.verify),
-                Attribute::Wrap(usage.wrap),
-                Attribute::Unwrap(usage.unwrap),
-                Attribute::Derive(usage.derive),
             ]);
+            t.extend(usage.attributes(false));
             if usage.unwrap {
                 // Whatever is unwrapped under this key must stay sensitive, and
                 // under a trusted key must stay wrappable only by trusted keys:

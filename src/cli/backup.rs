@@ -1,6 +1,6 @@
 //! `hsmkey backup`, `restore`, `verify`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use hsmkey::{input, Error};
 use secrecy::SecretString;
 use serde::Serialize;
 
+pub(crate) use super::progress::Bar;
 use super::{out, print_json, table, Context};
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -147,46 +148,6 @@ fn read_password(path: &Path) -> hsmkey::Result<SecretString> {
     Ok(SecretString::from(
         text.lines().next().unwrap_or("").to_string(),
     ))
-}
-
-/// A progress bar on stderr for a person at a terminal; nothing in CI, with
-/// --json or -q.
-pub(crate) struct Bar(Option<indicatif::ProgressBar>);
-
-impl Bar {
-    pub(crate) fn new(ctx: &Context, what: &'static str) -> Bar {
-        let show = std::io::stderr().is_terminal()
-            && std::env::var_os("CI").is_none()
-            && !ctx.json()
-            && !ctx.global.quiet;
-        Bar(show.then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:40}] {pos}/{len} keys ({per_sec}, {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_message(what);
-            bar
-        }))
-    }
-
-    pub(crate) fn update(&mut self, done: u64, total: u64) {
-        if let Some(b) = &self.0 {
-            b.set_length(total);
-            b.set_position(done);
-        }
-    }
-}
-
-impl Drop for Bar {
-    fn drop(&mut self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
-        }
-    }
 }
 
 /// Ctrl-C asks the running operation to stop cleanly (a restore destroys

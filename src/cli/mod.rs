@@ -6,6 +6,7 @@ mod bundle;
 mod byok;
 mod import;
 mod key;
+mod progress;
 mod shell;
 mod token;
 

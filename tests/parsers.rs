@@ -414,7 +414,8 @@ proptest! {
     #[test]
     fn azure_kid(s in mutated_text(&["https://v.vault.azure.net/keys/kek/0123456789abcdef", "https://h.managedhsm.azure.net/keys/k/1"])) {
         let _ = azure::check_kid(&s);
-        let _ = azure::command("f", &s);
+        let _ = azure::destination(&s);
+        let _ = azure::next_step(&s, &hsmkey::formats::byok::KeyFacts { key_type: "ec".into(), size: Some(384) }).render("f");
     }
 
     #[test]

@@ -160,6 +160,7 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         kid: args.kid.clone(),
         import_token,
         now,
+        out: args.out.display().to_string(),
     };
     let result = hsmkey::ops::byok::byok(&token, &request)?;
     let mut names = Vec::new();
@@ -182,18 +183,13 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         f.commit()?;
         names.push(path.display().to_string());
     }
-    let command = result
-        .command
-        .replace("{out}", &args.out.display().to_string());
     if ctx.json() {
-        let mut shown = result.clone();
-        shown.command = command;
         print_json(&Output {
-            result: &shown,
+            result: &result,
             files: names,
         });
     } else {
-        out(&format!(
+        let mut text = format!(
             "{} ({}{}) wrapped for {} with {} by the token: {}\nwritten: {}\nnext: {}\n",
             result.key,
             result.key_type,
@@ -202,8 +198,15 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
             result.algorithm,
             result.method,
             names.join(", "),
-            command
-        ));
+            result.command
+        );
+        for (name, meaning) in &result.variables {
+            text.push_str(&format!("  set {name}: {meaning}\n"));
+        }
+        for note in &result.notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        out(&text);
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! BYOK export: wrap a token key for import into a cloud KMS, in the
 //! target's own layout, with all the wrapping done in the token.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -35,6 +37,8 @@ pub struct ByokRequest {
     pub import_token: Option<Vec<u8>>,
     /// Now, in epoch seconds (passed in so the library stays deterministic).
     pub now: i64,
+    /// The output path as the printed import command names it.
+    pub out: String,
 }
 
 /// A file to write, named by its role.
@@ -60,8 +64,13 @@ pub struct ByokResult {
     pub method: String,
     #[serde(skip)]
     pub files: Vec<OutputFile>,
-    /// The next command, with the output path in place of {out}.
+    /// The import command for the target, ready for a POSIX shell: what
+    /// hsmkey knows filled in and quoted, the rest shell variables.
     pub command: String,
+    /// The variables `command` uses, each with what to set it to.
+    pub variables: BTreeMap<String, String>,
+    /// What the target may still refuse, or what to check in the command.
+    pub notes: Vec<String>,
 }
 
 fn hash_of(h: Hash) -> OaepHash {
@@ -210,6 +219,10 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
         size,
     };
     byok::check(&plan, &facts, public.bits).map_err(rule)?;
+    if let (Target::Azure, Some(kid)) = (req.target, &kid) {
+        azure::accepts_at(kid, &facts)
+            .map_err(|why| rule(byok::RuleError(format!("azure does not import {}: {why}", facts.describe()))))?;
+    }
 
     let hash = hash_of(plan.wrapping.hash());
     let mut eph = Ephemeral::for_token(token);
@@ -273,47 +286,55 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
         }
         b
     };
-    let (files, command) = match req.target {
+    let mut notes = Vec::new();
+    let (files, next) = match req.target {
         Target::Aws => {
             let mut files = vec![OutputFile {
                 suffix: "",
                 bytes: joined(),
             }];
-            let token_file = import_token.take().map(|t| {
+            if let Some(t) = import_token.take() {
                 files.push(OutputFile {
                     suffix: ".import-token",
                     bytes: t,
                 });
-                "{out}.import-token"
-            });
-            (files, aws::command(kid.as_deref(), "{out}", token_file))
+            }
+            let token_written = files.len() > 1;
+            (files, aws::next_step(kid.as_deref(), token_written))
         }
-        Target::Gcp => (
-            vec![OutputFile {
-                suffix: "",
-                bytes: joined(),
-            }],
-            gcp::command(&facts, "{out}"),
-        ),
-        Target::Azure => {
-            let file = azure::byok_file(kid.as_deref().unwrap_or_default(), &joined(), &generator);
+        Target::Gcp => {
+            if facts.key_type == "rsa" {
+                notes.push(format!(
+                    "--algorithm {} assumes a PKCS#1 signing key: for a PSS or decryption key, use the algorithm of the Cloud KMS key you import into",
+                    gcp::key_algorithm(&facts)
+                ));
+            }
             (
-                vec![json_file(&file)?],
-                azure::command("{out}", kid.as_deref().unwrap_or_default()),
+                vec![OutputFile {
+                    suffix: "",
+                    bytes: joined(),
+                }],
+                gcp::next_step(&facts),
             )
+        }
+        Target::Azure => {
+            let kid = kid.as_deref().unwrap_or_default();
+            let file = azure::byok_file(kid, &joined(), &generator);
+            (vec![json_file(&file)?], azure::next_step(kid, &facts))
         }
         Target::Huawei => {
             let WrappingSource::Huawei(params) = &req.wrapping else {
                 unreachable!("checked above")
             };
             let body = huawei::material(params, &rsa_part, kw_part.as_deref());
-            (vec![json_file(&body)?], huawei::command("{out}"))
+            notes.extend(huawei::outside_documented_limits(&body));
+            (vec![json_file(&body)?], huawei::next_step())
         }
         Target::Vault => {
             let key_type =
                 vault::key_type_name(&facts).map_err(|rule| Error::TargetRule { rule })?;
             let body = vault::body(&joined(), &plan.algorithm, key_type);
-            (vec![json_file(&body)?], vault::command("{out}"))
+            (vec![json_file(&body)?], vault::next_step())
         }
     };
     Ok(ByokResult {
@@ -326,7 +347,9 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
         wrapping_key_sha256: public.fingerprint(),
         method,
         files,
-        command,
+        command: next.render(&req.out),
+        variables: next.variables,
+        notes,
     })
 }
 

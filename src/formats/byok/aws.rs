@@ -5,6 +5,7 @@
 use base64::Engine;
 use serde::Deserialize;
 
+use super::next_step::{NextStep, Piece, Word};
 use super::{Hash, KeyFacts, Plan, Target, Wrapping};
 
 pub const ALGORITHMS: [&str; 4] = [
@@ -93,13 +94,43 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
     Some(at.as_second())
 }
 
-/// The command that imports the file.
-pub fn command(key_id: Option<&str>, material: &str, token_file: Option<&str>) -> String {
-    format!(
-        "aws kms import-key-material --key-id {} --encrypted-key-material fileb://{material} --import-token fileb://{} --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE",
-        key_id.unwrap_or("<KEY_ID>"),
-        token_file.unwrap_or("<IMPORT_TOKEN_FILE>")
-    )
+/// The command that imports the file: `aws kms import-key-material`
+/// (https://docs.aws.amazon.com/cli/latest/reference/kms/import-key-material.html).
+/// `token_file_written`: the import token sits next to the output as
+/// OUT.import-token.
+pub fn next_step(key_id: Option<&str>, token_file_written: bool) -> NextStep {
+    let step = NextStep::new(&["aws", "kms", "import-key-material"]);
+    let step = match key_id {
+        Some(id) => step.flag("--key-id", Word::lit(id)),
+        None => step.flag("--key-id", Word::var("KEY_ID")).needs(
+            "KEY_ID",
+            "the KMS key's id or ARN (a key made with --origin EXTERNAL)",
+        ),
+    };
+    let step = step.flag(
+        "--encrypted-key-material",
+        Word(vec![Piece::Lit("fileb://".into()), Piece::Out]),
+    );
+    let step = if token_file_written {
+        step.flag(
+            "--import-token",
+            Word(vec![
+                Piece::Lit("fileb://".into()),
+                Piece::Out,
+                Piece::Lit(".import-token".into()),
+            ]),
+        )
+    } else {
+        step.flag(
+            "--import-token",
+            Word(vec![Piece::Lit("fileb://".into()), Piece::Var("IMPORT_TOKEN_FILE")]),
+        )
+        .needs(
+            "IMPORT_TOKEN_FILE",
+            "a file holding the ImportToken of the same get-parameters-for-import call, base64-decoded",
+        )
+    };
+    step.flag("--expiration-model", Word::lit("KEY_MATERIAL_DOES_NOT_EXPIRE"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Google Cloud KMS import jobs. The wrapped key file is the raw bytes:
 //! RSA-AES = OAEP(AES-256 key) || RFC 5649 of the key; direct = OAEP of the key.
 
+use super::next_step::{NextStep, Word};
 use super::{Hash, KeyFacts, Plan, Target, Wrapping};
 
 pub const ALGORITHMS: [&str; 6] = [
@@ -53,9 +54,21 @@ pub fn key_algorithm(key: &KeyFacts) -> &'static str {
     }
 }
 
-pub fn command(key: &KeyFacts, file: &str) -> String {
-    format!(
-        "gcloud kms keys versions import --location <LOCATION> --keyring <KEYRING> --key <KEY> --import-job <IMPORT_JOB> --algorithm {} --wrapped-key-file {file}",
-        key_algorithm(key)
-    )
+/// `gcloud kms keys versions import`
+/// (https://cloud.google.com/sdk/gcloud/reference/kms/keys/versions/import).
+pub fn next_step(key: &KeyFacts) -> NextStep {
+    NextStep::new(&["gcloud", "kms", "keys", "versions", "import"])
+        .flag("--location", Word::var("LOCATION"))
+        .flag("--keyring", Word::var("KEYRING"))
+        .flag("--key", Word::var("KEY"))
+        .flag("--import-job", Word::var("IMPORT_JOB"))
+        .flag("--algorithm", Word::lit(key_algorithm(key)))
+        .flag("--wrapped-key-file", Word::out())
+        .needs("LOCATION", "the key ring's location (europe-west1, global, ...)")
+        .needs("KEYRING", "the key ring of the receiving key")
+        .needs(
+            "KEY",
+            "the receiving key: import-only, protection level hsm, made with --skip-initial-version-creation",
+        )
+        .needs("IMPORT_JOB", "the import job whose public key wrapped the key")
 }

@@ -7,6 +7,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::next_step::{NextStep, Piece, Word};
 use super::{Hash, KeyFacts, Plan, Target, Wrapping};
 
 pub const ALGORITHMS: [&str; 2] = ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1"];
@@ -119,8 +120,60 @@ pub fn material(
     }
 }
 
-pub fn command(file: &str) -> String {
-    format!("curl -X POST \"https://kms.<REGION>.myhuaweicloud.com/v1.0/<PROJECT_ID>/kms/import-key-material\" -H \"X-Auth-Token: $TOKEN\" -H \"Content-Type: application/json\" -d @{file}")
+/// The ImportKeyMaterial API call, with curl
+/// (https://support.huaweicloud.com/intl/en-us/api-dew/ImportKeyMaterial.html).
+pub fn next_step() -> NextStep {
+    NextStep::new(&["curl", "--fail-with-body", "-X", "POST"])
+        .arg(Word(vec![
+            Piece::Lit("https://kms.".into()),
+            Piece::Var("REGION"),
+            Piece::Lit(".myhuaweicloud.com/v1.0/".into()),
+            Piece::Var("PROJECT_ID"),
+            Piece::Lit("/kms/import-key-material".into()),
+        ]))
+        .flag(
+            "-H",
+            Word(vec![
+                Piece::Lit("X-Auth-Token: ".into()),
+                Piece::Var("X_AUTH_TOKEN"),
+            ]),
+        )
+        .flag("-H", Word::lit("Content-Type: application/json"))
+        .flag("--data-binary", Word(vec![Piece::Lit("@".into()), Piece::Out]))
+        .needs("REGION", "the KMS region (ap-southeast-1, eu-west-101, ...)")
+        .needs("PROJECT_ID", "the project id in that region (32 characters)")
+        .needs(
+            "X_AUTH_TOKEN",
+            "an IAM user token (the X-Subject-Token header of the IAM token call)",
+        )
+}
+
+/// Base64 lengths the ImportKeyMaterial API documents: encrypted_key_material
+/// 344 to 360 characters (one RSA-2048 block), encrypted_privatekey 200 to 6144.
+pub const KEY_MATERIAL_CHARS: (usize, usize) = (344, 360);
+pub const PRIVATE_KEY_CHARS: (usize, usize) = (200, 6144);
+
+/// What in a body Huawei Cloud documents it would refuse; hsmkey's own
+/// `import` takes it all the same, so these are notes, not errors.
+pub fn outside_documented_limits(body: &ImportMaterial) -> Vec<String> {
+    let mut notes = Vec::new();
+    let (lo, hi) = KEY_MATERIAL_CHARS;
+    let n = body.encrypted_key_material.len();
+    if !(lo..=hi).contains(&n) {
+        notes.push(format!(
+            "encrypted_key_material is {n} base64 characters; Huawei Cloud documents {lo} to {hi} (one RSA-2048 block): ask for parameters with an RSA_2048 wrapping key"
+        ));
+    }
+    if let Some(p) = &body.encrypted_privatekey {
+        let (lo, hi) = PRIVATE_KEY_CHARS;
+        let n = p.len();
+        if !(lo..=hi).contains(&n) {
+            notes.push(format!(
+                "encrypted_privatekey is {n} base64 characters; Huawei Cloud documents {lo} to {hi}: the token's PKCS#8 is short, likely because it leaves out the optional public key (docs/BYOK.md, \"EC private keys and the public key in PKCS#8\")"
+            ));
+        }
+    }
+    notes
 }
 
 #[cfg(test)]

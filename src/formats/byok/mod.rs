@@ -7,6 +7,7 @@ pub mod aws;
 pub mod azure;
 pub mod gcp;
 pub mod huawei;
+pub mod next_step;
 pub mod vault;
 
 use std::fmt;
@@ -87,7 +88,8 @@ impl KeyFacts {
         matches!(self.key_type.as_str(), "rsa" | "ec")
     }
 
-    fn describe(&self) -> String {
+    /// "aes-256", or "aes of unknown size".
+    pub fn describe(&self) -> String {
         match self.size {
             Some(s) => format!("{}-{s}", self.key_type),
             None => format!("{} of unknown size", self.key_type),

@@ -5,6 +5,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::next_step::{NextStep, Piece, Word};
 use super::{Hash, KeyFacts, Plan, Target, Wrapping};
 
 pub const ALGORITHMS: [&str; 5] = ["SHA1", "SHA224", "SHA256", "SHA384", "SHA512"];
@@ -59,6 +60,18 @@ pub fn body(blob: &[u8], algorithm: &str, key_type: &str) -> ImportBody {
     }
 }
 
-pub fn command(file: &str) -> String {
-    format!("vault write transit/keys/<NAME>/import @{file}")
+/// `vault write transit/keys/NAME/import @OUT`: `@FILE` as a whole argument
+/// is read as the JSON body (https://developer.hashicorp.com/vault/docs/commands/write).
+pub fn next_step() -> NextStep {
+    NextStep::new(&["vault", "write"])
+        .arg(Word(vec![
+            Piece::Lit("transit/keys/".into()),
+            Piece::Var("KEY_NAME"),
+            Piece::Lit("/import".into()),
+        ]))
+        .arg(Word(vec![Piece::Lit("@".into()), Piece::Out]))
+        .needs(
+            "KEY_NAME",
+            "the name of the new transit key (the mount is transit/; change the path for another)",
+        )
 }

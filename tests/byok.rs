@@ -4,6 +4,7 @@
 //! OAEP, `aes-kw` for RFC 5649) to compare with what the token holds.
 
 mod common;
+mod next_steps;
 
 use std::path::{Path, PathBuf};
 
@@ -173,6 +174,8 @@ fn run_byok(
         )
     });
     if result.status.success() {
+        // The printed import command is one the target's CLI takes.
+        next_steps::check_result(&v, &next_steps::table());
         Outcome::Output(v, std::fs::read(&out).unwrap())
     } else {
         assert!(!out.exists(), "no output file on refusal");
@@ -418,8 +421,26 @@ fn gcp_every_method_and_the_key_size_rule() {
 fn azure_byok_file() {
     let t = token();
     let kid = "https://contoso.vault.azure.net/keys/kek/0123456789abcdef";
+    // AES keys go to a Managed HSM only, and a BYOK file to where its KEK is.
+    let hsm_kid = "https://myhsm.managedhsm.azure.net/keys/kek/0123456789abcdef";
     let private = cloud_private(3072);
-    for label in ["aes", "rsa", "ec"] {
+    for (label, kid, kty) in [
+        (
+            "aes",
+            hsm_kid,
+            "--hsm-name myhsm --name \"$KEY_NAME\" --byok-file",
+        ),
+        (
+            "rsa",
+            kid,
+            "--vault-name contoso --name \"$KEY_NAME\" --byok-file",
+        ),
+        (
+            "ec",
+            kid,
+            "--vault-name contoso --name \"$KEY_NAME\" --byok-file",
+        ),
+    ] {
         let outcome = run_byok(
             &t,
             label,
@@ -429,7 +450,15 @@ fn azure_byok_file() {
             &["--kid", kid],
         );
         let refuse = expect_refusal(&t, "sha1", label != "aes");
-        verify_or_refused(&t, outcome, label, refuse, |_, bytes| {
+        verify_or_refused(&t, outcome, label, refuse, |v, bytes| {
+            let command = v["command"].as_str().unwrap();
+            assert!(command.contains(kty), "{command}");
+            let key_type = match label {
+                "aes" => "--kty oct",
+                "rsa" => "--kty RSA",
+                _ => "--kty EC --curve P-256",
+            };
+            assert!(command.ends_with(key_type), "{command}");
             let file: Value = serde_json::from_slice(bytes).unwrap();
             assert_eq!(file["schema_version"], "1.0.0");
             assert_eq!(file["header"]["kid"], kid);
@@ -474,6 +503,68 @@ fn azure_byok_file() {
         Outcome::Refused(exit, e) => assert_eq!((exit, code(&e)), (5, "HK1203")),
         Outcome::Output(..) => panic!("accepted"),
     }
+    // An AES key for a KEK in a Key Vault: Azure would refuse it, so hsmkey does.
+    let before = t.object_count();
+    match run_byok(
+        &t,
+        "aes",
+        "azure",
+        "CKM_RSA_AES_KEY_WRAP",
+        ("--wrapping-key", cloud_public(3072)),
+        &["--kid", kid],
+    ) {
+        Outcome::Refused(exit, e) => {
+            assert_eq!((exit, code(&e)), (5, "HK1203"));
+            let message = e["message"].as_str().unwrap();
+            assert!(message.contains("Managed HSM"), "{message}");
+        }
+        Outcome::Output(..) => panic!("AES accepted for a Key Vault"),
+    }
+    assert_eq!(t.object_count(), before);
+}
+
+/// The human output: the import command, quoted for the shell, and what to
+/// set before running it; a path with spaces and shell characters arrives
+/// whole.
+#[test]
+fn the_printed_next_step_runs_as_printed() {
+    let t = token();
+    let dir = t.dir.path().join("my keys");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("app <v1>; $x.byok");
+    let result = t
+        .cmd()
+        .args(["byok", "--key", "aes", "--target", "azure"])
+        .args(["--algorithm", "CKM_RSA_AES_KEY_WRAP"])
+        .args(["--wrapping-key", &cloud_public(3072)])
+        .args([
+            "--kid",
+            "https://myhsm.managedhsm.azure.net/keys/kek/0123456789abcdef",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let text = String::from_utf8(result.stdout).unwrap();
+    let next = text
+        .lines()
+        .find_map(|l| l.strip_prefix("next: "))
+        .unwrap_or_else(|| panic!("no next: line in {text}"));
+    let parsed = next_steps::check(next, &next_steps::table()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        parsed.value("--byok-file").unwrap().literal(),
+        Some(out.to_str().unwrap())
+    );
+    assert_eq!(parsed.value("--kty").unwrap().literal(), Some("oct"));
+    assert!(
+        text.contains("\n  set KEY_NAME: "),
+        "the variable is explained: {text}"
+    );
 }
 
 fn huawei_params(t: &TestToken, expiration: i64) -> String {
@@ -511,7 +602,7 @@ fn huawei_import_material() {
                 &[],
             );
             let refuse = expect_refusal(&t, hash, label != "aes");
-            verify_or_refused(&t, outcome, label, refuse, |_, bytes| {
+            verify_or_refused(&t, outcome, label, refuse, |v, bytes| {
                 let body: Value = serde_json::from_slice(bytes).unwrap();
                 assert_eq!(body["key_id"], "0d0466b0-e727-4d9c-b35d-f84bb474a37f");
                 assert_eq!(body["import_token"], "AAAAAnRva2Vu");
@@ -526,6 +617,24 @@ fn huawei_import_material() {
                     assert!(body.get("encrypted_privatekey").is_none());
                     decrypted
                 } else {
+                    // Huawei documents 200 to 6144 characters; a shorter one is
+                    // said in a note (an EC PKCS#8 without its public key).
+                    let chars = body["encrypted_privatekey"].as_str().unwrap().len();
+                    let noted = v["notes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|n| n.as_str().unwrap().contains("encrypted_privatekey is"));
+                    assert_eq!(
+                        noted,
+                        chars < 200,
+                        "{label}: {chars} characters, notes {}",
+                        v["notes"]
+                    );
+                    eprintln!(
+                        "{:?} {label}: encrypted_privatekey {chars} characters",
+                        t.kind
+                    );
                     // OAEP of a temporary AES-256 key, RFC 5649 of the PKCS#8 under it.
                     let kw = std
                         .decode(body["encrypted_privatekey"].as_str().unwrap())

@@ -211,7 +211,10 @@ fn huawei_and_vault() {
             .collect();
         assert_eq!(
             headers,
-            ["X-Auth-Token: ${X_AUTH_TOKEN}", "Content-Type: application/json"]
+            [
+                "X-Auth-Token: ${X_AUTH_TOKEN}",
+                "Content-Type: application/json"
+            ]
         );
         let p = checked(&vault::next_step(), out);
         assert_eq!(p.bare[0].text, "transit/keys/${KEY_NAME}/import");
@@ -255,7 +258,15 @@ fn shell_words_are_split_as_sh_splits_them() {
     let texts: Vec<&str> = w.iter().map(|w| w.text.as_str()).collect();
     assert_eq!(texts, ["a", "b c", "d ${E} ${F}g", "h i", "jk"]);
     assert_eq!(w[2].vars, ["E", "F"]);
-    for bad in ["a > b", "a $(id)", "a `id`", "a \"$(id)\"", "a *", "a 'b", "a \"!x\""] {
+    for bad in [
+        "a > b",
+        "a $(id)",
+        "a `id`",
+        "a \"$(id)\"",
+        "a *",
+        "a 'b",
+        "a \"!x\"",
+    ] {
         assert!(shell_words(bad).is_err(), "{bad}");
     }
 }

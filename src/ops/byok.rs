@@ -220,8 +220,12 @@ pub fn byok(token: &Token<'_>, req: &ByokRequest) -> Result<ByokResult> {
     };
     byok::check(&plan, &facts, public.bits).map_err(rule)?;
     if let (Target::Azure, Some(kid)) = (req.target, &kid) {
-        azure::accepts_at(kid, &facts)
-            .map_err(|why| rule(byok::RuleError(format!("azure does not import {}: {why}", facts.describe()))))?;
+        azure::accepts_at(kid, &facts).map_err(|why| {
+            rule(byok::RuleError(format!(
+                "azure does not import {}: {why}",
+                facts.describe()
+            )))
+        })?;
     }
 
     let hash = hash_of(plan.wrapping.hash());

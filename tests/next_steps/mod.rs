@@ -112,7 +112,11 @@ pub fn shell_words(line: &str) -> Result<Vec<ShellWord>, String> {
                             i = next;
                         }
                         '`' => return Err("a backquote command substitution".into()),
-                        '!' => return Err("a '!' (history expansion in bash) inside double quotes".into()),
+                        '!' => {
+                            return Err(
+                                "a '!' (history expansion in bash) inside double quotes".into()
+                            )
+                        }
                         c => {
                             w.text.push(c);
                             i += 1;
@@ -134,14 +138,20 @@ pub fn shell_words(line: &str) -> Result<Vec<ShellWord>, String> {
                 i += 2;
             }
             '|' | '&' | ';' | '<' | '>' | '(' | ')' | '\n' => {
-                return Err(format!("an unquoted '{c}' at {i}: the shell would not pass it as a word"));
+                return Err(format!(
+                    "an unquoted '{c}' at {i}: the shell would not pass it as a word"
+                ));
             }
             '`' | '$' => return Err(format!("an unquoted expansion '{c}' at {i}")),
             '*' | '?' | '[' | ']' | '{' | '}' | '!' => {
-                return Err(format!("an unquoted '{c}' at {i}: a glob, brace or history expansion"));
+                return Err(format!(
+                    "an unquoted '{c}' at {i}: a glob, brace or history expansion"
+                ));
             }
             '#' | '~' if at_start => {
-                return Err(format!("a word starting with '{c}' at {i}: a comment or a home directory"));
+                return Err(format!(
+                    "a word starting with '{c}' at {i}: a comment or a home directory"
+                ));
             }
             c => {
                 cur.get_or_insert(ShellWord {
@@ -228,7 +238,10 @@ pub fn check(line: &str, table: &Table) -> Result<Parsed, String> {
         let text = w.literal().unwrap_or("");
         if !(text.starts_with('-') && text.len() > 1) {
             if w.text.starts_with('-') {
-                return Err(format!("a variable word that starts like a flag: {}", w.text));
+                return Err(format!(
+                    "a variable word that starts like a flag: {}",
+                    w.text
+                ));
             }
             parsed.bare.push(w.clone());
             continue;
@@ -264,7 +277,10 @@ pub fn check(line: &str, table: &Table) -> Result<Parsed, String> {
         if let (Some(v), Some(allowed)) = (&value, cli.values.get(&name)) {
             if let Some(t) = v.literal() {
                 if !allowed.iter().any(|a| a == t) {
-                    return Err(format!("{name} {t}: the documented values are {}", allowed.join(", ")));
+                    return Err(format!(
+                        "{name} {t}: the documented values are {}",
+                        allowed.join(", ")
+                    ));
                 }
             }
         }
@@ -284,7 +300,10 @@ pub fn check(line: &str, table: &Table) -> Result<Parsed, String> {
     for group in &cli.one_of {
         let n = group.iter().filter(|f| given.contains(f.as_str())).count();
         if n != 1 {
-            return Err(format!("`{line}` must have exactly one of {}", group.join(", ")));
+            return Err(format!(
+                "`{line}` must have exactly one of {}",
+                group.join(", ")
+            ));
         }
     }
     let (lo, hi) = cli.bare_arguments;

@@ -130,7 +130,10 @@ pub fn next_step(key_id: Option<&str>, token_file_written: bool) -> NextStep {
             "a file holding the ImportToken of the same get-parameters-for-import call, base64-decoded",
         )
     };
-    step.flag("--expiration-model", Word::lit("KEY_MATERIAL_DOES_NOT_EXPIRE"))
+    step.flag(
+        "--expiration-model",
+        Word::lit("KEY_MATERIAL_DOES_NOT_EXPIRE"),
+    )
 }
 
 #[cfg(test)]

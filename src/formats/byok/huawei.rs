@@ -139,9 +139,18 @@ pub fn next_step() -> NextStep {
             ]),
         )
         .flag("-H", Word::lit("Content-Type: application/json"))
-        .flag("--data-binary", Word(vec![Piece::Lit("@".into()), Piece::Out]))
-        .needs("REGION", "the KMS region (ap-southeast-1, eu-west-101, ...)")
-        .needs("PROJECT_ID", "the project id in that region (32 characters)")
+        .flag(
+            "--data-binary",
+            Word(vec![Piece::Lit("@".into()), Piece::Out]),
+        )
+        .needs(
+            "REGION",
+            "the KMS region (ap-southeast-1, eu-west-101, ...)",
+        )
+        .needs(
+            "PROJECT_ID",
+            "the project id in that region (32 characters)",
+        )
         .needs(
             "X_AUTH_TOKEN",
             "an IAM user token (the X-Subject-Token header of the IAM token call)",

@@ -138,13 +138,7 @@ fn render_word(word: &Word, out: &str) -> String {
     }
     parts
         .iter()
-        .map(|(t, var)| {
-            if *var {
-                format!("\"${t}\"")
-            } else {
-                quote(t)
-            }
-        })
+        .map(|(t, var)| if *var { format!("\"${t}\"") } else { quote(t) })
         .collect()
 }
 

@@ -1282,3 +1282,98 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
         assert!(!text.contains("C_Decrypt"), "{scheme} verify");
     }
 }
+
+/// `backup --all` names each key it leaves out by label and CKA_ID, in the
+/// JSON report and in the text, so keys that share a label (or have none)
+/// can be told apart.
+#[test]
+fn backup_all_lists_skipped_keys_with_their_ids() {
+    let t = TestToken::new();
+    t.put_kek("kek", &KEK_VALUE);
+    t.generate("mine", "aes-256", "any");
+    // A key that may not leave (CKA_EXTRACTABLE=false), with a known id.
+    t.put_secret(vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(b"locked".to_vec()),
+        Attribute::Id(vec![0xc3, 0x0f]),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Value(vec![0x44; 16]),
+    ]);
+    let locked_id = "c30f".to_string();
+    let shared = t.kind != Kind::Nss; // NSS keeps one object per label and class
+    if shared {
+        for (id, value) in [([0xb1u8], 0x22u8), ([0xb2], 0x33)] {
+            t.put_secret(vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(b"dup".to_vec()),
+                Attribute::Id(id.to_vec()),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Value(vec![value; 32]),
+            ]);
+        }
+    }
+    let args = |out: &Path| {
+        vec![
+            "backup".to_string(),
+            "--all".into(),
+            "--kek".into(),
+            "kek".into(),
+            "--allow-skips".into(),
+            "--out".into(),
+            path_str(out).into(),
+        ]
+    };
+    let out = file(&t, "all.bundle");
+    let a: Vec<String> = args(&out);
+    let v = t.json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let skipped: Vec<(String, String, String)> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["label"].as_str().unwrap().to_string(),
+                s["id"].as_str().unwrap().to_string(),
+                s["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        skipped.contains(&("locked".into(), locked_id.clone(), "policy-none".into())),
+        "{skipped:?}"
+    );
+    if shared {
+        for id in ["b1", "b2"] {
+            assert!(
+                skipped.contains(&("dup".into(), id.into(), "duplicate-label".into())),
+                "{skipped:?}"
+            );
+        }
+    }
+    // The same in the text report.
+    let out2 = file(&t, "all2.bundle");
+    let text = t.cmd().args(args(&out2)).output().unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "skipped locked, id {locked_id} (secret-key) [policy-none]: "
+        )),
+        "{text}"
+    );
+    if shared {
+        assert!(
+            text.contains("skipped dup, id b1 (secret-key) [duplicate-label]: "),
+            "{text}"
+        );
+        assert!(text.contains("skipped dup, id b2 (secret-key)"), "{text}");
+    }
+}

@@ -138,7 +138,8 @@ fn keys_other_tools_made_are_refused_by_name_and_never_break_the_bundle() {
     let skipped = e["context"]["skipped"].as_str().unwrap();
     assert!(skipped.contains("(no label, id a1) (no-label"), "{skipped}");
     if t.kind != Kind::Nss {
-        assert!(skipped.contains("dup (duplicate-label"), "{skipped}");
+        assert!(skipped.contains("dup, id b1 (duplicate-label"), "{skipped}");
+        assert!(skipped.contains("dup, id b2 (duplicate-label"), "{skipped}");
     }
     assert_eq!(listing(t.dir.path()), before, "nothing written");
 

@@ -346,11 +346,16 @@ fn entries_table(entries: &[backup::EntrySummary]) -> String {
 }
 
 fn skipped_text(skipped: &[backup::Skipped]) -> String {
+    lines_of("skipped", skipped)
+}
+
+/// One line per key: "VERB LABEL, id HEX (CLASS) [CODE]: REASON".
+fn lines_of(verb: &str, keys: &[backup::Skipped]) -> String {
     let mut text = String::new();
-    for s in skipped {
+    for s in keys {
         text.push_str(&format!(
-            "skipped {} ({}) [{}]: {}\n",
-            s.label.escape_debug(),
+            "{verb} {} ({}) [{}]: {}\n",
+            s.shown().escape_debug(),
             s.class,
             s.code,
             s.reason
@@ -382,15 +387,7 @@ fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
     );
     text.push_str(&entries_table(&report.entries));
     text.push_str(&skipped_text(&report.skipped));
-    for s in &report.left_out {
-        text.push_str(&format!(
-            "left out {} ({}) [{}]: {}\n",
-            s.label.escape_debug(),
-            s.class,
-            s.code,
-            s.reason
-        ));
-    }
+    text.push_str(&lines_of("left out", &report.left_out));
     for n in &report.notes {
         text.push_str(&format!("note: {n}\n"));
     }

@@ -85,6 +85,9 @@ pub struct EntrySummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
     pub label: String,
+    /// CKA_ID in hex ("" when the key has none): with the label, which
+    /// object this is, even when labels are shared or missing.
+    pub id: String,
     pub class: String,
     /// Stable reason code (docs/FORMAT.md, "What backup takes"): those in
     /// [`POLICY_SKIPS`] are the key's own policy or no loss; any other makes
@@ -108,9 +111,22 @@ impl Skipped {
     fn new(info: &KeyInfo, code: &'static str, reason: String) -> Skipped {
         Skipped {
             label: shown_label(info),
+            id: info.id.clone(),
             class: info.class.clone(),
             code,
             reason,
+        }
+    }
+
+    /// "label, id HEX" (the label alone when it already names the id, for a
+    /// key without one).
+    pub fn shown(&self) -> String {
+        if self.label.starts_with("(no label") {
+            self.label.clone()
+        } else if self.id.is_empty() {
+            format!("{}, no id", self.label)
+        } else {
+            format!("{}, id {}", self.label, self.id)
         }
     }
 

@@ -365,6 +365,7 @@ pub fn restore(
             if matches!(step, Step::LeaveOut) {
                 report.left_out.push(Skipped {
                     label: entry.label.clone(),
+                    id: entry.id.clone(),
                     class: entry.class.clone(),
                     code: "not-selected",
                     reason: "not selected by --only".into(),
@@ -372,6 +373,7 @@ pub fn restore(
             } else if matches!(step, Step::Skip) {
                 report.skipped.push(Skipped {
                     label: entry.label.clone(),
+                    id: entry.id.clone(),
                     class: entry.class.clone(),
                     code: "already-on-token",
                     reason: "the same key is already on the token".into(),

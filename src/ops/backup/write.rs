@@ -163,7 +163,7 @@ pub fn backup(
     let lost: Vec<String> = skipped
         .iter()
         .filter(|s| !s.is_policy())
-        .map(|s| format!("{} ({}: {})", s.label, s.code, s.reason))
+        .map(|s| format!("{} ({}: {})", s.shown(), s.code, s.reason))
         .collect();
     if !lost.is_empty() && !options.allow_skips {
         return Err(Error::Incomplete { skipped: lost });

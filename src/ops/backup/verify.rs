@@ -2,11 +2,14 @@
 //! against its KCV or public half, nothing created; the same check proves
 //! each key a restore creates.
 
+use std::collections::HashSet;
+
+use super::choose::{Choice, Decision};
 use super::mac::{integrity_pass, SecondPass};
 use super::protection::open_protection;
 use super::{
-    check_entry_capability, entry_summary, public_values_of, read_header, Input, Opened, Progress,
-    RestoreReport, Unprotect,
+    check_entry_capability, entry_summary, public_values_of, read_header, EntrySummary, Input,
+    Opened, Progress, RestoreReport, Skipped, Unprotect,
 };
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry};
@@ -97,30 +100,54 @@ pub(super) fn check_restored(
 
 /// Verify a bundle: authenticity, then every key unwrapped into a session
 /// object and checked (KCV, public half), then destroyed. Creates nothing.
+/// `only` (`verify --only`, as `restore --only`: key names with all their
+/// versions, or `NAME@vK`; empty for all) limits the unwrapping to those
+/// keys; the MAC still covers every line, and the others are reported as
+/// left out.
 pub fn verify(
     token: &Token<'_>,
     input: &Input,
     unprotect: &Unprotect,
+    only: &[String],
     progress: Progress<'_>,
 ) -> Result<RestoreReport> {
+    // The option on its own first, before any token work.
+    let choice = Choice::new(only, &[])?;
     let mut eph = Ephemeral::for_token(token);
     let header = read_header(input)?;
     let support = WrapSupport::probe(token)?;
     let opened = open_protection(token, &mut eph, header, unprotect, &support)?;
-    verify_opened(token, input, &opened, &support, progress)
+    verify_opened(token, input, &opened, &support, choice, progress)
 }
 
-/// [`verify`] once the bundle's keys are open (also `backup --verify`).
+/// What the second pass did with one entry.
+enum Checked {
+    Verified(EntrySummary),
+    LeftOut(Skipped),
+}
+
+/// [`verify`] once the bundle's keys are open (also `backup --verify`, which
+/// passes an empty choice: every key).
 pub(super) fn verify_opened(
     token: &Token<'_>,
     input: &Input,
     opened: &Opened,
     support: &WrapSupport,
+    mut choice: Choice,
     progress: Progress<'_>,
 ) -> Result<RestoreReport> {
-    let (total, digest, line_digests) = integrity_pass(token, input, opened, |_, entry| {
+    let mut left_out = HashSet::new();
+    let (total, digest, line_digests) = integrity_pass(token, input, opened, |index, entry| {
+        if choice.decide(&entry.label, &entry.id) == Decision::LeaveOut {
+            // Authenticated with the rest; not unwrapped, so the token need
+            // not be able to.
+            left_out.insert(index);
+            return Ok(());
+        }
         check_entry_capability(support, entry).map(|_| ())
     })?;
+    // Every --only name matched a key of this (authentic) bundle.
+    choice.finish()?;
     let mut report = RestoreReport {
         scheme: opened.header.protection.scheme().into(),
         source: opened.header.source.clone(),
@@ -133,12 +160,23 @@ pub(super) fn verify_opened(
         notes: Vec::new(),
     };
     let mut second = SecondPass::new(input, &line_digests)?;
-    let items = second.by_ref().map(|read| read.map(|(_, entry)| entry));
+    let items = second
+        .by_ref()
+        .map(|read| read.map(|(index, entry)| (!left_out.contains(&index), entry)));
     let mut done = 0u64;
     crate::hsm::pool::run_ordered(
         token,
         items,
-        |t, entry| {
+        |t, (selected, entry)| {
+            if !selected {
+                return Ok(Checked::LeftOut(Skipped {
+                    label: entry.label.clone(),
+                    id: entry.id.clone(),
+                    class: entry.class.clone(),
+                    code: "not-selected",
+                    reason: "not selected by --only".into(),
+                }));
+            }
             let mech = check_entry_capability(support, &entry)?;
             let blob = unb64("wrapped", &entry.wrapped)
                 .map_err(|reason| Error::BundleCorrupt { reason })?;
@@ -161,10 +199,13 @@ pub(super) fn verify_opened(
             })?;
             let copy = checks.keep(copy);
             check_restored(t, &mut checks, opened, mech, &entry, &blob, copy)?;
-            Ok(entry_summary(&entry))
+            Ok(Checked::Verified(entry_summary(&entry)))
         },
-        |summary| {
-            report.entries.push(summary);
+        |checked| {
+            match checked {
+                Checked::Verified(summary) => report.entries.push(summary),
+                Checked::LeftOut(skipped) => report.left_out.push(skipped),
+            }
             done += 1;
             progress(done, total);
             Ok(())

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::choose::Choice;
 use super::protection::{argon2_key, check_password, open_mac_key, open_protection, resolve_kek};
 use super::select::{select, Candidate};
 use super::verify::verify_opened;
@@ -277,7 +278,14 @@ pub fn backup(
                 &support,
             )?,
         };
-        let checked = verify_opened(token, &input, &opened, &support, &mut |_, _| {})?;
+        let checked = verify_opened(
+            token,
+            &input,
+            &opened,
+            &support,
+            Choice::default(),
+            &mut |_, _| {},
+        )?;
         if checked.entries.len() != entries.len() {
             return Err(Error::Internal(format!(
                 "--verify read {} keys back; {} were written",

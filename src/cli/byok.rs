@@ -57,7 +57,8 @@ pub struct ByokArgs {
     /// import request body (JSON).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// Azure: the versioned KEK id (https://<vault>/keys/<name>/<version>).
+    /// Azure: the versioned KEK id (https://VAULT.vault.azure.net/keys/NAME/VERSION);
+    /// the printed command imports into that vault or Managed HSM.
     /// AWS: the KMS key id to put in the printed command.
     #[arg(long, value_name = "KID")]
     kid: Option<String>,

@@ -321,6 +321,17 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     };
     drop(bar);
     file.commit()?;
+    // Complete all the same (exit 0); on stderr even with --json, whose
+    // report carries them as `warnings`; -q leaves them to the report.
+    for w in report.warnings.iter().filter(|_| !ctx.global.quiet) {
+        eprintln!(
+            "warning: {} ({}) [{}]: {}",
+            super::escape(w.label.as_bytes()),
+            w.class,
+            w.code,
+            w.message
+        );
+    }
     if ctx.json() {
         print_json(&BackupOutput {
             out: args.out.display().to_string(),
@@ -389,7 +400,7 @@ fn skipped_text(skipped: &[backup::Skipped]) -> String {
     for s in skipped {
         text.push_str(&format!(
             "skipped {} ({}) [{}]: {}\n",
-            s.label.escape_debug(),
+            super::escape(s.label.as_bytes()),
             s.class,
             s.code,
             s.reason
@@ -424,14 +435,14 @@ fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
     for s in &report.left_out {
         text.push_str(&format!(
             "left out {} ({}) [{}]: {}\n",
-            s.label.escape_debug(),
+            super::escape(s.label.as_bytes()),
             s.class,
             s.code,
             s.reason
         ));
     }
     for n in &report.notes {
-        text.push_str(&format!("note: {n}\n"));
+        text.push_str(&format!("note: {}\n", super::escape(n.as_bytes())));
     }
     text.push_str(&format!("{} key(s) {verb}\n", report.entries.len()));
     out(&text);

@@ -450,3 +450,26 @@ fn versions_from_an_earlier_hsmkey_are_restored_as_versions() {
     assert_eq!((exit, code(&e)), (8, "HK1501"), "{e}");
     assert_eq!(old_token.object_set(), before);
 }
+
+/// A `trusted` key restored under a trusted KEK: no session key may wrap
+/// it, so SoftHSM's forgotten size is measured under the trusted KEK.
+#[test]
+fn a_restored_trusted_key_shows_and_rotates_like_the_original() {
+    let t = TestToken::new();
+    if t.kind == common::Kind::Nss {
+        return; // no SO sessions, no trusted keys (tests/key.rs)
+    }
+    t.json_with_so(&["key", "generate", "--label", "tkek", "--kek", "--trusted"]);
+    t.generate("crown", "aes-128", "trusted");
+    let before = facts(&t, Some("crown"));
+    let out = t.dir.path().join("trusted.bundle");
+    t.json(&["backup", "--kek", "tkek", "crown", "--out", path_str(&out)]);
+    t.json(&["key", "destroy", "crown", "--yes"]);
+    t.json(&["restore", path_str(&out), "--kek", "tkek"]);
+    assert_eq!(facts(&t, Some("crown")), before);
+    let made = keys_of(&t.json(&["key", "rotate", "crown"]));
+    assert_eq!(
+        (&made[0]["size"], &made[0]["backup_policy"]),
+        (&Value::from(128), &Value::from("trusted"))
+    );
+}

@@ -45,14 +45,16 @@ pub enum KeyCommand {
         #[arg(long, value_name = "N", conflicts_with_all = ["id", "trusted"])]
         count: Option<u32>,
     },
-    /// List keys (optionally those a label or pkcs11: URI names), every version.
+    /// List keys (optionally those a name or pkcs11: URI names), every version,
+    /// with whether each is sensitive and extractable.
     List {
         /// A label or pkcs11: URI; default: every key.
         key: Option<String>,
     },
     /// Show every attribute hsmkey uses for a key, and its KCV.
     Show {
-        /// Label (all versions), NAME@vN (one version) or pkcs11: URI.
+        /// Name (all versions), NAME@vN (one version) or pkcs11: URI (object= is
+        /// the exact label).
         key: String,
     },
     /// Write the public half of a key pair as PEM (SubjectPublicKeyInfo): what

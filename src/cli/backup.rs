@@ -287,6 +287,17 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     };
     drop(bar);
     file.commit()?;
+    // Complete all the same (exit 0); on stderr even with --json, whose
+    // report carries them as `warnings`; -q leaves them to the report.
+    for w in report.warnings.iter().filter(|_| !ctx.global.quiet) {
+        eprintln!(
+            "warning: {} ({}) [{}]: {}",
+            super::escape(w.label.as_bytes()),
+            w.class,
+            w.code,
+            w.message
+        );
+    }
     if ctx.json() {
         print_json(&BackupOutput {
             out: args.out.display().to_string(),
@@ -360,7 +371,7 @@ fn lines_of(verb: &str, keys: &[backup::Skipped]) -> String {
     for s in keys {
         text.push_str(&format!(
             "{verb} {} ({}) [{}]: {}\n",
-            s.shown().escape_debug(),
+            super::escape(s.shown().as_bytes()),
             s.class,
             s.code,
             s.reason
@@ -394,7 +405,7 @@ fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
     text.push_str(&skipped_text(&report.skipped));
     text.push_str(&lines_of("left out", &report.left_out));
     for n in &report.notes {
-        text.push_str(&format!("note: {n}\n"));
+        text.push_str(&format!("note: {}\n", super::escape(n.as_bytes())));
     }
     text.push_str(&format!("{} key(s) {verb}\n", report.entries.len()));
     out(&text);

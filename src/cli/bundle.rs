@@ -97,25 +97,23 @@ fn render(file: &str, r: &Inspection) -> String {
             r.mac.trailer_mac_bytes
         ),
     ));
+    // Cells as they are: `table` escapes every one.
     let rows: Vec<Vec<String>> = r
         .entries
         .iter()
         .map(|e| {
             vec![
-                shown(&e.label),
+                e.label.clone(),
                 e.version.to_string(),
-                shown(&e.id),
-                shown(&e.class),
-                shown(&e.key_type),
+                e.id.clone(),
+                e.class.clone(),
+                e.key_type.clone(),
                 e.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                shown(&e.usage.join(",")),
-                shown(&e.backup_policy),
-                e.kcv.as_deref().map(shown).unwrap_or_else(|| "-".into()),
-                e.kcv_method
-                    .as_deref()
-                    .map(shown)
-                    .unwrap_or_else(|| "-".into()),
-                shown(&e.wrap),
+                e.usage.join(","),
+                e.backup_policy.clone(),
+                e.kcv.clone().unwrap_or_else(|| "-".into()),
+                e.kcv_method.clone().unwrap_or_else(|| "-".into()),
+                e.wrap.clone(),
             ]
         })
         .collect();

@@ -6,7 +6,7 @@ use hsmkey::hsm::keys::{BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpe
 use hsmkey::ops;
 use hsmkey::Error;
 
-use super::{out, print_json, table, Context};
+use super::{escape, out, print_json, table, Context};
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
@@ -45,14 +45,16 @@ pub enum KeyCommand {
         #[arg(long, value_name = "N", conflicts_with_all = ["id", "trusted"])]
         count: Option<u32>,
     },
-    /// List keys (optionally those a label or pkcs11: URI names), every version.
+    /// List keys (optionally those a name or pkcs11: URI names), every version,
+    /// with whether each is sensitive and extractable.
     List {
         /// A label or pkcs11: URI; default: every key.
         key: Option<String>,
     },
     /// Show every attribute hsmkey uses for a key, and its KCV.
     Show {
-        /// Label (all versions), NAME@vN (one version) or pkcs11: URI.
+        /// Name (all versions), NAME@vN (one version) or pkcs11: URI (object= is
+        /// the exact label).
         key: String,
     },
     /// Write the public half of a key pair as PEM (SubjectPublicKeyInfo): what
@@ -182,7 +184,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let module = ctx.module()?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let keys = ops::keys::list(&token, &selector)?;
-            render_keys(ctx, &keys, "");
+            render_keys(ctx, &keys, "list");
         }
         KeyCommand::Show { key } => {
             let selector = KeySelector::parse(&key)?;
@@ -274,34 +276,64 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
     Ok(())
 }
 
+/// The label as the token holds it: its own bytes when they are not UTF-8.
+fn label_bytes(k: &KeyInfo) -> Vec<u8> {
+    k.label_hex
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .unwrap_or_else(|| k.label.as_bytes().to_vec())
+}
+
+/// `yes`, `no`, or `-` when the token does not report the attribute.
+fn yes_no(flag: Option<bool>) -> &'static str {
+    match flag {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
+}
+
+/// Keys as a table (`verb` "list" for `key list`, which adds whether each
+/// key is sensitive and extractable), or as JSON.
 fn render_keys(ctx: &Context, keys: &[KeyInfo], verb: &str) {
     if ctx.json() {
         print_json(&keys);
         return;
     }
-    let rows: Vec<Vec<String>> = keys
+    let listing = verb == "list";
+    let rows: Vec<Vec<Vec<u8>>> = keys
         .iter()
         .map(|k| {
-            vec![
-                k.label.clone(),
-                k.id.clone(),
-                k.class.clone(),
-                k.key_type.clone(),
-                k.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                k.version.to_string(),
-                k.usage.join(","),
-                k.backup_policy.clone(),
-                k.kcv.clone(),
-            ]
+            let mut row = vec![
+                label_bytes(k),
+                k.id.clone().into_bytes(),
+                k.class.clone().into_bytes(),
+                k.key_type.clone().into_bytes(),
+                k.size
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into())
+                    .into_bytes(),
+                k.version.to_string().into_bytes(),
+                k.usage.join(",").into_bytes(),
+                k.backup_policy.clone().into_bytes(),
+            ];
+            if listing {
+                row.push(yes_no(k.sensitive).into());
+                row.push(yes_no(k.extractable).into());
+            }
+            row.push(k.kcv.clone().into_bytes());
+            row
         })
         .collect();
-    let mut text = table(
-        &[
-            "LABEL", "ID", "CLASS", "TYPE", "SIZE", "VERSION", "USAGE", "BACKUP", "KCV",
-        ],
-        &rows,
-    );
-    if !verb.is_empty() {
+    let mut header = vec![
+        "LABEL", "ID", "CLASS", "TYPE", "SIZE", "VERSION", "USAGE", "BACKUP",
+    ];
+    if listing {
+        header.extend(["SENSITIVE", "EXTRACTABLE"]);
+    }
+    header.push("KCV");
+    let mut text = table(&header, &rows);
+    if !listing {
         text.push_str(&format!("{} object(s) {verb}\n", keys.len()));
     } else if keys.is_empty() {
         text.push_str("no keys\n");
@@ -317,8 +349,12 @@ fn show_one(k: &KeyInfo) -> String {
     };
     format!(
         "label:             {}\nname / version:    {} / {}\nid:                {}\nclass:             {}\ntype:              {}\nsize:              {}\nusage:             {}\nbackup policy:     {}\nKCV:               {} ({})\nsensitive:         {}\nextractable:       {}\nalways sensitive:  {}\nnever extractable: {}\nwrap with trusted: {}\ntrusted:           {}\nprivate:           {}\nlocal:             {}\nmodifiable:        {}\nURI:               {}\n",
-        k.label,
-        k.name,
+        escape(&label_bytes(k)),
+        if k.name == k.label {
+            escape(&label_bytes(k))
+        } else {
+            escape(k.name.as_bytes())
+        },
         k.version,
         k.id,
         k.class,

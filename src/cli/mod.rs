@@ -413,10 +413,61 @@ impl Context {
     }
 }
 
-/// Left-aligned text table with a header row.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Text from a token or a file, made safe for a terminal: every character
+/// that is not printable is escaped, as are bytes that are not UTF-8, so
+/// that a label can neither move the cursor, recolour or clear the screen,
+/// nor hide what it is. Control characters become `\n`, `\r`, `\t`,
+/// `\xNN` (C0 and DEL) or `\u{NN}` (C1); bidirectional and other invisible
+/// format characters `\u{NNNN}`; a byte that is not UTF-8 `\xNN`; a
+/// backslash `\\`, so that every escape reads back one way. Every table goes
+/// through it (`table`); `--json` keeps the exact text (serde escapes it).
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\0'..='\x1f' | '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() || invisible(c) => {
+                    out.push_str(&format!("\\u{{{:x}}}", c as u32))
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Format characters that change how the text around them reads without
+/// showing themselves: bidirectional controls, zero-width characters, the
+/// byte-order mark, line and paragraph separators.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
+/// Left-aligned text table with a header row. Every cell is escaped
+/// ([`escape`]): cells may be text or raw bytes (a label that is not UTF-8).
+pub(crate) fn table<C: AsRef<[u8]>>(header: &[&str], rows: &[Vec<C>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| escape(cell.as_ref())).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -434,7 +485,10 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
-        out.push_str(&line(row.clone()));
+        out.push_str(&line(row));
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -280,3 +280,68 @@ pub fn private_matches(
         }
     }
 }
+
+/// What [`measure_secret`] found out about a secret key.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// The key's length in bits, when a key here may wrap it.
+    pub bits: Option<u64>,
+    /// Its AES KCV, computed on a session copy, when asked for and the key
+    /// may leave under a session key.
+    pub kcv: Option<String>,
+}
+
+/// CKM_AES_KEY_WRAP: exact RFC 3394 on every token tested (docs/TOKENS.md).
+const RFC3394: u64 = 0x2109;
+
+/// Measure in the token what it does not report about a secret key (SoftHSM
+/// forgets CKA_VALUE_LEN and CKA_CHECK_VALUE of unwrapped keys,
+/// docs/TOKENS.md): the key is wrapped with RFC 3394, whose output is 8
+/// bytes longer than the key, under a fresh session key, or, for a key only
+/// trusted keys may wrap (`trusted_only`), under a trusted wrapping key of
+/// the token. The ciphertext never leaves this function. With `aes_kcv`, the
+/// session-wrapped key is unwrapped into a session copy that may only
+/// encrypt, for its KCV. A key nothing here may wrap stays unmeasured; so
+/// does one the token refuses to wrap.
+pub fn measure_secret(
+    token: &Token<'_>,
+    key: Handle,
+    trusted_only: bool,
+    aes_kcv: bool,
+) -> Result<Measured> {
+    let mut eph = Ephemeral::for_token(token);
+    let wrapping = if trusted_only {
+        let trusted =
+            KeyTemplate::trusted_wrapping_keys().find(token, "find a trusted wrapping key")?;
+        match trusted.first() {
+            Some(h) => *h,
+            None => return Ok(Measured::default()),
+        }
+    } else {
+        wrap::generate_session_key(token, &mut eph, SessionKey::Transfer)?
+    };
+    let blob = match wrap::wrap(token, RFC3394, wrapping, key) {
+        Ok(blob) if blob.len() > 8 => blob,
+        Ok(_) => return Ok(Measured::default()),
+        Err(e) => {
+            tracing::debug!("a secret key could not be measured: {e}");
+            return Ok(Measured::default());
+        }
+    };
+    let bits = Some((blob.len() as u64 - 8) * 8);
+    if !aes_kcv || trusted_only {
+        return Ok(Measured { bits, kcv: None });
+    }
+    let template = KeyTemplate::check_copy(super::template::KeyClass::Secret, KeyKind::Aes);
+    let kcv = match unwrap_into(token, RFC3394, wrapping, &blob, &template) {
+        Ok(copy) => {
+            let copy = eph.keep(copy);
+            kcv_of(token, copy, KeyType::AES).ok().map(|(v, _)| v)
+        }
+        Err(r) => {
+            tracing::debug!("no session copy for a KCV: {}", r.name());
+            None
+        }
+    };
+    Ok(Measured { bits, kcv })
+}

@@ -171,8 +171,9 @@ impl KeyTemplate {
     }
 
     /// A token public key made from recorded values, with the usages named
-    /// (only verify, encrypt and wrap count; tokens' other defaults are said
-    /// no to).
+    /// (those a public key can have: encrypt, verify, wrap, derive; every
+    /// flag written, so tokens' other defaults are said no to). EC public
+    /// keys of other tools can have encrypt and wrap: they are kept.
     pub fn public_key(
         label: &str,
         id: &[u8],
@@ -186,28 +187,26 @@ impl KeyTemplate {
             Attribute::Private(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
-            Attribute::Verify(has("verify")),
-            Attribute::Derive(false),
         ];
         match values {
             PublicValues::Rsa { modulus, exponent } => t.extend([
                 Attribute::KeyType(KeyType::RSA),
                 Attribute::Modulus(modulus.clone()),
                 Attribute::PublicExponent(exponent.clone()),
-                Attribute::Encrypt(has("encrypt")),
-                Attribute::Wrap(has("wrap")),
-                Attribute::VerifyRecover(false),
             ]),
             PublicValues::Ec { params, point } => t.extend([
                 Attribute::KeyType(KeyType::EC),
                 Attribute::EcParams(params.clone()),
                 Attribute::EcPoint(point.clone()),
-                // Tokens default these differently for public keys: say no.
-                Attribute::Encrypt(false),
-                Attribute::Wrap(false),
-                Attribute::VerifyRecover(false),
             ]),
         }
+        t.extend([
+            Attribute::Encrypt(has("encrypt")),
+            Attribute::Verify(has("verify")),
+            Attribute::Wrap(has("wrap")),
+            Attribute::Derive(has("derive")),
+            Attribute::VerifyRecover(false),
+        ]);
         KeyTemplate { attrs: t }
     }
 
@@ -219,6 +218,18 @@ impl KeyTemplate {
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::Label(label.as_bytes().to_vec()),
                 Attribute::Id(id.to_vec()),
+            ],
+        }
+    }
+
+    /// What finds the token's trusted wrapping keys (CKA_TRUSTED, CKA_WRAP).
+    pub fn trusted_wrapping_keys() -> KeyTemplate {
+        KeyTemplate {
+            attrs: vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::Trusted(true),
+                Attribute::Wrap(true),
             ],
         }
     }

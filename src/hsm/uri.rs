@@ -3,7 +3,8 @@
 //! The parser is strict about structure (unknown attributes, duplicates, empty
 //! values and broken percent-encoding are errors) so that a typo in a key or
 //! token selector fails loudly instead of silently matching more objects than
-//! intended. It is lenient about which characters appear unencoded in values,
+//! intended. `object=` and `id=` may be empty (RFC 7512 allows it): they
+//! name an object with no label or no CKA_ID, which hsmkey prints that way. It is lenient about which characters appear unencoded in values,
 //! because people type labels with spaces by hand.
 //!
 //! `pin-value` is kept in a [`SecretString`] and is never written back out by
@@ -250,8 +251,8 @@ impl Pkcs11Uri {
             "slot-id" => assign(&mut self.slot_id, name, value, parse_slot_id),
             "slot-description" => assign(&mut self.slot_description, name, value, decode_text),
             "slot-manufacturer" => assign(&mut self.slot_manufacturer, name, value, decode_text),
-            "object" => assign(&mut self.object, name, value, decode_text),
-            "id" => assign(&mut self.id, name, value, decode_bytes),
+            "object" => assign_maybe_empty(&mut self.object, name, value, decode_text),
+            "id" => assign_maybe_empty(&mut self.id, name, value, decode_bytes),
             "type" => assign(&mut self.object_type, name, value, parse_object_type),
             _ if is_vendor_name(name) => self.add_vendor(name, value),
             _ => Err(UriError::UnknownPathAttribute {
@@ -290,10 +291,19 @@ impl Pkcs11Uri {
 }
 
 /// Splits `name=value` at the first '=' so that values may contain '='.
-/// A component without '=' yields an empty value, so the caller can say
-/// "unknown attribute" for `foo` and "no value" for `object`.
+/// A component without '=' is refused as having no value (so `object`
+/// alone is not taken for `object=`), unless the name is unknown, which the
+/// caller then says.
 fn split_component(component: &str) -> Result<(&str, &str), UriError> {
-    let (name, value) = component.split_once('=').unwrap_or((component, ""));
+    let (name, value) = match component.split_once('=') {
+        Some(parts) => parts,
+        None if ["object", "id"].contains(&component) => {
+            return Err(UriError::EmptyAttribute {
+                attribute: component.to_string(),
+            })
+        }
+        None => (component, ""),
+    };
     if name.is_empty() {
         return Err(UriError::EmptyAttribute {
             attribute: String::new(),
@@ -324,6 +334,23 @@ fn assign<T>(
         });
     }
     check_not_empty(name, value)?;
+    *slot = Some(convert(name, value)?);
+    Ok(())
+}
+
+/// Like [`assign`], for the attributes whose empty value means "an empty
+/// label" or "an empty CKA_ID" (`object=`, `id=`).
+fn assign_maybe_empty<T>(
+    slot: &mut Option<T>,
+    name: &str,
+    value: &str,
+    convert: fn(&str, &str) -> Result<T, UriError>,
+) -> Result<(), UriError> {
+    if slot.is_some() {
+        return Err(UriError::DuplicateAttribute {
+            attribute: name.to_string(),
+        });
+    }
     *slot = Some(convert(name, value)?);
     Ok(())
 }

@@ -95,8 +95,9 @@ pub fn show(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>> {
         .collect()
 }
 
-/// Make the next version of a named key: same type, usage and policy, a new id
-/// (docs/KEYS.md: versions are linked by label, never by a shared CKA_ID).
+/// Make the next version of a named key: same type, usage and policy, a new
+/// version id (docs/KEYS.md, "Versions": the label `NAME@vk` and a CKA_ID
+/// bound to NAME and k, never a shared CKA_ID).
 pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>> {
     let all = show(token, selector)?;
     let mut names: Vec<&str> = all.iter().map(|k| k.name.as_str()).collect();
@@ -118,6 +119,9 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
             detail: "only the public half of this key is on the token".into(),
             alternatives: String::new(),
         })?;
+    // Another tool's key whose label merely looks like a version is a key of
+    // its own; hsmkey makes no versions of a name it would not generate.
+    keys::validate_name(&latest.name)?;
     if latest.trusted == Some(true) && !token.is_so()? {
         return Err(Error::SoLoginRequired {
             what: format!("making a new version of the trusted key '{}'", latest.name),
@@ -125,7 +129,15 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
     }
     // Rotation follows the whole family, so later versions are found by name.
     let family = show(token, &KeySelector::parse(&latest.name)?)?;
-    let next = family.iter().map(|k| k.version).max().unwrap_or(1) + 1;
+    // Above every label NAME@vk on the token, versions or not: a new version
+    // never takes a label another key has.
+    let next = family
+        .iter()
+        .map(|k| k.version)
+        .max()
+        .unwrap_or(1)
+        .max(keys::highest_label_version(token, &latest.name)?)
+        + 1;
     let usage_text = family
         .iter()
         .filter(|k| k.version == latest.version)
@@ -147,7 +159,7 @@ pub fn rotate(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>>
     };
     let spec = GenerateSpec {
         name: latest.name.clone(),
-        id: random_id(token)?,
+        id: keys::random_version_id(token, &latest.name, next)?,
         spec: keys::spec_of(latest)?,
         usage: Some(usage),
         policy,

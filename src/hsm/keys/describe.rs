@@ -5,7 +5,7 @@
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use serde::Serialize;
 
-use super::{find, split_version, BackupPolicy, KeySelector, KeySpec, Usage};
+use super::{find, name_and_version, BackupPolicy, KeySelector, KeySpec, Usage};
 use crate::error::{Error, Result};
 use crate::hsm::uri::{ObjectType, Pkcs11Uri};
 use crate::hsm::Token;
@@ -20,6 +20,10 @@ pub struct KeyInfo {
     /// not the label itself.
     #[serde(skip)]
     pub label_lossy: bool,
+    /// The label's bytes in hex, only when they are not UTF-8 (`label` then
+    /// shows them with U+FFFD in place of what is not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_hex: Option<String>,
     /// The key's name (label without @vN).
     pub name: String,
     pub id: String,
@@ -85,7 +89,8 @@ pub fn describe_all(
     selector: &KeySelector,
     with_kcv: bool,
 ) -> Result<Vec<KeyInfo>> {
-    if selector.label.is_some() || selector.token.is_some() {
+    let empty_id = selector.id.as_ref().is_some_and(|id| id.is_empty());
+    if selector.label.is_some() || selector.token.is_some() || empty_id {
         return describe_handles(token, find(token, selector)?, with_kcv);
     }
     let session = token.session();
@@ -243,6 +248,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let mut key_type = None;
     let mut label = String::new();
     let mut label_lossy = false;
+    let mut label_hex = None;
     let mut id = Vec::new();
     let mut value_len = None;
     let mut modulus_bits = None;
@@ -256,6 +262,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             Attribute::KeyType(k) => key_type = Some(k),
             Attribute::Label(l) => {
                 label_lossy = std::str::from_utf8(&l).is_err();
+                label_hex = label_lossy.then(|| hex::encode(&l));
                 label = String::from_utf8_lossy(&l).into_owned();
             }
             Attribute::Id(i) => id = i,
@@ -305,7 +312,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             _ => {}
         }
     }
-    let size = match (key_type, modulus_bits, value_len, &ec_params) {
+    let mut size = match (key_type, modulus_bits, value_len, &ec_params) {
         (_, Some(bits), _, _) if bits > 0 => Some(bits),
         (Some(k), _, _, Some(p)) if k == CkKeyType::EC => ec_bits(p),
         // SoftHSM reports 0 for unwrapped secret keys (docs/TOKENS.md): unknown, not zero.
@@ -345,7 +352,19 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             "not defined for asymmetric keys".to_string(),
         )
     };
-    let (name, version) = split_version(&label);
+    let (kcv, kcv_method) = if with_kcv && class == ObjectClass::SECRET_KEY {
+        measured(
+            token,
+            handle,
+            &flags,
+            key_type == Some(CkKeyType::AES),
+            &mut size,
+            (kcv, kcv_method),
+        )?
+    } else {
+        (kcv, kcv_method)
+    };
+    let (name, version) = name_and_version(&label, &id);
     let summary = token.summary();
     let mut uri = Pkcs11Uri::for_token(
         &summary.label,
@@ -362,6 +381,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     });
     Ok(KeyInfo {
         label_lossy,
+        label_hex,
         handle,
         name: name.to_string(),
         version,
@@ -392,6 +412,38 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         } else {
             String::new()
         },
+    })
+}
+
+/// What a display shows of a secret key the token does not fully report:
+/// its size (`size` is filled in) and, for an AES key that gives no KCV, a
+/// KCV from a session copy, both measured in the token where the key may
+/// be wrapped ([`check::measure_secret`]). SoftHSM forgets both for keys it
+/// unwrapped (docs/TOKENS.md), so a restored key shows what the original did.
+fn measured(
+    token: &Token<'_>,
+    handle: ObjectHandle,
+    flags: &std::collections::HashMap<&'static str, bool>,
+    aes: bool,
+    size: &mut Option<u64>,
+    (kcv, method): (String, String),
+) -> Result<(String, String)> {
+    let wrappable = flags.get("extractable") == Some(&true);
+    let trusted_only = flags.get("wrap_with_trusted") == Some(&true);
+    let want_kcv = aes && kcv == "unavailable" && !trusted_only;
+    if !wrappable || (size.is_some() && !want_kcv) {
+        return Ok((kcv, method));
+    }
+    let found = crate::hsm::check::measure_secret(token, handle, trusted_only, want_kcv)?;
+    if size.is_none() {
+        *size = found.bits;
+    }
+    Ok(match found.kcv {
+        Some(value) if want_kcv => (
+            value,
+            "AES-ECB(key, 0^128) in the token, on a session copy".into(),
+        ),
+        _ => (kcv, method),
     })
 }
 

@@ -181,6 +181,20 @@ pub fn random_id(token: &Token<'_>) -> Result<Vec<u8>> {
         .map_err(|e| Error::pkcs11("draw a random key id", e))
 }
 
+/// The CKA_ID of a new version `version` of key `name`: 8 bytes from the
+/// token's random generator, bound to the name and version
+/// (`formats::id::version_id`).
+pub fn random_version_id(token: &Token<'_>, name: &str, version: u32) -> Result<Vec<u8>> {
+    use crate::formats::id::{version_id, VERSION_NONCE_LEN};
+    let drawn = token
+        .session()
+        .generate_random_vec(VERSION_NONCE_LEN as u32)
+        .map_err(|e| Error::pkcs11("draw a random key id", e))?;
+    let mut nonce = [0u8; VERSION_NONCE_LEN];
+    nonce.copy_from_slice(&drawn);
+    Ok(version_id(name, version, &nonce))
+}
+
 /// [`generate`] without the SoftHSM clean-up snapshot (bulk callers take
 /// one snapshot for the whole batch).
 pub fn generate_inner(token: &Token<'_>, spec: &GenerateSpec) -> Result<Generated> {

@@ -2,9 +2,11 @@
 //! naming them (`select`) and showing them (`describe`).
 //!
 //! Versions (docs/KEYS.md): version 1 of a key named `N` has CKA_LABEL `N`;
-//! version k >= 2 has CKA_LABEL `N@vk`. Each version has its own CKA_ID (NSS
-//! softokn replaces a key whose CKA_ID and class match a new one). A bare name
-//! selects every version; `N@vk` selects one.
+//! version k >= 2 has CKA_LABEL `N@vk` and a CKA_ID that binds it to `N` and
+//! k (`formats::id::version_id`), so another tool's `N@v2` is not taken for
+//! one. Each version has its own CKA_ID (NSS softokn replaces a key whose
+//! CKA_ID and class match a new one). A bare name selects every version;
+//! `N@vk` selects one.
 
 mod describe;
 mod generate;
@@ -15,13 +17,13 @@ pub use describe::{
     describe, describe_all, describe_handles, describe_with, kcv, spec_of, KeyInfo,
 };
 pub use generate::{
-    effective_usage, generate, generate_inner, others_with_label, random_id, remove_crash_shells,
-    remove_new_unlabelled, unlabelled, Generated,
+    effective_usage, generate, generate_inner, others_with_label, random_id, random_version_id,
+    remove_crash_shells, remove_new_unlabelled, unlabelled, Generated,
 };
-pub use select::{destroy, find, find_required, resolve_one, KeySelector};
+pub use select::{destroy, find, find_required, highest_label_version, resolve_one, KeySelector};
 pub use spec::{
-    split_version, validate_name, versioned_label, BackupPolicy, GenerateSpec, KeySpec, StoredKey,
-    Usage,
+    name_and_version, split_version, validate_name, versioned_label, BackupPolicy, GenerateSpec,
+    KeySpec, StoredKey, Usage,
 };
 
 #[cfg(test)]

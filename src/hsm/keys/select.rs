@@ -3,7 +3,7 @@
 
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 
-use super::{describe_with, split_version, KeyInfo};
+use super::{describe_with, name_and_version, split_version, KeyInfo};
 use crate::error::{Error, Result};
 use crate::hsm::uri::{ObjectType, Pkcs11Uri};
 use crate::hsm::Token;
@@ -19,7 +19,8 @@ pub struct KeySelector {
     pub shown: String,
     /// Token attributes of a key URI (`pkcs11:token=...;object=...`).
     pub token: Option<Pkcs11Uri>,
-    /// Match the label exactly (NAME@v1), not the later versions too.
+    /// Match the label exactly (NAME@v1, a URI's object=), not the later
+    /// versions too.
     pub exact: bool,
 }
 
@@ -33,8 +34,9 @@ impl KeySelector {
                 id: uri.id.clone(),
                 object_type: uri.object_type,
                 token: uri.has_token_attributes().then_some(uri),
-                // A URI's object= selects like a bare name: every version.
-                exact: false,
+                // A URI's object= is the label, exactly (RFC 7512): never
+                // the later versions. An empty object= is an empty label.
+                exact: true,
                 shown: crate::hsm::redact(s),
             })
         } else if s.is_empty() {
@@ -67,19 +69,22 @@ impl KeySelector {
         }
     }
 
-    pub(super) fn matches_label(&self, label: &str) -> bool {
+    /// Whether an object with this label and CKA_ID is selected: the exact
+    /// label, or for a bare name also its later versions (a label `NAME@vk`
+    /// with a version id, [`name_and_version`]). An object without a label
+    /// has the empty one; the id, when given, is matched by the caller.
+    pub(super) fn matches(&self, label: &str, id: &[u8]) -> bool {
         match &self.label {
             None => true,
             Some(want) => {
                 if label == want {
                     return true;
                 }
-                if self.exact {
+                if self.exact || split_version(want).1 > 1 {
                     return false;
                 }
-                // A bare name (no @vN) also selects the later versions.
-                let (name, version) = split_version(label);
-                version > 1 && name == want && split_version(want).1 == 1
+                let (name, version) = name_and_version(label, id);
+                version > 1 && name == want
             }
         }
     }
@@ -115,7 +120,9 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
         // Token objects only: session objects (probes, transfer keys) are
         // this process's own scaffolding.
         let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
-        if let Some(id) = &selector.id {
+        // An empty id (`id=`) also matches an object that has no CKA_ID at
+        // all, which no template can say: compared below instead.
+        if let Some(id) = selector.id.as_ref().filter(|id| !id.is_empty()) {
             template.push(Attribute::Id(id.clone()));
         }
         // A bare name must also catch `name@vN`, which no PKCS#11 template
@@ -123,15 +130,44 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
         let handles = crate::hsm::find_objects(session, &template)
             .map_err(|e| Error::pkcs11("find objects", e))?;
         for h in handles {
-            let label = read_label(token, h)?;
-            if selector.matches_label(&label) {
-                let (name, version) = split_version(&label);
+            let (label, id) = read_label_and_id(token, h)?;
+            if selector.id.as_ref().is_some_and(|want| *want != id) {
+                continue;
+            }
+            if selector.matches(&label, &id) {
+                let (name, version) = name_and_version(&label, &id);
                 found.push((name.to_string(), version, class_rank(class), h));
             }
         }
     }
     found.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
     Ok(found.into_iter().map(|f| f.3).collect())
+}
+
+/// The highest k of any key object labelled `name@vk`, a version or not
+/// (1 when there is none): `key rotate` makes k + 1, so that a new version
+/// never takes a label another key already has.
+pub fn highest_label_version(token: &Token<'_>, name: &str) -> Result<u32> {
+    let mut highest = 1;
+    for class in [
+        ObjectClass::SECRET_KEY,
+        ObjectClass::PRIVATE_KEY,
+        ObjectClass::PUBLIC_KEY,
+    ] {
+        let handles = crate::hsm::find_objects(
+            token.session(),
+            &[Attribute::Class(class), Attribute::Token(true)],
+        )
+        .map_err(|e| Error::pkcs11("find objects", e))?;
+        for h in handles {
+            let (label, _) = read_label_and_id(token, h)?;
+            match split_version(&label) {
+                (n, k) if n == name => highest = highest.max(k),
+                _ => {}
+            }
+        }
+    }
+    Ok(highest)
 }
 
 fn class_rank(c: ObjectClass) -> u8 {
@@ -144,18 +180,23 @@ fn class_rank(c: ObjectClass) -> u8 {
     }
 }
 
-fn read_label(token: &Token<'_>, h: ObjectHandle) -> Result<String> {
+/// An object's label (lossy when not UTF-8) and CKA_ID; a missing
+/// attribute reads as empty.
+fn read_label_and_id(token: &Token<'_>, h: ObjectHandle) -> Result<(String, Vec<u8>)> {
     let attrs = token
         .session()
-        .get_attributes(h, &[AttributeType::Label])
+        .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
         .map_err(|e| Error::pkcs11("read a label", e))?;
-    Ok(attrs
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
-            _ => None,
-        })
-        .unwrap_or_default())
+    let mut label = String::new();
+    let mut id = Vec::new();
+    for a in attrs {
+        match a {
+            Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+            Attribute::Id(i) => id = i,
+            _ => {}
+        }
+    }
+    Ok((label, id))
 }
 
 /// The single object among those `selector` names that `keep` accepts:

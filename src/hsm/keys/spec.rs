@@ -9,6 +9,7 @@ use cryptoki::object::{Attribute, KeyType as CkKeyType, ObjectClass};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::formats::id::is_version_id;
 
 /// Key types hsmkey can create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -376,6 +377,19 @@ pub fn split_version(label: &str) -> (&str, u32) {
         }
     }
     (label, 1)
+}
+
+/// The name and version of a key object (docs/KEYS.md, "Versions"): a
+/// label `N@vk` (k >= 2) is version k of `N` only when the object's CKA_ID
+/// is a version id of (`N`, k), which `key rotate` and `restore` give it.
+/// Any other object (another tool's key labelled `N@v2`, a version made by
+/// an hsmkey from before the rule) is version 1 of a key named by its whole
+/// label.
+pub fn name_and_version<'a>(label: &'a str, id: &[u8]) -> (&'a str, u32) {
+    match split_version(label) {
+        (name, version) if version >= 2 && is_version_id(name, version, id) => (name, version),
+        _ => (label, 1),
+    }
 }
 
 /// The label of version `version` of key `name`.

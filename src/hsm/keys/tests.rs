@@ -21,19 +21,54 @@ fn reserved_suffix_is_refused_as_a_name() {
     assert_eq!(validate_name("").unwrap_err().code(), "HK1301");
 }
 
+fn vid(name: &str, version: u32) -> Vec<u8> {
+    crate::formats::id::version_id(name, version, &[9; 8])
+}
+
 #[test]
 fn bare_name_selects_all_versions() {
     let s = KeySelector::parse("db").unwrap();
-    assert!(s.matches_label("db"));
-    assert!(s.matches_label("db@v2"));
-    assert!(!s.matches_label("dbx"));
+    assert!(s.matches("db", b"1"));
+    assert!(s.matches("db@v2", &vid("db", 2)));
+    assert!(!s.matches("dbx", b"1"));
     let s = KeySelector::parse("db@v1").unwrap();
-    assert!(s.matches_label("db"));
-    assert!(!s.matches_label("db@v2"));
+    assert!(s.matches("db", b"1"));
+    assert!(!s.matches("db@v2", &vid("db", 2)));
     let s = KeySelector::parse("db@v2").unwrap();
-    assert!(s.matches_label("db@v2"));
-    assert!(!s.matches_label("db"));
-    assert!(!s.matches_label("db@v3"));
+    assert!(s.matches("db@v2", &vid("db", 2)));
+    assert!(!s.matches("db", b"1"));
+    assert!(!s.matches("db@v3", &vid("db", 3)));
+}
+
+#[test]
+fn a_label_that_only_looks_like_a_version_is_its_own_key() {
+    // Another tool's key labelled db@v2 (any id but a version id of db, 2).
+    assert_eq!(name_and_version("db@v2", b"\x01\x02"), ("db@v2", 1));
+    assert_eq!(name_and_version("db@v2", &vid("db", 3)), ("db@v2", 1));
+    assert_eq!(name_and_version("db@v2", &vid("dc", 2)), ("db@v2", 1));
+    assert_eq!(name_and_version("db@v2", &vid("db", 2)), ("db", 2));
+    assert_eq!(name_and_version("db", &vid("db", 2)), ("db", 1));
+    let s = KeySelector::parse("db").unwrap();
+    assert!(!s.matches("db@v2", b"\x01\x02"));
+    // Named by its whole label, it is found.
+    assert!(KeySelector::parse("db@v2")
+        .unwrap()
+        .matches("db@v2", b"\x01\x02"));
+}
+
+#[test]
+fn a_uri_object_is_the_label_exactly() {
+    let s = KeySelector::parse("pkcs11:object=db").unwrap();
+    assert!(s.matches("db", b"1"));
+    assert!(!s.matches("db@v2", &vid("db", 2)));
+    let s = KeySelector::parse("pkcs11:object=db@v1").unwrap();
+    assert!(s.matches("db@v1", b"1"));
+    assert!(!s.matches("db", b"1"));
+    let s = KeySelector::parse("pkcs11:object=;id=").unwrap();
+    assert_eq!(s.label.as_deref(), Some(""));
+    assert_eq!(s.id.as_deref(), Some(&[][..]));
+    assert!(s.matches("", b""));
+    assert!(!s.matches("x", b""));
 }
 
 #[test]

@@ -193,8 +193,8 @@ fn all_five_types_and_a_bad_one() {
 #[test]
 fn empty_value_is_rejected() {
     for (s, attr) in [
-        ("pkcs11:object=", "object"),
-        ("pkcs11:token=a;id=", "id"),
+        ("pkcs11:token=", "token"),
+        ("pkcs11:serial=;object=a", "serial"),
         ("pkcs11:?pin-source=", "pin-source"),
         ("pkcs11:x-foo=", "x-foo"),
     ] {
@@ -206,6 +206,30 @@ fn empty_value_is_rejected() {
             "input {s:?}"
         );
     }
+}
+
+#[test]
+fn empty_object_and_id_name_an_empty_label_and_id() {
+    // RFC 7512 allows empty values: what hsmkey prints for a key without a
+    // label or an id must select it again.
+    let u = parse("pkcs11:token=t;object=;id=;type=secret-key");
+    assert_eq!(u.object.as_deref(), Some(""));
+    assert_eq!(u.id.as_deref(), Some(&[][..]));
+    assert!(u.has_object_attributes());
+    assert_eq!(u.to_string(), "pkcs11:token=t;object=;id=;type=secret-key");
+    assert_round_trip(&u);
+    assert_eq!(
+        err("pkcs11:object=;object=a"),
+        UriError::DuplicateAttribute {
+            attribute: "object".into()
+        }
+    );
+    assert_eq!(
+        err("pkcs11:id"),
+        UriError::EmptyAttribute {
+            attribute: "id".into()
+        }
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::formats::bundle::Entry;
+use crate::formats::id::{is_version_id, version_id_from_seed};
 use crate::hsm::keys::{split_version, validate_name, versioned_label};
 
 /// A key name, or one version of it (`NAME@vK`, K from 1).
@@ -71,6 +72,22 @@ pub(super) enum Decision {
     Keep,
     /// Created under a new label, with a new CKA_ID (hex).
     Rename { label: String, id: String },
+    /// A version made by an hsmkey from before version ids: created under
+    /// its label with a version id (hex), so that the token takes it for
+    /// the version the bundle records (docs/KEYS.md, "Versions").
+    VersionId { id: String },
+}
+
+/// The key name and version an entry records, when its label agrees with
+/// them (`NAME@vk`, or the bare name for version 1); otherwise the entry is
+/// version 1 of its whole label. Bundles record the version, so versions
+/// made before version ids were introduced are still versions.
+pub(super) fn recorded_version(entry: &Entry) -> (String, u32) {
+    if entry.version >= 2 && versioned_label(&entry.name, entry.version) == entry.label {
+        (entry.name.clone(), entry.version)
+    } else {
+        (entry.label.clone(), 1)
+    }
 }
 
 /// The parsed `--only` and `--rename` options, and what they matched.
@@ -136,30 +153,45 @@ impl Choice {
         })
     }
 
-    /// The decision for one entry, by its label and id (hex).
-    pub(super) fn decide(&mut self, label: &str, id: &str) -> Decision {
-        let (name, version) = split_version(label);
+    /// The decision for one entry, by its recorded name and version
+    /// ([`recorded_version`]), label and id (hex).
+    pub(super) fn decide(&mut self, entry: &Entry) -> Decision {
+        let (name, version) = recorded_version(entry);
+        let (label, id) = (entry.label.as_str(), entry.id.as_str());
+        let picked = |p: &Pick| p.matches(&name, version) || (version == 1 && p.text == name);
         if !self.only.is_empty() {
             let hits: Vec<usize> = (0..self.only.len())
-                .filter(|&i| self.only[i].matches(name, version))
+                .filter(|&i| picked(&self.only[i]))
                 .collect();
             if hits.is_empty() {
                 return Decision::LeaveOut;
             }
             self.only_used.extend(hits);
         }
-        let hit = (0..self.renames.len()).find(|&i| self.renames[i].old.matches(name, version));
+        let hit = (0..self.renames.len()).find(|&i| picked(&self.renames[i].old));
         let (source, decision) = match hit {
-            None => ((name.to_string(), name.to_string()), Decision::Keep),
+            None => ((name.clone(), name.clone()), keep(&name, version, id)),
             Some(i) => {
                 self.renames_used.insert(i);
                 let rename = &self.renames[i];
-                let (source, new_label) = match rename.old.version {
+                let whole = rename.old.version.is_none() && rename.old.text == rename.old.name;
+                let (source, new_version) = if whole || (version == 1 && rename.old.text == name) {
+                    (name.clone(), version)
+                } else {
                     // One version becomes version 1 of a new name.
-                    Some(_) => (label.to_string(), rename.new.clone()),
-                    None => (name.to_string(), versioned_label(&rename.new, version)),
+                    (label.to_string(), 1)
                 };
+                let new_label = versioned_label(&rename.new, new_version);
                 let id = renamed_id(id, &new_label);
+                let id = if new_version >= 2 {
+                    hex::encode(version_id_from_seed(
+                        &rename.new,
+                        new_version,
+                        id.as_bytes(),
+                    ))
+                } else {
+                    id
+                };
                 (
                     (source, rename.new.clone()),
                     Decision::Rename {
@@ -221,6 +253,20 @@ impl Choice {
     }
 }
 
+/// An entry kept under its own label: a recorded version whose id is not a
+/// version id (made before they were) gets one, derived from its old id so
+/// that every run gives the same.
+fn keep(name: &str, version: u32, id: &str) -> Decision {
+    let bytes = hex::decode(id).unwrap_or_default();
+    if version >= 2 && !is_version_id(name, version, &bytes) {
+        Decision::VersionId {
+            id: hex::encode(version_id_from_seed(name, version, id.as_bytes())),
+        }
+    } else {
+        Decision::Keep
+    }
+}
+
 impl Decision {
     /// Make the entry what this decision creates: false when it is left
     /// out (the entry is then unchanged).
@@ -228,6 +274,10 @@ impl Decision {
         match self {
             Decision::LeaveOut => false,
             Decision::Keep => true,
+            Decision::VersionId { id } => {
+                entry.id = id.clone();
+                true
+            }
             Decision::Rename { label, id } => {
                 let (name, version) = split_version(label);
                 entry.name = name.to_string();
@@ -261,6 +311,33 @@ mod tests {
         Choice::new(&s(only), &s(renames))
     }
 
+    /// An entry as a bundle records it: a label `NAME@vk` is version k.
+    fn e(label: &str, id: &str) -> Entry {
+        let (name, version) = split_version(label);
+        Entry {
+            label: label.into(),
+            name: name.into(),
+            version,
+            id: id.into(),
+            class: "secret-key".into(),
+            key_type: "aes".into(),
+            size: Some(256),
+            usage: vec!["encrypt".into()],
+            backup_policy: "any".into(),
+            kcv: None,
+            public: None,
+            wrap: "rfc3394".into(),
+            wrapped: String::new(),
+        }
+    }
+
+    /// What a legacy version 2 ("02") becomes when kept.
+    fn legacy(name: &str, version: u32, id: &str) -> Decision {
+        Decision::VersionId {
+            id: hex::encode(version_id_from_seed(name, version, id.as_bytes())),
+        }
+    }
+
     fn code<T>(r: Result<T>) -> &'static str {
         match r {
             Ok(_) => "ok",
@@ -271,34 +348,35 @@ mod tests {
     #[test]
     fn nothing_given_keeps_everything() {
         let mut c = choice(&[], &[]).unwrap();
-        assert_eq!(c.decide("a", "01"), Decision::Keep);
-        assert_eq!(c.decide("a@v2", "02"), Decision::Keep);
+        assert_eq!(c.decide(&e("a", "01")), Decision::Keep);
+        // A version 2 recorded with a legacy id gets a version id.
+        assert_eq!(c.decide(&e("a@v2", "02")), legacy("a", 2, "02"));
         assert!(c.finish().is_ok());
     }
 
     #[test]
     fn only_a_name_takes_every_version() {
         let mut c = choice(&["pay"], &[]).unwrap();
-        assert_eq!(c.decide("pay", "01"), Decision::Keep);
-        assert_eq!(c.decide("pay@v2", "02"), Decision::Keep);
-        assert_eq!(c.decide("payroll", "03"), Decision::LeaveOut);
-        assert_eq!(c.decide("other@v2", "04"), Decision::LeaveOut);
+        assert_eq!(c.decide(&e("pay", "01")), Decision::Keep);
+        assert_eq!(c.decide(&e("pay@v2", "02")), legacy("pay", 2, "02"));
+        assert_eq!(c.decide(&e("payroll", "03")), Decision::LeaveOut);
+        assert_eq!(c.decide(&e("other@v2", "04")), Decision::LeaveOut);
         assert!(c.finish().is_ok());
     }
 
     #[test]
     fn only_a_version_takes_that_version() {
         let mut c = choice(&["pay@v1", "x@v3"], &[]).unwrap();
-        assert_eq!(c.decide("pay", "01"), Decision::Keep);
-        assert_eq!(c.decide("pay@v2", "02"), Decision::LeaveOut);
-        assert_eq!(c.decide("x@v3", "03"), Decision::Keep);
+        assert_eq!(c.decide(&e("pay", "01")), Decision::Keep);
+        assert_eq!(c.decide(&e("pay@v2", "02")), Decision::LeaveOut);
+        assert_eq!(c.decide(&e("x@v3", "03")), legacy("x", 3, "03"));
         assert!(c.finish().is_ok());
     }
 
     #[test]
     fn an_unmatched_only_is_not_found_and_named() {
         let mut c = choice(&["pay", "nosuch", "pay@v7"], &[]).unwrap();
-        c.decide("pay", "01");
+        c.decide(&e("pay", "01"));
         let err = c.finish().unwrap_err();
         assert_eq!(err.code(), "HK1004");
         let text = err.to_string() + &format!("{err:?}");
@@ -308,8 +386,8 @@ mod tests {
     #[test]
     fn a_name_rename_keeps_the_versions() {
         let mut c = choice(&[], &["pay=old-pay"]).unwrap();
-        let d1 = c.decide("pay", "01");
-        let d2 = c.decide("pay@v2", "02");
+        let d1 = c.decide(&e("pay", "01"));
+        let d2 = c.decide(&e("pay@v2", "02"));
         assert_eq!(
             d1,
             Decision::Rename {
@@ -321,17 +399,21 @@ mod tests {
             d2,
             Decision::Rename {
                 label: "old-pay@v2".into(),
-                id: renamed_id("02", "old-pay@v2")
+                id: hex::encode(version_id_from_seed(
+                    "old-pay",
+                    2,
+                    renamed_id("02", "old-pay@v2").as_bytes()
+                ))
             }
         );
-        assert_eq!(c.decide("other", "03"), Decision::Keep);
+        assert_eq!(c.decide(&e("other", "03")), Decision::Keep);
         assert!(c.finish().is_ok());
     }
 
     #[test]
     fn a_version_rename_makes_version_one_of_a_new_name() {
         let mut c = choice(&["pay@v1"], &["pay@v1=pay-2025"]).unwrap();
-        match c.decide("pay", "01") {
+        match c.decide(&e("pay", "01")) {
             Decision::Rename { label, id } => {
                 assert_eq!(label, "pay-2025");
                 assert_ne!(id, "01");
@@ -339,7 +421,32 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
-        assert_eq!(c.decide("pay@v2", "02"), Decision::LeaveOut);
+        assert_eq!(c.decide(&e("pay@v2", "02")), Decision::LeaveOut);
+        assert!(c.finish().is_ok());
+    }
+
+    #[test]
+    fn versions_follow_the_recorded_version_and_their_id() {
+        let mut c = choice(&[], &[]).unwrap();
+        // A version id already: kept as it is.
+        let id = hex::encode(crate::formats::id::version_id("k", 2, &[1; 8]));
+        assert_eq!(c.decide(&e("k@v2", &id)), Decision::Keep);
+        // A standalone key whose label looks like a version (recorded as
+        // version 1 of its whole label): kept, selected by its label only.
+        let mut standalone = e("db@v2", "05");
+        standalone.name = "db@v2".into();
+        standalone.version = 1;
+        assert_eq!(c.decide(&standalone), Decision::Keep);
+        let mut c = choice(&["db"], &[]).unwrap();
+        assert_eq!(c.decide(&standalone), Decision::LeaveOut);
+        let mut c = choice(&["db@v2"], &["db@v2=db-old"]).unwrap();
+        assert_eq!(
+            c.decide(&standalone),
+            Decision::Rename {
+                label: "db-old".into(),
+                id: renamed_id("05", "db-old")
+            }
+        );
         assert!(c.finish().is_ok());
     }
 
@@ -366,29 +473,29 @@ mod tests {
     #[test]
     fn a_rename_of_nothing_selected_is_not_found() {
         let mut c = choice(&["a"], &["b=c"]).unwrap();
-        c.decide("a", "01");
-        c.decide("b", "02");
+        c.decide(&e("a", "01"));
+        c.decide(&e("b", "02"));
         assert_eq!(code(c.finish()), "HK1004");
         let mut c = choice(&[], &["zz=c"]).unwrap();
-        c.decide("a", "01");
+        c.decide(&e("a", "01"));
         assert_eq!(code(c.finish()), "HK1004");
     }
 
     #[test]
     fn a_new_name_taken_by_another_restored_key_is_refused() {
         let mut c = choice(&[], &["a=b"]).unwrap();
-        c.decide("a", "01");
-        c.decide("b@v2", "02");
+        c.decide(&e("a", "01"));
+        c.decide(&e("b@v2", "02"));
         assert_eq!(code(c.finish()), "HK1007");
         // The same name, left out, is no clash.
         let mut c = choice(&["a"], &["a=b"]).unwrap();
-        c.decide("a", "01");
-        assert_eq!(c.decide("b", "02"), Decision::LeaveOut);
+        c.decide(&e("a", "01"));
+        assert_eq!(c.decide(&e("b", "02")), Decision::LeaveOut);
         assert!(c.finish().is_ok());
         // Swapping two names is fine.
         let mut c = choice(&[], &["a=b", "b=a"]).unwrap();
-        c.decide("a", "01");
-        c.decide("b", "02");
+        c.decide(&e("a", "01"));
+        c.decide(&e("b", "02"));
         assert!(c.finish().is_ok());
     }
 }

@@ -79,6 +79,10 @@ pub struct EntrySummary {
     /// The label in the bundle, when `restore --rename` gave the key a new one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renamed_from: Option<String>,
+    /// The CKA_ID in the bundle (hex), when restore gave a version made by
+    /// an earlier hsmkey a version id (docs/KEYS.md, "Versions").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_from: Option<String>,
 }
 
 /// A key left out, and why.
@@ -202,6 +206,21 @@ pub struct BackupReport {
     pub scheme: String,
     pub entries: Vec<EntrySummary>,
     pub skipped: Vec<Skipped>,
+    /// Keys backed up with something to know (code `not-sensitive`: the key
+    /// is CKA_SENSITIVE=false on its token). A backup with warnings is
+    /// complete; it still exits 0.
+    pub warnings: Vec<Warning>,
+}
+
+/// Something about a key a complete backup carries that its operator
+/// should know.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warning {
+    pub label: String,
+    pub class: String,
+    /// Stable code: `not-sensitive`.
+    pub code: &'static str,
+    pub message: String,
 }
 
 /// What `restore` or `verify` did (or, with --dry-run, would do).
@@ -329,6 +348,7 @@ fn entry_summary(e: &Entry) -> EntrySummary {
         kcv: e.kcv.as_ref().map(|k| k.value.clone()),
         wrap: e.wrap.clone(),
         renamed_from: None,
+        id_from: None,
     }
 }
 

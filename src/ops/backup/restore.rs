@@ -222,7 +222,7 @@ pub fn restore(
     };
     let on_token = TokenIndex::read(token)?;
     let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
-        let decision = choice.decide(&entry.label, &entry.id);
+        let decision = choice.decide(entry);
         let renamed = match &decision {
             // Left out: its line is MACed and its digest recorded all the same.
             Decision::LeaveOut => {
@@ -230,18 +230,20 @@ pub fn restore(
                 return Ok(());
             }
             Decision::Keep => None,
-            Decision::Rename { .. } => {
+            Decision::Rename { .. } | Decision::VersionId { .. } => {
                 let mut copy = entry.clone();
                 decision.apply(&mut copy);
                 Some(copy)
             }
         };
+        let new_id = matches!(decision, Decision::VersionId { .. });
         decisions.insert(index, decision);
+        let original = entry;
         let entry = renamed.as_ref().unwrap_or(entry);
         check_entry_capability(&support, entry)?;
         let key = (entry.class.clone(), entry.label.clone(), entry.id.clone());
         let suspect = journal.contains(&key);
-        match existing(
+        let found = existing(
             token,
             &on_token,
             entry,
@@ -249,7 +251,29 @@ pub fn restore(
             &opened,
             &support,
             suspect,
-        )? {
+        );
+        // A version restored before with its old id (or the token it was
+        // made on) holds the same key under the id the bundle records.
+        let found = match found {
+            Err(Error::AlreadyExists { .. })
+                if new_id && options.on_conflict == OnConflict::Skip =>
+            {
+                match existing(
+                    token,
+                    &on_token,
+                    original,
+                    options.on_conflict,
+                    &opened,
+                    &support,
+                    false,
+                ) {
+                    Ok(Present::Same) => Ok(Present::Same),
+                    _ => found,
+                }
+            }
+            other => other,
+        };
+        match found? {
             Present::No => to_create.push(key),
             Present::Same => {
                 skip.insert(index, Present::Same);
@@ -316,8 +340,9 @@ pub fn restore(
         let mut entry = entry;
         let decision = decisions.get(&index).unwrap_or(&Decision::Keep);
         let from = matches!(decision, Decision::Rename { .. }).then(|| entry.label.clone());
+        let old_id = matches!(decision, Decision::VersionId { .. }).then(|| entry.id.clone());
         if !decision.apply(&mut entry) {
-            return Ok((Step::LeaveOut, entry, None));
+            return Ok((Step::LeaveOut, entry, None, None));
         }
         let step = if skip.get(&index) == Some(&Present::Same) {
             Step::Skip
@@ -330,17 +355,18 @@ pub fn restore(
         } else {
             Step::Create
         };
-        Ok((step, entry, from))
+        Ok((step, entry, from, old_id))
     });
     let mut done = 0u64;
     let run = crate::hsm::pool::run_ordered(
         token,
         items,
-        |t, (step, entry, from)| match step {
-            Step::Create => {
-                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, from, h))
+        |t, (step, entry, from, old_id)| match step {
+            Step::Create => restore_entry(t, &support, &opened, &entry)
+                .map(|h| (step, entry, (from, old_id), h)),
+            Step::PublicOnly => {
+                restore_public(t, &entry).map(|h| (step, entry, (from, old_id), h))
             }
-            Step::PublicOnly => restore_public(t, &entry).map(|h| (step, entry, from, h)),
             Step::Replace => {
                 let key = (entry.class.clone(), entry.label.clone());
                 for h in stale.get(&key).into_iter().flatten() {
@@ -350,11 +376,12 @@ pub fn restore(
                         &format!("remove a half-written copy of {}", entry.label),
                     )?;
                 }
-                restore_entry(t, &support, &opened, &entry).map(|h| (step, entry, from, h))
+                restore_entry(t, &support, &opened, &entry)
+                    .map(|h| (step, entry, (from, old_id), h))
             }
-            _ => Ok((step, entry, from, Vec::new())),
+            _ => Ok((step, entry, (from, old_id), Vec::new())),
         },
-        |(step, entry, from, handles)| {
+        |(step, entry, (from, old_id), handles)| {
             rollback.borrow_mut().extend(handles);
             done += 1;
             if options.cancel.load(Ordering::SeqCst) {
@@ -381,6 +408,7 @@ pub fn restore(
             } else {
                 let mut summary = entry_summary(&entry);
                 summary.renamed_from = from;
+                summary.id_from = old_id;
                 report.entries.push(summary);
             }
             progress(done, total);

@@ -138,7 +138,7 @@ pub(super) fn verify_opened(
 ) -> Result<RestoreReport> {
     let mut left_out = HashSet::new();
     let (total, digest, line_digests) = integrity_pass(token, input, opened, |index, entry| {
-        if choice.decide(&entry.label, &entry.id) == Decision::LeaveOut {
+        if choice.decide(entry) == Decision::LeaveOut {
             // Authenticated with the rest; not unwrapped, so the token need
             // not be able to.
             left_out.insert(index);

@@ -13,7 +13,7 @@ use super::select::{select, Candidate};
 use super::verify::verify_opened;
 use super::{
     read_header, BackupOptions, BackupReport, BundleSink, EntrySummary, Progress, Protect,
-    Selection, Skipped, Unprotect, ARGON2_M_KIB, ARGON2_P, ARGON2_T,
+    Selection, Skipped, Unprotect, Warning, ARGON2_M_KIB, ARGON2_P, ARGON2_T,
 };
 use crate::error::{Error, Result};
 use crate::formats::bundle::{
@@ -21,6 +21,7 @@ use crate::formats::bundle::{
     RecipientInfo, SourceToken, Trailer,
 };
 use crate::hsm::check;
+use crate::hsm::keys::KeyInfo;
 use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
@@ -170,6 +171,8 @@ pub fn backup(
         return Err(Error::Incomplete { skipped: lost });
     }
 
+    let warnings = not_sensitive(&work);
+
     // The integrity key, wrapped like the entries.
     let (secret_name, secret_mech) = secret_alg;
     let mac_key = wrap::generate_session_key(token, &mut eph, SessionKey::Mac)?;
@@ -226,6 +229,7 @@ pub fn backup(
                 kcv: entry.kcv.as_ref().map(|k| k.value.clone()),
                 wrap: entry.wrap.clone(),
                 renamed_from: None,
+                id_from: None,
             });
             emit(&Line::Key(entry), out, &mut mac)?;
             progress(done + 1, total);
@@ -303,6 +307,7 @@ pub fn backup(
         .into(),
         entries,
         skipped,
+        warnings,
     })
 }
 
@@ -459,7 +464,7 @@ pub(super) fn backup_entry(
         id: info.id.clone(),
         class: info.class.clone(),
         key_type: info.key_type.clone(),
-        size: info.size,
+        size: info.size.or_else(|| secret_bits_of_blob(info, alg, &blob)),
         usage: info.usage.iter().map(|u| u.to_string()).collect(),
         backup_policy: info.backup_policy.clone(),
         kcv,
@@ -467,6 +472,30 @@ pub(super) fn backup_entry(
         wrap: alg.into(),
         wrapped: b64(&blob),
     })
+}
+
+/// The size of a secret key the token does not report (SoftHSM forgets it
+/// for keys it unwrapped, docs/TOKENS.md), from its wrapped length, where
+/// that is exact: RFC 3394 adds 8 bytes to any key, RFC 5649 to a key of
+/// whole 8-byte blocks, which every AES key is.
+fn secret_bits_of_blob(info: &KeyInfo, alg: &str, blob: &[u8]) -> Option<u64> {
+    let exact = alg == "rfc3394" || (alg == "rfc5649" && info.key_type == "aes");
+    (info.class == "secret-key" && exact && blob.len() > 8).then(|| (blob.len() as u64 - 8) * 8)
+}
+
+/// Keys the bundle carries that are not CKA_SENSITIVE on their token:
+/// backed up all the same, with a warning (their value can be read in the
+/// clear there, so the bundle is not their only way out).
+fn not_sensitive(work: &[Candidate]) -> Vec<Warning> {
+    work.iter()
+        .filter(|c| c.info.sensitive == Some(false))
+        .map(|c| Warning {
+            label: c.info.label.clone(),
+            class: c.info.class.clone(),
+            code: "not-sensitive",
+            message: "CKA_SENSITIVE is false on this token: anyone with the user PIN can read its value in the clear there, with or without this backup; restore brings it back sensitive".into(),
+        })
+        .collect()
 }
 
 /// The current time as `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, UTC).

@@ -11,7 +11,7 @@ use crate::hsm::uri::{ObjectType, Pkcs11Uri};
 use crate::hsm::Token;
 
 /// Everything hsmkey shows about one object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     #[serde(skip)]
     pub handle: ObjectHandle,
@@ -31,8 +31,8 @@ pub struct KeyInfo {
     pub version: u32,
     pub usage: Vec<&'static str>,
     pub backup_policy: String,
-    /// Hex KCV, or "unavailable".
-    pub kcv: String,
+    /// Hex KCV; null when unknown (`kcv_method` says why).
+    pub kcv: Option<String>,
     pub kcv_method: String,
     pub sensitive: Option<bool>,
     pub extractable: Option<bool>,
@@ -326,9 +326,9 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         // Free when the token keeps it: no operation, just the attribute.
         match (&check_value, key_type) {
             (Some(cv), Some(k)) if cv.len() >= 3 && k == CkKeyType::AES => {
-                (hex::encode(&cv[..3]), "CKA_CHECK_VALUE".to_string())
+                (Some(hex::encode(&cv[..3])), "CKA_CHECK_VALUE".to_string())
             }
-            _ => ("not computed".to_string(), String::new()),
+            _ => (None, "not computed".to_string()),
         }
     } else if class == ObjectClass::SECRET_KEY {
         kcv(
@@ -340,10 +340,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             usage.sign,
         )?
     } else {
-        (
-            "unavailable".to_string(),
-            "not defined for asymmetric keys".to_string(),
-        )
+        (None, "not defined for asymmetric keys".to_string())
     };
     let (name, version) = split_version(&label);
     let summary = token.summary();
@@ -406,7 +403,8 @@ fn ec_bits(params: &[u8]) -> Option<u64> {
 
 /// The 3-byte key check value, computed in the token. CKA_CHECK_VALUE when the
 /// token keeps it; for AES keys allowed to encrypt, AES-ECB of a zero block in
-/// the token; otherwise "unavailable" (never a guess, never host crypto).
+/// the token; otherwise none, with the reason in place of the method (never
+/// a guess, never host crypto).
 pub fn kcv(
     token: &Token<'_>,
     handle: ObjectHandle,
@@ -414,7 +412,7 @@ pub fn kcv(
     check_value: Option<&[u8]>,
     can_encrypt: bool,
     can_sign: bool,
-) -> Result<(String, String)> {
+) -> Result<(Option<String>, String)> {
     // A refusal of the check operation means "no KCV here"; a failing
     // token is an error, not a key without a KCV.
     let refused = |e: Error| -> Result<()> {
@@ -439,7 +437,9 @@ pub fn kcv(
     // CKA_CHECK_VALUE for them is token-defined (SHA-1 on SoftHSM).
     if key_type == Some(CkKeyType::GENERIC_SECRET) && can_sign {
         match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::GENERIC_SECRET) {
-            Ok((value, _)) => return Ok((value, "HMAC-SHA256(key, empty) in the token".into())),
+            Ok((value, _)) => {
+                return Ok((Some(value), "HMAC-SHA256(key, empty) in the token".into()))
+            }
             Err(e) => refused(e)?,
         }
     }
@@ -450,17 +450,19 @@ pub fn kcv(
             } else {
                 "CKA_CHECK_VALUE (token-defined method)"
             };
-            return Ok((hex::encode(&cv[..3]), method.into()));
+            return Ok((Some(hex::encode(&cv[..3])), method.into()));
         }
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
         match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::AES) {
-            Ok((value, _)) => return Ok((value, "AES-ECB(key, 0^128) in the token".into())),
+            Ok((value, _)) => {
+                return Ok((Some(value), "AES-ECB(key, 0^128) in the token".into()))
+            }
             Err(e) => refused(e)?,
         }
     }
     Ok((
-        "unavailable".into(),
+        None,
         if key_type == Some(CkKeyType::AES) && can_encrypt {
             "the token keeps no CKA_CHECK_VALUE and refused AES-ECB with this key".into()
         } else {

@@ -67,7 +67,7 @@ pub enum Selection {
 }
 
 /// One key in a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EntrySummary {
     pub label: String,
     pub class: String,
@@ -82,7 +82,7 @@ pub struct EntrySummary {
 }
 
 /// A key left out, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub label: String,
     pub class: String,
@@ -181,7 +181,7 @@ impl BundleSink for FileSink<'_> {
 }
 
 /// What `backup` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BackupReport {
     pub scheme: String,
     pub entries: Vec<EntrySummary>,
@@ -189,7 +189,7 @@ pub struct BackupReport {
 }
 
 /// What `restore` or `verify` did (or, with --dry-run, would do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RestoreReport {
     pub scheme: String,
     pub source: SourceToken,

@@ -172,7 +172,8 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
             k.class,
             k.key_type,
             k.kcv.as_deref().unwrap_or("unavailable"),
-            report.key_id, report.algorithm
+            report.key_id,
+            report.algorithm
         ));
         for left in &report.left_behind {
             out(&format!(

@@ -221,7 +221,11 @@ pub(crate) struct ImportParams<'a> {
     #[serde(flatten)]
     pub params: &'a Parameters,
 }
-document!(ImportParams, "hsmkey.import-params.v1", "hsmkey import-params");
+document!(
+    ImportParams,
+    "hsmkey.import-params.v1",
+    "hsmkey import-params"
+);
 
 /// The key imported.
 #[derive(Serialize, JsonSchema)]

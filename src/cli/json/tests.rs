@@ -93,7 +93,11 @@ fn schemas_are_valid_draft_2020_12() {
         }
         assert_eq!(schema["properties"]["schema"]["const"], p.name);
         assert_eq!(schema["required"][0], "schema", "{}", p.name);
-        assert_eq!(schema["type"], "object", "{}: a document is one object", p.name);
+        assert_eq!(
+            schema["type"], "object",
+            "{}: a document is one object",
+            p.name
+        );
     }
 }
 

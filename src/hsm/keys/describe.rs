@@ -455,9 +455,7 @@ pub fn kcv(
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
         match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::AES) {
-            Ok((value, _)) => {
-                return Ok((Some(value), "AES-ECB(key, 0^128) in the token".into()))
-            }
+            Ok((value, _)) => return Ok((Some(value), "AES-ECB(key, 0^128) in the token".into())),
             Err(e) => refused(e)?,
         }
     }

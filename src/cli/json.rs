@@ -267,11 +267,7 @@ pub(crate) struct ErrorDoc<'a> {
     /// What to do next.
     pub hint: String,
 }
-document!(
-    ErrorDoc,
-    "hsmkey.error.v1",
-    "any command that fails (a clap usage error too)"
-);
+document!(ErrorDoc, "hsmkey.error.v1", "any command that fails");
 
 /// One published schema.
 #[cfg(test)]

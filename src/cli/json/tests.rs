@@ -111,7 +111,7 @@ fn the_schema_readme_lists_each_schema_with_its_command() {
             .find(|l| l.contains(&link))
             .unwrap_or_else(|| panic!("docs/schemas/README.md has no line with {link}"));
         assert!(
-            line.contains(&format!("`{}`", p.command)),
+            line.contains(p.command),
             "docs/schemas/README.md: the line of {} names `{}`",
             p.name,
             p.command

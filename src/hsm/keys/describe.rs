@@ -43,7 +43,8 @@ pub struct KeyInfo {
     pub private: Option<bool>,
     pub local: Option<bool>,
     pub modifiable: Option<bool>,
-    /// Empty in bulk reads (`describe_with(.., false)`).
+    /// The object's RFC 7512 `pkcs11:` URI.
+    // Empty in bulk reads (`describe_with(.., false)`), which are never printed.
     pub uri: String,
 }
 

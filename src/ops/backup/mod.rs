@@ -86,9 +86,10 @@ pub struct EntrySummary {
 pub struct Skipped {
     pub label: String,
     pub class: String,
-    /// Stable reason code (docs/FORMAT.md, "What backup takes"): those in
-    /// [`POLICY_SKIPS`] are the key's own policy or no loss; any other makes
-    /// a backup fail unless skips are allowed.
+    /// Stable reason code (docs/FORMAT.md, "What backup takes"):
+    /// `policy-none`, `policy-trusted`, `bundle-kek` and `public-key-only`
+    /// ([`POLICY_SKIPS`]) are the key's own policy or no loss; any other
+    /// makes a backup fail unless skips are allowed.
     pub code: &'static str,
     pub reason: String,
 }

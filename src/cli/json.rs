@@ -332,7 +332,7 @@ pub(crate) fn schema_of<T: Document>() -> serde_json::Value {
         .or_insert_with(|| json!({}))
         .as_object_mut();
     if let Some(properties) = properties {
-        properties.insert(
+        let own = properties.insert(
             "schema".into(),
             json!({
                 "description": "The name of this schema: what the document is and its version.",
@@ -340,6 +340,8 @@ pub(crate) fn schema_of<T: Document>() -> serde_json::Value {
                 "const": T::SCHEMA,
             }),
         );
+        // A report with its own `schema` member would print it twice.
+        assert!(own.is_none(), "{} has a member named schema", T::SCHEMA);
     }
     let required = root.entry("required").or_insert_with(|| json!([]));
     if let Value::Array(names) = required {

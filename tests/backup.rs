@@ -96,7 +96,8 @@ fn write_password(t: &TestToken, pw: &str) -> PathBuf {
 
 fn kcv_of(t: &TestToken, label: &str) -> String {
     let v = t.json(&["key", "show", label]);
-    v.as_array()
+    v["keys"]
+        .as_array()
         .unwrap()
         .iter()
         .find(|k| k["label"] == label && k["class"] == "secret-key")
@@ -207,6 +208,7 @@ fn kek_round_trip_between_two_tokens() {
         .contains("CKA_EXTRACTABLE=false"));
     assert!(skipped.iter().any(|s| s["label"] == "shared-kek"));
     let verified = dst.json(&["verify", path_str(&bundle), "--kek", "shared-kek"]);
+    assert_eq!(verified["verified"], true);
     assert_eq!(labels(&verified, "entries"), expected);
     let before = dst.object_count();
     let restored = dst.json(&["restore", path_str(&bundle), "--kek", "shared-kek"]);
@@ -217,12 +219,12 @@ fn kek_round_trip_between_two_tokens() {
     );
     assert_same_keys(&src, &dst, &restored, &expected);
     // Versions, policies and usage survive.
-    let shown = dst.json(&["key", "show", "a256@v2"]);
+    let shown = &dst.json(&["key", "show", "a256@v2"])["keys"];
     assert_eq!(shown[0]["version"], 2);
     assert_eq!(shown[0]["backup_policy"], "any");
     assert_eq!(shown[0]["usage"], serde_json::json!(["encrypt", "decrypt"]));
     assert_eq!(
-        dst.json(&["key", "show", "a256@v1"])
+        dst.json(&["key", "show", "a256@v1"])["keys"]
             .as_array()
             .unwrap()
             .len(),
@@ -278,7 +280,7 @@ fn a_restored_kek_keeps_its_protection() {
         "--password-file",
         path_str(&pw_dst),
     ]);
-    let shown = dst.json(&["key", "show", "movable-kek"]);
+    let shown = &dst.json(&["key", "show", "movable-kek"])["keys"];
     assert_eq!(shown[0]["modifiable"], false);
     if dst.kind == Kind::Nss {
         return; // NSS enforces no unwrap template (docs/TOKENS.md)
@@ -616,7 +618,7 @@ fn trusted_keys_leave_only_under_a_trusted_kek() {
     t.json(&["key", "destroy", "crown", "--yes"]);
     let restored = t.json(&["restore", path_str(&out), "--kek", "tkek"]);
     assert!(restored["notes"][0].as_str().unwrap().contains("trusted"));
-    let shown = t.json(&["key", "show", "crown"]);
+    let shown = &t.json(&["key", "show", "crown"])["keys"];
     assert_eq!(shown[0]["kcv"], kcv.as_str());
     assert_eq!(shown[0]["backup_policy"], "trusted");
 }

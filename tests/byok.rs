@@ -167,12 +167,13 @@ fn run_byok(
     .args(extra)
     .arg("--json");
     let result = cmd.output().unwrap();
-    let v: Value = serde_json::from_slice(&result.stdout).unwrap_or_else(|_| {
+    if result.stdout.is_empty() {
         panic!(
             "JSON on stdout: {}",
             String::from_utf8_lossy(&result.stderr)
         )
-    });
+    }
+    let v: Value = common::documented(&result.stdout);
     if result.status.success() {
         // The printed import command is one the target's CLI takes.
         next_steps::check_result(&v, &next_steps::table());

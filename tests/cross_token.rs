@@ -27,7 +27,7 @@ fn password(t: &TestToken) -> PathBuf {
 
 fn kcvs(t: &TestToken) -> Vec<(String, String)> {
     let v = t.json(&["key", "list"]);
-    let mut out: Vec<(String, String)> = v
+    let mut out: Vec<(String, String)> = v["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -35,7 +35,7 @@ fn kcvs(t: &TestToken) -> Vec<(String, String)> {
         .map(|k| {
             (
                 k["label"].as_str().unwrap().to_string(),
-                k["kcv"].as_str().unwrap().to_string(),
+                k["kcv"].as_str().unwrap_or("null").to_string(),
             )
         })
         .collect();

@@ -36,7 +36,7 @@ fn inspect_json(file: &Path) -> Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    common::documented(&out.stdout)
 }
 
 fn inspect_err(file: &Path) -> (i32, Value) {
@@ -49,7 +49,8 @@ fn inspect_err(file: &Path) -> (i32, Value) {
         "{}: expected failure",
         file.display()
     );
-    let v = serde_json::from_slice(&out.stdout).expect("error JSON on stdout");
+    let v = common::documented(&out.stdout);
+    assert_eq!(v["schema"], "hsmkey.error.v1");
     (out.status.code().unwrap(), v)
 }
 
@@ -88,7 +89,7 @@ fn assert_entries_match(inspected: &Value, listed: &Value, made: &Value, labels:
         for field in ["class", "type", "size", "kcv", "wrap"] {
             assert_eq!(e[field], b[field], "{label}: {field} as backup reported");
         }
-        let k = listed
+        let k = listed["keys"]
             .as_array()
             .unwrap()
             .iter()
@@ -178,7 +179,7 @@ fn each_scheme_is_described_as_key_list_and_backup_reported_it() {
     let pw = t.dir.path().join("pw.txt");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let listed = t.json(&["key", "list"]);
-    let kek = listed
+    let kek = listed["keys"]
         .as_array()
         .unwrap()
         .iter()

@@ -8,8 +8,9 @@ use common::{code, Kind, TestToken, USER_PIN};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use serde_json::Value;
 
+/// The one key of a `{"keys": [...]}` document.
 fn only(v: &Value) -> &Value {
-    let arr = v.as_array().expect("array");
+    let arr = v["keys"].as_array().expect("keys");
     assert_eq!(arr.len(), 1, "{v}");
     &arr[0]
 }
@@ -133,7 +134,7 @@ fn every_key_type_generates_with_explicit_usage_on_both_halves() {
         ("ec-p384", "private-key", 384),
     ] {
         let v = t.generate(ty, ty, "trusted");
-        let objs = v.as_array().unwrap();
+        let objs = v["keys"].as_array().unwrap();
         assert_eq!(objs[0]["class"], class, "{ty}");
         assert_eq!(objs[0]["size"], size, "{ty}");
         assert_eq!(objs[0]["backup_policy"], "trusted", "{ty}");
@@ -158,9 +159,9 @@ fn every_key_type_generates_with_explicit_usage_on_both_halves() {
         "--usage",
         "wrap,unwrap",
     ]);
-    assert_eq!(rsa[0]["usage"], serde_json::json!(["unwrap"]));
-    assert_eq!(rsa[1]["usage"], serde_json::json!(["wrap"]));
-    assert_eq!(rsa[1]["size"], 3072);
+    assert_eq!(rsa["keys"][0]["usage"], serde_json::json!(["unwrap"]));
+    assert_eq!(rsa["keys"][1]["usage"], serde_json::json!(["wrap"]));
+    assert_eq!(rsa["keys"][1]["size"], 3072);
 }
 
 #[test]
@@ -198,7 +199,7 @@ fn kcv_equals_the_software_kcv_of_a_known_value() {
 }
 
 #[test]
-fn kcv_is_unavailable_rather_than_guessed() {
+fn kcv_is_null_rather_than_guessed() {
     let t = TestToken::new();
     // A generic secret with no check value and no encrypt usage: nothing in the
     // token can give a KCV, so none is shown.
@@ -218,7 +219,17 @@ fn kcv_is_unavailable_rather_than_guessed() {
     }
     t.put_secret(template);
     let shown = t.json(&["key", "show", "opaque"]);
-    assert_eq!(only(&shown)["kcv"], "unavailable");
+    assert_eq!(only(&shown)["kcv"], Value::Null, "{shown}");
+    assert!(
+        only(&shown)["kcv_method"]
+            .as_str()
+            .unwrap()
+            .contains("no CKA_CHECK_VALUE"),
+        "{shown}"
+    );
+    // The table says so in words.
+    let out = t.cmd().args(["key", "list", "opaque"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unavailable"));
 }
 
 #[test]
@@ -249,7 +260,7 @@ fn rotate_makes_the_next_version_with_the_same_policy() {
     let v3 = only(&t.json(&["key", "rotate", "db@v2"])).clone();
     assert_eq!(v3["label"], "db@v3");
     let listed = t.json(&["key", "list", "db"]);
-    let versions: Vec<_> = listed
+    let versions: Vec<_> = listed["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -276,7 +287,7 @@ fn destroy_needs_yes_and_removes_every_version() {
     assert_eq!((exit, code(&e)), (2, "HK1007"));
     assert_eq!(t.object_count(), before);
     let gone = t.json(&["key", "destroy", "gone", "--yes"]);
-    assert_eq!(gone.as_array().unwrap().len(), 4);
+    assert_eq!(gone["keys"].as_array().unwrap().len(), 4);
     assert_eq!(t.object_count(), before - 4);
     let (exit, e) = t.json_err(t.cmd().args(["key", "show", "gone"]));
     assert_eq!((exit, code(&e)), (3, "HK1004"));
@@ -717,7 +728,7 @@ fn count_makes_numbered_keys_on_any_number_of_sessions() {
         assert_eq!(made["last"], format!("{name}-00012"));
     }
     let listed = t.json(&["key", "list", "--sessions", "4"]);
-    let keys = listed.as_array().unwrap();
+    let keys = listed["keys"].as_array().unwrap();
     let labels: Vec<&str> = keys.iter().map(|k| k["label"].as_str().unwrap()).collect();
     let mut want: Vec<String> = Vec::new();
     for name in ["four", "one"] {

@@ -495,6 +495,6 @@ fn a_second_run_on_the_same_token_waits_or_says_busy() {
     let waited = t.json_ok(t.cmd().env("XDG_RUNTIME_DIR", runtime.path()).args([
         "--wait", "120", "key", "generate", "--label", "fast", "--type", "aes-256",
     ]));
-    assert_eq!(waited[0]["label"], "fast");
+    assert_eq!(waited["keys"][0]["label"], "fast");
     assert!(slow.wait().unwrap().success());
 }

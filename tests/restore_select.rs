@@ -29,7 +29,7 @@ fn added(before: &[ObjectRow], after: &[ObjectRow]) -> Vec<ObjectRow> {
 /// The secret key `label`'s KCV and id as `key list --json` shows them.
 fn listed(t: &TestToken, label: &str) -> (String, String) {
     let v = t.json(&["key", "list"]);
-    let k = v
+    let k = v["keys"]
         .as_array()
         .unwrap()
         .iter()

@@ -17,7 +17,7 @@ fn manufacturer() -> &'static str {
 fn token_list_shows_the_fixture_token() {
     let t = TestToken::new();
     let v = t.json(&["token", "list"]);
-    let tokens = v.as_array().unwrap();
+    let tokens = v["tokens"].as_array().unwrap();
     let ours: Vec<_> = tokens
         .iter()
         .filter(|x| x["label"] == t.label.as_str())
@@ -80,7 +80,8 @@ fn token_init_sets_label_and_both_pins() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = common::documented(&out.stdout);
+    assert_eq!(v["schema"], "hsmkey.token-init.v1");
     let expected_label = if t.kind == Kind::Nss {
         common::NSS_LABEL
     } else {
@@ -313,7 +314,7 @@ fn token_init_refuses_a_taken_label_and_a_bad_pin_before_changing_anything() {
     assert_eq!((exit, code(&e)), (6, "HK1301"));
     let listed = empty.json(&["token", "list"]);
     assert!(
-        listed
+        listed["tokens"]
             .as_array()
             .unwrap()
             .iter()

@@ -95,7 +95,7 @@ fn good_vectors_restore_with_the_known_kcvs() {
             if kt == KeyType::AES {
                 let shown = t.json(&["key", "show", label]);
                 assert_eq!(
-                    shown[0]["kcv"],
+                    shown["keys"][0]["kcv"],
                     expected.as_str(),
                     "{name}: {label} in the token"
                 );

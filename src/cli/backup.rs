@@ -15,10 +15,9 @@ use hsmkey::ops::backup::{
 use hsmkey::output::AtomicFile;
 use hsmkey::{input, Error};
 use secrecy::SecretString;
-use serde::Serialize;
 
 pub(crate) use super::progress::Bar;
-use super::{out, print_json, table, Context};
+use super::{json, out, table, Context};
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Format {
@@ -164,16 +163,6 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-#[derive(Serialize)]
-struct BackupOutput<'a> {
-    out: String,
-    format: &'static str,
-    #[serde(flatten)]
-    report: &'a backup::BackupReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret_blob: Option<String>,
-}
-
 pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     // First, so a Ctrl-C at any point ends cleanly (no temporary file left).
     let cancel = interrupt_flag();
@@ -299,7 +288,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
         );
     }
     if ctx.json() {
-        print_json(&BackupOutput {
+        json::print(&json::Backup {
             out: args.out.display().to_string(),
             format: match args.format {
                 Format::Bundle => "bundle",
@@ -392,11 +381,7 @@ fn unprotect(args: &UnprotectArgs) -> hsmkey::Result<Unprotect> {
     }
 }
 
-fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
-    if ctx.json() {
-        print_json(report);
-        return;
-    }
+fn render_restore(report: &RestoreReport, verb: &str) {
     let mut text = format!(
         "bundle from token '{}' (serial {}), made {} by {}, {} protection\n",
         report.source.label, report.source.serial, report.created_at, report.tool, report.scheme
@@ -432,8 +417,11 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let mut bar = Bar::new(ctx, "restore");
     let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;
     drop(bar);
+    if ctx.json() {
+        json::print(&json::Restore { report: &report });
+        return Ok(());
+    }
     render_restore(
-        ctx,
         &report,
         if args.dry_run {
             "would be restored (dry run)"
@@ -454,8 +442,15 @@ pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
         bar.update(d, t)
     })?;
     drop(bar);
+    if ctx.json() {
+        // Reached only when every check passed: a failure is an error.
+        json::print(&json::Verify {
+            verified: true,
+            report: &report,
+        });
+        return Ok(());
+    }
     render_restore(
-        ctx,
         &report,
         "verified (unwrapped in the token, KCVs and public halves match; nothing created)",
     );

@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use hsmkey::ops::backup::Input;
 use hsmkey::ops::inspect::{self, Inspection, ProtectionSummary};
-use serde::Serialize;
 
-use super::{out, print_json, table, Context};
+use super::{json, out, table, Context};
 
 #[derive(Subcommand, Debug)]
 pub enum BundleCommand {
@@ -32,21 +31,12 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> hsmkey::Result<()> {
     }
 }
 
-#[derive(Serialize)]
-struct InspectOutput<'a> {
-    schema: &'static str,
-    file: String,
-    #[serde(flatten)]
-    report: &'a Inspection,
-}
-
 fn run_inspect(ctx: &Context, args: InspectArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let report = inspect::inspect(&input)?;
     let file = args.file.display().to_string();
     if ctx.json() {
-        print_json(&InspectOutput {
-            schema: inspect::SCHEMA,
+        json::print(&json::BundleInspect {
             file,
             report: &report,
         });

@@ -9,9 +9,8 @@ use hsmkey::input::limits;
 use hsmkey::ops::byok::{ByokRequest, WrappingSource};
 use hsmkey::output::AtomicFile;
 use hsmkey::Error;
-use serde::Serialize;
 
-use super::{out, print_json, Context};
+use super::{json, out, Context};
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum TargetArg {
@@ -72,13 +71,6 @@ pub struct ByokArgs {
 
 fn read(path: &Path, limit: u64, what: &str) -> hsmkey::Result<Vec<u8>> {
     hsmkey::input::read_bounded(path, limit, what)
-}
-
-#[derive(Serialize)]
-struct Output<'a> {
-    #[serde(flatten)]
-    result: &'a hsmkey::ops::byok::ByokResult,
-    files: Vec<String>,
 }
 
 pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
@@ -185,7 +177,7 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         names.push(path.display().to_string());
     }
     if ctx.json() {
-        print_json(&Output {
+        json::print(&json::Byok {
             result: &result,
             files: names,
         });

@@ -12,7 +12,7 @@ use std::io::Write;
 use hsmkey::output::{write_atomic, AtomicFile};
 use hsmkey::Error;
 
-use super::{out, print_json, Context};
+use super::{json, out, Context};
 
 fn read(path: &Path, what: &str) -> hsmkey::Result<Vec<u8>> {
     hsmkey::input::read_bounded(path, hsmkey::input::limits::DOCUMENT, what)
@@ -83,7 +83,7 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
         },
     )?;
     if ctx.json() {
-        print_json(&params);
+        json::print(&json::ImportParams { params: &params });
     } else {
         out(&format!(
             "import parameters for key id {} (RSA {bits}, {}) valid until {} written to {}\n",
@@ -164,11 +164,16 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
         },
     )?;
     if ctx.json() {
-        print_json(&report);
+        json::print(&json::Import { report: &report });
     } else if let Some(k) = report.keys.first() {
         out(&format!(
             "imported {} ({} {}, KCV {}) with key id {} ({}); the import parameters are used up\n",
-            k.label, k.class, k.key_type, k.kcv, report.key_id, report.algorithm
+            k.label,
+            k.class,
+            k.key_type,
+            k.kcv.as_deref().unwrap_or("unavailable"),
+            report.key_id,
+            report.algorithm
         ));
         for left in &report.left_behind {
             out(&format!(
@@ -207,8 +212,13 @@ pub fn run_export(ctx: &Context, args: ExportKeyArgs) -> hsmkey::Result<()> {
         bytes.push(b'\n');
         write_atomic(path, &bytes, args.force)?;
     }
-    // The export key is the product: JSON with or without --json.
-    print_json(&doc);
+    // The export key is the product: JSON with or without --json; with it,
+    // the document names its schema like every --json output.
+    if ctx.json() {
+        json::print(&json::ExportKeyDoc { doc: &doc });
+    } else {
+        super::print_json(&doc);
+    }
     Ok(())
 }
 
@@ -244,9 +254,13 @@ pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Resul
     let token = ctx.open_user(&module)?;
     let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
     if ctx.json() {
-        print_json(&made);
+        json::print(&json::ImportExportKey { keys: &made });
     } else if let Some(k) = made.first() {
-        out(&format!("imported {} (KCV {})\n", k.label, k.kcv));
+        out(&format!(
+            "imported {} (KCV {})\n",
+            k.label,
+            k.kcv.as_deref().unwrap_or("unavailable")
+        ));
     }
     Ok(())
 }

@@ -6,7 +6,8 @@ use hsmkey::hsm::keys::{BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpe
 use hsmkey::ops;
 use hsmkey::Error;
 
-use super::{escape, out, print_json, table, Context};
+use super::json::{self, Document};
+use super::{escape, out, table, Context};
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
@@ -141,9 +142,11 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     ops::keys::generate_many(&token, &request, n, &mut |d, t| bar.update(d, t))?;
                 drop(bar);
                 if ctx.json() {
-                    print_json(
-                        &serde_json::json!({ "created": labels.len(), "first": labels.first(), "last": labels.last() }),
-                    );
+                    json::print(&json::KeyGenerateMany {
+                        created: labels.len(),
+                        first: labels.first().map(String::as_str),
+                        last: labels.last().map(String::as_str),
+                    });
                 } else {
                     out(&format!(
                         "{} key(s) created: {} .. {}\n",
@@ -174,7 +177,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             };
             let made = ops::keys::generate(&token, &request)?;
             drop(lock);
-            render_keys(ctx, &made, "created");
+            render_keys(ctx, &made, "created", |keys| json::KeyGenerate { keys });
         }
         KeyCommand::List { key } => {
             let selector = match key {
@@ -184,7 +187,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let module = ctx.module()?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let keys = ops::keys::list(&token, &selector)?;
-            render_keys(ctx, &keys, "list");
+            render_keys(ctx, &keys, "list", |keys| json::KeyList { keys });
         }
         KeyCommand::Show { key } => {
             let selector = KeySelector::parse(&key)?;
@@ -192,7 +195,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let keys = ops::keys::show(&token, &selector)?;
             if ctx.json() {
-                print_json(&keys);
+                json::print(&json::KeyShow { keys: &keys });
             } else {
                 let mut text = String::new();
                 for k in &keys {
@@ -222,12 +225,12 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 })?;
             file.commit()?;
             if ctx.json() {
-                print_json(&serde_json::json!({
-                    "label": export.label,
-                    "type": export.key_type,
-                    "out": path.display().to_string(),
-                    "spki_sha256": export.spki_sha256,
-                }));
+                json::print(&json::KeyPublic {
+                    label: &export.label,
+                    key_type: &export.key_type,
+                    out: path.display().to_string(),
+                    spki_sha256: &export.spki_sha256,
+                });
             } else {
                 out(&format!(
                     "public key of {} written to {} (SHA-256 of SPKI: {})\n",
@@ -254,7 +257,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 other => other?,
             };
             drop(lock);
-            render_keys(ctx, &made, "created");
+            render_keys(ctx, &made, "created", |keys| json::KeyRotate { keys });
         }
         KeyCommand::Destroy { key, yes } => {
             let selector = KeySelector::parse(&key)?;
@@ -270,7 +273,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let _lock = ctx.lock(&module, Some(&selector), "key destroy")?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let gone = ops::keys::destroy(&token, &selector)?;
-            render_keys(ctx, &gone, "destroyed");
+            render_keys(ctx, &gone, "destroyed", |keys| json::KeyDestroy { keys });
         }
     }
     Ok(())
@@ -295,9 +298,14 @@ fn yes_no(flag: Option<bool>) -> &'static str {
 
 /// Keys as a table (`verb` "list" for `key list`, which adds whether each
 /// key is sensitive and extractable), or as JSON.
-fn render_keys(ctx: &Context, keys: &[KeyInfo], verb: &str) {
+fn render_keys<'a, D: Document>(
+    ctx: &Context,
+    keys: &'a [KeyInfo],
+    verb: &str,
+    doc: impl FnOnce(&'a [KeyInfo]) -> D,
+) {
     if ctx.json() {
-        print_json(&keys);
+        json::print(&doc(keys));
         return;
     }
     let listing = verb == "list";
@@ -321,7 +329,7 @@ fn render_keys(ctx: &Context, keys: &[KeyInfo], verb: &str) {
                 row.push(yes_no(k.sensitive).into());
                 row.push(yes_no(k.extractable).into());
             }
-            row.push(k.kcv.clone().into_bytes());
+            row.push(k.kcv.clone().unwrap_or_else(|| "unavailable".into()).into_bytes());
             row
         })
         .collect();
@@ -362,7 +370,7 @@ fn show_one(k: &KeyInfo) -> String {
         k.size.map(|s| format!("{s} bits")).unwrap_or_else(|| "unknown".into()),
         k.usage.join(","),
         k.backup_policy,
-        k.kcv,
+        k.kcv.as_deref().unwrap_or("unavailable"),
         k.kcv_method,
         flag(k.sensitive),
         flag(k.extractable),

@@ -5,6 +5,7 @@ mod backup;
 mod bundle;
 mod byok;
 mod import;
+mod json;
 mod key;
 mod progress;
 mod shell;
@@ -175,41 +176,48 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// A command line clap refused (or `--help`, `--version`). With `--json`, a
+/// refusal is an HK1007 error document on stdout, like any other error.
 fn clap_failure(e: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            }
+            ExitCode::SUCCESS
+        }
+        _ if json => {
+            let err = Error::Usage {
+                message: clap_message(&e),
+            };
+            report_error(&err, true);
+            ExitCode::from(2)
         }
         _ => {
-            if json {
-                let rendered = e.render().to_string();
-                let message = rendered
-                    .lines()
-                    .take_while(|l| {
-                        !l.starts_with("Usage:") && !l.starts_with("For more information")
-                    })
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let err = Error::Usage {
-                    message: message.trim_start_matches("error: ").to_string(),
-                };
-                report_error(&err, true);
-            } else {
-                let _ = e.print();
-            }
+            let _ = e.print();
             ExitCode::from(2)
         }
     }
+}
+
+/// clap's error as one line, without its usage and help pointers.
+fn clap_message(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap renders the whole help here: name the missing command instead.
+        let usage = rendered
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Usage: "))
+            .unwrap_or("hsmkey <COMMAND>");
+        return format!("a command is missing: {usage}");
+    }
+    let message = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    message.trim_start_matches("error: ").to_string()
 }
 
 fn init_logging(g: &Global) {
@@ -233,21 +241,14 @@ fn init_logging(g: &Global) {
         .try_init();
 }
 
-#[derive(Serialize)]
-struct JsonError<'a> {
-    error_code: &'a str,
-    message: String,
-    context: std::collections::BTreeMap<&'static str, String>,
-}
-
 fn report_error(e: &Error, json: bool) {
     if json {
-        let body = JsonError {
+        json::print(&json::ErrorDoc {
             error_code: e.code(),
             message: e.to_string(),
             context: e.context(),
-        };
-        print_json(&body);
+            hint: e.hint(),
+        });
     } else {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "error[{}]: {e}", e.code());

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use hsmkey::hsm::probe;
 use hsmkey::Error;
 
-use super::{out, print_json, table, Context};
+use super::{json, out, table, Context};
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
         TokenCommand::List => {
             let tokens = module.tokens()?;
             if ctx.json() {
-                print_json(&tokens);
+                json::print(&json::TokenList { tokens: &tokens });
             } else {
                 let rows: Vec<Vec<String>> = tokens
                     .iter()
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
             let slot = module.select_token(ctx.token_selector())?;
             let d = module.details(slot)?;
             if ctx.json() {
-                print_json(&d);
+                json::print(&json::TokenInfo { token: &d });
             } else {
                 let s = &d.summary;
                 out(&format!(
@@ -131,7 +131,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
                 );
             }
             if ctx.json() {
-                print_json(&made);
+                json::print(&json::TokenInit { token: &made });
             } else {
                 out(&format!(
                     "initialized token '{}' (serial {}): {}\n",
@@ -149,7 +149,9 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
                 caps.require(capability)?;
             }
             if ctx.json() {
-                print_json(&caps);
+                json::print(&json::TokenMechanisms {
+                    capabilities: &caps,
+                });
             } else {
                 render_capabilities(&caps);
             }

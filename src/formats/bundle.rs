@@ -41,7 +41,7 @@ pub enum BundleError {
 }
 
 /// The token the keys came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SourceToken {
     pub label: String,
     pub manufacturer: String,

@@ -28,7 +28,7 @@ pub fn key_spec_bits(spec: &str) -> Option<u64> {
 }
 
 /// The response of `import-params`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Parameters {
     pub key_id: String,
     pub import_token: String,

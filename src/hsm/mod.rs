@@ -55,7 +55,7 @@ pub struct Module {
 }
 
 /// What `token list` shows for one slot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TokenSummary {
     pub slot_id: u64,
     pub label: String,
@@ -68,7 +68,7 @@ pub struct TokenSummary {
 }
 
 /// What `token info` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TokenDetails {
     #[serde(flatten)]
     pub summary: TokenSummary,

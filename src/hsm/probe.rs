@@ -84,7 +84,7 @@ const FLAG_NAMES: &[(u64, &str)] = &[
 ];
 
 /// One line of the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MechanismReport {
     pub name: &'static str,
     pub number: String,
@@ -124,7 +124,7 @@ impl WrapAlgorithm {
 }
 
 /// The whole probe result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Capabilities {
     pub mechanisms: Vec<MechanismReport>,
     /// Mechanism proved to give exact RFC 3394, if any.

@@ -50,7 +50,7 @@ pub struct OutputFile {
 }
 
 /// What `byok` produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ByokResult {
     pub target: String,
     pub algorithm: String,

@@ -16,12 +16,8 @@ use crate::formats::bundle::{
 use crate::hsm::keys::split_version;
 use crate::ops::backup::{check_header, Input};
 
-/// The `schema` member of the JSON output (`src/cli/bundle.rs` puts it
-/// first, with the file name, before this report's members).
-pub const SCHEMA: &str = "hsmkey.bundle-inspect.v1";
-
 /// Everything `bundle inspect` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Inspection {
     /// "bundle" (JSON Lines) or "blob" (`hsmkey-blob-v1:`).
     pub container: &'static str,
@@ -42,7 +38,7 @@ pub struct Inspection {
 }
 
 /// The protection scheme and its parameters, without salts or wrapped keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "scheme", rename_all = "kebab-case")]
 pub enum ProtectionSummary {
     /// The KEK as recorded by the writing token.
@@ -57,7 +53,7 @@ pub enum ProtectionSummary {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KekSummary {
     pub label: String,
     /// CKA_ID, hex.
@@ -66,7 +62,7 @@ pub struct KekSummary {
     pub kcv: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KdfSummary {
     pub algorithm: String,
     pub version: u32,
@@ -77,7 +73,7 @@ pub struct KdfSummary {
     pub salt_bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RecipientSummary {
     /// SHA-256 of the recipient public key's SubjectPublicKeyInfo, hex.
     pub spki_sha256: String,
@@ -87,7 +83,7 @@ pub struct RecipientSummary {
 }
 
 /// The integrity key and the trailer's MAC, as lengths.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MacSummary {
     pub algorithm: String,
     /// Wrap algorithm of the integrity key.
@@ -98,7 +94,7 @@ pub struct MacSummary {
 }
 
 /// One key version as its entry describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct EntryInfo {
     pub label: String,
     pub name: String,
@@ -120,7 +116,7 @@ pub struct EntryInfo {
 }
 
 /// What the reader checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Structure {
     /// True whenever a report is made: a broken structure is an error.
     pub intact: bool,

@@ -294,7 +294,7 @@ impl TestToken {
             "hsmkey {args:?} failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+        documented(&out.stdout)
     }
 
     /// Run hsmkey with `--json`, expect failure; return (exit code, error JSON).
@@ -308,6 +308,8 @@ impl TestToken {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
+        assert_eq!(v["schema"], "hsmkey.error.v1", "{v}");
+        check_schema(&v);
         (out.status.code().unwrap(), v)
     }
 
@@ -469,7 +471,64 @@ impl TestToken {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+        documented(&out.stdout)
+    }
+}
+
+/// Parse a `--json` document and check it against its published schema.
+pub fn documented(stdout: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "one JSON document on stdout ({e}), got: {}",
+            String::from_utf8_lossy(stdout)
+        )
+    });
+    check_schema(&v);
+    v
+}
+
+/// Check a `--json` document against the schema its `schema` member names,
+/// docs/schemas/NAME.json, held strictly: every member printed must be in
+/// the schema (the published files let readers ignore members they do not
+/// know; hsmkey's own output must not have undocumented ones).
+pub fn check_schema(v: &Value) {
+    let name = v["schema"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a --json document names its schema: {v}"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/schemas")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("schema {name}: cannot read {}: {e}", path.display()));
+    let mut schema: Value = serde_json::from_str(&text).expect("a schema is JSON");
+    no_undocumented_members(&mut schema);
+    let validator = jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("{}: not a usable schema: {e}", path.display()));
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("at {}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "output does not match docs/schemas/{name}.json:\n  {}\noutput: {v}",
+        errors.join("\n  ")
+    );
+}
+
+/// `additionalProperties: false` on every object schema that lists its
+/// properties and says nothing about others.
+fn no_undocumented_members(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for child in map.values_mut() {
+                no_undocumented_members(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(no_undocumented_members),
+        _ => {}
     }
 }
 

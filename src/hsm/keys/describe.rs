@@ -11,7 +11,7 @@ use crate::hsm::uri::{ObjectType, Pkcs11Uri};
 use crate::hsm::Token;
 
 /// Everything hsmkey shows about one object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     #[serde(skip)]
     pub handle: ObjectHandle,
@@ -35,8 +35,8 @@ pub struct KeyInfo {
     pub version: u32,
     pub usage: Vec<&'static str>,
     pub backup_policy: String,
-    /// Hex KCV, or "unavailable".
-    pub kcv: String,
+    /// Hex KCV; null when unknown (`kcv_method` says why).
+    pub kcv: Option<String>,
     pub kcv_method: String,
     pub sensitive: Option<bool>,
     pub extractable: Option<bool>,
@@ -47,7 +47,8 @@ pub struct KeyInfo {
     pub private: Option<bool>,
     pub local: Option<bool>,
     pub modifiable: Option<bool>,
-    /// Empty in bulk reads (`describe_with(.., false)`).
+    /// The object's RFC 7512 `pkcs11:` URI.
+    // Empty in bulk reads (`describe_with(.., false)`), which are never printed.
     pub uri: String,
 }
 
@@ -333,9 +334,9 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         // Free when the token keeps it: no operation, just the attribute.
         match (&check_value, key_type) {
             (Some(cv), Some(k)) if cv.len() >= 3 && k == CkKeyType::AES => {
-                (hex::encode(&cv[..3]), "CKA_CHECK_VALUE".to_string())
+                (Some(hex::encode(&cv[..3])), "CKA_CHECK_VALUE".to_string())
             }
-            _ => ("not computed".to_string(), String::new()),
+            _ => (None, "not computed".to_string()),
         }
     } else if class == ObjectClass::SECRET_KEY {
         kcv(
@@ -347,10 +348,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             usage.sign,
         )?
     } else {
-        (
-            "unavailable".to_string(),
-            "not defined for asymmetric keys".to_string(),
-        )
+        (None, "not defined for asymmetric keys".to_string())
     };
     let (kcv, kcv_method) = if with_kcv && class == ObjectClass::SECRET_KEY {
         measured(
@@ -426,11 +424,11 @@ fn measured(
     flags: &std::collections::HashMap<&'static str, bool>,
     aes: bool,
     size: &mut Option<u64>,
-    (kcv, method): (String, String),
-) -> Result<(String, String)> {
+    (kcv, method): (Option<String>, String),
+) -> Result<(Option<String>, String)> {
     let wrappable = flags.get("extractable") == Some(&true);
     let trusted_only = flags.get("wrap_with_trusted") == Some(&true);
-    let want_kcv = aes && kcv == "unavailable" && !trusted_only;
+    let want_kcv = aes && kcv.is_none() && !trusted_only;
     if !wrappable || (size.is_some() && !want_kcv) {
         return Ok((kcv, method));
     }
@@ -440,7 +438,7 @@ fn measured(
     }
     Ok(match found.kcv {
         Some(value) if want_kcv => (
-            value,
+            Some(value),
             "AES-ECB(key, 0^128) in the token, on a session copy".into(),
         ),
         _ => (kcv, method),
@@ -458,7 +456,8 @@ fn ec_bits(params: &[u8]) -> Option<u64> {
 
 /// The 3-byte key check value, computed in the token. CKA_CHECK_VALUE when the
 /// token keeps it; for AES keys allowed to encrypt, AES-ECB of a zero block in
-/// the token; otherwise "unavailable" (never a guess, never host crypto).
+/// the token; otherwise none, with the reason in place of the method (never
+/// a guess, never host crypto).
 pub fn kcv(
     token: &Token<'_>,
     handle: ObjectHandle,
@@ -466,7 +465,7 @@ pub fn kcv(
     check_value: Option<&[u8]>,
     can_encrypt: bool,
     can_sign: bool,
-) -> Result<(String, String)> {
+) -> Result<(Option<String>, String)> {
     // A refusal of the check operation means "no KCV here"; a failing
     // token is an error, not a key without a KCV.
     let refused = |e: Error| -> Result<()> {
@@ -491,7 +490,9 @@ pub fn kcv(
     // CKA_CHECK_VALUE for them is token-defined (SHA-1 on SoftHSM).
     if key_type == Some(CkKeyType::GENERIC_SECRET) && can_sign {
         match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::GENERIC_SECRET) {
-            Ok((value, _)) => return Ok((value, "HMAC-SHA256(key, empty) in the token".into())),
+            Ok((value, _)) => {
+                return Ok((Some(value), "HMAC-SHA256(key, empty) in the token".into()))
+            }
             Err(e) => refused(e)?,
         }
     }
@@ -502,17 +503,17 @@ pub fn kcv(
             } else {
                 "CKA_CHECK_VALUE (token-defined method)"
             };
-            return Ok((hex::encode(&cv[..3]), method.into()));
+            return Ok((Some(hex::encode(&cv[..3])), method.into()));
         }
     }
     if key_type == Some(CkKeyType::AES) && can_encrypt {
         match crate::hsm::wrap::kcv_of(token, handle, CkKeyType::AES) {
-            Ok((value, _)) => return Ok((value, "AES-ECB(key, 0^128) in the token".into())),
+            Ok((value, _)) => return Ok((Some(value), "AES-ECB(key, 0^128) in the token".into())),
             Err(e) => refused(e)?,
         }
     }
     Ok((
-        "unavailable".into(),
+        None,
         if key_type == Some(CkKeyType::AES) && can_encrypt {
             "the token keeps no CKA_CHECK_VALUE and refused AES-ECB with this key".into()
         } else {

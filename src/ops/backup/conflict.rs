@@ -129,8 +129,8 @@ pub(super) fn prove_same(
     let info = keys::describe(token, by_label[0])?;
     if entry.class == "secret-key" {
         let proved = match &entry.kcv {
-            Some(k) if k.method == wrap::KCV_AES && info.kcv != "unavailable" => {
-                info.kcv == k.value
+            Some(k) if k.method == wrap::KCV_AES && info.kcv.is_some() => {
+                info.kcv.as_deref() == Some(k.value.as_str())
             }
             Some(k) if k.method == wrap::KCV_GENERIC && info.usage.contains(&"sign") => {
                 check::kcv(token, by_label[0], KeyKind::Generic)?.0 == k.value
@@ -144,7 +144,7 @@ pub(super) fn prove_same(
         } else {
             Err(conflict(format!(
                 "a key with this label and id exists but is not proved the same (KCV {}, and wrapped under the bundle's key it does not give the bundle's bytes)",
-                info.kcv
+                info.kcv.as_deref().unwrap_or("unknown")
             )))
         };
     }

@@ -67,7 +67,7 @@ pub enum Selection {
 }
 
 /// One key in a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EntrySummary {
     pub label: String,
     pub class: String,
@@ -86,16 +86,17 @@ pub struct EntrySummary {
 }
 
 /// A key left out, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub label: String,
     /// CKA_ID in hex ("" when the key has none): with the label, which
     /// object this is, even when labels are shared or missing.
     pub id: String,
     pub class: String,
-    /// Stable reason code (docs/FORMAT.md, "What backup takes"): those in
-    /// [`POLICY_SKIPS`] are the key's own policy or no loss; any other makes
-    /// a backup fail unless skips are allowed.
+    /// Stable reason code (docs/FORMAT.md, "What backup takes"):
+    /// `policy-none`, `policy-trusted`, `bundle-kek` and `public-key-only`
+    /// ([`POLICY_SKIPS`]) are the key's own policy or no loss; any other
+    /// makes a backup fail unless skips are allowed.
     pub code: &'static str,
     pub reason: String,
 }
@@ -201,7 +202,7 @@ impl BundleSink for FileSink<'_> {
 }
 
 /// What `backup` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BackupReport {
     pub scheme: String,
     pub entries: Vec<EntrySummary>,
@@ -214,7 +215,7 @@ pub struct BackupReport {
 
 /// Something about a key a complete backup carries that its operator
 /// should know.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Warning {
     pub label: String,
     pub class: String,
@@ -224,7 +225,7 @@ pub struct Warning {
 }
 
 /// What `restore` or `verify` did (or, with --dry-run, would do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RestoreReport {
     pub scheme: String,
     pub source: SourceToken,

@@ -181,13 +181,13 @@ pub(super) fn open_protection(
     let (unwrapping, trusted_kek, what) = match (&header.protection, unprotect) {
         (Protection::Kek { kek: expected }, Unprotect::Kek(selector)) => {
             let kek = resolve_kek(token, selector)?;
-            if let (Some(want), true) = (&expected.kcv, kek.kcv != "unavailable") {
-                if *want != kek.kcv {
+            if let (Some(want), Some(have)) = (&expected.kcv, &kek.kcv) {
+                if want != have {
                     return Err(wrong_key(
                         "KEK",
                         format!(
                             "the bundle was made with KEK '{}' (id {}, KCV {want}); '{}' has KCV {}",
-                            expected.label, expected.id, kek.label, kek.kcv
+                            expected.label, expected.id, kek.label, have
                         ),
                     ));
                 }

@@ -74,7 +74,7 @@ pub fn backup(
                 kek: KeyRef {
                     label: kek.label.clone(),
                     id: kek.id.clone(),
-                    kcv: (kek.kcv != "unavailable").then(|| kek.kcv.clone()),
+                    kcv: kek.kcv.clone(),
                 },
             };
             (
@@ -345,8 +345,8 @@ pub(super) fn backup_entry(
         // from the blob itself, which also proves the blob unwraps.
         let known = if key_type != KeyKind::Aes {
             None
-        } else if info.kcv_method == "CKA_CHECK_VALUE" {
-            Some(info.kcv.clone())
+        } else if info.kcv_method == "CKA_CHECK_VALUE" && info.kcv.is_some() {
+            info.kcv.clone()
         } else if info.usage.contains(&"encrypt") {
             check::kcv(token, info.handle, KeyKind::Aes)
                 .ok()

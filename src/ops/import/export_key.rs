@@ -69,7 +69,7 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
         let copy = receive::check_copy(token, &mut eph, mech, kek.handle, &blob, key_type)?;
         Some(check::kcv(token, copy, key_type)?)
     } else if dek.kcv_method == "CKA_CHECK_VALUE" && key_type == KeyKind::Aes {
-        Some((dek.kcv.clone(), wrap::KCV_AES))
+        dek.kcv.clone().map(|v| (v, wrap::KCV_AES))
     } else {
         None
     };
@@ -82,7 +82,7 @@ pub fn export_key(token: &Token<'_>, dek: &KeySelector, kek: &KeySelector) -> Re
         kcv: kcv.as_ref().map(|k| k.0.clone()),
         kcv_method: kcv.as_ref().map(|k| k.1.to_string()),
         kek_label: kek.label.clone(),
-        kek_kcv: (kek.kcv != "unavailable").then(|| kek.kcv.clone()),
+        kek_kcv: kek.kcv.clone(),
     })
 }
 
@@ -97,13 +97,13 @@ pub fn import_export_key(
     usage: Option<Usage>,
 ) -> Result<Vec<KeyInfo>> {
     let kek_info = crate::ops::backup::resolve_kek(token, kek)?;
-    if let (Some(want), true) = (&doc.kek_kcv, kek_info.kcv != "unavailable") {
-        if *want != kek_info.kcv {
+    if let (Some(want), Some(have)) = (&doc.kek_kcv, &kek_info.kcv) {
+        if want != have {
             return Err(Error::WrongUnwrapKey {
                 what: "KEK".into(),
                 reason: format!(
                     "the export key was made under KEK '{}' (KCV {want}); '{}' has KCV {}",
-                    doc.kek_label, kek_info.label, kek_info.kcv
+                    doc.kek_label, kek_info.label, have
                 ),
             });
         }

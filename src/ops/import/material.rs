@@ -37,7 +37,7 @@ pub struct ImportRequest {
 }
 
 /// What `import` did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ImportReport {
     pub key_id: String,
     pub algorithm: String,

@@ -6,7 +6,7 @@ use hsmkey::hsm::keys::{BackupPolicy, GenerateSpec, KeyInfo, KeySelector, KeySpe
 use hsmkey::ops;
 use hsmkey::Error;
 
-use super::{out, print_json, table, Context};
+use super::{out, print_json, table, terminal, Context};
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
@@ -60,7 +60,7 @@ pub enum KeyCommand {
     Public {
         /// Label, NAME@vN or pkcs11: URI of one version of a key pair.
         key: String,
-        /// Output file (atomic, 0600).
+        /// Output file (atomic, 0600); `-`: stdout (the report then goes to stderr).
         #[arg(long, value_name = "PUB.pem")]
         out: std::path::PathBuf,
         /// Replace an existing file.
@@ -206,8 +206,9 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             force,
         } => {
             let selector = KeySelector::parse(&key)?;
+            let to_stdout = terminal::check_out(ctx, &path)?;
             // Claim the output before any token work.
-            let mut file = hsmkey::output::AtomicFile::create(&path, force)?;
+            let mut file = hsmkey::output::AtomicFile::for_out(&path, force)?;
             let module = ctx.module()?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let export = ops::keys::public_pem(&token, &selector)?;
@@ -227,12 +228,16 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     "spki_sha256": export.spki_sha256,
                 }));
             } else {
-                out(&format!(
-                    "public key of {} written to {} (SHA-256 of SPKI: {})\n",
-                    export.label,
-                    path.display(),
-                    export.spki_sha256
-                ));
+                terminal::report(
+                    ctx,
+                    to_stdout,
+                    &format!(
+                        "public key of {} written to {} (SHA-256 of SPKI: {})\n",
+                        export.label,
+                        terminal::out_name(&path),
+                        export.spki_sha256
+                    ),
+                );
             }
         }
         KeyCommand::Rotate { key } => {

@@ -262,6 +262,9 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
         None | Some(PolicyArg::Strength) => Policy::Strength,
         Some(PolicyArg::Vsp) => Policy::Vsp,
     };
+    // Fail before any token work (and before a password is typed) if the
+    // output exists.
+    let mut file = AtomicFile::for_out(&args.out, args.force)?;
     let protect = if let Some(kek) = &args.protect.kek {
         Protect::Kek(Box::new(KeySelector::parse(kek)?))
     } else if let Some(path) = &args.protect.password_file {
@@ -293,8 +296,6 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     } else {
         Selection::Named(selectors)
     };
-    // Fail before any token work if the output exists.
-    let mut file = AtomicFile::for_out(&args.out, args.force)?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
     let mut bar = Bar::new(ctx, "backup");

@@ -360,6 +360,39 @@ fn out_dash_with_json_is_refused_before_any_work() {
 }
 
 #[test]
+fn a_failed_copy_to_stdout_is_an_error() {
+    let t = TestToken::new();
+    t.generate("k", "aes-256", "any");
+    t.json(&["key", "generate", "--label", "rsa", "--type", "rsa-2048"]);
+    let pw = password_file(&t, PASSWORD);
+    // stdout is /dev/full: every write fails (ENOSPC), as on a full disk
+    // behind a redirection. Exit 0 must mean the output is complete.
+    for args in [
+        vec!["key", "public", "rsa", "--out", "-"],
+        vec![
+            "backup",
+            "--password-file",
+            path_str(&pw),
+            "k",
+            "--out",
+            "-",
+        ],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = std_cmd(&t).args(&args).stdout(full).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("error[HK1901]") && text.contains("(standard output)"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
 fn only_one_input_reads_stdin() {
     let t = TestToken::new();
     t.generate("k", "aes-256", "any");

@@ -110,7 +110,8 @@ pub struct BackupArgs {
     /// Replace an existing output file.
     #[arg(long)]
     force: bool,
-    /// The rule a new password must meet (--password-file, --password-prompt).
+    /// The rule a new password must meet (--password-file, --password-prompt);
+    /// default: strength.
     #[arg(long, value_enum, value_name = "POLICY")]
     password_policy: Option<PolicyArg>,
     /// bundle (default) or blob: a single string for one named key and its versions.

@@ -35,6 +35,9 @@ pub enum ExitClass {
     /// The command failed and its clean-up could not remove everything it
     /// had created: the error lists what is left on the token.
     LeftBehind,
+    /// An input file named on the command line (or in the configuration)
+    /// is missing or cannot be read.
+    InputFile,
 }
 
 impl ExitClass {
@@ -50,6 +53,7 @@ impl ExitClass {
             ExitClass::Token => 7,
             ExitClass::Conflict => 8,
             ExitClass::LeftBehind => 9,
+            ExitClass::InputFile => 10,
             ExitClass::Interrupted => 130,
         }
     }
@@ -78,6 +82,18 @@ pub enum Error {
     MalformedUri { uri: String, reason: String },
     #[error("{message}")]
     Usage { message: String },
+    #[error("The configuration file {path} is not valid: {reason}")]
+    Config {
+        path: String,
+        line: Option<usize>,
+        reason: String,
+    },
+    #[error("There is no profile '{name}' in {path}.")]
+    ProfileNotFound {
+        name: String,
+        path: String,
+        known: Vec<String>,
+    },
 
     // HK11xx: authentication
     #[error("The PIN is incorrect.")]
@@ -94,6 +110,8 @@ pub enum Error {
     UserPinNotInitialized { token: String },
     #[error("It cannot be opened with this {what}: {reason}")]
     WrongUnwrapKey { what: String, reason: String },
+    #[error("No backup password is available: {reason}")]
+    PasswordUnavailable { reason: String },
 
     // HK12xx: capability
     #[error("The token cannot do {capability}.")]
@@ -123,6 +141,13 @@ pub enum Error {
     Expired { what: String },
     #[error("The import token is not valid: {reason}")]
     ImportTokenInvalid { reason: String },
+    #[error("The {what} {path} cannot be read: {source}")]
+    InputFile {
+        what: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     // HK14xx: token failures not otherwise classified
     #[error("{function} failed with {rv}.")]
@@ -171,6 +196,8 @@ impl Error {
             Error::Ambiguous { .. } => "HK1005",
             Error::MalformedUri { .. } => "HK1006",
             Error::Usage { .. } => "HK1007",
+            Error::Config { .. } => "HK1008",
+            Error::ProfileNotFound { .. } => "HK1009",
             Error::PinIncorrect { .. } => "HK1101",
             Error::PinLocked { .. } => "HK1102",
             Error::PinUnavailable { .. } => "HK1103",
@@ -178,6 +205,7 @@ impl Error {
             Error::SoLoginRequired { .. } => "HK1105",
             Error::UserPinNotInitialized { .. } => "HK1106",
             Error::WrongUnwrapKey { .. } => "HK1107",
+            Error::PasswordUnavailable { .. } => "HK1108",
             Error::NotCapable { .. } => "HK1201",
             Error::PolicyRefused { .. } => "HK1202",
             Error::TargetRule { .. } => "HK1203",
@@ -188,6 +216,7 @@ impl Error {
             Error::BadPassword { .. } => "HK1304",
             Error::Expired { .. } => "HK1305",
             Error::ImportTokenInvalid { .. } => "HK1306",
+            Error::InputFile { .. } => "HK1307",
             Error::Pkcs11 { .. } => "HK1401",
             Error::LeftBehind { .. } => "HK1403",
             Error::AlreadyExists { .. } => "HK1501",
@@ -206,17 +235,20 @@ impl Error {
             Error::ModuleLoad { .. }
             | Error::NoModule { .. }
             | Error::TokenNotFound { .. }
-            | Error::KeyNotFound { .. } => ExitClass::NotFound,
+            | Error::KeyNotFound { .. }
+            | Error::ProfileNotFound { .. } => ExitClass::NotFound,
             Error::Ambiguous { .. }
             | Error::MalformedUri { .. }
             | Error::Usage { .. }
+            | Error::Config { .. }
             | Error::PinInArgv { .. } => ExitClass::Usage,
             Error::PinIncorrect { .. }
             | Error::PinLocked { .. }
             | Error::PinUnavailable { .. }
             | Error::SoLoginRequired { .. }
             | Error::UserPinNotInitialized { .. }
-            | Error::WrongUnwrapKey { .. } => ExitClass::Auth,
+            | Error::WrongUnwrapKey { .. }
+            | Error::PasswordUnavailable { .. } => ExitClass::Auth,
             Error::NotCapable { .. }
             | Error::PolicyRefused { .. }
             | Error::TargetRule { .. }
@@ -233,6 +265,7 @@ impl Error {
             | Error::ImportTokenUsed { .. }
             | Error::Busy { .. }
             | Error::ConcurrentCreate { .. } => ExitClass::Conflict,
+            Error::InputFile { .. } => ExitClass::InputFile,
             Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
             Error::Interrupted { .. } => ExitClass::Interrupted,
         }
@@ -268,6 +301,17 @@ impl Error {
                 ctx.insert("reason", reason.clone());
             }
             Error::Usage { .. } => {}
+            Error::Config { path, line, .. } => {
+                ctx.insert("path", path.clone());
+                if let Some(line) = line {
+                    ctx.insert("line", line.to_string());
+                }
+            }
+            Error::ProfileNotFound { name, path, known } => {
+                ctx.insert("profile", name.clone());
+                ctx.insert("path", path.clone());
+                ctx.insert("profiles", known.join(", "));
+            }
             Error::PinIncorrect { user }
             | Error::PinLocked { user }
             | Error::PinUnavailable { user, .. } => {
@@ -288,7 +332,12 @@ impl Error {
             | Error::BadPassword { .. }
             | Error::TargetRule { .. }
             | Error::Expired { .. }
-            | Error::ImportTokenInvalid { .. } => {}
+            | Error::ImportTokenInvalid { .. }
+            | Error::PasswordUnavailable { .. } => {}
+            Error::InputFile { what, path, .. } => {
+                ctx.insert("input", what.clone());
+                ctx.insert("path", path.clone());
+            }
             Error::ImportTokenUsed { key_id } => {
                 ctx.insert("key_id", key_id.clone());
             }
@@ -361,6 +410,12 @@ impl Error {
                 "Write the URI as in RFC 7512, e.g. pkcs11:token=prod;object=kek;type=secret-key (percent-encode ; / ? % and spaces).".into()
             }
             Error::Usage { .. } => "Run the command with --help to see its options.".into(),
+            Error::Config { .. } => {
+                "Fix the line named above: a profile holds only module, module_args, token, pin_source, so_pin_source, sessions and wait (README.md, Profiles); `hsmkey profile list` checks the file.".into()
+            }
+            Error::ProfileNotFound { .. } => {
+                "Pass one of the profiles listed above to --profile (or HSMKEY_PROFILE), or add a [profiles.NAME] table to the file.".into()
+            }
             Error::PinIncorrect { .. } => {
                 "Check the PIN source; hsmkey does not retry, so the token's retry counter went down by one only.".into()
             }
@@ -429,6 +484,12 @@ impl Error {
             Error::ImportTokenUsed { .. } => {
                 "Import parameters are single-use: run `hsmkey import-params` for new ones and wrap the key again.".into()
             }
+            Error::PasswordUnavailable { .. } => {
+                "Give the password with --password-file FILE (`-` reads it from standard input); --password-prompt asks on a terminal only, never in CI.".into()
+            }
+            Error::InputFile { .. } => {
+                "Check that the file exists and that this user may read it; `-` reads standard input instead.".into()
+            }
             Error::WrongUnwrapKey { .. } => {
                 "Use the KEK, password or recipient key the backup was made for (`hsmkey verify` shows the header); if it is the right one, the key fields of the file were altered.".into()
             }
@@ -439,7 +500,7 @@ impl Error {
                 "Use the hsmkey version that wrote the backup (its header names it), or a newer one.".into()
             }
             Error::BadPassword { .. } => {
-                "Use 6 to 255 characters: letters, digits and !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ (no spaces).".into()
+                "Choose a stronger password: by default (--password-policy strength) a passphrase of several uncommon words, spaces allowed; with --password-policy vsp, 6 to 255 letters, digits and !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ (no spaces).".into()
             }
         }
     }

@@ -4,10 +4,16 @@
 //! reports a size of 0, so only the read itself can stop at the limit.
 //!
 //! Going over a limit is [`Error::BadInput`] naming the input and the limit;
-//! the content is never quoted.
+//! the content is never quoted. A file that is missing or cannot be read is
+//! [`Error::InputFile`] (exit 10), naming the input and its path.
+//!
+//! The path `-` is standard input, read with the same limit. Only one input
+//! of a run may be `-` ([`claim_stdin`]); a secret (PIN, password) is never
+//! read from a terminal this way, where it would echo.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
+use std::sync::Mutex;
 
 use zeroize::Zeroizing;
 
@@ -31,13 +37,56 @@ pub mod limits {
     /// A single-string backup (`backup --format blob`): one key with all its
     /// versions.
     pub const BLOB: u64 = 16 * 1024 * 1024;
+    /// A bundle read from standard input (`restore -`): it is held in an
+    /// anonymous temporary file to be read twice. A bundle given as a file
+    /// has no limit but its line length.
+    pub const BUNDLE_STDIN: u64 = 1024 * 1024 * 1024;
+    /// The configuration file (`config.toml`, profiles).
+    pub const CONFIG: u64 = 1024 * 1024;
+}
+
+/// Whether `path` is `-`: standard input for an input, standard output for
+/// an `--out`. (A file named `-` is reached as `./-`.)
+pub fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// How a path is named in messages: `-` is "standard input".
+pub fn shown(path: &Path) -> String {
+    if is_stdio(path) {
+        "(standard input)".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+static STDIN_TAKEN: Mutex<Option<String>> = Mutex::new(None);
+
+/// Standard input is read once: the first input given as `-` claims it, a
+/// second one is a usage error (HK1007) naming both.
+pub fn claim_stdin(what: &str) -> Result<()> {
+    let mut taken = STDIN_TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(first) = taken.as_ref() {
+        return Err(Error::Usage {
+            message: format!(
+                "only one input can be `-` (standard input): the {first} is read from it, so the {what} cannot be"
+            ),
+        });
+    }
+    *taken = Some(what.to_string());
+    Ok(())
 }
 
 /// Read the whole file at `path`, refusing it once more than `limit` bytes
 /// have been read. `what` names the input in the error ("password file").
 pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let mut buf = Vec::new();
+    if is_stdio(path) {
+        claim_stdin(what)?;
+        read_limited(std::io::stdin().lock(), &mut buf, limit, what, path)?;
+        return Ok(buf);
+    }
+    let file = std::fs::File::open(path).map_err(|e| input_error(what, path, e))?;
     read_limited(file, &mut buf, limit, what, path)?;
     Ok(buf)
 }
@@ -46,9 +95,21 @@ pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
 /// at its final size, so no copy is left behind by a reallocation, and it is
 /// zeroized when dropped.
 pub fn read_secret(path: &Path, limit: u64, what: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let capacity = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
     let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    if is_stdio(path) {
+        if std::io::stdin().is_terminal() {
+            return Err(Error::Usage {
+                message: format!(
+                    "the {what} `-` would be read from a terminal, where it echoes: pipe it in, or use a prompt"
+                ),
+            });
+        }
+        claim_stdin(what)?;
+        read_limited(std::io::stdin().lock(), &mut buf, limit, what, path)?;
+        return Ok(buf);
+    }
+    let file = std::fs::File::open(path).map_err(|e| input_error(what, path, e))?;
     read_limited(file, &mut buf, limit, what, path)?;
     Ok(buf)
 }
@@ -69,7 +130,9 @@ pub fn read_limited<R: Read>(
     }
     // One byte past the limit tells "exactly at the limit" from "over it".
     let mut limited = reader.take(limit - have + 1);
-    limited.read_to_end(buf).map_err(|e| io_error(path, e))?;
+    limited
+        .read_to_end(buf)
+        .map_err(|e| input_error(what, path, e))?;
     if buf.len() as u64 > limit {
         return Err(too_large(what, path, limit));
     }
@@ -79,7 +142,7 @@ pub fn read_limited<R: Read>(
 /// The error of an input over its limit: names the input and the limit only.
 pub fn too_large(what: &str, path: &Path, limit: u64) -> Error {
     Error::BadInput {
-        what: format!("{what} {}", path.display()),
+        what: format!("{what} {}", shown(path)),
         reason: format!(
             "it is larger than {}, the limit for this input; nothing of it was used",
             human_size(limit)
@@ -87,9 +150,12 @@ pub fn too_large(what: &str, path: &Path, limit: u64) -> Error {
     }
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
+/// The error of an input that cannot be opened or read (exit 10): names the
+/// input and its path.
+pub fn input_error(what: &str, path: &Path, source: std::io::Error) -> Error {
+    Error::InputFile {
+        what: what.to_string(),
+        path: shown(path),
         source,
     }
 }

@@ -3,19 +3,33 @@
 //! place; an existing file is never replaced without `force`. If anything
 //! fails before [`AtomicFile::commit`], the temporary file is removed and the
 //! destination is untouched.
+//!
+//! An `--out -` is standard output ([`AtomicFile::for_out`]): the bytes are
+//! held in an anonymous temporary file (0600, gone when the process ends) and
+//! copied to stdout by `commit`, so stdout receives the whole output or, when
+//! the command fails first, nothing. A failure while copying (a closed pipe,
+//! a full disk behind a redirection) is an error, never a success.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// A file being written atomically.
+/// A file being written atomically, or the spool of standard output.
 pub struct AtomicFile {
-    tmp: tempfile::NamedTempFile,
+    tmp: Staged,
     dest: PathBuf,
     force: bool,
 }
+
+enum Staged {
+    Temp(tempfile::NamedTempFile),
+    Stdout(File),
+}
+
+/// How standard output is named in errors.
+const STDOUT: &str = "(standard output)";
 
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
@@ -50,35 +64,74 @@ impl AtomicFile {
                 .map_err(|e| io(tmp.path(), e))?;
         }
         Ok(AtomicFile {
-            tmp,
+            tmp: Staged::Temp(tmp),
             dest: dest.to_path_buf(),
             force,
         })
     }
 
-    /// Where the bytes go until commit.
-    pub fn file(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
+    /// The output an `--out` option names: `-` is standard output (see the
+    /// module comment), anything else a file as [`AtomicFile::create`].
+    pub fn for_out(dest: &Path, force: bool) -> Result<AtomicFile> {
+        if !crate::input::is_stdio(dest) {
+            return AtomicFile::create(dest, force);
+        }
+        let spool = tempfile::tempfile().map_err(|e| io(&std::env::temp_dir(), e))?;
+        Ok(AtomicFile {
+            tmp: Staged::Stdout(spool),
+            dest: dest.to_path_buf(),
+            force,
+        })
     }
 
-    /// The temporary file's path (to read back what was written).
+    /// Whether this output goes to standard output.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self.tmp, Staged::Stdout(_))
+    }
+
+    /// Where the bytes go until commit.
+    pub fn file(&mut self) -> &mut File {
+        match &mut self.tmp {
+            Staged::Temp(t) => t.as_file_mut(),
+            Staged::Stdout(f) => f,
+        }
+    }
+
+    /// The temporary file's path, or `-` for standard output.
     pub fn path(&self) -> &Path {
-        self.tmp.path()
+        match &self.tmp {
+            Staged::Temp(t) => t.path(),
+            Staged::Stdout(_) => Path::new("-"),
+        }
     }
 
     pub fn dest(&self) -> &Path {
         &self.dest
     }
 
-    /// Flush, fsync, rename into place, fsync the folder.
-    pub fn commit(mut self) -> Result<()> {
+    /// Flush, fsync, rename into place, fsync the folder. For standard
+    /// output: copy everything written to stdout and flush it.
+    pub fn commit(self) -> Result<()> {
         let dest = self.dest.clone();
-        self.tmp.as_file_mut().flush().map_err(|e| io(&dest, e))?;
-        self.tmp.as_file().sync_all().map_err(|e| io(&dest, e))?;
+        let mut tmp = match self.tmp {
+            Staged::Temp(t) => t,
+            Staged::Stdout(mut spool) => {
+                let stdout_error = |e| io(Path::new(STDOUT), e);
+                spool.flush().map_err(stdout_error)?;
+                spool
+                    .seek(std::io::SeekFrom::Start(0))
+                    .map_err(stdout_error)?;
+                let mut stdout = std::io::stdout().lock();
+                std::io::copy(&mut spool, &mut stdout).map_err(stdout_error)?;
+                return stdout.flush().map_err(stdout_error);
+            }
+        };
+        tmp.as_file_mut().flush().map_err(|e| io(&dest, e))?;
+        tmp.as_file().sync_all().map_err(|e| io(&dest, e))?;
         let persisted = if self.force {
-            self.tmp.persist(&dest).map(|_| ())
+            tmp.persist(&dest).map(|_| ())
         } else {
-            self.tmp.persist_noclobber(&dest).map(|_| ())
+            tmp.persist_noclobber(&dest).map(|_| ())
         };
         persisted.map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {

@@ -560,13 +560,23 @@ fn policy_refusals_and_output_safety() {
     ]));
     assert_eq!((exit, code(&e)), (6, "HK1301"));
     assert!(e["message"].as_str().unwrap().contains("an EC key"), "{e}");
-    // The password rule (Hitachi VSP): 6 to 255 letters, digits, punctuation.
-    for bad in ["abc12", "has space1", "pässwort1"] {
+    // The VSP rule (--password-policy vsp): 6 to 255 letters, digits,
+    // punctuation. The default policy judges strength instead
+    // (tests/conventions.rs): a weak password is refused there too.
+    for (bad, policy) in [
+        ("abc12", "vsp"),
+        ("has space1", "vsp"),
+        ("pässwort1", "vsp"),
+        ("abc123", "strength"),
+        ("password1", "strength"),
+    ] {
         let pw = write_password(&t, bad);
         let (exit, e) = t.json_err(t.cmd().args([
             "backup",
             "--password-file",
             path_str(&pw),
+            "--password-policy",
+            policy,
             "open",
             "--out",
             path_str(&file(&t, "p")),

@@ -294,6 +294,28 @@ fn every_command_prints_one_object_that_matches_its_published_schema() {
     );
     assert_eq!(keys(&copy)[0]["kcv"], exported["kcv"]);
 
+    // Profiles: the configuration file, read without a token.
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[profiles.dr]\ntoken = \"dr\"\nsessions = 4\n").unwrap();
+    for (args, schema) in [
+        (vec!["profile", "list"], "hsmkey.profile-list.v1"),
+        (vec!["profile", "show", "dr"], "hsmkey.profile-show.v1"),
+    ] {
+        let v = t.json_ok(t.cmd().env("HSMKEY_CONFIG", &config).args(&args));
+        assert_eq!(v["schema"], schema, "{v}");
+        seen.0.insert(schema.to_string());
+    }
+    let v = t.json_ok(
+        t.cmd()
+            .env("HSMKEY_CONFIG", &config)
+            .args(["profile", "show", "dr"]),
+    );
+    assert_eq!(
+        (v["name"].as_str(), v["sessions"].as_u64()),
+        (Some("dr"), Some(4)),
+        "{v}"
+    );
+
     // Errors: a key not found, a bad input, a token refusal, a usage error.
     seen.err(&t, t.cmd().args(["key", "show", "missing"]), 3, "HK1004");
     seen.err(

@@ -496,15 +496,18 @@ proptest! {
     #[test]
     fn passwords(p in any::<String>(), q in "[ -~é]{0,300}") {
         for pw in [&p, &q] {
-            let verdict = password::check(pw);
+            let verdict = password::check(pw, password::Policy::Vsp);
             prop_assert_eq!(verdict.is_ok(), password_model(pw), "{:?}", pw);
         }
     }
 
     #[test]
     fn password_errors_never_show_it(pw in "[a-z]{4,12} [a-z]{4,12}") {
-        let reason = password::check(&pw).unwrap_err();
+        let reason = password::check(&pw, password::Policy::Vsp).unwrap_err();
         prop_assert!(!reason.contains(&pw));
+        if let Err(reason) = password::check(&pw, password::Policy::Strength) {
+            prop_assert!(!reason.contains(&pw));
+        }
     }
 
     #[test]

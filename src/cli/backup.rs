@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
+use hsmkey::formats::password::Policy;
 use hsmkey::formats::{bundle, spki};
 use hsmkey::hsm::keys::KeySelector;
 use hsmkey::hsm::wrap::OaepHash;
@@ -17,6 +18,7 @@ use hsmkey::{input, Error};
 use secrecy::SecretString;
 
 pub(crate) use super::progress::Bar;
+use super::terminal::{self, out_name};
 use super::{json, out, table, Context};
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -31,6 +33,16 @@ pub enum Format {
 pub enum HashArg {
     Sha1,
     Sha256,
+}
+
+/// The rule a new backup password must meet (docs/SECURITY.md).
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum PolicyArg {
+    /// Hard to guess by zxcvbn's estimate (score 3 of 4 or more); any
+    /// characters, spaces included.
+    Strength,
+    /// Hitachi VSP's rule: 6 to 255 letters, digits and ASCII punctuation.
+    Vsp,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -48,11 +60,16 @@ pub struct ProtectArgs {
     /// AES KEK present in both tokens (label or pkcs11: URI).
     #[arg(long, value_name = "KEY")]
     kek: Option<String>,
-    /// File whose first line is the password: 6 to 255 letters, digits and ASCII
-    /// punctuation. The key is derived with Argon2id (64 MiB, 3 passes).
+    /// File whose first line is the password (`-`: standard input); it must
+    /// meet --password-policy. The key is derived with Argon2id (64 MiB, 3 passes).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
-    /// The receiving token's RSA public key (PEM or DER; `hsmkey key public` writes it).
+    /// Ask for the password on the terminal, twice (never in CI or without a
+    /// terminal: HK1108).
+    #[arg(long)]
+    password_prompt: bool,
+    /// The receiving token's RSA public key (PEM or DER; `hsmkey key public`
+    /// writes it; `-`: standard input).
     #[arg(long, value_name = "PUB.pem")]
     recipient: Option<PathBuf>,
 }
@@ -64,9 +81,13 @@ pub struct UnprotectArgs {
     /// The AES KEK the backup was made with.
     #[arg(long, value_name = "KEY")]
     kek: Option<String>,
-    /// File whose first line is the backup password.
+    /// File whose first line is the backup password (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Ask for the backup password on the terminal (never in CI or without a
+    /// terminal: HK1108).
+    #[arg(long)]
+    password_prompt: bool,
     /// The RSA private key in this token that the backup was made for.
     #[arg(long, value_name = "KEY")]
     recipient_key: Option<String>,
@@ -82,12 +103,17 @@ pub struct BackupArgs {
     /// Keys to back up: a bare name takes every version. A key whose policy forbids it is an error.
     #[arg(value_name = "KEY", required_unless_present = "all")]
     keys: Vec<String>,
-    /// Output file (written atomically, mode 0600).
+    /// Output file (written atomically, mode 0600); `-`: stdout, once the
+    /// bundle is complete (the report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Replace an existing output file.
     #[arg(long)]
     force: bool,
+    /// The rule a new password must meet (--password-file, --password-prompt);
+    /// default: strength.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    password_policy: Option<PolicyArg>,
     /// bundle (default) or blob: a single string for one named key and its versions.
     #[arg(long, value_enum, default_value = "bundle")]
     format: Format,
@@ -109,7 +135,7 @@ pub struct BackupArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// The bundle or blob file.
+    /// The bundle or blob file (`-`: standard input).
     file: PathBuf,
     #[command(flatten)]
     unprotect: UnprotectArgs,
@@ -133,7 +159,7 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The bundle or blob file.
+    /// The bundle or blob file (`-`: standard input).
     file: PathBuf,
     #[command(flatten)]
     unprotect: UnprotectArgs,
@@ -147,7 +173,7 @@ pub struct VerifyArgs {
 fn read_password(path: &Path) -> hsmkey::Result<SecretString> {
     let raw = input::read_secret(path, input::limits::PASSWORD_FILE, "password file")?;
     let text = std::str::from_utf8(&raw).map_err(|_| Error::BadPassword {
-        reason: format!("{} is not UTF-8 text", path.display()),
+        reason: format!("{} is not UTF-8 text", input::shown(path)),
     })?;
     Ok(SecretString::from(
         text.lines().next().unwrap_or("").to_string(),
@@ -178,14 +204,32 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
                     .into(),
         });
     }
+    let to_stdout = terminal::check_out(ctx, &args.out)?;
+    let password = args.protect.password_file.is_some() || args.protect.password_prompt;
+    if args.password_policy.is_some() && !password {
+        return Err(Error::Usage {
+            message:
+                "--password-policy is for a password backup (--password-file or --password-prompt)"
+                    .into(),
+        });
+    }
+    let policy = match args.password_policy {
+        None | Some(PolicyArg::Strength) => Policy::Strength,
+        Some(PolicyArg::Vsp) => Policy::Vsp,
+    };
+    // Fail before any token work (and before a password is typed) if the
+    // output exists.
+    let mut file = AtomicFile::for_out(&args.out, args.force)?;
     let protect = if let Some(kek) = &args.protect.kek {
         Protect::Kek(Box::new(KeySelector::parse(kek)?))
     } else if let Some(path) = &args.protect.password_file {
-        Protect::Password(read_password(path)?)
+        Protect::Password(read_password(path)?, policy)
+    } else if args.protect.password_prompt {
+        Protect::Password(terminal::new_password(policy)?, policy)
     } else if let Some(path) = &args.protect.recipient {
         let bytes = input::read_bounded(path, input::limits::PUBLIC_KEY, "recipient public key")?;
         let public = spki::parse_rsa_public(&bytes).map_err(|reason| Error::BadInput {
-            what: format!("recipient public key {}", path.display()),
+            what: format!("recipient public key {}", input::shown(path)),
             reason,
         })?;
         if public.bits < 2048 {
@@ -207,8 +251,6 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     } else {
         Selection::Named(selectors)
     };
-    // Fail before any token work if the output exists.
-    let mut file = AtomicFile::create(&args.out, args.force)?;
     let module = ctx.module()?;
     let token = ctx.open_user(&module)?;
     let mut bar = Bar::new(ctx, "backup");
@@ -303,7 +345,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
         text.push_str(&format!(
             "{} key(s) backed up to {} ({} protection{})\n",
             report.entries.len(),
-            args.out.display(),
+            out_name(&args.out),
             report.scheme,
             if args.verify {
                 "; read back and verified in the token"
@@ -311,7 +353,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
                 ""
             }
         ));
-        out(&text);
+        terminal::report(ctx, to_stdout, &text);
     }
     Ok(())
 }
@@ -374,6 +416,8 @@ fn unprotect(args: &UnprotectArgs) -> hsmkey::Result<Unprotect> {
         Ok(Unprotect::Kek(Box::new(KeySelector::parse(kek)?)))
     } else if let Some(path) = &args.password_file {
         Ok(Unprotect::Password(read_password(path)?))
+    } else if args.password_prompt {
+        Ok(Unprotect::Password(terminal::existing_password()?))
     } else if let Some(key) = &args.recipient_key {
         Ok(Unprotect::RecipientKey(Box::new(KeySelector::parse(key)?)))
     } else {

@@ -21,7 +21,7 @@ pub enum BundleCommand {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The bundle or blob file.
+    /// The bundle or blob file (`-`: standard input).
     file: PathBuf,
 }
 
@@ -41,7 +41,7 @@ fn run_inspect(ctx: &Context, args: InspectArgs) -> hsmkey::Result<()> {
             report: &report,
         });
     } else {
-        out(&render(&file, &report));
+        out(&render(&hsmkey::input::shown(&args.file), &report));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use hsmkey::ops::byok::{ByokRequest, WrappingSource};
 use hsmkey::output::AtomicFile;
 use hsmkey::Error;
 
-use super::{json, out, Context};
+use super::{json, terminal, Context};
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum TargetArg {
@@ -24,12 +24,13 @@ pub enum TargetArg {
 #[derive(Args, Debug)]
 #[group(id = "wrapping_source", required = true, multiple = false)]
 pub struct Source {
-    /// The KMS's RSA wrapping public key: PEM, DER, or base64 DER (as the AWS CLI prints PublicKey).
+    /// The KMS's RSA wrapping public key: PEM, DER, or base64 DER (as the AWS
+    /// CLI prints PublicKey); `-`: standard input.
     #[arg(long, value_name = "FILE")]
     wrapping_key: Option<PathBuf>,
     /// The KMS's import parameters as JSON: Huawei get-parameters-for-import
     /// response, or AWS get-parameters-for-import output (public key, import
-    /// token, expiry). Expired parameters are refused.
+    /// token, expiry); `-`: standard input. Expired parameters are refused.
     #[arg(long, value_name = "FILE")]
     import_params: Option<PathBuf>,
 }
@@ -53,7 +54,8 @@ pub struct ByokArgs {
     source: Source,
     /// Output file (atomic, 0600). AWS: EncryptedKeyMaterial (binary); GCP:
     /// the wrapped key file; Azure: the .byok JSON; Huawei and Vault: the
-    /// import request body (JSON).
+    /// import request body (JSON). `-`: stdout (not with a second file, the
+    /// AWS import token; the report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Azure: the versioned KEK id (https://VAULT.vault.azure.net/keys/NAME/VERSION);
@@ -61,7 +63,8 @@ pub struct ByokArgs {
     /// AWS: the KMS key id to put in the printed command.
     #[arg(long, value_name = "KID")]
     kid: Option<String>,
-    /// AWS: the ImportToken (binary or base64), copied next to the output as OUT.import-token.
+    /// AWS: the ImportToken (binary or base64; `-`: standard input), copied
+    /// next to the output as OUT.import-token.
     #[arg(long, value_name = "FILE")]
     import_token: Option<PathBuf>,
     /// Replace existing output files.
@@ -131,13 +134,19 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         });
     }
     let selector = KeySelector::parse(&args.key)?;
+    let to_stdout = terminal::check_out(ctx, &args.out)?;
+    let two_files =
+        target == Target::Aws && (import_token.is_some() || args.source.import_params.is_some());
+    if to_stdout && two_files {
+        return Err(Error::Usage {
+            message: "--out - holds one output, and AWS with an import token writes two (OUT and OUT.import-token): name a file".into(),
+        });
+    }
     // Every output file is claimed before the token does any work, so a
     // refusal leaves nothing half-written.
-    let mut main = Some(AtomicFile::create(&args.out, args.force)?);
+    let mut main = Some(AtomicFile::for_out(&args.out, args.force)?);
     let token_path = PathBuf::from(format!("{}.import-token", args.out.display()));
-    let mut token_out = if target == Target::Aws
-        && (import_token.is_some() || args.source.import_params.is_some())
-    {
+    let mut token_out = if two_files {
         Some(AtomicFile::create(&token_path, args.force)?)
     } else {
         None
@@ -182,6 +191,15 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
             files: names,
         });
     } else {
+        let written = if to_stdout {
+            "standard output (FILE below: where you saved it)".to_string()
+        } else {
+            names
+                .iter()
+                .map(|n| terminal::escape_path(std::path::Path::new(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut text = format!(
             "{} ({}{}) wrapped for {} with {} by the token: {}\nwritten: {}\nnext: {}\n",
             result.key,
@@ -190,7 +208,7 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
             result.target,
             result.algorithm,
             result.method,
-            names.join(", "),
+            written,
             result.command
         );
         for (name, meaning) in &result.variables {
@@ -199,7 +217,7 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
         for note in &result.notes {
             text.push_str(&format!("note: {note}\n"));
         }
-        out(&text);
+        terminal::report(ctx, to_stdout, &text);
     }
     Ok(())
 }

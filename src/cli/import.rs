@@ -12,7 +12,7 @@ use std::io::Write;
 use hsmkey::output::{write_atomic, AtomicFile};
 use hsmkey::Error;
 
-use super::{json, out, Context};
+use super::{json, out, terminal, Context};
 
 fn read(path: &Path, what: &str) -> hsmkey::Result<Vec<u8>> {
     hsmkey::input::read_bounded(path, hsmkey::input::limits::DOCUMENT, what)
@@ -36,7 +36,8 @@ pub struct ParamsArgs {
     /// How long the parameters stay valid: 90s, 30m, 24h, 7d (default 24h, as AWS).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     valid_for: String,
-    /// Where to write the parameters (JSON: key_id, import_token, expiration_time, public_key).
+    /// Where to write the parameters (JSON: key_id, import_token, expiration_time,
+    /// public_key); `-`: stdout (the report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Replace an existing file.
@@ -53,9 +54,10 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
             what: "--valid-for".into(),
             reason,
         })?;
+    let to_stdout = terminal::check_out(ctx, &args.out)?;
     // Staged before any token work: a folder that cannot take the file fails
     // here, not after the key pair is made.
-    let mut staged = Some(AtomicFile::create(&args.out, args.force)?);
+    let mut staged = Some(AtomicFile::for_out(&args.out, args.force)?);
     let module = ctx.module()?;
     let _lock = ctx.lock(&module, None, "import-params")?;
     let token = ctx.open_user(&module)?;
@@ -85,13 +87,17 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
     if ctx.json() {
         json::print(&json::ImportParams { params: &params });
     } else {
-        out(&format!(
-            "import parameters for key id {} (RSA {bits}, {}) valid until {} written to {}\n",
-            params.key_id,
-            args.algorithm,
-            params.expiration_time,
-            args.out.display()
-        ));
+        terminal::report(
+            ctx,
+            to_stdout,
+            &format!(
+                "import parameters for key id {} (RSA {bits}, {}) valid until {} written to {}\n",
+                params.key_id,
+                args.algorithm,
+                params.expiration_time,
+                terminal::out_name(&args.out)
+            ),
+        );
     }
     Ok(())
 }
@@ -117,10 +123,10 @@ pub struct NewKeyArgs {
 pub struct ImportArgs {
     /// The import-key-material request (JSON: key_id, import_token,
     /// encrypted_key_material, encrypted_privatekey?), or with --import-token
-    /// the raw EncryptedKeyMaterial (AWS style).
+    /// the raw EncryptedKeyMaterial (AWS style). `-`: standard input.
     #[arg(long, value_name = "FILE")]
     material: PathBuf,
-    /// The import token, when --material is raw bytes.
+    /// The import token, when --material is raw bytes (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     import_token: Option<PathBuf>,
     #[command(flatten)]
@@ -192,7 +198,8 @@ pub struct ExportKeyArgs {
     /// The KEK to wrap it under.
     #[arg(long, value_name = "KEY")]
     kek: String,
-    /// Also write the JSON to this file (atomic, 0600).
+    /// Also write the JSON to this file (atomic, 0600). The JSON is always
+    /// printed on stdout; `-` writes no file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Replace an existing file.
@@ -206,7 +213,7 @@ pub fn run_export(ctx: &Context, args: ExportKeyArgs) -> hsmkey::Result<()> {
     let module = ctx.module()?;
     let token = ctx.open_user_for(&module, Some(&dek))?;
     let doc = imp::export_key(&token, &dek, &kek)?;
-    if let Some(path) = &args.out {
+    if let Some(path) = args.out.as_ref().filter(|p| !hsmkey::input::is_stdio(p)) {
         let mut bytes =
             serde_json::to_vec_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?;
         bytes.push(b'\n');
@@ -224,7 +231,7 @@ pub fn run_export(ctx: &Context, args: ExportKeyArgs) -> hsmkey::Result<()> {
 
 #[derive(Args, Debug)]
 pub struct ImportExportArgs {
-    /// The export-key JSON (from `hsmkey export-key`).
+    /// The export-key JSON (from `hsmkey export-key`; `-`: standard input).
     file: PathBuf,
     /// The KEK it was wrapped under (the same key, on this token).
     #[arg(long, value_name = "KEY")]
@@ -243,7 +250,7 @@ pub struct ImportExportArgs {
 pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Result<()> {
     let doc =
         ExportKey::parse(&read(&args.file, "export key")?).map_err(|reason| Error::BadInput {
-            what: args.file.display().to_string(),
+            what: hsmkey::input::shown(&args.file),
             reason,
         })?;
     let kek = KeySelector::parse(&args.kek)?;

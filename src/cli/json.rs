@@ -47,19 +47,26 @@ pub(crate) fn print<T: Document>(doc: &T) {
 
 macro_rules! document {
     ($type:ident, $schema:literal, $command:literal) => {
-        impl Document for $type<'_> {
+        impl $crate::cli::json::Document for $type {
+            const SCHEMA: &'static str = $schema;
+            const COMMAND: &'static str = $command;
+        }
+    };
+    ($type:ident<'_>, $schema:literal, $command:literal) => {
+        impl $crate::cli::json::Document for $type<'_> {
             const SCHEMA: &'static str = $schema;
             const COMMAND: &'static str = $command;
         }
     };
 }
+pub(crate) use document;
 
 /// Every initialized or empty slot the module offers.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct TokenList<'a> {
     pub tokens: &'a [TokenSummary],
 }
-document!(TokenList, "hsmkey.token-list.v1", "hsmkey token list");
+document!(TokenList<'_>, "hsmkey.token-list.v1", "hsmkey token list");
 
 /// One token's details.
 #[derive(Serialize, JsonSchema)]
@@ -67,7 +74,7 @@ pub(crate) struct TokenInfo<'a> {
     #[serde(flatten)]
     pub token: &'a TokenDetails,
 }
-document!(TokenInfo, "hsmkey.token-info.v1", "hsmkey token info");
+document!(TokenInfo<'_>, "hsmkey.token-info.v1", "hsmkey token info");
 
 /// The token just initialized.
 #[derive(Serialize, JsonSchema)]
@@ -75,7 +82,7 @@ pub(crate) struct TokenInit<'a> {
     #[serde(flatten)]
     pub token: &'a TokenSummary,
 }
-document!(TokenInit, "hsmkey.token-init.v1", "hsmkey token init");
+document!(TokenInit<'_>, "hsmkey.token-init.v1", "hsmkey token init");
 
 /// What the token can do for hsmkey, proved by known-answer tests.
 #[derive(Serialize, JsonSchema)]
@@ -84,7 +91,7 @@ pub(crate) struct TokenMechanisms<'a> {
     pub capabilities: &'a Capabilities,
 }
 document!(
-    TokenMechanisms,
+    TokenMechanisms<'_>,
     "hsmkey.token-mechanisms.v1",
     "hsmkey token mechanisms"
 );
@@ -94,7 +101,11 @@ document!(
 pub(crate) struct KeyGenerate<'a> {
     pub keys: &'a [KeyInfo],
 }
-document!(KeyGenerate, "hsmkey.key-generate.v1", "hsmkey key generate");
+document!(
+    KeyGenerate<'_>,
+    "hsmkey.key-generate.v1",
+    "hsmkey key generate"
+);
 
 /// `key generate --count N`: a summary, not each key.
 #[derive(Serialize, JsonSchema)]
@@ -107,7 +118,7 @@ pub(crate) struct KeyGenerateMany<'a> {
     pub last: Option<&'a str>,
 }
 document!(
-    KeyGenerateMany,
+    KeyGenerateMany<'_>,
     "hsmkey.key-generate-many.v1",
     "hsmkey key generate --count N"
 );
@@ -117,14 +128,14 @@ document!(
 pub(crate) struct KeyList<'a> {
     pub keys: &'a [KeyInfo],
 }
-document!(KeyList, "hsmkey.key-list.v1", "hsmkey key list");
+document!(KeyList<'_>, "hsmkey.key-list.v1", "hsmkey key list");
 
 /// The key objects the selector names; at least one.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct KeyShow<'a> {
     pub keys: &'a [KeyInfo],
 }
-document!(KeyShow, "hsmkey.key-show.v1", "hsmkey key show");
+document!(KeyShow<'_>, "hsmkey.key-show.v1", "hsmkey key show");
 
 /// The public key written as PEM.
 #[derive(Serialize, JsonSchema)]
@@ -138,21 +149,25 @@ pub(crate) struct KeyPublic<'a> {
     /// SHA-256 of the SubjectPublicKeyInfo DER, hex: what a recipient bundle records.
     pub spki_sha256: &'a str,
 }
-document!(KeyPublic, "hsmkey.key-public.v1", "hsmkey key public");
+document!(KeyPublic<'_>, "hsmkey.key-public.v1", "hsmkey key public");
 
 /// The objects of the new version.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct KeyRotate<'a> {
     pub keys: &'a [KeyInfo],
 }
-document!(KeyRotate, "hsmkey.key-rotate.v1", "hsmkey key rotate");
+document!(KeyRotate<'_>, "hsmkey.key-rotate.v1", "hsmkey key rotate");
 
 /// The objects destroyed, as they were just before.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct KeyDestroy<'a> {
     pub keys: &'a [KeyInfo],
 }
-document!(KeyDestroy, "hsmkey.key-destroy.v1", "hsmkey key destroy");
+document!(
+    KeyDestroy<'_>,
+    "hsmkey.key-destroy.v1",
+    "hsmkey key destroy"
+);
 
 /// What a backup wrote.
 #[derive(Serialize, JsonSchema)]
@@ -167,7 +182,7 @@ pub(crate) struct Backup<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_blob: Option<String>,
 }
-document!(Backup, "hsmkey.backup.v1", "hsmkey backup");
+document!(Backup<'_>, "hsmkey.backup.v1", "hsmkey backup");
 
 /// What a restore created (with `dry_run`, would create).
 #[derive(Serialize, JsonSchema)]
@@ -175,7 +190,7 @@ pub(crate) struct Restore<'a> {
     #[serde(flatten)]
     pub report: &'a RestoreReport,
 }
-document!(Restore, "hsmkey.restore.v1", "hsmkey restore");
+document!(Restore<'_>, "hsmkey.restore.v1", "hsmkey restore");
 
 /// A bundle proved to restore: the MAC checked in the token and every key
 /// unwrapped into a session object, checked and destroyed. A bundle that
@@ -189,7 +204,7 @@ pub(crate) struct Verify<'a> {
     #[serde(flatten)]
     pub report: &'a RestoreReport,
 }
-document!(Verify, "hsmkey.verify.v1", "hsmkey verify");
+document!(Verify<'_>, "hsmkey.verify.v1", "hsmkey verify");
 
 /// A bundle or blob described without a token.
 #[derive(Serialize, JsonSchema)]
@@ -200,7 +215,7 @@ pub(crate) struct BundleInspect<'a> {
     pub report: &'a Inspection,
 }
 document!(
-    BundleInspect,
+    BundleInspect<'_>,
     "hsmkey.bundle-inspect.v1",
     "hsmkey bundle inspect"
 );
@@ -213,7 +228,7 @@ pub(crate) struct Byok<'a> {
     /// The files written: the main output, and for AWS its import token.
     pub files: Vec<String>,
 }
-document!(Byok, "hsmkey.byok.v1", "hsmkey byok");
+document!(Byok<'_>, "hsmkey.byok.v1", "hsmkey byok");
 
 /// The import parameters, as written to `--out`.
 #[derive(Serialize, JsonSchema)]
@@ -222,7 +237,7 @@ pub(crate) struct ImportParams<'a> {
     pub params: &'a Parameters,
 }
 document!(
-    ImportParams,
+    ImportParams<'_>,
     "hsmkey.import-params.v1",
     "hsmkey import-params"
 );
@@ -233,7 +248,7 @@ pub(crate) struct Import<'a> {
     #[serde(flatten)]
     pub report: &'a ImportReport,
 }
-document!(Import, "hsmkey.import.v1", "hsmkey import");
+document!(Import<'_>, "hsmkey.import.v1", "hsmkey import");
 
 /// The export key. Without `--json` (and in the `--out` file) the same
 /// members are printed without `schema`.
@@ -242,7 +257,11 @@ pub(crate) struct ExportKeyDoc<'a> {
     #[serde(flatten)]
     pub doc: &'a ExportKey,
 }
-document!(ExportKeyDoc, "hsmkey.export-key.v1", "hsmkey export-key");
+document!(
+    ExportKeyDoc<'_>,
+    "hsmkey.export-key.v1",
+    "hsmkey export-key"
+);
 
 /// The key created from an export key.
 #[derive(Serialize, JsonSchema)]
@@ -250,7 +269,7 @@ pub(crate) struct ImportExportKey<'a> {
     pub keys: &'a [KeyInfo],
 }
 document!(
-    ImportExportKey,
+    ImportExportKey<'_>,
     "hsmkey.import-export-key.v1",
     "hsmkey import-export-key"
 );
@@ -267,7 +286,7 @@ pub(crate) struct ErrorDoc<'a> {
     /// What to do next.
     pub hint: String,
 }
-document!(ErrorDoc, "hsmkey.error.v1", "any command that fails");
+document!(ErrorDoc<'_>, "hsmkey.error.v1", "any command that fails");
 
 /// One published schema.
 #[cfg(test)]
@@ -291,6 +310,8 @@ fn published<T: Document>() -> Published {
 pub(crate) fn all() -> Vec<Published> {
     vec![
         published::<TokenList<'static>>(),
+        published::<super::profile::ProfileList>(),
+        published::<super::profile::ProfileShow>(),
         published::<TokenInfo<'static>>(),
         published::<TokenInit<'static>>(),
         published::<TokenMechanisms<'static>>(),

@@ -7,7 +7,7 @@ use hsmkey::ops;
 use hsmkey::Error;
 
 use super::json::{self, Document};
-use super::{escape, out, table, Context};
+use super::{escape, out, table, terminal, Context};
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
@@ -63,7 +63,7 @@ pub enum KeyCommand {
     Public {
         /// Label, NAME@vN or pkcs11: URI of one version of a key pair.
         key: String,
-        /// Output file (atomic, 0600).
+        /// Output file (atomic, 0600); `-`: stdout (the report then goes to stderr).
         #[arg(long, value_name = "PUB.pem")]
         out: std::path::PathBuf,
         /// Replace an existing file.
@@ -211,8 +211,9 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             force,
         } => {
             let selector = KeySelector::parse(&key)?;
+            let to_stdout = terminal::check_out(ctx, &path)?;
             // Claim the output before any token work.
-            let mut file = hsmkey::output::AtomicFile::create(&path, force)?;
+            let mut file = hsmkey::output::AtomicFile::for_out(&path, force)?;
             let module = ctx.module()?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let export = ops::keys::public_pem(&token, &selector)?;
@@ -232,12 +233,16 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     spki_sha256: &export.spki_sha256,
                 });
             } else {
-                out(&format!(
-                    "public key of {} written to {} (SHA-256 of SPKI: {})\n",
-                    export.label,
-                    path.display(),
-                    export.spki_sha256
-                ));
+                terminal::report(
+                    ctx,
+                    to_stdout,
+                    &format!(
+                        "public key of {} written to {} (SHA-256 of SPKI: {})\n",
+                        export.label,
+                        terminal::out_name(&path),
+                        export.spki_sha256
+                    ),
+                );
             }
         }
         KeyCommand::Rotate { key } => {
@@ -329,7 +334,12 @@ fn render_keys<'a, D: Document>(
                 row.push(yes_no(k.sensitive).into());
                 row.push(yes_no(k.extractable).into());
             }
-            row.push(k.kcv.clone().unwrap_or_else(|| "unavailable".into()).into_bytes());
+            row.push(
+                k.kcv
+                    .clone()
+                    .unwrap_or_else(|| "unavailable".into())
+                    .into_bytes(),
+            );
             row
         })
         .collect();

@@ -7,14 +7,16 @@ mod byok;
 mod import;
 mod json;
 mod key;
+mod profile;
 mod progress;
 mod shell;
+mod terminal;
 mod token;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use hsmkey::hsm::keys::KeySelector;
 use hsmkey::hsm::lock::TokenLock;
 use hsmkey::hsm::pin::{PinRequest, PinRole, PinSource};
@@ -35,9 +37,16 @@ pub struct Cli {
     command: Command,
 }
 
-/// Options every command takes, before or after the command name.
+/// Options every command takes, before or after the command name. Each may
+/// come from a profile too (`--profile`): a value given here or by its
+/// environment variable wins (src/cli/profile.rs).
 #[derive(Args, Debug, Clone)]
 pub struct Global {
+    /// Take the global options below from [profiles.NAME] of the configuration
+    /// file ($HSMKEY_CONFIG, else $XDG_CONFIG_HOME/hsmkey/config.toml, else
+    /// ~/.config/hsmkey/config.toml); flags and environment variables override it.
+    #[arg(long, global = true, env = "HSMKEY_PROFILE", value_name = "NAME")]
+    profile: Option<String>,
     /// PKCS#11 module (shared library). Default: $HSMKEY_MODULE, then the usual SoftHSM2 paths.
     #[arg(long, global = true, env = "HSMKEY_MODULE", value_name = "PATH")]
     module: Option<String>,
@@ -131,23 +140,37 @@ enum Command {
     Completions(shell::CompletionsArgs),
     /// Print the man page (roff, section 1, every command) on stdout.
     Man(shell::ManArgs),
+    /// Profiles of the configuration file: list, show (no module, no PIN).
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
 }
 
 /// Run the program; the exit code follows docs/ERRORS.md.
 pub fn run() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let json_requested = argv.iter().any(|a| a == "--json");
-    let cli = match Cli::try_parse_from(&argv) {
-        Ok(cli) => cli,
+    // Parsed in two steps: the matches tell a value given on the command line
+    // or by its environment variable from a default, which a profile replaces.
+    let parsed = Cli::command()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => return clap_failure(e, json_requested),
     };
     init_logging(&cli.global);
+    // The shell helpers and `profile` itself never apply a profile.
+    let profiled = match cli.command {
+        Command::Completions(_) | Command::Man(_) | Command::Profile(_) => Ok(()),
+        _ => profile::apply(&mut cli.global, &matches),
+    };
     let ctx = Context {
         global: cli.global.clone(),
     };
     // A malformed PIN source is refused before any command runs, even one
     // that needs no PIN: it is likely a PIN typed in the wrong place.
-    let checked = hsmkey::hsm::pool::check_sessions(ctx.global.sessions)
+    let checked = profiled
+        .and_then(|_| hsmkey::hsm::pool::check_sessions(ctx.global.sessions))
         .and_then(|_| ctx.check_pin_sources());
     let outcome = match checked {
         Err(e) => Err(e),
@@ -165,6 +188,7 @@ pub fn run() -> ExitCode {
             Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
             Command::Completions(args) => shell::run_completions(args),
             Command::Man(args) => shell::run_man(args),
+            Command::Profile(cmd) => profile::run(&ctx, cmd),
         },
     };
     match outcome {
@@ -236,7 +260,7 @@ fn init_logging(g: &Global) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(terminal::ansi_on_stderr())
         .with_target(false)
         .try_init();
 }
@@ -250,10 +274,13 @@ fn report_error(e: &Error, json: bool) {
             hint: e.hint(),
         });
     } else {
+        // Messages and context may hold paths and labels from outside:
+        // control characters are escaped for the terminal.
+        let plain = terminal::escape_controls;
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "error[{}]: {e}", e.code());
+        let _ = writeln!(err, "error[{}]: {}", e.code(), plain(&e.to_string()));
         for (k, v) in e.context() {
-            let _ = writeln!(err, "  {k}: {v}");
+            let _ = writeln!(err, "  {k}: {}", plain(&v));
         }
         let _ = writeln!(err, "  what to do: {}", e.hint());
     }
@@ -321,13 +348,9 @@ impl Context {
 
     fn pin(&self, role: PinRole) -> Result<SecretString> {
         let source = self.pin_source(role)?;
-        let prompter = |prompt: &str| -> std::io::Result<SecretString> {
-            rpassword::prompt_password(format!("hsmkey: {prompt}")).map(SecretString::from)
-        };
+        let prompter = |prompt: &str| terminal::prompt_secret(prompt);
         // A prompt needs a person: never in CI, never without a terminal.
-        let interactive = std::io::stdin().is_terminal()
-            && std::io::stderr().is_terminal()
-            && std::env::var_os("CI").is_none();
+        let interactive = terminal::prompt_allowed();
         PinRequest {
             role,
             source,

@@ -2,7 +2,6 @@
 //! --count): whole keys per second, and an ETA once a run is long enough to
 //! need one. Shown on stderr at a terminal only.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::Context;
@@ -66,7 +65,8 @@ pub(crate) struct Bar(Option<indicatif::ProgressBar>);
 
 impl Bar {
     pub(crate) fn new(ctx: &Context, what: &'static str) -> Bar {
-        let show = std::io::stderr().is_terminal()
+        // Redrawn in place with escape sequences: not under NO_COLOR.
+        let show = super::terminal::ansi_on_stderr()
             && std::env::var_os("CI").is_none()
             && !ctx.json()
             && !ctx.global.quiet;

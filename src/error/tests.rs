@@ -77,6 +77,22 @@ fn codes_are_unique_and_well_formed() {
         Error::Expired { what: "w".into() },
         Error::ImportTokenInvalid { reason: "r".into() },
         Error::ImportTokenUsed { key_id: "k".into() },
+        Error::Config {
+            path: "p".into(),
+            line: Some(1),
+            reason: "r".into(),
+        },
+        Error::ProfileNotFound {
+            name: "n".into(),
+            path: "p".into(),
+            known: vec![],
+        },
+        Error::PasswordUnavailable { reason: "r".into() },
+        Error::InputFile {
+            what: "w".into(),
+            path: "p".into(),
+            source: std::io::Error::other("x"),
+        },
     ];
     let mut seen = std::collections::HashSet::new();
     for e in &samples {

@@ -117,24 +117,27 @@ impl PinRequest<'_> {
             PinSource::File(path) => {
                 let raw = match crate::input::read_secret(&path, PIN_FILE, "PIN file") {
                     Ok(raw) => raw,
-                    Err(Error::Io { source, .. }) => {
+                    Err(Error::InputFile { source, .. }) => {
                         return Err(Error::PinUnavailable {
                             user,
-                            reason: format!("cannot read {}: {source}", path.display()),
+                            reason: format!(
+                                "cannot read {}: {source}",
+                                crate::input::shown(&path)
+                            ),
                         })
                     }
                     Err(e) => return Err(e),
                 };
                 let text = std::str::from_utf8(&raw).map_err(|_| Error::PinUnavailable {
                     user,
-                    reason: format!("{} is not UTF-8", path.display()),
+                    reason: format!("{} is not UTF-8", crate::input::shown(&path)),
                 })?;
                 // A PIN file is a single line; editors add a final newline.
                 let pin = text.lines().next().unwrap_or("");
                 if pin.is_empty() {
                     return Err(Error::PinUnavailable {
                         user,
-                        reason: format!("{} is empty", path.display()),
+                        reason: format!("{} is empty", crate::input::shown(&path)),
                     });
                 }
                 Ok(SecretString::from(pin.to_string()))

@@ -49,7 +49,12 @@ fn an_endless_reader_is_bounded() {
 }
 
 #[test]
-fn a_missing_file_is_an_io_error() {
+fn a_missing_file_is_an_input_file_error() {
     let e = read_bounded(Path::new("/nonexistent/x"), 10, "x").unwrap_err();
-    assert_eq!(e.code(), "HK1901");
+    assert_eq!(e.code(), "HK1307");
+    assert_eq!(e.exit_class().exit_code(), 10);
+    assert_eq!(e.context()["path"], "/nonexistent/x");
+    // A folder opens, but does not read.
+    let e = read_bounded(Path::new("/"), 10, "x").unwrap_err();
+    assert_eq!(e.code(), "HK1307");
 }

@@ -136,7 +136,7 @@ pub struct Structure {
 /// error here (HK1302, HK1303).
 pub fn inspect(input: &Input) -> Result<Inspection> {
     let container = match input {
-        Input::File(_) => "bundle",
+        Input::File(_) | Input::Spooled(_) => "bundle",
         Input::Bytes(_) => "blob",
     };
     let mut reader = BundleReader::new(input.reader()?);

@@ -14,7 +14,7 @@ mod select;
 mod verify;
 mod write;
 
-use std::io::{BufRead, BufReader, Cursor, Write};
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -40,8 +40,9 @@ pub use write::backup;
 pub enum Protect {
     /// An AES KEK present on both tokens.
     Kek(Box<KeySelector>),
-    /// A password (Hitachi VSP rule), stretched with Argon2id.
-    Password(SecretString),
+    /// A password that must meet the policy (docs/SECURITY.md), stretched
+    /// with Argon2id.
+    Password(SecretString, crate::formats::password::Policy),
     /// The recipient token's RSA public key.
     Recipient {
         public: spki::RsaPublic,
@@ -192,12 +193,16 @@ impl Write for FileSink<'_> {
 }
 
 impl BundleSink for FileSink<'_> {
+    /// Read back through the same open file (a temporary file in the
+    /// output's folder, or the spool of `--out -`), never by path.
     fn reread(&mut self) -> Result<Input> {
-        self.writer.flush().map_err(|e| Error::Io {
+        let io = |e| Error::Io {
             path: self.path.display().to_string(),
             source: e,
-        })?;
-        Ok(Input::File(self.path.clone()))
+        };
+        self.writer.flush().map_err(io)?;
+        let file = self.writer.get_ref().try_clone().map_err(io)?;
+        Ok(Input::Spooled(file))
     }
 }
 
@@ -243,21 +248,25 @@ pub struct RestoreReport {
 /// Progress callback: (done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
-/// Where a bundle is read from: a file (read twice) or blob bytes.
+/// Where a bundle is read from: a file (read twice), blob bytes, or an open
+/// file read at offsets (a bundle from standard input, held in an anonymous
+/// temporary file; a bundle being written, read back for `backup --verify`).
 pub enum Input {
     File(PathBuf),
     Bytes(Vec<u8>),
+    Spooled(std::fs::File),
 }
 
 impl Input {
     /// Open `path`, telling a blob from a bundle by its first bytes. A blob
     /// is read once, bounded while reading (a FIFO has no size to check
     /// first); a bundle is read twice, so it must be a regular file.
+    /// `-` is standard input (see [`Input::from_stdin`]).
     pub fn open(path: &Path) -> Result<Input> {
-        let io = |e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
+        if crate::input::is_stdio(path) {
+            return Input::from_stdin();
+        }
+        let io = |e| crate::input::input_error("bundle", path, e);
         let mut file = std::fs::File::open(path).map_err(io)?;
         // Up to 64 bytes even from a pipe, which may return fewer per read.
         let mut start = Vec::with_capacity(64);
@@ -274,25 +283,102 @@ impl Input {
             return Err(Error::BadInput {
                 what: format!("bundle {}", path.display()),
                 reason: "a bundle is read twice (checked whole, then restored), so it must be \
-                         a regular file, not a pipe or FIFO; copy it to a file first"
+                         a regular file, not a pipe or FIFO; copy it to a file first, or give \
+                         it on standard input as `-`"
                     .into(),
             });
         }
         Ok(Input::File(path.to_path_buf()))
     }
 
+    /// A bundle or blob from standard input. A blob is read as from a file;
+    /// a bundle is copied into an anonymous temporary file (nothing is left
+    /// behind, even if the process is killed), at most
+    /// [`limits::BUNDLE_STDIN`](crate::input::limits::BUNDLE_STDIN) bytes.
+    /// A line longer than a bundle allows stops the copy there: reading the
+    /// copy then fails on that line exactly as reading the file would.
+    pub fn from_stdin() -> Result<Input> {
+        use crate::input::{claim_stdin, input_error, limits, read_limited, too_large};
+        let path = Path::new("-");
+        claim_stdin("bundle")?;
+        let mut stdin = std::io::stdin().lock();
+        let io = |e| input_error("bundle", path, e);
+        let mut start = Vec::with_capacity(64);
+        (&mut stdin).take(64).read_to_end(&mut start).map_err(io)?;
+        if bundle::is_blob(&start) {
+            read_limited(stdin, &mut start, limits::BLOB, "blob", path)?;
+            let text = String::from_utf8(start).map_err(|_| Error::BundleCorrupt {
+                reason: "a blob is ASCII text; this input is not".into(),
+            })?;
+            return Ok(Input::Bytes(bundle::decode_blob(&text)?));
+        }
+        let spool_error = |e| Error::Io {
+            path: std::env::temp_dir().display().to_string(),
+            source: e,
+        };
+        let mut spool = tempfile::tempfile().map_err(spool_error)?;
+        let mut line = 0usize;
+        let mut total = 0u64;
+        let mut chunk = start;
+        loop {
+            if chunk.is_empty() {
+                chunk.resize(64 * 1024, 0);
+                let n = stdin.read(&mut chunk).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                chunk.truncate(n);
+            }
+            total += chunk.len() as u64;
+            if total > limits::BUNDLE_STDIN {
+                return Err(too_large("bundle", path, limits::BUNDLE_STDIN));
+            }
+            spool.write_all(&chunk).map_err(spool_error)?;
+            let mut too_long = false;
+            for b in &chunk {
+                line = if *b == b'\n' { 0 } else { line + 1 };
+                too_long |= line > bundle::MAX_LINE;
+            }
+            chunk.clear();
+            if too_long {
+                break;
+            }
+        }
+        Ok(Input::Spooled(spool))
+    }
+
     /// A fresh reader from the first byte (restore and verify read twice).
     pub(crate) fn reader(&self) -> Result<Box<dyn BufRead + '_>> {
         match self {
             Input::File(p) => {
-                let f = std::fs::File::open(p).map_err(|e| Error::Io {
-                    path: p.display().to_string(),
-                    source: e,
-                })?;
+                let f = std::fs::File::open(p)
+                    .map_err(|e| crate::input::input_error("bundle", p, e))?;
                 Ok(Box::new(BufReader::with_capacity(64 * 1024, f)))
             }
             Input::Bytes(b) => Ok(Box::new(Cursor::new(&b[..]))),
+            Input::Spooled(f) => Ok(Box::new(BufReader::with_capacity(
+                64 * 1024,
+                ReadAt { file: f, pos: 0 },
+            ))),
         }
+    }
+}
+
+/// Reads an open file from the start at explicit offsets, so that several
+/// readers of one file never move each other.
+struct ReadAt<'f> {
+    file: &'f std::fs::File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -160,8 +160,9 @@ pub(super) fn argon2_key(
     Ok(out)
 }
 
-pub(super) fn check_password(password: &SecretString) -> Result<()> {
-    password::check(password.expose_secret()).map_err(|reason| Error::BadPassword { reason })
+pub(super) fn check_password(password: &SecretString, policy: password::Policy) -> Result<()> {
+    password::check(password.expose_secret(), policy)
+        .map_err(|reason| Error::BadPassword { reason })
 }
 
 pub(super) fn wrong_key(what: &str, reason: String) -> Error {

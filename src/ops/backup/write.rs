@@ -84,8 +84,8 @@ pub fn backup(
                 Some(kek.handle),
             )
         }
-        Protect::Password(pw) => {
-            check_password(pw)?;
+        Protect::Password(pw, policy) => {
+            check_password(pw, *policy)?;
             let salt = template::random(token, 16, "draw a salt")?;
             let params = KdfParams {
                 algorithm: "argon2id".into(),
@@ -265,7 +265,7 @@ pub fn backup(
                 &Unprotect::Kek(selector.clone()),
                 &support,
             )?,
-            Protect::Password(pw) => open_protection(
+            Protect::Password(pw, _) => open_protection(
                 token,
                 &mut eph,
                 header,
@@ -301,7 +301,7 @@ pub fn backup(
     Ok(BackupReport {
         scheme: match protect {
             Protect::Kek(_) => "kek",
-            Protect::Password(_) => "password",
+            Protect::Password(..) => "password",
             Protect::Recipient { .. } => "recipient",
         }
         .into(),

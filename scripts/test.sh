@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it on a fresh Debian machine: install the
 # tokens, then formatting, lints, the unit tests, and the integration suite
-# once per token kind (SoftHSM2, kryoptic, NSS softokn). cargo audit runs
+# once per token kind (SoftHSM2, kryoptic, NSS softokn), and the README and
+# docs run as written (scripts/doc-test.sh). cargo audit runs
 # when the advisory database can be reached (scripts/audit.sh).
 #
 # HSMKEY_TEST_TOKENS="softhsm nss" limits the kinds (default: all three).
@@ -30,6 +31,8 @@ esac
 echo "== unit tests" >&2
 cargo test --lib --bins
 cargo test -p hsmkey-p11shim
+echo "== README.md, docs/BYOK.md and docs/FORMAT.md run as written (scripts/doc-test.sh)" >&2
+scripts/doc-test.sh
 # The PKCS#11 pass-through (tools/p11shim) the fault-injection tests load.
 cargo build -p hsmkey-p11shim
 export HSMKEY_TEST_SHIM="${CARGO_TARGET_DIR:-$PWD/target}/debug/libhsmkey_p11shim.so"

@@ -180,6 +180,54 @@ fn keys_other_tools_made_are_refused_by_name_and_never_break_the_bundle() {
     assert_eq!((exit, code(&e)), (5, "HK1202"), "{e}");
 }
 
+/// The `no-label` refusal once told users to relabel with a pkcs11-tool option
+/// that cannot change a label; `key label` does it, all or none, and the
+/// key is then backed up like any other.
+#[test]
+fn a_key_without_a_label_gets_one_from_key_label_and_then_backs_up() {
+    let t = TestToken::new();
+    t.put_kek("kek", &KEK_VALUE);
+    generate(&t, "mine", "aes-256", &[]);
+    t.json(&["key", "rotate", "mine"]);
+    put_foreign_key(&t, None, &[0xa1], 0x11);
+    let out = file(&t, "b.bundle");
+    let (exit, e) = t.json_err(
+        t.cmd()
+            .args(["backup", "--all", "--kek", "kek", "--out", s(&out)]),
+    );
+    assert_eq!((exit, code(&e)), (5, "HK1204"), "{e}");
+    let skipped = e["context"]["skipped"].as_str().unwrap();
+    assert!(
+        skipped.contains("hsmkey key label 'pkcs11:id=%a1' NAME"),
+        "{skipped}"
+    );
+
+    // Refusals change nothing: a taken name, a version-shaped name, a
+    // selection covering two versions.
+    let before = t.object_set();
+    for (args, exit_code, hk) in [
+        (["key", "label", "pkcs11:id=%a1", "mine"], 8, "HK1501"),
+        (["key", "label", "pkcs11:id=%a1", "x@v2"], 6, "HK1301"),
+        (["key", "label", "mine", "other"], 2, "HK1005"),
+    ] {
+        let (exit, e) = t.json_err(t.cmd().args(args));
+        assert_eq!((exit, code(&e)), (exit_code, hk), "{args:?}: {e}");
+    }
+    assert_eq!(t.object_set(), before, "a refused relabel changes nothing");
+
+    let v = t.json(&["key", "label", "pkcs11:id=%a1", "legacy"]);
+    assert_eq!(v[0]["label"], "legacy", "{v}");
+    assert_eq!(v[0]["id"], "a1", "{v}");
+    let v = t.json(&["backup", "--all", "--kek", "kek", "--out", s(&out)]);
+    let labels: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["legacy", "mine", "mine@v2"], "{v}");
+}
+
 /// `backup --verify` reads the written bundle back in the token; a failure
 /// there leaves no file.
 #[test]

@@ -83,6 +83,15 @@ pub enum KeyCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Give one key a new label (CKA_LABEL; both halves of a key pair): for keys
+    /// another tool made without one, which backup cannot take. The new name must
+    /// be free; a key with versions is relabelled one version at a time.
+    Label {
+        /// The key: NAME@vK or a pkcs11: URI (`pkcs11:id=%0f%0e` for a key without a label).
+        key: String,
+        /// The new label.
+        new_label: String,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
@@ -279,6 +288,14 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let gone = ops::keys::destroy(&token, &selector)?;
             render_keys(ctx, &gone, "destroyed", |keys| json::KeyDestroy { keys });
+        }
+        KeyCommand::Label { key, new_label } => {
+            let selector = KeySelector::parse(&key)?;
+            let module = ctx.module()?;
+            let _lock = ctx.lock(&module, Some(&selector), "key label")?;
+            let token = ctx.open_user_for(&module, Some(&selector))?;
+            let renamed = ops::keys::relabel(&token, &selector, &new_label)?;
+            render_keys(ctx, &renamed, "relabelled");
         }
     }
     Ok(())

@@ -105,7 +105,7 @@ enum Command {
     /// Tokens: list, info, init, mechanisms.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Keys: generate, list, show, public, rotate, destroy.
+    /// Keys: generate, list, show, public, rotate, destroy, label.
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Back up keys (every version) into a bundle only the KEK, password or

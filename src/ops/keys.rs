@@ -183,6 +183,42 @@ pub fn destroy(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<KeyInfo>
     Ok(described)
 }
 
+/// Give one key (one version; both halves of a key pair) a new label: for
+/// keys another tool made without one, which backup refuses (`no-label`).
+/// The selection must name objects sharing one CKA_ID and one label, and the
+/// new name must be free on the token; otherwise nothing changes.
+pub fn relabel(token: &Token<'_>, selector: &KeySelector, new: &str) -> Result<Vec<KeyInfo>> {
+    keys::validate_name(new)?;
+    let handles = keys::find_required(token, selector)?;
+    let described = handles
+        .iter()
+        .map(|h| keys::describe_with(token, *h, false))
+        .collect::<Result<Vec<_>>>()?;
+    let first = &described[0];
+    if described
+        .iter()
+        .any(|k| k.id != first.id || k.label != first.label)
+    {
+        return Err(Error::Ambiguous {
+            what: "key to relabel (name one version: NAME@vK or a pkcs11: URI with id=)",
+            selector: selector.shown.clone(),
+            candidates: described.iter().map(|k| k.label.clone()).collect(),
+        });
+    }
+    if !keys::find(token, &KeySelector::parse(new)?)?.is_empty() {
+        return Err(Error::AlreadyExists {
+            what: format!("a key named '{new}'"),
+        });
+    }
+    let objects: Vec<_> = handles
+        .iter()
+        .zip(&described)
+        .map(|(h, k)| (*h, k.label.clone()))
+        .collect();
+    keys::set_label(token, &objects, new)?;
+    handles.iter().map(|h| keys::describe(token, *h)).collect()
+}
+
 /// The public key of a key pair, as SubjectPublicKeyInfo PEM.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PublicKeyExport {

@@ -20,7 +20,9 @@ pub use generate::{
     effective_usage, generate, generate_inner, others_with_label, random_id, random_version_id,
     remove_crash_shells, remove_new_unlabelled, unlabelled, Generated,
 };
-pub use select::{destroy, find, find_required, highest_label_version, resolve_one, KeySelector};
+pub use select::{
+    destroy, find, find_required, highest_label_version, resolve_one, set_label, KeySelector,
+};
 pub use spec::{
     name_and_version, split_version, validate_name, versioned_label, BackupPolicy, GenerateSpec,
     KeySpec, StoredKey, Usage,

@@ -247,3 +247,25 @@ pub fn destroy(token: &Token<'_>, handles: &[ObjectHandle]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Give objects a new CKA_LABEL (C_SetAttributeValue), all or none: when
+/// one refuses, those already changed get their old label back. `objects`
+/// pairs each handle with its current label.
+pub fn set_label(token: &Token<'_>, objects: &[(ObjectHandle, String)], label: &str) -> Result<()> {
+    let session = token.session();
+    for (done, (handle, _)) in objects.iter().enumerate() {
+        let set =
+            session.update_attributes(*handle, &[Attribute::Label(label.as_bytes().to_vec())]);
+        if let Err(e) = set {
+            for (back, old) in &objects[..done] {
+                let _ =
+                    session.update_attributes(*back, &[Attribute::Label(old.as_bytes().to_vec())]);
+            }
+            return Err(Error::pkcs11(
+                "change the key's label (CKA_MODIFIABLE may be false)",
+                e,
+            ));
+        }
+    }
+    Ok(())
+}

@@ -57,7 +57,10 @@ pub(super) fn identity_refusal(
     if info.label.is_empty() {
         return Some((
             "no-label",
-            "the key has no CKA_LABEL; give it one (e.g. pkcs11-tool --set-id/--label) to back it up".into(),
+            format!(
+                "the key has no CKA_LABEL; give it one with `hsmkey key label 'pkcs11:id={}' NAME` to back it up",
+                pct(&info.id)
+            ),
         ));
     }
     if info.label_lossy {
@@ -172,4 +175,12 @@ pub(super) fn select(
         candidates.push(Candidate { info, public });
     }
     Ok((candidates, skipped))
+}
+
+/// A hex CKA_ID as RFC 7512 percent-escapes (`0f0e` -> `%0f%0e`).
+fn pct(hex: &str) -> String {
+    hex.as_bytes()
+        .chunks(2)
+        .map(|c| format!("%{}", String::from_utf8_lossy(c)))
+        .collect()
 }

@@ -184,9 +184,15 @@ fn every_command_prints_one_object_that_matches_its_published_schema() {
         "hsmkey.bundle-inspect.v1",
     );
     assert_eq!(inspected["mac_checked"], false);
+    let relabelled = seen.ok(
+        &t,
+        &["key", "label", "sig", "sig-old"],
+        "hsmkey.key-label.v1",
+    );
+    assert_eq!(keys(&relabelled)[0]["label"], "sig-old");
     seen.ok(
         &t,
-        &["key", "destroy", "sig", "--yes"],
+        &["key", "destroy", "sig-old", "--yes"],
         "hsmkey.key-destroy.v1",
     );
     let restored = seen.ok(

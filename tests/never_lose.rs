@@ -216,8 +216,8 @@ fn a_key_without_a_label_gets_one_from_key_label_and_then_backs_up() {
     assert_eq!(t.object_set(), before, "a refused relabel changes nothing");
 
     let v = t.json(&["key", "label", "pkcs11:id=%a1", "legacy"]);
-    assert_eq!(v[0]["label"], "legacy", "{v}");
-    assert_eq!(v[0]["id"], "a1", "{v}");
+    assert_eq!(v["keys"][0]["label"], "legacy", "{v}");
+    assert_eq!(v["keys"][0]["id"], "a1", "{v}");
     let v = t.json(&["backup", "--all", "--kek", "kek", "--out", s(&out)]);
     let labels: Vec<&str> = v["entries"]
         .as_array()

@@ -158,6 +158,13 @@ pub(crate) struct KeyRotate<'a> {
 }
 document!(KeyRotate<'_>, "hsmkey.key-rotate.v1", "hsmkey key rotate");
 
+/// The objects relabelled, as they are now.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct KeyLabel<'a> {
+    pub keys: &'a [KeyInfo],
+}
+document!(KeyLabel<'_>, "hsmkey.key-label.v1", "hsmkey key label");
+
 /// The objects destroyed, as they were just before.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct KeyDestroy<'a> {
@@ -322,6 +329,7 @@ pub(crate) fn all() -> Vec<Published> {
         published::<KeyPublic<'static>>(),
         published::<KeyRotate<'static>>(),
         published::<KeyDestroy<'static>>(),
+        published::<KeyLabel<'static>>(),
         published::<Backup<'static>>(),
         published::<Restore<'static>>(),
         published::<Verify<'static>>(),

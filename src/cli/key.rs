@@ -295,7 +295,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             let _lock = ctx.lock(&module, Some(&selector), "key label")?;
             let token = ctx.open_user_for(&module, Some(&selector))?;
             let renamed = ops::keys::relabel(&token, &selector, &new_label)?;
-            render_keys(ctx, &renamed, "relabelled");
+            render_keys(ctx, &renamed, "relabelled", |keys| json::KeyLabel { keys });
         }
     }
     Ok(())

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install what hsmkey's tests and demo need on Debian/Ubuntu: SoftHSM2 (the
 # default token), OpenSC (pkcs11-tool, the independent cross-check), NSS
-# (libsoftokn3, the third token kind). Idempotent: apt-get runs only when
+# (libsoftokn3, the third token kind), and jq for the documentation's examples. Idempotent: apt-get runs only when
 # something is missing, and `apt-get update` only once.
 set -euo pipefail
 
 need=()
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+# jq: the README and docs/BYOK.md, docs/FORMAT.md read JSON with it (scripts/doc-test.sh).
+command -v jq >/dev/null 2>&1 || need+=(jq)
 have_nss=""
 for lib in /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so; do
     [ -e "$lib" ] && have_nss=1

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cargo build --quiet
-hsmkey="$PWD/target/debug/hsmkey"
+hsmkey="${CARGO_TARGET_DIR:-$PWD/target}/debug/hsmkey"
 
 demo="${HSMKEY_DEMO_DIR:-$PWD/demo}"
 rm -rf "$demo"

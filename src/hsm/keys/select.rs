@@ -124,7 +124,8 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
             .map_err(|e| Error::pkcs11("find objects", e))?;
         for h in handles {
             let label = read_label(token, h)?;
-            if selector.matches_label(&label) {
+            // The audit trail's key is not one of the user's keys.
+            if selector.matches_label(&label) && !crate::hsm::audit::is_reserved_label(&label) {
                 let (name, version) = split_version(&label);
                 found.push((name.to_string(), version, class_rank(class), h));
             }

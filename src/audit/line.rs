@@ -124,7 +124,7 @@ pub enum Protection {
     /// A public key (a recipient token's, a cloud's wrapping key, or this
     /// token's import key pair): SHA-256 (hex) of its SubjectPublicKeyInfo.
     Recipient {
-        fingerprint: String,
+        fingerprint: Option<String>,
         label: Option<String>,
     },
     /// A password (Argon2id).

@@ -112,8 +112,10 @@ impl AuditLog {
     /// (it was opened so), its last line is whole, and its file system has
     /// [`MIN_FREE_BYTES`] free. Returns the tail as it is now.
     pub fn preflight(&mut self) -> Result<Tail> {
+        // The field types differ between platforms (u32 on some): widened.
+        #[allow(clippy::useless_conversion)]
         let free = nix::sys::statvfs::fstatvfs(&self.file)
-            .map(|s| (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64));
+            .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())));
         match free {
             Ok(bytes) if bytes < MIN_FREE_BYTES => {
                 return Err(unavailable(

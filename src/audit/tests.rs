@@ -140,7 +140,7 @@ fn a_line_reads_back_as_written() {
     let p = line::parse(&lines[0]).unwrap();
     assert_eq!(p.line.seq, 1);
     assert_eq!(p.line.prev, GENESIS);
-    assert!(lines[0].ends_with(format!("\"}}").as_bytes()));
+    assert!(lines[0].ends_with(b"\"}"));
     assert_eq!(hmac(KEY, &p.mac_input), p.mac.unwrap());
     // The MAC input is the line without its last member.
     let text = String::from_utf8(lines[0].clone()).unwrap();

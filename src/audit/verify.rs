@@ -211,13 +211,6 @@ pub fn verify(
         let l = &p.line;
         if pos == 1 {
             report.log = Some(l.log.clone());
-        } else if report.log.as_deref() != Some(l.log.as_str()) {
-            problem = Some(bad(
-                pos,
-                Reason::Foreign,
-                format!("it belongs to another log ({}), not this one", l.log),
-            ));
-            continue;
         }
         // The MAC, in the token.
         if let Some(m) = macs.as_deref_mut() {
@@ -225,7 +218,7 @@ pub fn verify(
                 report.head = m.head(&l.log)?;
                 head_looked = true;
             }
-            let beyond_head = report.head.as_ref().is_none_or(|h| pos > h.count);
+            let beyond_head = report.head.as_ref().is_some_and(|h| pos > h.count);
             match (&l.signer, &p.mac) {
                 (Some(s), Some(mac)) => {
                     let key_id = hex::decode(&s.key_id).unwrap_or_default();
@@ -284,6 +277,15 @@ pub fn verify(
             }
         } else if l.signer.is_none() {
             report.unsigned += 1;
+        }
+        // A line of another log (after its MAC: an edited log id is an edit).
+        if report.log.as_deref() != Some(l.log.as_str()) {
+            problem = Some(bad(
+                pos,
+                Reason::Foreign,
+                format!("it belongs to another log ({}), not this one", l.log),
+            ));
+            continue;
         }
         // The chain: seq, then prev.
         let expected = if pos == 1 {

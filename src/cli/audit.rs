@@ -8,11 +8,13 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use hsmkey::audit::bundle::BundleFacts;
 use hsmkey::audit::log::AuditLog;
 use hsmkey::audit::show::{self, Filter};
 use hsmkey::audit::{self, verify, Facts, Line, Recorder};
 use hsmkey::hsm::audit::AuditToken;
 use hsmkey::hsm::{Token, TokenSummary};
+use hsmkey::ops::backup::{Input, Protect};
 use hsmkey::{Error, Result};
 
 use super::{out, print_json, table, Context};
@@ -124,11 +126,40 @@ impl Context {
         }
     }
 
+    /// What the audit line of a restore or verify says before the token work:
+    /// the file, its protection and its keys.
+    pub(crate) fn audit_bundle(&self, file: &Path, input: &Input) -> Option<BundleFacts> {
+        let facts = hsmkey::audit::bundle::read(input).ok();
+        self.audit_note(|f| {
+            f.input(file);
+            if let Some(b) = &facts {
+                f.protection = Some(b.protection.clone());
+                f.keys = b.keys.clone();
+            }
+        });
+        facts
+    }
+
     /// A Security Officer login comes next: the audit session steps aside.
     pub(crate) fn audit_suspend(&self) {
         if let Some(r) = self.audit.0.borrow_mut().as_mut() {
             r.suspend();
         }
+    }
+}
+
+/// The protection as the audit line names it before the bundle exists.
+pub(crate) fn protection_of(protect: &Protect) -> hsmkey::audit::Protection {
+    match protect {
+        Protect::Kek(sel) => hsmkey::audit::Protection::Kek {
+            label: sel.shown.clone(),
+            kcv: None,
+        },
+        Protect::Password(_) => hsmkey::audit::Protection::Password,
+        Protect::Recipient { public, .. } => hsmkey::audit::Protection::Recipient {
+            fingerprint: Some(public.fingerprint()),
+            label: None,
+        },
     }
 }
 

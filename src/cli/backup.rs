@@ -252,75 +252,24 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     } else {
         Selection::Named(selectors)
     };
-    // Fail before any token work if the output exists.
-    let mut file = AtomicFile::create(&args.out, args.force)?;
-    let module = ctx.module()?;
-    let token = ctx.open_user(&module)?;
-    let mut bar = Bar::new(ctx, "backup");
-    let options = backup::BackupOptions {
-        allow_skips: args.allow_skips,
-        verify: args.verify,
-        cancel: &cancel,
-    };
-    let (report, blob) = match args.format {
-        Format::Bundle => {
-            let path = file.path().to_path_buf();
-            let mut sink = backup::FileSink {
-                writer: std::io::BufWriter::with_capacity(256 * 1024, file.file()),
-                path,
-            };
-            let report = backup::backup(
-                &token,
-                &protect,
-                &selection,
-                &mut sink,
-                &options,
-                &mut |d, t| bar.update(d, t),
-            )?;
-            sink.flush().map_err(|e| Error::Io {
-                path: args.out.display().to_string(),
-                source: e,
-            })?;
-            drop(sink);
-            (report, None)
-        }
-        Format::Blob => {
-            let mut bytes = Vec::new();
-            let report = backup::backup(
-                &token,
-                &protect,
-                &selection,
-                &mut bytes,
-                &options,
-                &mut |d, t| bar.update(d, t),
-            )?;
-            // One key with its versions: refuse a selection that reached several names.
-            let mut names: Vec<String> = report
-                .entries
-                .iter()
-                .map(|e| hsmkey::hsm::keys::split_version(&e.label).0.to_string())
-                .collect();
-            names.dedup();
-            if names.len() > 1 {
-                return Err(Error::Usage {
-                    message: format!(
-                        "--format blob holds one key with its versions; the selection named {}",
-                        names.join(", ")
-                    ),
-                });
-            }
-            let blob = bundle::encode_blob(&bytes);
-            file.file()
-                .write_all(format!("{blob}\n").as_bytes())
-                .map_err(|e| Error::Io {
-                    path: args.out.display().to_string(),
-                    source: e,
-                })?;
-            (report, Some(blob))
-        }
-    };
-    drop(bar);
-    file.commit()?;
+    let (report, blob) = ctx.audited("backup", || {
+        ctx.audit_note(|f| {
+            f.asked(if args.all {
+                vec!["--all".into()]
+            } else {
+                args.keys.clone()
+            });
+            f.protection = Some(super::audit::protection_of(&protect));
+        });
+        let done = write_backup(ctx, &args, &protect, &selection, &cancel)?;
+        // What left, as the file holds it.
+        let facts = hsmkey::audit::bundle::read(&Input::open(&args.out)?)?;
+        ctx.audit_note(|f| {
+            (f.keys, f.protection) = (facts.keys, Some(facts.protection));
+            f.output(&args.out);
+        });
+        Ok(done)
+    })?;
     if ctx.json() {
         print_json(&BackupOutput {
             out: args.out.display().to_string(),
@@ -440,6 +389,35 @@ fn render_restore(ctx: &Context, report: &RestoreReport, verb: &str) {
 pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
+    let dry_run = args.dry_run;
+    let report = ctx.audited("restore", || {
+        let facts = ctx.audit_bundle(&args.file, &input);
+        ctx.audit_note(|f| f.dry_run = args.dry_run);
+        let report = restore_in_token(ctx, args, &input, &how)?;
+        if let Some(b) = facts {
+            ctx.audit_note(|f| f.keys = b.keys_for(&report.entries));
+        }
+        Ok(report)
+    })?;
+    render_restore(
+        ctx,
+        &report,
+        if dry_run {
+            "would be restored (dry run)"
+        } else {
+            "restored"
+        },
+    );
+    Ok(())
+}
+
+/// The token work of `restore`.
+fn restore_in_token(
+    ctx: &Context,
+    args: RestoreArgs,
+    input: &Input,
+    how: &Unprotect,
+) -> hsmkey::Result<RestoreReport> {
     let module = ctx.module()?;
     let lock = ctx.lock(&module, None, "restore")?;
     let token = ctx.open_user(&module)?;
@@ -456,32 +434,110 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
         rename: args.rename,
     };
     let mut bar = Bar::new(ctx, "restore");
-    let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;
+    let report = backup::restore(&token, input, how, &options, &mut |d, t| bar.update(d, t))?;
     drop(bar);
-    render_restore(
-        ctx,
-        &report,
-        if args.dry_run {
-            "would be restored (dry run)"
-        } else {
-            "restored"
-        },
-    );
-    Ok(())
+    Ok(report)
 }
 
 pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
-    let module = ctx.module()?;
-    let token = ctx.open_user(&module)?;
-    let mut bar = Bar::new(ctx, "verify");
-    let report = backup::verify(&token, &input, &how, &mut |d, t| bar.update(d, t))?;
-    drop(bar);
+    let report = ctx.audited("verify", || {
+        let facts = ctx.audit_bundle(&args.file, &input);
+        let module = ctx.module()?;
+        let token = ctx.open_user(&module)?;
+        let mut bar = Bar::new(ctx, "verify");
+        let report = backup::verify(&token, &input, &how, &mut |d, t| bar.update(d, t))?;
+        drop(bar);
+        if let Some(b) = facts {
+            ctx.audit_note(|f| f.keys = b.keys_for(&report.entries));
+        }
+        Ok(report)
+    })?;
     render_restore(
         ctx,
         &report,
         "verified (unwrapped in the token, KCVs and public halves match; nothing created)",
     );
     Ok(())
+}
+
+/// The token work of `backup`: the bundle or blob written and committed.
+fn write_backup(
+    ctx: &Context,
+    args: &BackupArgs,
+    protect: &Protect,
+    selection: &Selection,
+    cancel: &Arc<AtomicBool>,
+) -> hsmkey::Result<(backup::BackupReport, Option<String>)> {
+    // Fail before any token work if the output exists.
+    let mut file = AtomicFile::create(&args.out, args.force)?;
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let mut bar = Bar::new(ctx, "backup");
+    let options = backup::BackupOptions {
+        allow_skips: args.allow_skips,
+        verify: args.verify,
+        cancel,
+    };
+    let (report, blob) = match args.format {
+        Format::Bundle => {
+            let path = file.path().to_path_buf();
+            let mut sink = backup::FileSink {
+                writer: std::io::BufWriter::with_capacity(256 * 1024, file.file()),
+                path,
+            };
+            let report = backup::backup(
+                &token,
+                protect,
+                selection,
+                &mut sink,
+                &options,
+                &mut |d, t| bar.update(d, t),
+            )?;
+            sink.flush().map_err(|e| Error::Io {
+                path: args.out.display().to_string(),
+                source: e,
+            })?;
+            drop(sink);
+            (report, None)
+        }
+        Format::Blob => {
+            let mut bytes = Vec::new();
+            let report = backup::backup(
+                &token,
+                protect,
+                selection,
+                &mut bytes,
+                &options,
+                &mut |d, t| bar.update(d, t),
+            )?;
+            // One key with its versions: refuse a selection that reached several names.
+            let mut names: Vec<String> = report
+                .entries
+                .iter()
+                .map(|e| hsmkey::hsm::keys::split_version(&e.label).0.to_string())
+                .collect();
+            names.dedup();
+            if names.len() > 1 {
+                return Err(Error::Usage {
+                    message: format!(
+                        "--format blob holds one key with its versions; the selection named {}",
+                        names.join(", ")
+                    ),
+                });
+            }
+            let blob = bundle::encode_blob(&bytes);
+            file.file()
+                .write_all(format!("{blob}\n").as_bytes())
+                .map_err(|e| Error::Io {
+                    path: args.out.display().to_string(),
+                    source: e,
+                })?;
+            (report, Some(blob))
+        }
+    };
+    drop(bar);
+    file.commit()?;
+    Ok((report, blob))
 }

@@ -44,22 +44,20 @@ pub struct ParamsArgs {
     force: bool,
 }
 
-pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
-    let bits = import_params::key_spec_bits(&args.key_spec).ok_or_else(|| Error::Usage {
-        message: format!("unknown --key-spec {}", args.key_spec),
-    })?;
-    let valid_for =
-        import_params::parse_duration(&args.valid_for).map_err(|reason| Error::BadInput {
-            what: "--valid-for".into(),
-            reason,
-        })?;
+/// The token work of `import-params`: the key pair made, the file written.
+fn params_in_token(
+    ctx: &Context,
+    args: &ParamsArgs,
+    bits: u64,
+    valid_for: i64,
+) -> hsmkey::Result<import_params::Parameters> {
     // Staged before any token work: a folder that cannot take the file fails
     // here, not after the key pair is made.
     let mut staged = Some(AtomicFile::create(&args.out, args.force)?);
     let module = ctx.module()?;
     let _lock = ctx.lock(&module, None, "import-params")?;
     let token = ctx.open_user(&module)?;
-    let params = imp::import_params(
+    imp::import_params(
         &token,
         &ParamsRequest {
             bits,
@@ -81,7 +79,35 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
             })?;
             file.commit()
         },
-    )?;
+    )
+}
+
+pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
+    let bits = import_params::key_spec_bits(&args.key_spec).ok_or_else(|| Error::Usage {
+        message: format!("unknown --key-spec {}", args.key_spec),
+    })?;
+    let valid_for =
+        import_params::parse_duration(&args.valid_for).map_err(|reason| Error::BadInput {
+            what: "--valid-for".into(),
+            reason,
+        })?;
+    let params = ctx.audited("import-params", || {
+        let params = params_in_token(ctx, &args, bits, valid_for)?;
+        ctx.audit_note(|f| {
+            let id = hex::encode(params.key_id.as_bytes());
+            f.keys = ["private-key", "public-key"]
+                .into_iter()
+                .map(|class| hsmkey::audit::KeyRef {
+                    class: Some(class.into()),
+                    id: Some(id.clone()),
+                    version: Some(1),
+                    ..hsmkey::audit::KeyRef::named(format!("{}{}", imp::PAIR_PREFIX, params.key_id))
+                })
+                .collect();
+            f.output(&args.out);
+        });
+        Ok(params)
+    })?;
     if ctx.json() {
         print_json(&params);
     } else {
@@ -149,20 +175,35 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
         .as_deref()
         .map(str::parse::<Usage>)
         .transpose()?;
-    let module = ctx.module()?;
-    let _lock = ctx.lock(&module, None, "import")?;
-    let token = ctx.open_user(&module)?;
-    let report = imp::import(
-        &token,
-        &ImportRequest {
-            input,
-            label: args.key.label.clone(),
-            spec,
-            policy,
-            usage,
-            now: now(),
-        },
-    )?;
+    let report = ctx.audited("import", || {
+        ctx.audit_note(|f| {
+            f.asked([args.key.label.clone()]);
+            f.input(&args.material);
+            args.import_token.iter().for_each(|t| f.input(t));
+        });
+        let module = ctx.module()?;
+        let _lock = ctx.lock(&module, None, "import")?;
+        let token = ctx.open_user(&module)?;
+        let report = imp::import(
+            &token,
+            &ImportRequest {
+                input,
+                label: args.key.label.clone(),
+                spec,
+                policy,
+                usage,
+                now: now(),
+            },
+        )?;
+        ctx.audit_note(|f| {
+            f.keys(&report.keys);
+            f.protection = Some(hsmkey::audit::Protection::Recipient {
+                fingerprint: None,
+                label: Some(format!("{}{}", imp::PAIR_PREFIX, report.key_id)),
+            });
+        });
+        Ok(report)
+    })?;
     if ctx.json() {
         print_json(&report);
     } else if let Some(k) = report.keys.first() {
@@ -198,15 +239,37 @@ pub struct ExportKeyArgs {
 pub fn run_export(ctx: &Context, args: ExportKeyArgs) -> hsmkey::Result<()> {
     let dek = KeySelector::parse(&args.key)?;
     let kek = KeySelector::parse(&args.kek)?;
-    let module = ctx.module()?;
-    let token = ctx.open_user_for(&module, Some(&dek))?;
-    let doc = imp::export_key(&token, &dek, &kek)?;
-    if let Some(path) = &args.out {
+    let doc = ctx.audited("export-key", || {
+        ctx.audit_note(|f| {
+            f.asked([dek.shown.clone()]);
+            f.protection = Some(hsmkey::audit::Protection::Kek {
+                label: kek.shown.clone(),
+                kcv: None,
+            });
+        });
+        let module = ctx.module()?;
+        let token = ctx.open_user_for(&module, Some(&dek))?;
+        let doc = imp::export_key(&token, &dek, &kek)?;
         let mut bytes =
             serde_json::to_vec_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes, args.force)?;
-    }
+        if let Some(path) = &args.out {
+            write_atomic(path, &bytes, args.force)?;
+        }
+        ctx.audit_note(|f| {
+            if let Some(k) = f.keys.first_mut() {
+                k.kcv = doc.kcv.clone();
+            }
+            f.protection = Some(hsmkey::audit::Protection::Kek {
+                label: doc.kek_label.clone(),
+                kcv: doc.kek_kcv.clone(),
+            });
+            args.out.iter().for_each(|p| f.output(p));
+            // The document is printed too: what leaves on stdout.
+            f.output_bytes("-", &bytes);
+        });
+        Ok(doc)
+    })?;
     // The export key is the product: JSON with or without --json.
     print_json(&doc);
     Ok(())
@@ -239,10 +302,22 @@ pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Resul
     let kek = KeySelector::parse(&args.kek)?;
     let policy: BackupPolicy = args.backup_policy.parse()?;
     let usage = args.usage.as_deref().map(str::parse::<Usage>).transpose()?;
-    let module = ctx.module()?;
-    let _lock = ctx.lock(&module, None, "import-export-key")?;
-    let token = ctx.open_user(&module)?;
-    let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
+    let made = ctx.audited("import-export-key", || {
+        ctx.audit_note(|f| {
+            f.asked([args.label.clone()]);
+            f.input(&args.file);
+            f.protection = Some(hsmkey::audit::Protection::Kek {
+                label: doc.kek_label.clone(),
+                kcv: doc.kek_kcv.clone(),
+            });
+        });
+        let module = ctx.module()?;
+        let _lock = ctx.lock(&module, None, "import-export-key")?;
+        let token = ctx.open_user(&module)?;
+        let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
+        ctx.audit_note(|f| f.keys(&made));
+        Ok(made)
+    })?;
     if ctx.json() {
         print_json(&made);
     } else if let Some(k) = made.first() {

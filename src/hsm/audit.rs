@@ -264,13 +264,20 @@ impl AuditToken {
         else {
             return Ok(None);
         };
-        match self
-            .session()?
-            .verify(&Mechanism::Sha256Hmac, handle, data, mac)
-        {
+        let session = self.session()?;
+        match session.verify(&Mechanism::Sha256Hmac, handle, data, mac) {
             Ok(()) => Ok(Some(true)),
             Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
                 Ok(Some(false))
+            }
+            // NSS softokn answers a wrong HMAC with CKR_DEVICE_ERROR: the
+            // token then makes the MAC again (C_Sign), and a different one
+            // means the line's is wrong. The same one is a real failure.
+            Err(e @ CkError::Pkcs11(RvError::DeviceError, _)) => {
+                match session.sign(&Mechanism::Sha256Hmac, handle, data) {
+                    Ok(again) if again != mac => Ok(Some(false)),
+                    _ => Err(Error::pkcs11("check an audit line's MAC", e)),
+                }
             }
             Err(e) => Err(Error::pkcs11("check an audit line's MAC", e)),
         }
@@ -296,8 +303,10 @@ impl AuditToken {
             )
             .map_err(audit_err("find the audit chain heads"))?;
             for h in handles {
+                // The class is read too, so that a trace of the PKCS#11
+                // calls shows whose CKA_VALUE this is: a data object's.
                 let attrs = session
-                    .get_attributes(h, &[holder])
+                    .get_attributes(h, &[AttributeType::Class, holder])
                     .map_err(audit_err("read an audit chain head"))?;
                 for a in attrs {
                     if let Attribute::Value(v) | Attribute::Id(v) = a {

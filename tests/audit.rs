@@ -589,6 +589,14 @@ fn a_log_that_cannot_take_the_line_stops_the_command_before_the_key_leaves() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o400)).unwrap();
         logs.push(ro);
     }
+    // A nearly full file system, where one can be mounted (root): refused
+    // by the free-space check before anything starts.
+    let small = file(&t, "small-fs");
+    std::fs::create_dir(&small).unwrap();
+    let _mounted = SmallFs::mount(&small);
+    if _mounted.is_some() {
+        logs.push(small.join("audit.jsonl"));
+    }
     for log in &logs {
         for args in &runs {
             let (exit, e) = t.json_err(t.cmd().env("HSMKEY_AUDIT_LOG", log).args(args));
@@ -602,9 +610,31 @@ fn a_log_that_cannot_take_the_line_stops_the_command_before_the_key_leaves() {
     assert_eq!(t.object_set(), objects);
     assert_eq!(audit_objects(&t), audit);
     let mut now = listing();
-    now.retain(|n| n != "cut.jsonl" && n != "read-only.jsonl");
+    now.retain(|n| n != "cut.jsonl" && n != "read-only.jsonl" && n != "small-fs");
     assert_eq!(now, files, "no file, temporary or not, was left");
     assert_eq!(raw(&t), lines_before);
+}
+
+/// A 256 KiB tmpfs, unmounted when dropped; `None` where mounting is not
+/// allowed (not root, or no mount in this container).
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path) -> Option<SmallFs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 fn nix_is_root() -> bool {

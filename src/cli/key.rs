@@ -114,7 +114,6 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     })
                 })
                 .transpose()?;
-            let module = ctx.module()?;
             let mut request = GenerateSpec {
                 name: label,
                 id: id.unwrap_or_default(),
@@ -133,6 +132,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             }
             if let Some(n) = count {
                 let labels = ctx.audited("key generate", || {
+                    let module = ctx.module()?;
                     let _lock = ctx.lock(&module, None, "key generate --count")?;
                     let token = ctx.open_user(&module)?;
                     let mut bar = super::backup::Bar::new(ctx, "generate");
@@ -158,6 +158,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
             }
             let made = ctx.audited("key generate", || {
                 ctx.audit_note(|f| f.asked([request.name.clone()]));
+                let module = ctx.module()?;
                 let lock;
                 let token = {
                     // Names and ids are checked where private objects are visible:
@@ -246,9 +247,9 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
         }
         KeyCommand::Rotate { key } => {
             let selector = KeySelector::parse(&key)?;
-            let module = ctx.module()?;
             let made = ctx.audited("key rotate", || {
                 ctx.audit_note(|f| f.asked([selector.shown.clone()]));
+                let module = ctx.module()?;
                 let (made, lock) = {
                     let lock = ctx.lock(&module, Some(&selector), "key rotate")?;
                     let token = ctx.open_user_for(&module, Some(&selector))?;
@@ -278,9 +279,9 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     ),
                 });
             }
-            let module = ctx.module()?;
             let gone = ctx.audited("key destroy", || {
                 ctx.audit_note(|f| f.asked([selector.shown.clone()]));
+                let module = ctx.module()?;
                 let _lock = ctx.lock(&module, Some(&selector), "key destroy")?;
                 let token = ctx.open_user_for(&module, Some(&selector))?;
                 let gone = ops::keys::destroy(&token, &selector)?;

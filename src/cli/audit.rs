@@ -112,10 +112,12 @@ impl Context {
     }
 
     /// The token was chosen: the line names it even if the login fails.
-    pub(crate) fn audit_saw(&self, token: &TokenSummary) {
+    /// (`summary` is only read when the command is audited.)
+    pub(crate) fn audit_saw(&self, summary: impl FnOnce() -> Result<TokenSummary>) -> Result<()> {
         if let Some(r) = self.audit.0.borrow_mut().as_mut() {
-            r.saw_token(token);
+            r.saw_token(&summary()?);
         }
+        Ok(())
     }
 
     /// A user session is open: the line will be signed in this token.

@@ -372,7 +372,7 @@ impl Context {
         key: Option<&KeySelector>,
     ) -> Result<Token<'m>> {
         let slot = module.select_token(self.selector_for(key).as_deref())?;
-        self.audit_saw(&module.summary(slot)?);
+        self.audit_saw(|| module.summary(slot))?;
         let pin = self.user_pin()?;
         let mut token = module.open(slot, Login::User(&pin))?;
         token.set_sessions(self.global.sessions)?;

@@ -169,8 +169,8 @@ fn init_token(
             made.label
         );
     }
-    ctx.audit_saw(&made);
     let slot = module.select_token(Some(&made.uri))?;
+    ctx.audit_saw(|| Ok(made.clone()))?;
     let token = module.open(slot, hsmkey::hsm::Login::User(&user_pin))?;
     ctx.audit_attach(&token)?;
     Ok(made)

@@ -34,7 +34,11 @@ fn last(t: &TestToken) -> Value {
 }
 
 fn sha256_file(p: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+    sha256_hex(&std::fs::read(p).unwrap())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn file(t: &TestToken, name: &str) -> PathBuf {
@@ -84,7 +88,7 @@ fn check_common(t: &TestToken, l: &Value, op: &str) {
 }
 
 fn kcv_of(t: &TestToken, label: &str) -> Value {
-    t.json(&["key", "show", label])[0]["kcv"].clone()
+    t.json(&["key", "show", label])["keys"][0]["kcv"].clone()
 }
 
 #[test]
@@ -98,8 +102,8 @@ fn every_operation_leaves_its_line_with_its_fields() {
     check_common(&t, &l, "key generate");
     assert_eq!(l["seq"], 1);
     assert_eq!(l["keys"][0]["label"], "pay");
-    assert_eq!(l["keys"][0]["id"], made[0]["id"]);
-    assert_eq!(l["keys"][0]["kcv"], made[0]["kcv"]);
+    assert_eq!(l["keys"][0]["id"], made["keys"][0]["id"]);
+    assert_eq!(l["keys"][0]["kcv"], made["keys"][0]["kcv"]);
     assert_eq!(l["keys"][0]["version"], 1);
     assert_eq!(l["result"]["ok"], true);
     assert_eq!(l["protection"], Value::Null);
@@ -142,7 +146,7 @@ fn every_operation_leaves_its_line_with_its_fields() {
     let l = last(&t);
     check_common(&t, &l, "restore");
     assert_eq!(labels_of(&l), ["pay", "pay@v2"]);
-    assert_eq!(l["keys"][0]["id"], made[0]["id"]);
+    assert_eq!(l["keys"][0]["id"], made["keys"][0]["id"]);
     assert_eq!(l["protection"]["kcv"], kek_kcv);
     assert_eq!(l["inputs"][0]["sha256"], sha256_file(&bundle));
     assert_eq!(l["dry_run"], false);
@@ -165,6 +169,37 @@ fn every_operation_leaves_its_line_with_its_fields() {
     assert_eq!(l["protection"]["label"], "kek");
     assert_eq!(l["outputs"][0]["sha256"], sha256_file(&export));
     assert_eq!(l["outputs"][1]["path"], "-");
+    // What leaves on stdout is hashed as printed: the --json document (with
+    // its schema member), or the export key alone with --out -.
+    let again = file(&t, "pay.export2.json");
+    let run = t
+        .cmd()
+        .args([
+            "--json",
+            "export-key",
+            "--key",
+            "exp",
+            "--kek",
+            "kek",
+            "--out",
+        ])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let l = last(&t);
+    assert_eq!(l["outputs"][0]["sha256"], sha256_file(&again));
+    assert_eq!(l["outputs"][1]["sha256"], sha256_hex(&run.stdout));
+    let run = t
+        .cmd()
+        .args(["export-key", "--key", "exp", "--kek", "kek", "--out", "-"])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let l = last(&t);
+    assert_eq!(l["outputs"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(l["outputs"][0]["path"], "-");
+    assert_eq!(l["outputs"][0]["sha256"], sha256_hex(&run.stdout));
 
     t.json(&[
         "import-export-key",
@@ -730,8 +765,7 @@ fn the_audit_objects_stay_out_of_the_key_commands() {
     assert!(flags.contains(&Attribute::Sensitive(true)));
     assert!(flags.contains(&Attribute::Extractable(false)));
     assert!(flags.contains(&Attribute::Private(true)));
-    let listed: Vec<String> = t
-        .json(&["key", "list"])
+    let listed: Vec<String> = t.json(&["key", "list"])["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -818,7 +852,7 @@ fn audit_show_filters_by_operation_key_and_time() {
         cmd.env_remove("HSMKEY_PIN")
             .args(["audit", "show"])
             .args(args);
-        t.json_ok(&mut cmd)
+        t.json_ok(&mut cmd)["lines"]
             .as_array()
             .unwrap()
             .iter()
@@ -844,4 +878,62 @@ fn audit_show_filters_by_operation_key_and_time() {
         text.contains("key generate") && text.contains("other") && text.contains("1 line(s)"),
         "{text}"
     );
+}
+
+/// The log a profile names (`audit_log`) is used when neither
+/// `--audit-log` nor `HSMKEY_AUDIT_LOG` is given: flag > variable >
+/// profile > default.
+#[test]
+fn a_profile_names_the_audit_log_below_the_flag_and_the_variable() {
+    let t = TestToken::new();
+    let from_profile = file(&t, "profile.jsonl");
+    let from_flag = file(&t, "flag.jsonl");
+    let config = file(&t, "config.toml");
+    std::fs::write(
+        &config,
+        format!("[profiles.p]\naudit_log = \"{}\"\n", from_profile.display()),
+    )
+    .unwrap();
+    let generate = |label: &str, cmd: &mut assert_cmd::Command| {
+        let out = cmd
+            .env("HSMKEY_CONFIG", &config)
+            .args(["--profile", "p", "key", "generate", "--label", label])
+            .args(["--type", "aes-128"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let count = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    // HSMKEY_AUDIT_LOG (set for every test run) wins over the profile.
+    generate("by-variable", &mut t.cmd());
+    assert_eq!((count(&t.audit_log()), count(&from_profile)), (1, 0));
+    // Without it, the profile's log.
+    generate("by-profile", t.cmd().env_remove("HSMKEY_AUDIT_LOG"));
+    assert_eq!((count(&t.audit_log()), count(&from_profile)), (1, 1));
+    assert_eq!(
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&from_profile).unwrap()).unwrap()
+            ["keys"][0]["label"],
+        "by-profile"
+    );
+    // --audit-log wins over both.
+    generate("by-flag", t.cmd().arg("--audit-log").arg(&from_flag));
+    assert_eq!(
+        (
+            count(&t.audit_log()),
+            count(&from_profile),
+            count(&from_flag)
+        ),
+        (1, 1, 1)
+    );
+    // profile show names it.
+    let v = t.json_ok(
+        t.cmd()
+            .env("HSMKEY_CONFIG", &config)
+            .args(["profile", "show", "p"]),
+    );
+    assert_eq!(v["audit_log"], path_str(&from_profile));
 }

@@ -937,3 +937,36 @@ fn a_profile_names_the_audit_log_below_the_flag_and_the_variable() {
     );
     assert_eq!(v["audit_log"], path_str(&from_profile));
 }
+
+/// `--out -` and `-` for standard input: the line holds the SHA-256 of the
+/// bytes printed and of the bytes read, with path `-`.
+#[test]
+fn standard_output_and_input_are_recorded_by_their_bytes() {
+    let t = TestToken::new();
+    t.put_kek("kek", &KEK_VALUE);
+    t.generate("pay", "aes-256", "any");
+    let run = t
+        .cmd()
+        .args(["backup", "--kek", "kek", "pay", "--out", "-"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let l = last(&t);
+    check_common(&t, &l, "backup");
+    assert_eq!(labels_of(&l), ["pay"]);
+    assert_eq!(l["outputs"][0]["path"], "-");
+    assert_eq!(l["outputs"][0]["sha256"], sha256_hex(&run.stdout));
+    let bundle = run.stdout;
+    let run = t
+        .cmd()
+        .args(["verify", "-", "--kek", "kek"])
+        .write_stdin(bundle.clone())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let l = last(&t);
+    check_common(&t, &l, "verify");
+    assert_eq!(l["inputs"][0]["path"], "-");
+    assert_eq!(l["inputs"][0]["sha256"], sha256_hex(&bundle));
+    assert_eq!(labels_of(&l), ["pay"]);
+}

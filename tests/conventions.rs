@@ -281,7 +281,7 @@ fn public_keys_and_import_documents_through_pipes() {
         ),
         "import --material -",
     ));
-    let kcv = src.json(&["key", "show", "k"])[0]["kcv"].clone();
+    let kcv = src.json(&["key", "show", "k"])["keys"][0]["kcv"].clone();
     assert_eq!(imported["keys"][0]["kcv"], kcv);
     no_dash_file(&src);
     no_dash_file(&dst);

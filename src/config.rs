@@ -31,6 +31,9 @@ pub struct Profile {
     pub sessions: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<u64>,
+    /// The audit log (docs/AUDIT.md), as `--audit-log`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<String>,
 }
 
 /// A configuration file, read and checked.
@@ -70,6 +73,7 @@ struct RawProfile {
     so_pin_source: Option<Spanned<String>>,
     sessions: Option<Spanned<i64>>,
     wait: Option<Spanned<i64>>,
+    audit_log: Option<Spanned<String>>,
 }
 
 /// The most sessions a profile may ask for (as `--sessions`).
@@ -152,6 +156,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             so_pin_source: pin(p.so_pin_source, "so_pin_source")?,
             sessions,
             wait,
+            audit_log: string(p.audit_log, "audit_log")?,
         };
         profiles.insert(name, profile);
     }

@@ -148,6 +148,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("The audit log fails verification at line {line}: {reason}: {detail}")]
+    AuditTampered {
+        path: String,
+        line: u64,
+        reason: &'static str,
+        detail: String,
+    },
 
     // HK14xx: token failures not otherwise classified
     #[error("{function} failed with {rv}.")]
@@ -183,6 +190,8 @@ pub enum Error {
     Internal(String),
     #[error("Interrupted: {what}")]
     Interrupted { what: String },
+    #[error("The audit log {path} cannot take this operation's line: {reason}")]
+    AuditUnavailable { path: String, reason: String },
 }
 
 impl Error {
@@ -217,6 +226,7 @@ impl Error {
             Error::Expired { .. } => "HK1305",
             Error::ImportTokenInvalid { .. } => "HK1306",
             Error::InputFile { .. } => "HK1307",
+            Error::AuditTampered { .. } => "HK1308",
             Error::Pkcs11 { .. } => "HK1401",
             Error::LeftBehind { .. } => "HK1403",
             Error::AlreadyExists { .. } => "HK1501",
@@ -226,6 +236,7 @@ impl Error {
             Error::Io { .. } => "HK1901",
             Error::Internal(_) => "HK1902",
             Error::Interrupted { .. } => "HK1903",
+            Error::AuditUnavailable { .. } => "HK1904",
         }
     }
 
@@ -258,7 +269,8 @@ impl Error {
             | Error::UnsupportedFormat { .. }
             | Error::BadPassword { .. }
             | Error::Expired { .. }
-            | Error::ImportTokenInvalid { .. } => ExitClass::BadInput,
+            | Error::ImportTokenInvalid { .. }
+            | Error::AuditTampered { .. } => ExitClass::BadInput,
             Error::Pkcs11 { .. } => ExitClass::Token,
             Error::LeftBehind { .. } => ExitClass::LeftBehind,
             Error::AlreadyExists { .. }
@@ -266,7 +278,9 @@ impl Error {
             | Error::Busy { .. }
             | Error::ConcurrentCreate { .. } => ExitClass::Conflict,
             Error::InputFile { .. } => ExitClass::InputFile,
-            Error::Io { .. } | Error::Internal(_) => ExitClass::Internal,
+            Error::Io { .. } | Error::Internal(_) | Error::AuditUnavailable { .. } => {
+                ExitClass::Internal
+            }
             Error::Interrupted { .. } => ExitClass::Interrupted,
         }
     }
@@ -380,8 +394,15 @@ impl Error {
                 ctx.insert("cause_code", cause.code().to_string());
                 ctx.insert("left", left.join("; "));
             }
-            Error::Io { path, .. } => {
+            Error::Io { path, .. } | Error::AuditUnavailable { path, .. } => {
                 ctx.insert("path", path.clone());
+            }
+            Error::AuditTampered {
+                path, line, reason, ..
+            } => {
+                ctx.insert("path", path.clone());
+                ctx.insert("line", line.to_string());
+                ctx.insert("reason", (*reason).to_string());
             }
             Error::Internal(_) => {}
         }
@@ -472,6 +493,12 @@ impl Error {
                 "Two runs on different hosts created the same key; this one removed its copy. Check `hsmkey key list`, then run again if the key is still wanted.".into()
             }
             Error::Io { .. } => "Check the path, its permissions and the free space.".into(),
+            Error::AuditUnavailable { .. } => {
+                "Nothing was done if this came before the operation (docs/AUDIT.md): make the log writable (its folder, its permissions, free space) or give another with --audit-log; --no-audit runs without a record.".into()
+            }
+            Error::AuditTampered { .. } => {
+                "The log is not as hsmkey wrote it from `line` on (docs/AUDIT.md, what each reason means): keep this copy as evidence and compare it with forwarded copies (syslog, SIEM).".into()
+            }
             Error::Internal(_) => "This is a bug in hsmkey; please report it with the output of -v.".into(),
             Error::Interrupted { .. } => "Nothing was kept: run the command again when ready.".into(),
             Error::TargetRule { .. } => {

@@ -1251,19 +1251,12 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
             "{scheme}: the spy saw the session"
         );
         // Every C_GetAttributeValue call's template, and every decrypt call.
-        for call in text
-            .split("\n\n")
-            .filter(|c| c.contains("C_GetAttributeValue"))
-        {
-            assert!(
-                !call.contains("CKA_VALUE "),
-                "{scheme}: CKA_VALUE requested:\n{call}"
-            );
-            assert!(
-                !call.contains("CKA_VALUE\n"),
-                "{scheme}: CKA_VALUE requested:\n{call}"
-            );
-        }
+        let reads = value_reads_of_keys(&text);
+        assert!(
+            reads.is_empty(),
+            "{scheme}: CKA_VALUE requested:\n{}",
+            reads.join("\n\n")
+        );
         assert!(
             !text.contains("C_Decrypt"),
             "{scheme}: nothing is decrypted on the host's behalf"
@@ -1282,15 +1275,12 @@ fn backup_never_reads_key_values_through_the_pkcs11_boundary() {
             .args(&how);
         assert!(cmd.output().unwrap().status.success(), "{scheme} verify");
         let text = std::fs::read_to_string(&restore_log).unwrap();
-        for call in text
-            .split("\n\n")
-            .filter(|c| c.contains("C_GetAttributeValue"))
-        {
-            assert!(
-                !call.contains("CKA_VALUE "),
-                "{scheme} verify: CKA_VALUE requested:\n{call}"
-            );
-        }
+        let reads = value_reads_of_keys(&text);
+        assert!(
+            reads.is_empty(),
+            "{scheme} verify: CKA_VALUE requested:\n{}",
+            reads.join("\n\n")
+        );
         assert!(!text.contains("C_Decrypt"), "{scheme} verify");
     }
 }
@@ -1388,4 +1378,32 @@ fn backup_all_lists_skipped_keys_with_their_ids() {
         );
         assert!(text.contains("skipped dup, id b2 (secret-key)"), "{text}");
     }
+}
+
+/// The C_GetAttributeValue calls of a pkcs11-spy trace that ask for
+/// CKA_VALUE of anything but a data object (the audit trail's chain head,
+/// docs/AUDIT.md): an object is known as data once a call of the trace
+/// read its CKA_CLASS as CKO_DATA.
+fn value_reads_of_keys(trace: &str) -> Vec<&str> {
+    let handle = |call: &str| {
+        call.lines()
+            .find(|l| l.starts_with("[in] hObject"))
+            .map(str::to_string)
+    };
+    let mut data_objects = std::collections::HashSet::new();
+    let mut reads = Vec::new();
+    for call in trace
+        .split("\n\n")
+        .filter(|c| c.contains("C_GetAttributeValue"))
+    {
+        let obj = handle(call);
+        if call.contains("CKO_DATA") {
+            data_objects.insert(obj.clone());
+        }
+        let asks_value = call.contains("CKA_VALUE ") || call.contains("CKA_VALUE\n");
+        if asks_value && !data_objects.contains(&obj) {
+            reads.push(call);
+        }
+    }
+    reads
 }

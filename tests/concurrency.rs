@@ -35,6 +35,7 @@ fn process(t: &TestToken, shim: Option<&[(&str, &str)]>, args: &[&str]) -> Comma
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HSMKEY_PIN", USER_PIN)
         .env("CI", "true");
+    c.env("HSMKEY_AUDIT_LOG", t.audit_log());
     for (k, v) in &t.env {
         c.env(k, v);
     }

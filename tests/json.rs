@@ -322,6 +322,22 @@ fn every_command_prints_one_object_that_matches_its_published_schema() {
         "{v}"
     );
 
+    // The audit trail: `audit verify` and `audit show` print their
+    // documents; the log itself holds one hsmkey.audit-line.v1 per line.
+    let v = seen.ok(&t, &["audit", "verify"], "hsmkey.audit-verify.v1");
+    assert!(v["lines"].as_u64().unwrap() > 0, "{v}");
+    let v = seen.ok(&t, &["audit", "show"], "hsmkey.audit-show.v1");
+    assert_eq!(Some(v["lines"].as_array().unwrap().len() as u64), {
+        let log = std::fs::read_to_string(t.audit_log()).unwrap();
+        for line in log.lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(line["schema"], "hsmkey.audit-line.v1");
+            common::check_schema(&line);
+        }
+        seen.0.insert("hsmkey.audit-line.v1".to_string());
+        Some(log.lines().count() as u64)
+    });
+
     // Errors: a key not found, a bad input, a token refusal, a usage error.
     seen.err(&t, t.cmd().args(["key", "show", "missing"]), 3, "HK1004");
     seen.err(

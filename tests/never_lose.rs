@@ -491,6 +491,7 @@ fn background(t: &TestToken) -> std::process::Command {
         .env("HSMKEY_PIN", common::USER_PIN)
         .env("CI", "true")
         .env("HSMKEY_MODULE", &t.module);
+    c.env("HSMKEY_AUDIT_LOG", t.audit_log());
     for (k, v) in &t.env {
         c.env(k, v);
     }

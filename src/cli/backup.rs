@@ -219,7 +219,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     };
     // Fail before any token work (and before a password is typed) if the
     // output exists.
-    let mut file = AtomicFile::for_out(&args.out, args.force)?;
+    let file = AtomicFile::for_out(&args.out, args.force)?;
     let protect = if let Some(kek) = &args.protect.kek {
         Protect::Kek(Box::new(KeySelector::parse(kek)?))
     } else if let Some(path) = &args.protect.password_file {
@@ -251,73 +251,33 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
     } else {
         Selection::Named(selectors)
     };
-    let module = ctx.module()?;
-    let token = ctx.open_user(&module)?;
-    let mut bar = Bar::new(ctx, "backup");
-    let options = backup::BackupOptions {
-        allow_skips: args.allow_skips,
-        verify: args.verify,
-        cancel: &cancel,
-    };
-    let (report, blob) = match args.format {
-        Format::Bundle => {
-            let path = file.path().to_path_buf();
-            let mut sink = backup::FileSink {
-                writer: std::io::BufWriter::with_capacity(256 * 1024, file.file()),
-                path,
-            };
-            let report = backup::backup(
-                &token,
-                &protect,
-                &selection,
-                &mut sink,
-                &options,
-                &mut |d, t| bar.update(d, t),
-            )?;
-            sink.flush().map_err(|e| Error::Io {
-                path: args.out.display().to_string(),
-                source: e,
-            })?;
-            drop(sink);
-            (report, None)
-        }
-        Format::Blob => {
-            let mut bytes = Vec::new();
-            let report = backup::backup(
-                &token,
-                &protect,
-                &selection,
-                &mut bytes,
-                &options,
-                &mut |d, t| bar.update(d, t),
-            )?;
-            // One key with its versions: refuse a selection that reached several names.
-            let mut names: Vec<String> = report
-                .entries
-                .iter()
-                .map(|e| hsmkey::hsm::keys::split_version(&e.label).0.to_string())
-                .collect();
-            names.dedup();
-            if names.len() > 1 {
-                return Err(Error::Usage {
-                    message: format!(
-                        "--format blob holds one key with its versions; the selection named {}",
-                        names.join(", ")
-                    ),
-                });
+    let (report, blob) = ctx.audited("backup", || {
+        ctx.audit_note(|f| {
+            f.asked(if args.all {
+                vec!["--all".into()]
+            } else {
+                args.keys.clone()
+            });
+            f.protection = Some(super::audit::protection_of(&protect));
+        });
+        let (report, blob, printed) =
+            write_backup(ctx, &args, file, &protect, &selection, &cancel)?;
+        // What left, as the file (or standard output) holds it.
+        let written = match (&printed, &blob) {
+            (None, _) => Input::open(&args.out)?,
+            (Some(_), Some(text)) => Input::Bytes(bundle::decode_blob(text)?),
+            (Some(bytes), None) => Input::Bytes(bytes.clone()),
+        };
+        let facts = hsmkey::audit::bundle::read(&written)?;
+        ctx.audit_note(|f| {
+            (f.keys, f.protection) = (facts.keys, Some(facts.protection));
+            match &printed {
+                Some(bytes) => f.output_bytes("-", bytes),
+                None => f.output(&args.out),
             }
-            let blob = bundle::encode_blob(&bytes);
-            file.file()
-                .write_all(format!("{blob}\n").as_bytes())
-                .map_err(|e| Error::Io {
-                    path: args.out.display().to_string(),
-                    source: e,
-                })?;
-            (report, Some(blob))
-        }
-    };
-    drop(bar);
-    file.commit()?;
+        });
+        Ok((report, blob))
+    })?;
     // Complete all the same (exit 0); on stderr even with --json, whose
     // report carries them as `warnings`; -q leaves them to the report.
     for w in report.warnings.iter().filter(|_| !ctx.global.quiet) {
@@ -443,6 +403,38 @@ fn render_restore(report: &RestoreReport, verb: &str) {
 pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
+    let dry_run = args.dry_run;
+    let report = ctx.audited("restore", || {
+        let facts = ctx.audit_bundle(&args.file, &input);
+        ctx.audit_note(|f| f.dry_run = args.dry_run);
+        let report = restore_in_token(ctx, args, &input, &how)?;
+        if let Some(b) = facts {
+            ctx.audit_note(|f| f.keys = b.keys_for(&report.entries));
+        }
+        Ok(report)
+    })?;
+    if ctx.json() {
+        json::print(&json::Restore { report: &report });
+        return Ok(());
+    }
+    render_restore(
+        &report,
+        if dry_run {
+            "would be restored (dry run)"
+        } else {
+            "restored"
+        },
+    );
+    Ok(())
+}
+
+/// The token work of `restore`.
+fn restore_in_token(
+    ctx: &Context,
+    args: RestoreArgs,
+    input: &Input,
+    how: &Unprotect,
+) -> hsmkey::Result<RestoreReport> {
     let module = ctx.module()?;
     let lock = ctx.lock(&module, None, "restore")?;
     let token = ctx.open_user(&module)?;
@@ -459,33 +451,28 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
         rename: args.rename,
     };
     let mut bar = Bar::new(ctx, "restore");
-    let report = backup::restore(&token, &input, &how, &options, &mut |d, t| bar.update(d, t))?;
+    let report = backup::restore(&token, input, how, &options, &mut |d, t| bar.update(d, t))?;
     drop(bar);
-    if ctx.json() {
-        json::print(&json::Restore { report: &report });
-        return Ok(());
-    }
-    render_restore(
-        &report,
-        if args.dry_run {
-            "would be restored (dry run)"
-        } else {
-            "restored"
-        },
-    );
-    Ok(())
+    Ok(report)
 }
 
 pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
-    let module = ctx.module()?;
-    let token = ctx.open_user(&module)?;
-    let mut bar = Bar::new(ctx, "verify");
-    let report = backup::verify(&token, &input, &how, &args.only, &mut |d, t| {
-        bar.update(d, t)
+    let report = ctx.audited("verify", || {
+        let facts = ctx.audit_bundle(&args.file, &input);
+        let module = ctx.module()?;
+        let token = ctx.open_user(&module)?;
+        let mut bar = Bar::new(ctx, "verify");
+        let report = backup::verify(&token, &input, &how, &args.only, &mut |d, t| {
+            bar.update(d, t)
+        })?;
+        drop(bar);
+        if let Some(b) = facts {
+            ctx.audit_note(|f| f.keys = b.keys_for(&report.entries));
+        }
+        Ok(report)
     })?;
-    drop(bar);
     if ctx.json() {
         // Reached only when every check passed: a failure is an error.
         json::print(&json::Verify {
@@ -499,4 +486,107 @@ pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
         "verified (unwrapped in the token, KCVs and public halves match; nothing created)",
     );
     Ok(())
+}
+
+/// The token work of `backup`: the keys wrapped and written to `file`;
+/// with `--out -`, also the bytes printed (for the audit line).
+fn write_backup(
+    ctx: &Context,
+    args: &BackupArgs,
+    mut file: AtomicFile,
+    protect: &Protect,
+    selection: &Selection,
+    cancel: &Arc<AtomicBool>,
+) -> hsmkey::Result<(backup::BackupReport, Option<String>, Option<Vec<u8>>)> {
+    let module = ctx.module()?;
+    let token = ctx.open_user(&module)?;
+    let mut bar = Bar::new(ctx, "backup");
+    let options = backup::BackupOptions {
+        allow_skips: args.allow_skips,
+        verify: args.verify,
+        cancel,
+    };
+    let (report, blob) = match args.format {
+        Format::Bundle => {
+            let path = file.path().to_path_buf();
+            let mut sink = backup::FileSink {
+                writer: std::io::BufWriter::with_capacity(256 * 1024, file.file()),
+                path,
+            };
+            let report = backup::backup(
+                &token,
+                protect,
+                selection,
+                &mut sink,
+                &options,
+                &mut |d, t| bar.update(d, t),
+            )?;
+            sink.flush().map_err(|e| Error::Io {
+                path: args.out.display().to_string(),
+                source: e,
+            })?;
+            drop(sink);
+            (report, None)
+        }
+        Format::Blob => {
+            let mut bytes = Vec::new();
+            let report = backup::backup(
+                &token,
+                protect,
+                selection,
+                &mut bytes,
+                &options,
+                &mut |d, t| bar.update(d, t),
+            )?;
+            // One key with its versions: refuse a selection that reached several names.
+            let mut names: Vec<String> = report
+                .entries
+                .iter()
+                .map(|e| hsmkey::hsm::keys::split_version(&e.label).0.to_string())
+                .collect();
+            names.dedup();
+            if names.len() > 1 {
+                return Err(Error::Usage {
+                    message: format!(
+                        "--format blob holds one key with its versions; the selection named {}",
+                        names.join(", ")
+                    ),
+                });
+            }
+            let blob = bundle::encode_blob(&bytes);
+            file.file()
+                .write_all(format!("{blob}\n").as_bytes())
+                .map_err(|e| Error::Io {
+                    path: args.out.display().to_string(),
+                    source: e,
+                })?;
+            (report, Some(blob))
+        }
+    };
+    drop(bar);
+    let spool = if file.is_stdout() {
+        Some(file.file().try_clone().map_err(|e| Error::Io {
+            path: "-".into(),
+            source: e,
+        })?)
+    } else {
+        None
+    };
+    file.commit()?;
+    let printed = match spool {
+        Some(mut spool) => {
+            use std::io::{Read, Seek};
+            let mut bytes = Vec::new();
+            spool
+                .seek(std::io::SeekFrom::Start(0))
+                .and_then(|_| spool.read_to_end(&mut bytes))
+                .map_err(|e| Error::Io {
+                    path: "-".into(),
+                    source: e,
+                })?;
+            Some(bytes)
+        }
+        None => None,
+    };
+    Ok((report, blob, printed))
 }

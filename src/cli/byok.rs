@@ -76,6 +76,62 @@ fn read(path: &Path, limit: u64, what: &str) -> hsmkey::Result<Vec<u8>> {
     hsmkey::input::read_bounded(path, limit, what)
 }
 
+/// The token work of `byok`: the key wrapped, every output file written.
+fn wrap_and_write(
+    ctx: &Context,
+    args: &ByokArgs,
+    target: Target,
+    wrapping: WrappingSource,
+    import_token: Option<Vec<u8>>,
+    two_files: bool,
+) -> hsmkey::Result<(hsmkey::ops::byok::ByokResult, Vec<String>)> {
+    let selector = KeySelector::parse(&args.key)?;
+    // Every output file is claimed before the token does any work, so a
+    // refusal leaves nothing half-written.
+    let mut main = Some(AtomicFile::for_out(&args.out, args.force)?);
+    let token_path = PathBuf::from(format!("{}.import-token", args.out.display()));
+    let mut token_out = if two_files {
+        Some(AtomicFile::create(&token_path, args.force)?)
+    } else {
+        None
+    };
+    let module = ctx.module()?;
+    let token = ctx.open_user_for(&module, Some(&selector))?;
+    let now = jiff::Timestamp::now().as_second();
+    let request = ByokRequest {
+        key: selector,
+        target,
+        algorithm: args.algorithm.clone(),
+        wrapping,
+        kid: args.kid.clone(),
+        import_token,
+        now,
+        out: args.out.display().to_string(),
+    };
+    let result = hsmkey::ops::byok::byok(&token, &request)?;
+    let mut names = Vec::new();
+    for file in &result.files {
+        let path = PathBuf::from(format!("{}{}", args.out.display(), file.suffix));
+        let claimed = if file.suffix.is_empty() {
+            main.take()
+        } else {
+            token_out.take()
+        };
+        let mut f = match claimed {
+            Some(f) => f,
+            None => AtomicFile::create(&path, args.force)?,
+        };
+        use std::io::Write;
+        f.file().write_all(&file.bytes).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        f.commit()?;
+        names.push(path.display().to_string());
+    }
+    Ok((result, names))
+}
+
 pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
     let target = match args.target {
         TargetArg::Aws => Target::Aws,
@@ -133,7 +189,6 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
             message: "--import-token is for --target aws with --wrapping-key (import parameters carry their own token)".into(),
         });
     }
-    let selector = KeySelector::parse(&args.key)?;
     let to_stdout = terminal::check_out(ctx, &args.out)?;
     let two_files =
         target == Target::Aws && (import_token.is_some() || args.source.import_params.is_some());
@@ -142,49 +197,25 @@ pub fn run(ctx: &Context, args: ByokArgs) -> hsmkey::Result<()> {
             message: "--out - holds one output, and AWS with an import token writes two (OUT and OUT.import-token): name a file".into(),
         });
     }
-    // Every output file is claimed before the token does any work, so a
-    // refusal leaves nothing half-written.
-    let mut main = Some(AtomicFile::for_out(&args.out, args.force)?);
-    let token_path = PathBuf::from(format!("{}.import-token", args.out.display()));
-    let mut token_out = if two_files {
-        Some(AtomicFile::create(&token_path, args.force)?)
-    } else {
-        None
-    };
-    let module = ctx.module()?;
-    let token = ctx.open_user_for(&module, Some(&selector))?;
-    let now = jiff::Timestamp::now().as_second();
-    let request = ByokRequest {
-        key: selector,
-        target,
-        algorithm: args.algorithm.clone(),
-        wrapping,
-        kid: args.kid.clone(),
-        import_token,
-        now,
-        out: args.out.display().to_string(),
-    };
-    let result = hsmkey::ops::byok::byok(&token, &request)?;
-    let mut names = Vec::new();
-    for file in &result.files {
-        let path = PathBuf::from(format!("{}{}", args.out.display(), file.suffix));
-        let claimed = if file.suffix.is_empty() {
-            main.take()
-        } else {
-            token_out.take()
-        };
-        let mut f = match claimed {
-            Some(f) => f,
-            None => AtomicFile::create(&path, args.force)?,
-        };
-        use std::io::Write;
-        f.file().write_all(&file.bytes).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        f.commit()?;
-        names.push(path.display().to_string());
-    }
+    let (result, names) = ctx.audited("byok", || {
+        ctx.audit_note(|f| f.asked([args.key.clone()]));
+        let done = wrap_and_write(ctx, &args, target, wrapping, import_token, two_files)?;
+        ctx.audit_note(|f| {
+            f.asked([done.0.key.clone()]);
+            f.protection = Some(hsmkey::audit::Protection::Recipient {
+                fingerprint: Some(done.0.wrapping_key_sha256.clone()),
+                label: Some(format!("{} wrapping key", done.0.target)),
+            });
+            for (file, name) in done.0.files.iter().zip(&done.1) {
+                if to_stdout {
+                    f.output_bytes("-", &file.bytes);
+                } else {
+                    f.output(Path::new(name));
+                }
+            }
+        });
+        Ok(done)
+    })?;
     if ctx.json() {
         json::print(&json::Byok {
             result: &result,

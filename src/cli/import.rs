@@ -45,22 +45,20 @@ pub struct ParamsArgs {
     force: bool,
 }
 
-pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
-    let bits = import_params::key_spec_bits(&args.key_spec).ok_or_else(|| Error::Usage {
-        message: format!("unknown --key-spec {}", args.key_spec),
-    })?;
-    let valid_for =
-        import_params::parse_duration(&args.valid_for).map_err(|reason| Error::BadInput {
-            what: "--valid-for".into(),
-            reason,
-        })?;
-    let to_stdout = terminal::check_out(ctx, &args.out)?;
+/// The token work of `import-params`: the key pair made, the file written.
+fn params_in_token(
+    ctx: &Context,
+    args: &ParamsArgs,
+    bits: u64,
+    valid_for: i64,
+) -> hsmkey::Result<(import_params::Parameters, Vec<u8>)> {
     // Staged before any token work: a folder that cannot take the file fails
     // here, not after the key pair is made.
     let mut staged = Some(AtomicFile::for_out(&args.out, args.force)?);
     let module = ctx.module()?;
     let _lock = ctx.lock(&module, None, "import-params")?;
     let token = ctx.open_user(&module)?;
+    let mut written = Vec::new();
     let params = imp::import_params(
         &token,
         &ParamsRequest {
@@ -81,9 +79,45 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
                 path: args.out.display().to_string(),
                 source: e,
             })?;
-            file.commit()
+            file.commit()?;
+            written = bytes;
+            Ok(())
         },
     )?;
+    Ok((params, written))
+}
+
+pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
+    let bits = import_params::key_spec_bits(&args.key_spec).ok_or_else(|| Error::Usage {
+        message: format!("unknown --key-spec {}", args.key_spec),
+    })?;
+    let valid_for =
+        import_params::parse_duration(&args.valid_for).map_err(|reason| Error::BadInput {
+            what: "--valid-for".into(),
+            reason,
+        })?;
+    let to_stdout = terminal::check_out(ctx, &args.out)?;
+    let params = ctx.audited("import-params", || {
+        let (params, written) = params_in_token(ctx, &args, bits, valid_for)?;
+        ctx.audit_note(|f| {
+            let id = hex::encode(params.key_id.as_bytes());
+            f.keys = ["private-key", "public-key"]
+                .into_iter()
+                .map(|class| hsmkey::audit::KeyRef {
+                    class: Some(class.into()),
+                    id: Some(id.clone()),
+                    version: Some(1),
+                    ..hsmkey::audit::KeyRef::named(format!("{}{}", imp::PAIR_PREFIX, params.key_id))
+                })
+                .collect();
+            if to_stdout {
+                f.output_bytes("-", &written);
+            } else {
+                f.output(&args.out);
+            }
+        });
+        Ok(params)
+    })?;
     if ctx.json() {
         json::print(&json::ImportParams { params: &params });
     } else {
@@ -135,13 +169,20 @@ pub struct ImportArgs {
 
 pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
     let bytes = read(&args.material, "key material")?;
+    // What the audit line says was read (the bytes, `-` included).
+    let mut read_in = vec![(
+        args.material.clone(),
+        hsmkey::audit::line::sha256_hex(&bytes),
+    )];
     let input = match &args.import_token {
-        Some(t) => MaterialInput::Raw {
-            material: bytes,
-            import_token: String::from_utf8_lossy(&read(t, "import token")?)
-                .trim()
-                .to_string(),
-        },
+        Some(t) => {
+            let token_bytes = read(t, "import token")?;
+            read_in.push((t.clone(), hsmkey::audit::line::sha256_hex(&token_bytes)));
+            MaterialInput::Raw {
+                material: bytes,
+                import_token: String::from_utf8_lossy(&token_bytes).trim().to_string(),
+            }
+        }
         None => MaterialInput::Json(Material::parse(&bytes).map_err(|reason| Error::BadInput {
             what: "--material".into(),
             reason,
@@ -155,20 +196,39 @@ pub fn run_import(ctx: &Context, args: ImportArgs) -> hsmkey::Result<()> {
         .as_deref()
         .map(str::parse::<Usage>)
         .transpose()?;
-    let module = ctx.module()?;
-    let _lock = ctx.lock(&module, None, "import")?;
-    let token = ctx.open_user(&module)?;
-    let report = imp::import(
-        &token,
-        &ImportRequest {
-            input,
-            label: args.key.label.clone(),
-            spec,
-            policy,
-            usage,
-            now: now(),
-        },
-    )?;
+    let report = ctx.audited("import", || {
+        ctx.audit_note(|f| {
+            f.asked([args.key.label.clone()]);
+            for (path, sha256) in &read_in {
+                f.inputs.push(hsmkey::audit::FileRef {
+                    path: path.display().to_string(),
+                    sha256: sha256.clone(),
+                });
+            }
+        });
+        let module = ctx.module()?;
+        let _lock = ctx.lock(&module, None, "import")?;
+        let token = ctx.open_user(&module)?;
+        let report = imp::import(
+            &token,
+            &ImportRequest {
+                input,
+                label: args.key.label.clone(),
+                spec,
+                policy,
+                usage,
+                now: now(),
+            },
+        )?;
+        ctx.audit_note(|f| {
+            f.keys(&report.keys);
+            f.protection = Some(hsmkey::audit::Protection::Recipient {
+                fingerprint: None,
+                label: Some(format!("{}{}", imp::PAIR_PREFIX, report.key_id)),
+            });
+        });
+        Ok(report)
+    })?;
     if ctx.json() {
         json::print(&json::Import { report: &report });
     } else if let Some(k) = report.keys.first() {
@@ -210,22 +270,46 @@ pub struct ExportKeyArgs {
 pub fn run_export(ctx: &Context, args: ExportKeyArgs) -> hsmkey::Result<()> {
     let dek = KeySelector::parse(&args.key)?;
     let kek = KeySelector::parse(&args.kek)?;
-    let module = ctx.module()?;
-    let token = ctx.open_user_for(&module, Some(&dek))?;
-    let doc = imp::export_key(&token, &dek, &kek)?;
-    if let Some(path) = args.out.as_ref().filter(|p| !hsmkey::input::is_stdio(p)) {
+    let printed = ctx.audited("export-key", || {
+        ctx.audit_note(|f| {
+            f.asked([dek.shown.clone()]);
+            f.protection = Some(hsmkey::audit::Protection::Kek {
+                label: kek.shown.clone(),
+                kcv: None,
+            });
+        });
+        let module = ctx.module()?;
+        let token = ctx.open_user_for(&module, Some(&dek))?;
+        let doc = imp::export_key(&token, &dek, &kek)?;
         let mut bytes =
             serde_json::to_vec_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes, args.force)?;
-    }
-    // The export key is the product: JSON with or without --json; with it,
-    // the document names its schema like every --json output.
-    if ctx.json() {
-        json::print(&json::ExportKeyDoc { doc: &doc });
-    } else {
-        super::print_json(&doc);
-    }
+        let file = args.out.as_ref().filter(|p| !hsmkey::input::is_stdio(p));
+        if let Some(path) = file {
+            write_atomic(path, &bytes, args.force)?;
+        }
+        // The export key is the product: JSON with or without --json; with
+        // it, the document names its schema like every --json output.
+        let printed = if ctx.json() {
+            json::to_vec(&json::ExportKeyDoc { doc: &doc })?
+        } else {
+            bytes
+        };
+        ctx.audit_note(|f| {
+            if let Some(k) = f.keys.first_mut() {
+                k.kcv = doc.kcv.clone();
+            }
+            f.protection = Some(hsmkey::audit::Protection::Kek {
+                label: doc.kek_label.clone(),
+                kcv: doc.kek_kcv.clone(),
+            });
+            file.iter().for_each(|p| f.output(p));
+            // The document is printed too: what leaves on stdout, as printed.
+            f.output_bytes("-", &printed);
+        });
+        Ok(printed)
+    })?;
+    out(&String::from_utf8(printed).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(())
 }
 
@@ -248,18 +332,30 @@ pub struct ImportExportArgs {
 }
 
 pub fn run_import_export(ctx: &Context, args: ImportExportArgs) -> hsmkey::Result<()> {
-    let doc =
-        ExportKey::parse(&read(&args.file, "export key")?).map_err(|reason| Error::BadInput {
-            what: hsmkey::input::shown(&args.file),
-            reason,
-        })?;
+    let bytes = read(&args.file, "export key")?;
+    let doc = ExportKey::parse(&bytes).map_err(|reason| Error::BadInput {
+        what: hsmkey::input::shown(&args.file),
+        reason,
+    })?;
     let kek = KeySelector::parse(&args.kek)?;
     let policy: BackupPolicy = args.backup_policy.parse()?;
     let usage = args.usage.as_deref().map(str::parse::<Usage>).transpose()?;
-    let module = ctx.module()?;
-    let _lock = ctx.lock(&module, None, "import-export-key")?;
-    let token = ctx.open_user(&module)?;
-    let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
+    let made = ctx.audited("import-export-key", || {
+        ctx.audit_note(|f| {
+            f.asked([args.label.clone()]);
+            f.input_bytes(&args.file, &bytes);
+            f.protection = Some(hsmkey::audit::Protection::Kek {
+                label: doc.kek_label.clone(),
+                kcv: doc.kek_kcv.clone(),
+            });
+        });
+        let module = ctx.module()?;
+        let _lock = ctx.lock(&module, None, "import-export-key")?;
+        let token = ctx.open_user(&module)?;
+        let made = imp::import_export_key(&token, &doc, &kek, &args.label, policy, usage)?;
+        ctx.audit_note(|f| f.keys(&made));
+        Ok(made)
+    })?;
     if ctx.json() {
         json::print(&json::ImportExportKey { keys: &made });
     } else if let Some(k) = made.first() {

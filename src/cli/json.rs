@@ -45,6 +45,18 @@ pub(crate) fn print<T: Document>(doc: &T) {
     });
 }
 
+/// A document as `print` writes it: pretty JSON and a newline (for output
+/// whose bytes must be known before they are printed).
+pub(crate) fn to_vec<T: Document>(doc: &T) -> hsmkey::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(&Tagged {
+        schema: T::SCHEMA,
+        body: doc,
+    })
+    .map_err(|e| hsmkey::Error::Internal(e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 macro_rules! document {
     ($type:ident, $schema:literal, $command:literal) => {
         impl $crate::cli::json::Document for $type {
@@ -295,6 +307,33 @@ pub(crate) struct ErrorDoc<'a> {
 }
 document!(ErrorDoc<'_>, "hsmkey.error.v1", "any command that fails");
 
+/// `audit verify`: the log passed every check (a bad log is the error
+/// HK1308). docs/AUDIT.md.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AuditVerify<'a> {
+    #[serde(flatten)]
+    pub report: &'a hsmkey::audit::verify::Report,
+}
+document!(
+    AuditVerify<'_>,
+    "hsmkey.audit-verify.v1",
+    "hsmkey audit verify"
+);
+
+/// `audit show`: the lines of a log that pass the filters, as written
+/// (nothing checked). docs/AUDIT.md.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AuditShow<'a> {
+    /// The log read.
+    pub path: String,
+    /// The lines shown, oldest first, each an audit line
+    /// (hsmkey.audit-line.v1).
+    pub lines: &'a [hsmkey::audit::Line],
+    /// Lines of the log that are not audit lines, left out.
+    pub unreadable: u64,
+}
+document!(AuditShow<'_>, "hsmkey.audit-show.v1", "hsmkey audit show");
+
 /// One published schema.
 #[cfg(test)]
 pub(crate) struct Published {
@@ -339,7 +378,15 @@ pub(crate) fn all() -> Vec<Published> {
         published::<Import<'static>>(),
         published::<ExportKeyDoc<'static>>(),
         published::<ImportExportKey<'static>>(),
+        published::<AuditVerify<'static>>(),
+        published::<AuditShow<'static>>(),
         published::<ErrorDoc<'static>>(),
+        // Not printed: what the audit log holds, one per line (docs/AUDIT.md).
+        Published {
+            name: hsmkey::audit::line::SCHEMA,
+            command: "each line of the audit log",
+            schema: hsmkey::audit::line::schema,
+        },
     ]
 }
 

@@ -126,7 +126,6 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     })
                 })
                 .transpose()?;
-            let module = ctx.module()?;
             let mut request = GenerateSpec {
                 name: label,
                 id: id.unwrap_or_default(),
@@ -144,12 +143,17 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 });
             }
             if let Some(n) = count {
-                let _lock = ctx.lock(&module, None, "key generate --count")?;
-                let token = ctx.open_user(&module)?;
-                let mut bar = super::backup::Bar::new(ctx, "generate");
-                let labels =
-                    ops::keys::generate_many(&token, &request, n, &mut |d, t| bar.update(d, t))?;
-                drop(bar);
+                let labels = ctx.audited("key generate", || {
+                    let module = ctx.module()?;
+                    let _lock = ctx.lock(&module, None, "key generate --count")?;
+                    let token = ctx.open_user(&module)?;
+                    let mut bar = super::backup::Bar::new(ctx, "generate");
+                    let labels = ops::keys::generate_many(&token, &request, n, &mut |d, t| {
+                        bar.update(d, t)
+                    })?;
+                    ctx.audit_note(|f| f.asked(labels.iter().cloned()));
+                    Ok(labels)
+                })?;
                 if ctx.json() {
                     json::print(&json::KeyGenerateMany {
                         created: labels.len(),
@@ -166,26 +170,32 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                 }
                 return Ok(());
             }
-            let lock;
-            let token = {
-                // Names and ids are checked where private objects are visible:
-                // an SO session sees only public ones.
-                // Held from the check to the create, across the SO session.
-                lock = ctx.lock(&module, None, "key generate")?;
-                let user = ctx.open_user(&module)?;
-                if request.id.is_empty() {
-                    request.id = ops::keys::random_id(&user)?;
-                }
-                ops::keys::check_available(&user, &request.name, &request.id)?;
-                if trusted {
-                    drop(user);
-                    ctx.open_so_for(&module, None)?
-                } else {
-                    user
-                }
-            };
-            let made = ops::keys::generate(&token, &request)?;
-            drop(lock);
+            let made = ctx.audited("key generate", || {
+                ctx.audit_note(|f| f.asked([request.name.clone()]));
+                let module = ctx.module()?;
+                let lock;
+                let token = {
+                    // Names and ids are checked where private objects are visible:
+                    // an SO session sees only public ones.
+                    // Held from the check to the create, across the SO session.
+                    lock = ctx.lock(&module, None, "key generate")?;
+                    let user = ctx.open_user(&module)?;
+                    if request.id.is_empty() {
+                        request.id = ops::keys::random_id(&user)?;
+                    }
+                    ops::keys::check_available(&user, &request.name, &request.id)?;
+                    if trusted {
+                        drop(user);
+                        ctx.open_so_for(&module, None)?
+                    } else {
+                        user
+                    }
+                };
+                let made = ops::keys::generate(&token, &request)?;
+                drop(lock);
+                ctx.audit_note(|f| f.keys(&made));
+                Ok(made)
+            })?;
             render_keys(ctx, &made, "created", |keys| json::KeyGenerate { keys });
         }
         KeyCommand::List { key } => {
@@ -256,21 +266,26 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
         }
         KeyCommand::Rotate { key } => {
             let selector = KeySelector::parse(&key)?;
-            let module = ctx.module()?;
-            let (made, lock) = {
-                let lock = ctx.lock(&module, Some(&selector), "key rotate")?;
-                let token = ctx.open_user_for(&module, Some(&selector))?;
-                (ops::keys::rotate(&token, &selector), lock)
-            };
-            // A trusted KEK can only be made by the SO: retry in an SO session.
-            let made = match made {
-                Err(Error::SoLoginRequired { .. }) => {
-                    let token = ctx.open_so_for(&module, Some(&selector))?;
-                    ops::keys::rotate(&token, &selector)?
-                }
-                other => other?,
-            };
-            drop(lock);
+            let made = ctx.audited("key rotate", || {
+                ctx.audit_note(|f| f.asked([selector.shown.clone()]));
+                let module = ctx.module()?;
+                let (made, lock) = {
+                    let lock = ctx.lock(&module, Some(&selector), "key rotate")?;
+                    let token = ctx.open_user_for(&module, Some(&selector))?;
+                    (ops::keys::rotate(&token, &selector), lock)
+                };
+                // A trusted KEK can only be made by the SO: retry in an SO session.
+                let made = match made {
+                    Err(Error::SoLoginRequired { .. }) => {
+                        let token = ctx.open_so_for(&module, Some(&selector))?;
+                        ops::keys::rotate(&token, &selector)?
+                    }
+                    other => other?,
+                };
+                drop(lock);
+                ctx.audit_note(|f| f.keys(&made));
+                Ok(made)
+            })?;
             render_keys(ctx, &made, "created", |keys| json::KeyRotate { keys });
         }
         KeyCommand::Destroy { key, yes } => {
@@ -283,18 +298,28 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> hsmkey::Result<()> {
                     ),
                 });
             }
-            let module = ctx.module()?;
-            let _lock = ctx.lock(&module, Some(&selector), "key destroy")?;
-            let token = ctx.open_user_for(&module, Some(&selector))?;
-            let gone = ops::keys::destroy(&token, &selector)?;
+            let gone = ctx.audited("key destroy", || {
+                ctx.audit_note(|f| f.asked([selector.shown.clone()]));
+                let module = ctx.module()?;
+                let _lock = ctx.lock(&module, Some(&selector), "key destroy")?;
+                let token = ctx.open_user_for(&module, Some(&selector))?;
+                let gone = ops::keys::destroy(&token, &selector)?;
+                ctx.audit_note(|f| f.keys(&gone));
+                Ok(gone)
+            })?;
             render_keys(ctx, &gone, "destroyed", |keys| json::KeyDestroy { keys });
         }
         KeyCommand::Label { key, new_label } => {
             let selector = KeySelector::parse(&key)?;
-            let module = ctx.module()?;
-            let _lock = ctx.lock(&module, Some(&selector), "key label")?;
-            let token = ctx.open_user_for(&module, Some(&selector))?;
-            let renamed = ops::keys::relabel(&token, &selector, &new_label)?;
+            let renamed = ctx.audited("key label", || {
+                ctx.audit_note(|f| f.asked([selector.shown.clone(), new_label.clone()]));
+                let module = ctx.module()?;
+                let _lock = ctx.lock(&module, Some(&selector), "key label")?;
+                let token = ctx.open_user_for(&module, Some(&selector))?;
+                let renamed = ops::keys::relabel(&token, &selector, &new_label)?;
+                ctx.audit_note(|f| f.keys(&renamed));
+                Ok(renamed)
+            })?;
             render_keys(ctx, &renamed, "relabelled", |keys| json::KeyLabel { keys });
         }
     }

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, the terminal, human and `--json` output.
 //! The only place that prints.
 
+mod audit;
 mod backup;
 mod bundle;
 mod byok;
@@ -98,6 +99,14 @@ pub struct Global {
         default_value_t = 0
     )]
     wait: u64,
+    /// The audit log every command that makes, moves or destroys a key
+    /// appends to (docs/AUDIT.md). Default: $XDG_STATE_HOME/hsmkey/audit.jsonl
+    /// (~/.local/state/hsmkey/audit.jsonl).
+    #[arg(long, global = true, env = "HSMKEY_AUDIT_LOG", value_name = "PATH")]
+    audit_log: Option<std::path::PathBuf>,
+    /// Run without writing an audit line (said on stderr every time).
+    #[arg(long, global = true)]
+    no_audit: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +145,9 @@ enum Command {
     ExportKey(import::ExportKeyArgs),
     /// Unwrap an export key under the same KEK into this token (KCV checked).
     ImportExportKey(import::ImportExportArgs),
+    /// The audit trail: verify a log (chain, MACs and head in the token), show its lines.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the completion script for a shell on stdout (no token, no PIN).
     Completions(shell::CompletionsArgs),
     /// Print the man page (roff, section 1, every command) on stdout.
@@ -166,6 +178,7 @@ pub fn run() -> ExitCode {
     };
     let ctx = Context {
         global: cli.global.clone(),
+        audit: Default::default(),
     };
     // A malformed PIN source is refused before any command runs, even one
     // that needs no PIN: it is likely a PIN typed in the wrong place.
@@ -186,6 +199,7 @@ pub fn run() -> ExitCode {
             Command::Import(args) => import::run_import(&ctx, args),
             Command::ExportKey(args) => import::run_export(&ctx, args),
             Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
+            Command::Audit(cmd) => audit::run(&ctx, cmd),
             Command::Completions(args) => shell::run_completions(args),
             Command::Man(args) => shell::run_man(args),
             Command::Profile(cmd) => profile::run(&ctx, cmd),
@@ -318,6 +332,8 @@ pub(crate) fn print_json<T: Serialize>(value: &T) {
 /// What every command needs to reach a token.
 pub(crate) struct Context {
     pub(crate) global: Global,
+    /// The audit of the command under way (`Context::audited`).
+    audit: audit::AuditSlot,
 }
 
 impl Context {
@@ -381,9 +397,11 @@ impl Context {
         key: Option<&KeySelector>,
     ) -> Result<Token<'m>> {
         let slot = module.select_token(self.selector_for(key).as_deref())?;
+        self.audit_saw(|| module.summary(slot))?;
         let pin = self.user_pin()?;
         let mut token = module.open(slot, Login::User(&pin))?;
         token.set_sessions(self.global.sessions)?;
+        self.audit_attach(&token)?;
         Ok(token)
     }
 
@@ -394,6 +412,7 @@ impl Context {
         key: Option<&KeySelector>,
     ) -> Result<Token<'m>> {
         let slot = module.select_token(self.selector_for(key).as_deref())?;
+        self.audit_suspend();
         let pin = self.so_pin()?;
         let mut token = module.open(slot, Login::SecurityOfficer(&pin))?;
         token.set_sessions(self.global.sessions)?;

@@ -96,6 +96,10 @@ pub(crate) fn apply(global: &mut Global, matches: &ArgMatches) -> Result<()> {
     if let (false, Some(w)) = (given("wait"), p.wait) {
         global.wait = w;
     }
+    note_override("audit_log", "HSMKEY_AUDIT_LOG", p.audit_log.is_some());
+    if let (false, Some(path)) = (given("audit_log"), p.audit_log) {
+        global.audit_log = Some(path.into());
+    }
     // The PIN sources have no clap variable: HSMKEY_PIN / HSMKEY_SO_PIN are
     // their environment default, read when no source is given.
     for (value, from, id, var) in [
@@ -241,6 +245,7 @@ pub fn run(ctx: &Context, cmd: ProfileCommand) -> Result<()> {
                     ("so_pin_source", p.so_pin_source.clone()),
                     ("sessions", p.sessions.map(|n| n.to_string())),
                     ("wait", p.wait.map(|n| n.to_string())),
+                    ("audit_log", p.audit_log.clone()),
                 ];
                 for (key, value) in rows {
                     if let Some(v) = value {

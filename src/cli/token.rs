@@ -85,51 +85,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
             }
         }
         TokenCommand::Init { label, slot } => {
-            if module
-                .tokens()?
-                .iter()
-                .any(|t| t.initialized && t.label == label)
-            {
-                return Err(Error::AlreadyExists {
-                    what: format!("a token labelled '{label}'"),
-                });
-            }
-            let free = module.uninitialized_slots()?;
-            let chosen =
-                match slot {
-                    Some(id) => free.into_iter().find(|s| s.id() == id).ok_or_else(|| {
-                        Error::TokenNotFound {
-                            selector: format!("slot {id} without an initialized token"),
-                        }
-                    })?,
-                    None => free
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| Error::TokenNotFound {
-                            selector: "a slot without an initialized token".into(),
-                        })?,
-                };
-            let so_pin = ctx.so_pin()?;
-            let user_pin = ctx.user_pin()?;
-            module.check_pin_length(chosen, &user_pin)?;
-            module.init_token(chosen, &label, &so_pin, &user_pin)?;
-            // SoftHSM moves a freshly initialized token to a new slot id, so
-            // look for the label first; NSS softokn keeps its slot but ignores
-            // the label ("NSS Certificate DB").
-            let tokens = module.tokens()?;
-            let by_label = tokens.iter().find(|t| t.initialized && t.label == label);
-            let by_slot = tokens
-                .iter()
-                .find(|t| t.initialized && t.slot_id == chosen.id());
-            let made = by_label.or(by_slot).cloned().ok_or_else(|| {
-                Error::Internal("the token just initialized is not listed".into())
-            })?;
-            if made.label != label {
-                tracing::warn!(
-                    "this token keeps its own label '{}'; '{label}' was not applied",
-                    made.label
-                );
-            }
+            let made = ctx.audited("token init", || init_token(ctx, &module, &label, slot))?;
             if ctx.json() {
                 json::print(&json::TokenInit { token: &made });
             } else {
@@ -158,6 +114,68 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> hsmkey::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The token work of `token init`. The new token signs the audit line: the
+/// user logs in to it once it has a user PIN.
+fn init_token(
+    ctx: &Context,
+    module: &hsmkey::hsm::Module,
+    label: &str,
+    slot: Option<u64>,
+) -> hsmkey::Result<hsmkey::hsm::TokenSummary> {
+    if module
+        .tokens()?
+        .iter()
+        .any(|t| t.initialized && t.label == label)
+    {
+        return Err(Error::AlreadyExists {
+            what: format!("a token labelled '{label}'"),
+        });
+    }
+    let free = module.uninitialized_slots()?;
+    let chosen = match slot {
+        Some(id) => {
+            free.into_iter()
+                .find(|s| s.id() == id)
+                .ok_or_else(|| Error::TokenNotFound {
+                    selector: format!("slot {id} without an initialized token"),
+                })?
+        }
+        None => free
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::TokenNotFound {
+                selector: "a slot without an initialized token".into(),
+            })?,
+    };
+    let so_pin = ctx.so_pin()?;
+    let user_pin = ctx.user_pin()?;
+    module.check_pin_length(chosen, &user_pin)?;
+    module.init_token(chosen, label, &so_pin, &user_pin)?;
+    // SoftHSM moves a freshly initialized token to a new slot id, so
+    // look for the label first; NSS softokn keeps its slot but ignores
+    // the label ("NSS Certificate DB").
+    let tokens = module.tokens()?;
+    let by_label = tokens.iter().find(|t| t.initialized && t.label == label);
+    let by_slot = tokens
+        .iter()
+        .find(|t| t.initialized && t.slot_id == chosen.id());
+    let made = by_label
+        .or(by_slot)
+        .cloned()
+        .ok_or_else(|| Error::Internal("the token just initialized is not listed".into()))?;
+    if made.label != label {
+        tracing::warn!(
+            "this token keeps its own label '{}'; '{label}' was not applied",
+            made.label
+        );
+    }
+    let slot = module.select_token(Some(&made.uri))?;
+    ctx.audit_saw(|| Ok(made.clone()))?;
+    let token = module.open(slot, hsmkey::hsm::Login::User(&user_pin))?;
+    ctx.audit_attach(&token)?;
+    Ok(made)
 }
 
 fn render_capabilities(caps: &probe::Capabilities) {

@@ -1,6 +1,7 @@
 //! The only code that calls cryptoki: module loading, token selection,
 //! sessions and login, key templates, KCVs, capability probes.
 
+pub mod audit;
 pub mod check;
 pub mod keys;
 pub mod lock;

@@ -248,7 +248,14 @@ impl TestToken {
         if let Some(token) = self.token_env() {
             c.env("HSMKEY_TOKEN", token);
         }
+        // Each test's audit log is its own, never ~/.local/state.
+        c.env("HSMKEY_AUDIT_LOG", self.audit_log());
         c
+    }
+
+    /// The audit log every `hsmkey` run of this token writes to.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
     }
 
     /// The `--so-pin-source` that works on this kind (NSS: the empty PIN).
@@ -385,7 +392,13 @@ impl TestToken {
                 ObjectClass::DATA,
             ]
             .into_iter()
-            .map(|c| s.find_objects(&[Attribute::Class(c)]).unwrap().len())
+            .map(|c| {
+                s.find_objects(&[Attribute::Class(c)])
+                    .unwrap()
+                    .into_iter()
+                    .filter(|h| !is_audit_object(s, *h))
+                    .count()
+            })
             .sum()
         })
     }
@@ -577,6 +590,14 @@ impl TestToken {
                             _ => {}
                         }
                     }
+                    // The audit trail's key and heads come with the first
+                    // audited command; they are not the user's objects.
+                    if label
+                        .as_deref()
+                        .is_some_and(|l| l.starts_with(AUDIT_PREFIX))
+                    {
+                        continue;
+                    }
                     rows.push((format!("{class}"), kt, label, id, token));
                 }
             }
@@ -610,6 +631,16 @@ impl TestToken {
             Attribute::Value(value.to_vec()),
         ]);
     }
+}
+
+/// Labels of the audit trail's objects (`hsmkey-audit-mac`, `hsmkey-audit-head`).
+pub const AUDIT_PREFIX: &str = "hsmkey-audit-";
+
+fn is_audit_object(s: &Session, h: ObjectHandle) -> bool {
+    s.get_attributes(h, &[cryptoki::object::AttributeType::Label])
+        .unwrap_or_default()
+        .into_iter()
+        .any(|a| matches!(a, Attribute::Label(l) if l.starts_with(AUDIT_PREFIX.as_bytes())))
 }
 
 /// A path as the &str argv takes (test paths are UTF-8).

@@ -121,6 +121,8 @@ pub fn describe_all(
         );
     }
     let mut out = describe_handles(token, handles, with_kcv)?;
+    // The audit trail's key is not one of the user's keys (docs/AUDIT.md).
+    out.retain(|k| !crate::hsm::audit::is_reserved_label(&k.label));
     let rank = |c: &str| match c {
         "secret-key" => 0u8,
         "private-key" => 1,

@@ -134,7 +134,8 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
             if selector.id.as_ref().is_some_and(|want| *want != id) {
                 continue;
             }
-            if selector.matches(&label, &id) {
+            // The audit trail's key is not one of the user's keys.
+            if selector.matches(&label, &id) && !crate::hsm::audit::is_reserved_label(&label) {
                 let (name, version) = name_and_version(&label, &id);
                 found.push((name.to_string(), version, class_rank(class), h));
             }

@@ -418,5 +418,14 @@ pub fn validate_name(name: &str) -> Result<()> {
             reason: format!("'{name}' ends in @vN, which hsmkey reserves for key versions; use `key rotate` to make a new version"),
         });
     }
+    if crate::hsm::audit::is_reserved_label(name) {
+        return Err(Error::BadInput {
+            what: "label".into(),
+            reason: format!(
+                "labels beginning '{}' belong to the audit trail (docs/AUDIT.md)",
+                crate::hsm::audit::RESERVED_PREFIX
+            ),
+        });
+    }
     Ok(())
 }

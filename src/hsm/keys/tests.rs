@@ -104,3 +104,11 @@ fn key_specs_round_trip_their_names() {
     }
     assert_eq!("des".parse::<KeySpec>().unwrap_err().code(), "HK1301");
 }
+
+#[test]
+fn audit_labels_are_refused_as_names() {
+    for name in ["hsmkey-audit-mac", "hsmkey-audit-head", "hsmkey-audit-x"] {
+        assert_eq!(validate_name(name).unwrap_err().code(), "HK1301", "{name}");
+    }
+    assert!(validate_name("hsmkey-auditor").is_ok());
+}

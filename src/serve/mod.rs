@@ -1,0 +1,3 @@
+//! `hsmkey serve`: the reference systems' APIs over HTTP.
+
+pub mod routes;

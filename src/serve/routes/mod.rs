@@ -1,0 +1,3 @@
+//! The route families, one module each.
+
+pub mod huawei;

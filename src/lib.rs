@@ -18,6 +18,7 @@ pub mod hsm;
 pub mod input;
 pub mod ops;
 pub mod output;
+pub mod serve;
 
 pub use error::{Error, Result};
 

@@ -40,6 +40,8 @@ for kind in $kinds; do
     echo "== integration tests on $kind" >&2
     HSMKEY_TEST_TOKEN="$kind" cargo test --tests
 done
+echo "== Piiano's TypeScript client against hsmkey serve (scripts/piiano-client.sh)" >&2
+scripts/piiano-client.sh
 if [ "$kinds" = "softhsm kryoptic nss" ]; then
     echo "== cross-token tests (backup on one kind, restore on another)" >&2
     HSMKEY_TEST_CROSS=1 cargo test --test cross_token

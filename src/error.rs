@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+mod serve;
+pub use serve::ServeError;
+
 /// Result alias used across the library.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -192,6 +195,10 @@ pub enum Error {
     Interrupted { what: String },
     #[error("The audit log {path} cannot take this operation's line: {reason}")]
     AuditUnavailable { path: String, reason: String },
+
+    /// `hsmkey serve`: its configuration and its clients (src/error/serve.rs).
+    #[error(transparent)]
+    Serve(Box<ServeError>),
 }
 
 impl Error {
@@ -237,6 +244,7 @@ impl Error {
             Error::Internal(_) => "HK1902",
             Error::Interrupted { .. } => "HK1903",
             Error::AuditUnavailable { .. } => "HK1904",
+            Error::Serve(e) => e.code(),
         }
     }
 
@@ -282,6 +290,7 @@ impl Error {
                 ExitClass::Internal
             }
             Error::Interrupted { .. } => ExitClass::Interrupted,
+            Error::Serve(e) => e.exit_class(),
         }
     }
 
@@ -405,6 +414,7 @@ impl Error {
                 ctx.insert("reason", (*reason).to_string());
             }
             Error::Internal(_) => {}
+            Error::Serve(e) => e.context(&mut ctx),
         }
         ctx
     }
@@ -500,6 +510,7 @@ impl Error {
                 "The log is not as hsmkey wrote it from `line` on (docs/AUDIT.md, what each reason means): keep this copy as evidence and compare it with forwarded copies (syslog, SIEM).".into()
             }
             Error::Internal(_) => "This is a bug in hsmkey; please report it with the output of -v.".into(),
+            Error::Serve(e) => e.hint(),
             Error::Interrupted { .. } => "Nothing was kept: run the command again when ready.".into(),
             Error::TargetRule { .. } => {
                 "Pick an algorithm, wrapping key or key the target accepts (docs/BYOK.md lists them per cloud).".into()
@@ -635,6 +646,12 @@ pub fn ckr_name(rv: cryptoki::error::RvError) -> String {
             }
             name
         }
+    }
+}
+
+impl From<ServeError> for Error {
+    fn from(e: ServeError) -> Error {
+        Error::Serve(Box::new(e))
     }
 }
 

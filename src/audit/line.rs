@@ -50,6 +50,9 @@ pub struct Line {
     /// The API client on whose behalf the server ran the operation; null
     /// from the command line.
     pub client: Option<String>,
+    /// The HTTP request the server answered (absent from the command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestRef>,
     /// The token the operation used, once it was chosen.
     pub token: Option<TokenRef>,
     /// The keys made, moved, checked or destroyed (empty when the operation
@@ -84,6 +87,24 @@ pub struct TokenRef {
     pub serial: String,
     pub model: String,
     pub manufacturer: String,
+}
+
+/// A request to `hsmkey serve`, as its line records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRef {
+    /// GET, POST, ...
+    pub method: String,
+    /// The path asked for (without its query).
+    pub path: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The address the request came from.
+    pub source: String,
+    /// What the client asked to be recorded with it (Piiano's
+    /// `custom_audit` query parameter), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_audit: Option<String>,
 }
 
 /// The token and key that signed a line.

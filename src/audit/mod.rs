@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::hsm::audit::{AuditToken, Head};
 use crate::hsm::keys::KeyInfo;
 use crate::hsm::{Token, TokenSummary};
-pub use line::{FileRef, KeyRef, Line, Outcome, Protection, Signer, TokenRef};
+pub use line::{FileRef, KeyRef, Line, Outcome, Protection, RequestRef, Signer, TokenRef};
 use log::{AuditLog, Tail};
 
 /// The hsmkey version and commit every line names.
@@ -47,6 +47,8 @@ pub struct Facts {
     pub inputs: Vec<FileRef>,
     pub outputs: Vec<FileRef>,
     pub dry_run: bool,
+    /// The HTTP request, when the server ran the operation.
+    pub request: Option<RequestRef>,
 }
 
 impl Facts {
@@ -282,7 +284,17 @@ impl Recorder {
     /// Append the line for this operation: `error` is how it failed (None:
     /// it succeeded). The line is signed in the token when a session was
     /// attached, and the token's chain head moves to it.
-    pub fn finish(mut self, error: Option<&Error>) -> Result<()> {
+    pub fn finish(self, error: Option<&Error>) -> Result<()> {
+        let result = match error {
+            None => Outcome::ok(),
+            Some(e) => Outcome::error(e.code(), e.to_string()),
+        };
+        self.finish_as(result)
+    }
+
+    /// [`Recorder::finish`] with the outcome as the caller states it (the
+    /// server records a refusal it answered, not an error it holds).
+    pub fn finish_as(mut self, result: Outcome) -> Result<()> {
         let Some(mut log) = self.log.take() else {
             return Ok(());
         };
@@ -297,10 +309,6 @@ impl Recorder {
             }
         };
         let (user, uid, host) = os_identity();
-        let result = match error {
-            None => Outcome::ok(),
-            Some(e) => Outcome::error(e.code(), e.to_string()),
-        };
         let facts = std::mem::take(&mut self.facts);
         let mut entry = Line {
             schema: line::SCHEMA.to_string(),
@@ -313,6 +321,7 @@ impl Recorder {
             uid,
             host,
             client: self.client.clone(),
+            request: facts.request,
             token: self.token.clone(),
             keys: facts.keys,
             protection: facts.protection,

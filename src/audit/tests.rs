@@ -68,6 +68,7 @@ fn entry(seq: u64, prev: &str, op: &str) -> Line {
         uid: Some(1000),
         host: "h".into(),
         client: None,
+        request: None,
         token: Some(me()),
         keys: vec![super::KeyRef::named(format!("key-{seq}"))],
         protection: Some(line::Protection::Password),

@@ -10,6 +10,7 @@ mod json;
 mod key;
 mod profile;
 mod progress;
+mod serve;
 mod shell;
 mod terminal;
 mod token;
@@ -145,6 +146,9 @@ enum Command {
     ExportKey(import::ExportKeyArgs),
     /// Unwrap an export key under the same KEK into this token (KCV checked).
     ImportExportKey(import::ImportExportArgs),
+    /// Serve the reference systems' REST APIs (Piiano, StoredSafe, ...) from
+    /// the token, for their own clients (docs/SERVER.md).
+    Serve(serve::ServeArgs),
     /// The audit trail: verify a log (chain, MACs and head in the token), show its lines.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -200,6 +204,7 @@ pub fn run() -> ExitCode {
             Command::ExportKey(args) => import::run_export(&ctx, args),
             Command::ImportExportKey(args) => import::run_import_export(&ctx, args),
             Command::Audit(cmd) => audit::run(&ctx, cmd),
+            Command::Serve(args) => serve::run(&ctx, args),
             Command::Completions(args) => shell::run_completions(args),
             Command::Man(args) => shell::run_man(args),
             Command::Profile(cmd) => profile::run(&ctx, cmd),

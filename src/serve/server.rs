@@ -1,0 +1,281 @@
+//! The running server: the router with its layers, the listener (plain on
+//! loopback, rustls otherwise), and the shutdown on SIGTERM or SIGINT:
+//! no new connections, requests under way finish (their audit lines
+//! included), then the sessions close.
+//!
+//! Every request except the three public ones (`/healthz`, `/metrics`,
+//! `/openapi.json`) writes one audit line, whatever its outcome, before its
+//! response leaves; it runs in a task of its own so that a client that
+//! goes away cannot cut its token work or its line short.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use super::routes;
+use super::state::{AppState, RequestNote, Started};
+use crate::audit::{Outcome, Recorder, RequestRef};
+use crate::error::{Error, Result};
+
+/// Paths answered without credentials and without an audit line.
+pub const PUBLIC: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
+
+/// The whole application: every family's routes, the OpenAPI document,
+/// the body limit and the observing layer.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config().body_limit;
+    let (router, api) = routes::all().split_for_parts();
+    let api_json = serde_json::to_string_pretty(&api).unwrap_or_else(|_| "{}".into());
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move {
+                ([("content-type", "application/json")], api_json.clone())
+            }),
+        )
+        .route_layer(middleware::from_fn(mark_route))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Note the route's pattern (`/api/v1/keys/{name}`) for the metrics and
+/// the audit line.
+async fn mark_route(req: Request, next: Next) -> Response {
+    if let (Some(m), Some(note)) = (
+        req.extensions().get::<MatchedPath>(),
+        req.extensions().get::<RequestNote>(),
+    ) {
+        let route = m.as_str().to_string();
+        note.with(|n| n.route = Some(route));
+    }
+    next.run(req).await
+}
+
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    family_error(
+        &path,
+        StatusCode::NOT_FOUND,
+        &Error::from(crate::error::ServeError::NotServed {
+            what: format!("no route {path}"),
+        }),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    family_error(
+        &path,
+        StatusCode::METHOD_NOT_ALLOWED,
+        &Error::Usage {
+            message: format!("{} is not a method of {path}", req.method()),
+        },
+    )
+}
+
+/// An error in the shape of the family that owns `path`.
+fn family_error(path: &str, status: StatusCode, e: &Error) -> Response {
+    let shape = routes::FAMILIES
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map(|(_, shape)| *shape)
+        .unwrap_or(routes::own::shape);
+    shape(status, e)
+}
+
+/// The outer layer: time, route and status into the metrics; the audit
+/// line written before the response goes.
+async fn observe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let public = PUBLIC.contains(&path.as_str());
+    let note = RequestNote::default();
+    req.extensions_mut().insert(note.clone());
+    req.extensions_mut().insert(Started(started));
+    let task_state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut response = next.run(req).await;
+        if let Some(secs) = note.with(|n| n.retry_after).flatten() {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert("retry-after", v);
+            }
+        }
+        if !public {
+            let status = response.status();
+            let request = RequestRef {
+                method: method.clone(),
+                path: path.clone(),
+                status: status.as_u16(),
+                source: peer.ip().to_string(),
+                custom_audit: None,
+            };
+            if let Err(e) = write_line(&task_state, &note, request).await {
+                tracing::error!("the audit line of {method} {path} was not written: {e}");
+                response = family_error(&path, StatusCode::SERVICE_UNAVAILABLE, &e);
+            }
+        }
+        let route = note
+            .with(|n| n.route.clone())
+            .flatten()
+            .unwrap_or_else(|| "(unmatched)".into());
+        task_state.metrics().record(
+            &route,
+            &method,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// One request's audit line, signed on a pooled session.
+async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRef) -> Result<()> {
+    let taken = note
+        .with(|n| {
+            (
+                n.op.take(),
+                n.route.clone(),
+                n.client.take(),
+                std::mem::take(&mut n.facts),
+                n.outcome.take(),
+                n.custom_audit.take(),
+            )
+        })
+        .ok_or_else(|| Error::Internal("the request's audit note is poisoned".into()))?;
+    let (op, route, client, mut facts, outcome, custom_audit) = taken;
+    let op = op.unwrap_or_else(|| {
+        format!(
+            "serve {} {}",
+            request.method,
+            route.as_deref().unwrap_or("(unmatched)")
+        )
+    });
+    let status = request.status;
+    let outcome = match outcome {
+        Some(o) => o,
+        None if status < 400 => Outcome::ok(),
+        None => Outcome {
+            ok: false,
+            code: None,
+            message: Some(format!(
+                "HTTP {status} {}",
+                StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("")
+            )),
+        },
+    };
+    request.custom_audit = custom_audit;
+    facts.request = Some(request);
+    let client = client.unwrap_or_else(|| "unauthenticated".into());
+    let path = state.audit_log().to_path_buf();
+    state
+        .pool()
+        .run(move |token| {
+            let mut recorder = Recorder::begin(&path, &op)?;
+            recorder.set_client(&client);
+            recorder.attach(token)?;
+            *recorder.facts() = facts;
+            recorder.finish_as(outcome)
+        })
+        .await
+}
+
+/// Serve until SIGTERM or SIGINT. `listening` is told the bound address
+/// (port 0 in the configuration picks a free one).
+pub async fn serve(state: AppState, listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    let config = state.config().clone();
+    let io = |e: std::io::Error| Error::Io {
+        path: config.listen.to_string(),
+        source: e,
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(io)?;
+    let bound = listener.local_addr().map_err(io)?;
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let grace = config.request_timeout + Duration::from_secs(5);
+    let stopper = handle.clone();
+    // Registered before the address is announced: a signal sent as soon as
+    // it is known stops the server gracefully, never kills it.
+    let signals = Signals::register().map_err(io)?;
+    tokio::spawn(async move {
+        signals.recv().await;
+        tracing::info!("stopping: no new connections; requests under way finish");
+        stopper.graceful_shutdown(Some(grace));
+    });
+    let make = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let rustls = match &config.tls {
+        Some(tls) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| crate::error::ServeError::Config {
+                    path: config.path.display().to_string(),
+                    line: None,
+                    key: "tls_cert".into(),
+                    reason: format!("the certificate or key cannot be used: {e}"),
+                })?,
+        ),
+        None => None,
+    };
+    listening(bound);
+    match rustls {
+        Some(rustls) => {
+            axum_server::from_tcp_rustls(listener, rustls)
+                .map_err(io)?
+                .handle(handle)
+                .serve(make)
+                .await
+                .map_err(io)?;
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(io)?
+                .handle(handle)
+                .serve(make)
+                .await
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, caught from the moment they are registered.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}

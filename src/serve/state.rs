@@ -1,0 +1,282 @@
+//! What every route shares ([`AppState`]: the configuration, the clients,
+//! the sessions, the metrics) and what each request carries ([`Call`]: who
+//! sent it, its audit note, its deadline). Route families use these and
+//! nothing else of the server (docs/SERVER.md, "Adding a route family").
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+
+use super::access::{Access, Capability, Client, KeyHeader};
+use super::config::ServeConfig;
+use super::metrics::Metrics;
+use super::pool::SessionPool;
+use crate::audit::{Facts, Outcome};
+use crate::error::{Error, Result, ServeError};
+use crate::hsm::Token;
+
+/// The server's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: ServeConfig,
+    pub access: Access,
+    pub pool: Arc<SessionPool>,
+    pub metrics: Metrics,
+    /// The audit log every request's line goes to.
+    pub audit_log: std::path::PathBuf,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+
+    pub fn config(&self) -> &ServeConfig {
+        &self.0.config
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.0.access
+    }
+
+    pub fn pool(&self) -> &Arc<SessionPool> {
+        &self.0.pool
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn audit_log(&self) -> &std::path::Path {
+        &self.0.audit_log
+    }
+}
+
+/// What a request's audit line will say, filled in as the request goes.
+#[derive(Default)]
+pub struct Note {
+    /// The operation (`serve piiano export-key`); by default the method
+    /// and route.
+    pub op: Option<String>,
+    /// The route's pattern, once routed (`/api/v1/keys/{name}`).
+    pub route: Option<String>,
+    /// The client, once known.
+    pub client: Option<String>,
+    pub facts: Facts,
+    /// How it ended, when the route says so (else the status decides).
+    pub outcome: Option<Outcome>,
+    pub custom_audit: Option<String>,
+    /// Seconds a throttled address must wait (the `Retry-After` header).
+    pub retry_after: Option<u64>,
+}
+
+/// The audit note of one request, shared by the handler and the layer
+/// that writes the line.
+#[derive(Clone, Default)]
+pub struct RequestNote(pub Arc<Mutex<Note>>);
+
+impl RequestNote {
+    pub fn with<R>(&self, f: impl FnOnce(&mut Note) -> R) -> Option<R> {
+        self.0.lock().ok().map(|mut n| f(&mut n))
+    }
+}
+
+/// One request, as a handler sees it: take it as an argument
+/// (`call: Call`) and go through it for access, audit and token work.
+pub struct Call {
+    pub state: AppState,
+    pub source: IpAddr,
+    pub headers: HeaderMap,
+    note: RequestNote,
+    started: Instant,
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Call, Self::Rejection> {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let note = parts
+            .extensions
+            .get::<RequestNote>()
+            .cloned()
+            .unwrap_or_default();
+        let started = parts
+            .extensions
+            .get::<Started>()
+            .map(|s| s.0)
+            .unwrap_or_else(Instant::now);
+        Ok(Call {
+            state: state.clone(),
+            source,
+            headers: parts.headers.clone(),
+            note,
+            started,
+        })
+    }
+}
+
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+/// When the request arrived (set by the observing layer).
+#[derive(Clone, Copy)]
+pub struct Started(pub Instant);
+
+impl Call {
+    /// Name the operation in the audit line (`serve storedsafe backup`).
+    pub fn op(&self, op: &str) {
+        self.note.with(|n| n.op = Some(op.to_string()));
+    }
+
+    /// Check the API key in `header` and the capability. The audit line
+    /// names the client, or the refusal. Errors are HK1109 (401), HK1110
+    /// (403), HK1111 (429).
+    pub fn authorize(&self, header: KeyHeader, capability: Capability) -> Result<Arc<Client>> {
+        let r = self
+            .state
+            .access()
+            .authorize(self.source, &self.headers, header, capability);
+        self.admitted(r)
+    }
+
+    /// For a family with its own way of finding the client (AK/SK
+    /// signing): `found` is the client or why there is none; throttling,
+    /// the failure count and the capability are checked here.
+    pub fn admit(
+        &self,
+        found: std::result::Result<Arc<Client>, &str>,
+        capability: Capability,
+    ) -> Result<Arc<Client>> {
+        let r = self
+            .state
+            .access()
+            .check_throttle(self.source)
+            .and_then(|_| self.state.access().admit(self.source, found, capability));
+        self.admitted(r)
+    }
+
+    fn admitted(&self, r: std::result::Result<Arc<Client>, ServeError>) -> Result<Arc<Client>> {
+        match r {
+            Ok(client) => {
+                self.note.with(|n| n.client = Some(client.name.clone()));
+                Ok(client)
+            }
+            Err(e) => {
+                match &e {
+                    ServeError::Forbidden { client, .. } => {
+                        let client = client.clone();
+                        self.note.with(|n| n.client = Some(client));
+                    }
+                    ServeError::Throttled { retry_after, .. } => {
+                        let secs = *retry_after;
+                        self.note.with(|n| n.retry_after = Some(secs));
+                    }
+                    _ => {}
+                }
+                let e = Error::from(e);
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Add to what the audit line says (keys, protection, inputs, outputs).
+    pub fn note(&self, f: impl FnOnce(&mut Facts)) {
+        self.note.with(|n| f(&mut n.facts));
+    }
+
+    /// Text the client asked to have recorded (Piiano's `custom_audit`).
+    pub fn custom_audit(&self, text: &str) {
+        self.note.with(|n| n.custom_audit = Some(text.to_string()));
+    }
+
+    /// The request failed with `e`: the audit line records its code and
+    /// message (call it where the error becomes a response).
+    pub fn failed(&self, e: &Error) {
+        self.note
+            .with(|n| n.outcome = Some(Outcome::error(e.code(), e.to_string())));
+    }
+
+    /// Run token work on a pooled session (spawn_blocking). Waiting for a
+    /// session is bounded by `request_timeout` (HK1905); work that has
+    /// started always runs to its end, as a PKCS#11 call cannot be
+    /// cancelled half-way.
+    pub async fn run_token<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
+    {
+        let limit = self.state.config().request_timeout;
+        let left = limit.saturating_sub(self.started.elapsed());
+        let pool = self.state.pool().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // 0: waiting for a session, 1: started, 2: given up. Work that was
+        // given up never starts; work that started is waited for.
+        let phase = Arc::new(AtomicU8::new(WAITING));
+        let flag = phase.clone();
+        let seconds = limit.as_secs();
+        tokio::spawn(async move {
+            let result = pool
+                .run(move |token| {
+                    if flag
+                        .compare_exchange(WAITING, STARTED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err()
+                    {
+                        return Err(ServeError::TimedOut { seconds }.into());
+                    }
+                    work(token)
+                })
+                .await;
+            let _ = tx.send(result);
+        });
+        let mut rx = rx;
+        let lost = |_| Error::Internal("token work was lost".into());
+        match tokio::time::timeout(left, &mut rx).await {
+            Ok(r) => r.map_err(lost)?,
+            Err(_) => {
+                let gave_up = phase
+                    .compare_exchange(WAITING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+                if gave_up {
+                    Err(ServeError::TimedOut { seconds }.into())
+                } else {
+                    rx.await.map_err(lost)?
+                }
+            }
+        }
+    }
+
+    /// [`Call::run_token`] holding the token's lock (src/hsm/lock.rs), for
+    /// work that checks and then creates keys: no other hsmkey run or
+    /// replica on this host interleaves. Waits up to the request's time.
+    pub async fn run_locked<T, F>(&self, command: &'static str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
+    {
+        let summary = self.state.pool().summary().clone();
+        let args = self.state.pool().module_args().map(str::to_string);
+        let wait = self.state.config().request_timeout;
+        self.run_token(move |token| {
+            let _lock = crate::hsm::lock::lock(&summary, args.as_deref(), wait, command)?;
+            work(token)
+        })
+        .await
+    }
+}

@@ -241,6 +241,17 @@ pub fn use_up_pair(token: &Token<'_>, label: &str) -> Result<Vec<ObjectHandle>> 
             rest.push(h);
         }
     }
+    // Gone since this run found it: another run (another server replica on
+    // the same token) used the parameters meanwhile. This run's key must
+    // not stay: the parameters are single-use wherever they are presented.
+    if private.is_empty() {
+        return Err(Error::ImportTokenUsed {
+            key_id: label
+                .strip_prefix("hsmkey-import-")
+                .unwrap_or(label)
+                .to_string(),
+        });
+    }
     for h in private {
         session
             .destroy_object(h)

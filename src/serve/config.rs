@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::access::Capability;
 use crate::error::{Error, Result, ServeError};
+use crate::hsm::keys::BackupPolicy;
 use crate::hsm::pin::PinSource;
 
 /// The server's settings, checked.
@@ -42,6 +43,7 @@ pub struct ServeConfig {
     pub auth_failures_per_minute: u32,
     pub piiano: Option<Piiano>,
     pub storedsafe: Option<StoredSafe>,
+    pub huawei: Option<Huawei>,
     pub clients: Vec<ClientConfig>,
 }
 
@@ -63,6 +65,32 @@ pub struct Piiano {
 pub struct StoredSafe {
     pub vaults: Vec<String>,
     pub kek: String,
+}
+
+/// `[huawei]`: the KEK CSMS blobs are made under, and how KMS import
+/// parameters and imported keys are made.
+#[derive(Debug, Clone)]
+pub struct Huawei {
+    /// Absent: the CSMS routes answer 404.
+    pub csms_kek: Option<String>,
+    /// The RSA wrapping key of get-parameters-for-import (`wrapping_key_spec`).
+    pub wrapping_key_bits: u64,
+    /// Seconds import parameters stay valid (`params_valid_for`).
+    pub params_valid_for: i64,
+    /// The backup policy imported keys get (`import_backup_policy`).
+    pub import_backup_policy: BackupPolicy,
+}
+
+impl Default for Huawei {
+    /// Huawei's own: RSA 2048, 24 hours; imported keys not extractable.
+    fn default() -> Huawei {
+        Huawei {
+            csms_kek: None,
+            wrapping_key_bits: 2048,
+            params_valid_for: 86_400,
+            import_backup_policy: BackupPolicy::None,
+        }
+    }
 }
 
 /// One `[[clients]]` entry.
@@ -96,6 +124,7 @@ struct RawFile {
     auth_failures_per_minute: Option<Spanned<i64>>,
     piiano: Option<RawPiiano>,
     storedsafe: Option<RawStoredSafe>,
+    huawei: Option<RawHuawei>,
     #[serde(default)]
     clients: Vec<RawClient>,
 }
@@ -112,6 +141,15 @@ struct RawPiiano {
 struct RawStoredSafe {
     vaults: Spanned<Vec<Spanned<String>>>,
     kek: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHuawei {
+    csms_kek: Option<Spanned<String>>,
+    wrapping_key_spec: Option<Spanned<String>>,
+    params_valid_for: Option<Spanned<String>>,
+    import_backup_policy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +339,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
         }
         None => None,
     };
+    let huawei = raw.huawei.map(|h| huawei(&c, h)).transpose()?;
     let clients = clients(&c, raw.clients)?;
     Ok(ServeConfig {
         path: path.to_path_buf(),
@@ -322,8 +361,40 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
         auth_failures_per_minute,
         piiano,
         storedsafe,
+        huawei,
         clients,
     })
+}
+
+fn huawei(c: &Checker<'_>, raw: RawHuawei) -> Result<Huawei> {
+    let mut h = Huawei {
+        csms_kek: c.string(raw.csms_kek, "huawei.csms_kek")?,
+        ..Huawei::default()
+    };
+    if let Some(spec) = raw.wrapping_key_spec {
+        h.wrapping_key_bits = crate::formats::import_params::key_spec_bits(spec.get_ref())
+            .ok_or_else(|| {
+                c.error(
+                    Some(spec.span()),
+                    "huawei.wrapping_key_spec",
+                    "is not RSA_2048, RSA_3072 or RSA_4096",
+                )
+            })?;
+    }
+    if let Some(valid) = raw.params_valid_for {
+        h.params_valid_for = crate::formats::import_params::parse_duration(valid.get_ref())
+            .map_err(|reason| c.error(Some(valid.span()), "huawei.params_valid_for", reason))?;
+    }
+    if let Some(policy) = raw.import_backup_policy {
+        h.import_backup_policy = policy.get_ref().parse().map_err(|_| {
+            c.error(
+                Some(policy.span()),
+                "huawei.import_backup_policy",
+                "is not none, trusted or any",
+            )
+        })?;
+    }
+    Ok(h)
 }
 
 fn clients(c: &Checker<'_>, raw: Vec<RawClient>) -> Result<Vec<ClientConfig>> {

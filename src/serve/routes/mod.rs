@@ -30,6 +30,8 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(own::routes())
         .merge(piiano::routes())
         .merge(storedsafe::routes())
+        .merge(huawei::kms::routes())
+        .merge(huawei::csms::routes())
 }
 
 /// Path prefixes and the error shape of the family that owns them, for
@@ -39,4 +41,6 @@ pub const FAMILIES: &[(&str, Shape)] = &[
     ("/api/pvlt/", piiano::shape),
     ("/api/1.0/", storedsafe::shape),
     ("/api/v1/", own::shape),
+    ("/v1.0/", huawei::kms::shape),
+    ("/v1/", huawei::csms::shape),
 ];

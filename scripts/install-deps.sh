@@ -10,6 +10,9 @@ command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 # jq: the README and docs/BYOK.md, docs/FORMAT.md read JSON with it (scripts/doc-test.sh).
 command -v jq >/dev/null 2>&1 || need+=(jq)
+# curl and a Python venv: scripts/huawei-sdk-test.sh runs Huawei's Python SDK.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 have_nss=""
 for lib in /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so; do
     [ -e "$lib" ] && have_nss=1

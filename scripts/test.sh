@@ -42,6 +42,8 @@ for kind in $kinds; do
 done
 echo "== Piiano's TypeScript client against hsmkey serve (scripts/piiano-client.sh)" >&2
 scripts/piiano-client.sh
+echo "== Huawei's huaweicloudsdkkms (Python) against hsmkey serve with AK/SK (scripts/huawei-sdk-test.sh)" >&2
+timeout 900 scripts/huawei-sdk-test.sh
 if [ "$kinds" = "softhsm kryoptic nss" ]; then
     echo "== cross-token tests (backup on one kind, restore on another)" >&2
     HSMKEY_TEST_CROSS=1 cargo test --test cross_token

@@ -249,7 +249,7 @@ fn own_routes_describe_make_and_rotate_keys() {
         .collect();
     assert_eq!(labels, ["payments", "payments@v2"]);
     // The same description as the command line's.
-    let cli = t.json(&["key", "show", "payments", "--json"]);
+    let cli = t.json(&["key", "show", "payments"]);
     assert_eq!(shown["keys"], cli["keys"]);
     assert!(!s.get("/api/v1/keys", &r).body.contains("\"value\""));
     let listed = s.get("/api/v1/keys", &r).json();
@@ -309,7 +309,7 @@ fn storedsafe_backup_restores_on_a_second_server() {
     let restored = put.json();
     assert_eq!(restored["CALLINFO"]["status"], "SUCCESS");
     let kcvs = |t: &TestToken| -> Vec<(String, String)> {
-        t.json(&["key", "show", "payments", "--json"])["keys"]
+        t.json(&["key", "show", "payments"])["keys"]
             .as_array()
             .unwrap()
             .iter()

@@ -98,7 +98,7 @@ impl TestToken {
         if let Some(args) = &self.module_args {
             s.push_str(&format!(
                 "module_args = \"{}\"\n",
-                args.replace('\'', "\\'").replace('"', "\\\"")
+                args.replace('\\', "\\\\").replace('"', "\\\"")
             ));
         }
         if let Some(token) = self.token_env() {

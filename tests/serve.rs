@@ -139,6 +139,20 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let a = wrong.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
     piiano_error(&a.json(), "HK1004");
+    // A key that may not leave: 409; a key under itself: 400.
+    for (key, kek, status, code_) in [
+        ("storedsafe-kek", "export-kek", 409, "HK1202"),
+        ("export-kek", "export-kek", 400, "HK1007"),
+    ] {
+        let s = t.serve(&format!(
+            "{}[piiano]\nexport_key = \"{key}\"\nexport_kek = \"{kek}\"\n{}",
+            t.serve_toml(""),
+            clients_toml()
+        ));
+        let a = s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
+        assert_eq!(a.status, status, "{}", a.body);
+        piiano_error(&a.json(), code_);
+    }
     assert_eq!(t.object_count(), before, "a failed export changes nothing");
 }
 

@@ -737,3 +737,35 @@ fn tls_serves_the_configured_certificate() {
         .unwrap();
     assert!(!out.stdout.starts_with(b"{\"status\""));
 }
+
+/// A session the token drops is replaced: the request that met it fails
+/// (503), the next one on the same (only) session succeeds. The drop is
+/// injected by the PKCS#11 pass-through (tools/p11shim).
+#[test]
+fn a_lost_session_is_replaced() {
+    let t = token();
+    let shim = common::shim_module();
+    let toml = full_config(&t, "sessions = 1\n").replacen(
+        &format!("module = \"{}\"", t.module),
+        &format!("module = \"{}\"", shim.display()),
+        1,
+    );
+    let s = t.serve_env(
+        &toml,
+        &[
+            ("HSMKEY_SHIM_MODULE", t.module.as_str()),
+            (
+                "HSMKEY_SHIM_FAULT",
+                "C_WrapKey:CKR_SESSION_HANDLE_INVALID:after=0:times=1",
+            ),
+        ],
+    );
+    let exporter = bearer("exporter");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
+    assert_eq!(a.status, 503, "{}", a.body);
+    piiano_error(&a.json(), "HK1401");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let m = s.get("/metrics", &[]).body;
+    assert!(m.contains("hsmkey_sessions_reopened_total 1\n"), "{m}");
+}

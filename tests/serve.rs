@@ -139,6 +139,20 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let a = wrong.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
     piiano_error(&a.json(), "HK1004");
+    // A key that may not leave: 409; a key under itself: 400.
+    for (key, kek, status, code_) in [
+        ("storedsafe-kek", "export-kek", 409, "HK1202"),
+        ("export-kek", "export-kek", 400, "HK1007"),
+    ] {
+        let s = t.serve(&format!(
+            "{}[piiano]\nexport_key = \"{key}\"\nexport_kek = \"{kek}\"\n{}",
+            t.serve_toml(""),
+            clients_toml()
+        ));
+        let a = s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
+        assert_eq!(a.status, status, "{}", a.body);
+        piiano_error(&a.json(), code_);
+    }
     assert_eq!(t.object_count(), before, "a failed export changes nothing");
 }
 
@@ -249,7 +263,7 @@ fn own_routes_describe_make_and_rotate_keys() {
         .collect();
     assert_eq!(labels, ["payments", "payments@v2"]);
     // The same description as the command line's.
-    let cli = t.json(&["key", "show", "payments", "--json"]);
+    let cli = t.json(&["key", "show", "payments"]);
     assert_eq!(shown["keys"], cli["keys"]);
     assert!(!s.get("/api/v1/keys", &r).body.contains("\"value\""));
     let listed = s.get("/api/v1/keys", &r).json();
@@ -309,7 +323,7 @@ fn storedsafe_backup_restores_on_a_second_server() {
     let restored = put.json();
     assert_eq!(restored["CALLINFO"]["status"], "SUCCESS");
     let kcvs = |t: &TestToken| -> Vec<(String, String)> {
-        t.json(&["key", "show", "payments", "--json"])["keys"]
+        t.json(&["key", "show", "payments"])["keys"]
             .as_array()
             .unwrap()
             .iter()
@@ -648,4 +662,110 @@ fn piiano_typescript_client() {
         .rfind(|l| l["client"] == "exporter")
         .unwrap();
     assert_eq!(line["request"]["custom_audit"], "from-the-piiano-client");
+}
+
+/// TLS through rustls with the configured PEM files; checked with curl
+/// trusting only that certificate (skipped where openssl or curl is missing).
+#[test]
+fn tls_serves_the_configured_certificate() {
+    let have = |tool: &str, arg: &str| {
+        std::process::Command::new(tool)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("openssl", "version") || !have("curl", "--version") {
+        eprintln!("skipped: openssl or curl is not installed");
+        return;
+    }
+    let t = token();
+    let (cert, key) = (t.dir.path().join("cert.pem"), t.dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let s = t.serve(&full_config(
+        &t,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    ));
+    assert!(s.base.starts_with("https://"), "{}", s.base);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert)
+        .arg(s.url("/healthz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = s.base.replace("https://", "http://");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("{plain}/healthz")])
+        .output()
+        .unwrap();
+    assert!(!out.stdout.starts_with(b"{\"status\""));
+}
+
+/// A session the token drops is replaced: the request that met it fails
+/// (503), the next one on the same (only) session succeeds. The drop is
+/// injected by the PKCS#11 pass-through (tools/p11shim).
+#[test]
+fn a_lost_session_is_replaced() {
+    let t = token();
+    let shim = common::shim_module();
+    let toml = full_config(&t, "sessions = 1\n").replacen(
+        &format!("module = \"{}\"", t.module),
+        &format!("module = \"{}\"", shim.display()),
+        1,
+    );
+    let s = t.serve_env(
+        &toml,
+        &[
+            ("HSMKEY_SHIM_MODULE", t.module.as_str()),
+            (
+                "HSMKEY_SHIM_FAULT",
+                "C_WrapKey:CKR_SESSION_HANDLE_INVALID:after=0:times=1",
+            ),
+        ],
+    );
+    let exporter = bearer("exporter");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
+    assert_eq!(a.status, 503, "{}", a.body);
+    piiano_error(&a.json(), "HK1401");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let m = s.get("/metrics", &[]).body;
+    assert!(m.contains("hsmkey_sessions_reopened_total 1\n"), "{m}");
 }

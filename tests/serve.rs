@@ -517,6 +517,10 @@ fn public_routes_answer_without_credentials() {
             "/api/v1/keys/{name}/rotate",
             "/healthz",
             "/metrics",
+            "/v1.0/{project_id}/kms/get-parameters-for-import",
+            "/v1.0/{project_id}/kms/import-key-material",
+            "/v1/{project_id}/secrets/restore",
+            "/v1/{project_id}/secrets/{secret_name}/backup",
         ]
     );
     assert_eq!(

@@ -202,7 +202,11 @@ fn kms_import_by_signature_gives_the_material_the_sender_wrapped() {
     let v = done.json();
     assert_eq!(v["key_id"], key_id);
     let want = kcv_of(&MATERIAL);
-    assert_eq!(v["kcv"], want.as_str(), "the answer carries the token's KCV");
+    assert_eq!(
+        v["kcv"],
+        want.as_str(),
+        "the answer carries the token's KCV"
+    );
     // The key's label is the key id; the token computes the material's KCV.
     assert_eq!(token_kcv(&t, key_id), want);
 

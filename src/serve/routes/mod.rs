@@ -27,7 +27,8 @@ use super::{AppState, Shape};
 struct ApiDoc;
 
 /// The security schemes the routes name: `bearer` (hsmkey, Piiano) and
-/// `x_http_token` (StoredSafe). A family with another header adds its own.
+/// `x_http_token` (StoredSafe), `x_auth_token` and `huawei_aksk` (Huawei).
+/// A family with another header adds its own.
 struct Credentials;
 
 impl utoipa::Modify for Credentials {
@@ -43,6 +44,19 @@ impl utoipa::Modify for Credentials {
         components.add_security_scheme(
             "x_http_token",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Http-Token"))),
+        );
+        // Huawei KMS and CSMS: an API key in X-Auth-Token, or Huawei's
+        // SDK-HMAC-SHA256 signature (with X-Sdk-Date) in Authorization.
+        components.add_security_scheme(
+            "x_auth_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Auth-Token"))),
+        );
+        components.add_security_scheme(
+            "huawei_aksk",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "SDK-HMAC-SHA256 Access=AK, SignedHeaders=..., Signature=... with X-Sdk-Date (docs/SERVER.md, \"Huawei AK/SK request signing\")",
+            ))),
         );
     }
 }

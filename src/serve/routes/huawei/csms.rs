@@ -150,6 +150,7 @@ fn csms_kek(call: &Call) -> Result<KeySelector, Error> {
 
 /// The secret (key) and all its versions, as a blob under the CSMS KEK.
 #[utoipa::path(post, path = "/v1/{project_id}/secrets/{secret_name}/backup", tag = "huawei-csms",
+    security(("x_auth_token" = []), ("huawei_aksk" = [])),
     params(("project_id" = String, Path), ("secret_name" = String, Path, description = "Key name (label)")),
     responses((status = 200, body = BlobBody), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer),
         (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer), (status = 503, body = ErrorAnswer)))]
@@ -219,6 +220,7 @@ async fn backup_secret(
 
 /// Restore a secret blob: every key in it, all-or-nothing, under the CSMS KEK.
 #[utoipa::path(post, path = "/v1/{project_id}/secrets/restore", tag = "huawei-csms",
+    security(("x_auth_token" = []), ("huawei_aksk" = [])),
     params(("project_id" = String, Path)),
     request_body = BlobBody,
     responses((status = 200, body = RestoreAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer),

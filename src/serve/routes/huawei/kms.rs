@@ -185,6 +185,7 @@ fn admit<T: serde::de::DeserializeOwned>(
 /// Import parameters for `key_id`: an RSA pair in the token, its public key
 /// and an import token.
 #[utoipa::path(post, path = "/v1.0/{project_id}/kms/get-parameters-for-import", tag = "huawei-kms",
+    security(("x_auth_token" = []), ("huawei_aksk" = [])),
     params(("project_id" = String, Path, description = "The configuration's project_id")),
     request_body = ParamsBody,
     responses((status = 200, body = ParamsAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer),
@@ -283,6 +284,7 @@ fn key_spec(given: Option<&str>, private: bool) -> Result<KeySpec, Error> {
 
 /// Import wrapped key material under the parameters of `key_id`.
 #[utoipa::path(post, path = "/v1.0/{project_id}/kms/import-key-material", tag = "huawei-kms",
+    security(("x_auth_token" = []), ("huawei_aksk" = [])),
     params(("project_id" = String, Path, description = "The configuration's project_id")),
     request_body = ImportBody,
     responses((status = 200, body = ImportAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer),

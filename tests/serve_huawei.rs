@@ -490,3 +490,31 @@ fn csms_without_a_kek_in_the_configuration_is_not_served() {
         "CSMS.0003",
     );
 }
+
+#[test]
+fn huawei_configuration_errors_name_the_key_and_line() {
+    let t = token();
+    let run = |table: &str| -> (i32, Value) {
+        let path = t.dir.path().join("bad.toml");
+        std::fs::write(&path, format!("{}[huawei]\n{table}", t.serve_toml(""))).unwrap();
+        t.json_err(t.cmd().args(["serve", "--config"]).arg(&path))
+    };
+    for (table, key) in [
+        (
+            "wrapping_key_spec = \"RSA_1024\"\n",
+            "huawei.wrapping_key_spec",
+        ),
+        ("params_valid_for = \"90d\"\n", "huawei.params_valid_for"),
+        (
+            "import_backup_policy = \"always\"\n",
+            "huawei.import_backup_policy",
+        ),
+        ("csms_kek = \"\"\n", "huawei.csms_kek"),
+        ("kek = \"x\"\n", "kek"),
+    ] {
+        let (exit, e) = run(table);
+        assert_eq!((exit, common::code(&e)), (2, "HK1010"), "{table}: {e}");
+        assert_eq!(e["context"]["key"], key, "{e}");
+        assert!(e["context"]["line"].as_str().is_some(), "{e}");
+    }
+}

@@ -518,3 +518,25 @@ fn huawei_configuration_errors_name_the_key_and_line() {
         assert!(e["context"]["line"].as_str().is_some(), "{e}");
     }
 }
+
+#[test]
+fn import_parameters_are_single_use_across_two_replicas_on_one_token() {
+    let t = token();
+    let (a, b) = (start(&t), start(&t));
+    let key_id = "55555555-2222-3333-4444-555555555555";
+    let params = post_signed(&a, PARAMS, &params_body(key_id)).json();
+    let body = json!({
+        "key_id": key_id,
+        "import_token": params["import_token"],
+        "encrypted_key_material": wrap_to(&params, &MATERIAL),
+    })
+    .to_string();
+    // Issued by one replica, used on the other: the state is in the token.
+    let done = post_signed(&b, IMPORT, body.as_bytes());
+    assert_eq!(done.status, 200, "{}", done.body);
+    let before = t.object_count();
+    kms_error(&post_signed(&a, IMPORT, body.as_bytes()), 409, "KMS.0310");
+    kms_error(&post_signed(&b, IMPORT, body.as_bytes()), 409, "KMS.0310");
+    assert_eq!(t.object_count(), before);
+    assert_eq!(token_kcv(&t, key_id), kcv_of(&MATERIAL));
+}

@@ -9,6 +9,7 @@ pub mod own;
 pub mod piiano;
 pub mod storedsafe;
 pub mod system;
+pub mod vsp;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +30,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(own::routes())
         .merge(piiano::routes())
         .merge(storedsafe::routes())
+        .merge(vsp::routes())
 }
 
 /// Path prefixes and the error shape of the family that owns them, for
@@ -38,4 +40,5 @@ pub const FAMILIES: &[(&str, Shape)] = &[
     ("/api/pvlt/", piiano::shape),
     ("/api/1.0/", storedsafe::shape),
     ("/api/v1/", own::shape),
+    ("/ConfigurationManager/", vsp::shape),
 ];

@@ -249,7 +249,7 @@ fn own_routes_describe_make_and_rotate_keys() {
         .collect();
     assert_eq!(labels, ["payments", "payments@v2"]);
     // The same description as the command line's.
-    let cli = t.json(&["key", "show", "payments", "--json"]);
+    let cli = t.json(&["key", "show", "payments"]);
     assert_eq!(shown["keys"], cli["keys"]);
     assert!(!s.get("/api/v1/keys", &r).body.contains("\"value\""));
     let listed = s.get("/api/v1/keys", &r).json();
@@ -309,7 +309,7 @@ fn storedsafe_backup_restores_on_a_second_server() {
     let restored = put.json();
     assert_eq!(restored["CALLINFO"]["status"], "SUCCESS");
     let kcvs = |t: &TestToken| -> Vec<(String, String)> {
-        t.json(&["key", "show", "payments", "--json"])["keys"]
+        t.json(&["key", "show", "payments"])["keys"]
             .as_array()
             .unwrap()
             .iter()
@@ -648,4 +648,78 @@ fn piiano_typescript_client() {
         .rfind(|l| l["client"] == "exporter")
         .unwrap();
     assert_eq!(line["request"]["custom_audit"], "from-the-piiano-client");
+}
+
+/// TLS through rustls with the configured PEM files; checked with curl
+/// trusting only that certificate (skipped where openssl or curl is missing).
+#[test]
+fn tls_serves_the_configured_certificate() {
+    let have = |tool: &str, arg: &str| {
+        std::process::Command::new(tool)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("openssl", "version") || !have("curl", "--version") {
+        eprintln!("skipped: openssl or curl is not installed");
+        return;
+    }
+    let t = token();
+    let (cert, key) = (t.dir.path().join("cert.pem"), t.dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let s = t.serve(&full_config(
+        &t,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    ));
+    assert!(s.base.starts_with("https://"), "{}", s.base);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert)
+        .arg(s.url("/healthz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = s.base.replace("https://", "http://");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("{plain}/healthz")])
+        .output()
+        .unwrap();
+    assert!(!out.stdout.starts_with(b"{\"status\""));
 }

@@ -83,7 +83,7 @@ pub enum KeyHeader {
 
 impl KeyHeader {
     /// The API key the request carries, if any.
-    pub fn find<'h>(self, headers: &'h HeaderMap) -> Option<&'h str> {
+    pub fn find(self, headers: &HeaderMap) -> Option<&str> {
         let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         match self {
             KeyHeader::Bearer => KeyHeader::Scheme("Bearer").find(headers),

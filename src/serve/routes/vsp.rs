@@ -110,7 +110,11 @@ pub fn status(e: &Error) -> StatusCode {
 }
 
 pub fn shape(status: StatusCode, e: &Error) -> Response {
-    body(status, e, "/ConfigurationManager/v1/objects/encryption-keys")
+    body(
+        status,
+        e,
+        "/ConfigurationManager/v1/objects/encryption-keys",
+    )
 }
 
 fn body(status: StatusCode, e: &Error, source: &str) -> Response {
@@ -170,7 +174,9 @@ async fn backup_keys(call: Call, body: Result<Bytes, BytesRejection>) -> Respons
     }
     if !accepts_octets(&call) {
         let e = Error::Usage {
-            message: "the backup is application/octet-stream: send Accept: application/octet-stream".into(),
+            message:
+                "the backup is application/octet-stream: send Accept: application/octet-stream"
+                    .into(),
         };
         call.failed(&e);
         return self::body(StatusCode::NOT_ACCEPTABLE, &e, BACKUP_PATH);
@@ -251,7 +257,11 @@ fn bad_upload(reason: impl Into<String>) -> Error {
 }
 
 /// Read a part whole, counting it against what is left of `limit`.
-async fn read_part(field: &mut Field<'_>, left: &mut usize, limit: usize) -> Result<Vec<u8>, Error> {
+async fn read_part(
+    field: &mut Field<'_>,
+    left: &mut usize,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     loop {
         match field.chunk().await {

@@ -449,3 +449,21 @@ fn vsp_backup_is_412_where_the_token_cannot_wrap() {
     assert_eq!(line["request"]["status"], 412);
     assert_eq!(line["result"]["code"], "HK1201");
 }
+
+#[test]
+fn vsp_restore_upload_is_bounded() {
+    let t = TestToken::new();
+    let s = start(&t);
+    let before = t.object_count();
+    // Over body_limit (1 MiB) but within the upload limit: read, and
+    // refused as no bundle.
+    let two = vec![b'x'; 2 * 1024 * 1024];
+    let g = restore(&s, Some(session("vault")), &two, PASSWORD);
+    vsp_error(&g, 400, RESTORE, "HK1302");
+    // Past the 16 MiB upload limit (body_limit is the default 1 MiB).
+    let big = vec![b'x'; 16 * 1024 * 1024 + 1];
+    let g = restore(&s, Some(session("vault")), &big, PASSWORD);
+    vsp_error(&g, 413, RESTORE, "HK1309");
+    assert_eq!(t.object_count(), before);
+    assert_eq!(last_line(&t, "serve vsp restore")["client"], "vault");
+}

@@ -139,6 +139,20 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let a = wrong.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
     piiano_error(&a.json(), "HK1004");
+    // A key that may not leave: 409; a key under itself: 400.
+    for (key, kek, status, code_) in [
+        ("storedsafe-kek", "export-kek", 409, "HK1202"),
+        ("export-kek", "export-kek", 400, "HK1007"),
+    ] {
+        let s = t.serve(&format!(
+            "{}[piiano]\nexport_key = \"{key}\"\nexport_kek = \"{kek}\"\n{}",
+            t.serve_toml(""),
+            clients_toml()
+        ));
+        let a = s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
+        assert_eq!(a.status, status, "{}", a.body);
+        piiano_error(&a.json(), code_);
+    }
     assert_eq!(t.object_count(), before, "a failed export changes nothing");
 }
 
@@ -460,6 +474,57 @@ fn failed_logins_are_throttled_per_address() {
     piiano_error(&a.json(), "HK1111");
     let secs: u64 = a.retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=60).contains(&secs));
+    // Without `proxies`, X-Forwarded-For is the client's word: ignored.
+    let spoofed = s.get(
+        EXPORT,
+        &[
+            (bearer("exporter").0, &bearer("exporter").1),
+            ("x-forwarded-for", "192.0.2.9"),
+        ],
+    );
+    assert_eq!(spoofed.status, 429);
+}
+
+/// Behind a trusted proxy, the address X-Forwarded-For names is the one
+/// throttled and recorded.
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_address_counts() {
+    let t = token();
+    let s = t.serve(&full_config(
+        &t,
+        "auth_failures_per_minute = 2\nproxies = [\"127.0.0.1\"]\n",
+    ));
+    let from = |ip: &'static str| ("x-forwarded-for", ip);
+    for _ in 0..2 {
+        let a = s.get(
+            EXPORT,
+            &[("authorization", "Bearer wrong"), from("192.0.2.1")],
+        );
+        assert_eq!(a.status, 401);
+    }
+    let exporter = bearer("exporter");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1), from("192.0.2.1")]);
+    assert_eq!(a.status, 429, "{}", a.body);
+    let a = s.get(
+        EXPORT,
+        &[(exporter.0, &exporter.1), from("10.9.9.9, 192.0.2.2")],
+    );
+    assert_eq!(a.status, 200, "another client behind the same proxy");
+    let line = audit_lines(&t)
+        .into_iter()
+        .rfind(|l| l["op"] == "serve piiano export-key")
+        .unwrap();
+    assert_eq!(line["request"]["source"], "192.0.2.2");
+    // A bad proxies entry is named.
+    let path = t.dir.path().join("bad-proxy.toml");
+    std::fs::write(
+        &path,
+        format!("{}proxies = [\"lb.example\"]\n", t.serve_toml("")),
+    )
+    .unwrap();
+    let (exit, e) = t.json_err(t.cmd().args(["serve", "--config"]).arg(&path));
+    assert_eq!((exit, code(&e)), (2, "HK1010"));
+    assert_eq!(e["context"]["key"], "proxies");
 }
 
 #[test]
@@ -722,4 +787,36 @@ fn tls_serves_the_configured_certificate() {
         .output()
         .unwrap();
     assert!(!out.stdout.starts_with(b"{\"status\""));
+}
+
+/// A session the token drops is replaced: the request that met it fails
+/// (503), the next one on the same (only) session succeeds. The drop is
+/// injected by the PKCS#11 pass-through (tools/p11shim).
+#[test]
+fn a_lost_session_is_replaced() {
+    let t = token();
+    let shim = common::shim_module();
+    let toml = full_config(&t, "sessions = 1\n").replacen(
+        &format!("module = \"{}\"", t.module),
+        &format!("module = \"{}\"", shim.display()),
+        1,
+    );
+    let s = t.serve_env(
+        &toml,
+        &[
+            ("HSMKEY_SHIM_MODULE", t.module.as_str()),
+            (
+                "HSMKEY_SHIM_FAULT",
+                "C_WrapKey:CKR_SESSION_HANDLE_INVALID:after=0:times=1",
+            ),
+        ],
+    );
+    let exporter = bearer("exporter");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
+    assert_eq!(a.status, 503, "{}", a.body);
+    piiano_error(&a.json(), "HK1401");
+    let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let m = s.get("/metrics", &[]).body;
+    assert!(m.contains("hsmkey_sessions_reopened_total 1\n"), "{m}");
 }

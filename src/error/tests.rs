@@ -93,6 +93,34 @@ fn codes_are_unique_and_well_formed() {
             path: "p".into(),
             source: std::io::Error::other("x"),
         },
+        ServeError::Config {
+            path: "p".into(),
+            line: Some(1),
+            key: "k".into(),
+            reason: "r".into(),
+        }
+        .into(),
+        ServeError::InlineSecret {
+            path: "p".into(),
+            line: Some(1),
+            key: "k".into(),
+        }
+        .into(),
+        ServeError::PlainListen { listen: "l".into() }.into(),
+        ServeError::NotServed { what: "w".into() }.into(),
+        ServeError::Unauthenticated { reason: "r".into() }.into(),
+        ServeError::Forbidden {
+            client: "c".into(),
+            capability: "k".into(),
+        }
+        .into(),
+        ServeError::Throttled {
+            source_addr: "a".into(),
+            retry_after: 1,
+        }
+        .into(),
+        ServeError::BodyTooLarge { reason: "r".into() }.into(),
+        ServeError::TimedOut { seconds: 1 }.into(),
     ];
     let mut seen = std::collections::HashSet::new();
     for e in &samples {
@@ -101,5 +129,10 @@ fn codes_are_unique_and_well_formed() {
         assert_eq!(code.len(), 6);
         assert!(code.starts_with("HK") && code[2..].chars().all(|c| c.is_ascii_digit()));
         assert!(!e.hint().is_empty());
+        let documented = format!("### {code}:");
+        assert!(
+            include_str!("../../docs/ERRORS.md").contains(&documented),
+            "{code} is not in docs/ERRORS.md"
+        );
     }
 }

@@ -261,3 +261,6 @@ impl Access {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

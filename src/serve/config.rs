@@ -4,7 +4,7 @@
 //! from (HK1011); plain HTTP is for loopback addresses only (HK1012).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +40,9 @@ pub struct ServeConfig {
     /// Failed authentications one source address may make per minute
     /// before it is refused with 429.
     pub auth_failures_per_minute: u32,
+    /// Load balancers or proxies whose `X-Forwarded-For` names the client's
+    /// address (for throttling and the audit line); empty: none is trusted.
+    pub proxies: Vec<IpAddr>,
     pub piiano: Option<Piiano>,
     pub storedsafe: Option<StoredSafe>,
     pub clients: Vec<ClientConfig>,
@@ -94,6 +97,7 @@ struct RawFile {
     request_timeout: Option<Spanned<i64>>,
     body_limit: Option<Spanned<i64>>,
     auth_failures_per_minute: Option<Spanned<i64>>,
+    proxies: Option<Spanned<Vec<Spanned<String>>>>,
     piiano: Option<RawPiiano>,
     storedsafe: Option<RawStoredSafe>,
     #[serde(default)]
@@ -272,6 +276,17 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
             1..100_001,
         )?
         .map_or(DEFAULT_AUTH_FAILURES, |n| n as u32);
+    let mut proxies = Vec::new();
+    for p in raw.proxies.map(Spanned::into_inner).unwrap_or_default() {
+        let ip = p.get_ref().trim().parse::<IpAddr>().map_err(|_| {
+            c.error(
+                Some(p.span()),
+                "proxies",
+                "is not an IP address (10.0.0.5, fd00::5)",
+            )
+        })?;
+        proxies.push(ip);
+    }
     let piiano = match raw.piiano {
         Some(p) => Some(Piiano {
             export_key: c
@@ -320,6 +335,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
         request_timeout: Duration::from_secs(request_timeout),
         body_limit,
         auth_failures_per_minute,
+        proxies,
         piiano,
         storedsafe,
         clients,

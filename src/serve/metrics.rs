@@ -113,6 +113,13 @@ impl Metrics {
             "hsmkey_token_call_failures_total {}",
             pool.failures.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP hsmkey_sessions_reopened_total Sessions replaced after the token dropped them.\n");
+        out.push_str("# TYPE hsmkey_sessions_reopened_total counter\n");
+        let _ = writeln!(
+            out,
+            "hsmkey_sessions_reopened_total {}",
+            pool.reopened.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP hsmkey_sessions Sessions on the token, and those lent out now.\n");
         out.push_str("# TYPE hsmkey_sessions gauge\n");
         let _ = writeln!(out, "hsmkey_sessions{{state=\"open\"}} {}", pool.size());

@@ -4,6 +4,11 @@
 //! tokio's blocking pool. A request waits for a free session; the work, once
 //! started, always finishes and gives its session back, even when the
 //! request that asked for it has timed out or its client has gone.
+//!
+//! A session the token has dropped (an HSM restarted, a network HSM's
+//! connection lost) is replaced after the work that found it fails: a new
+//! session, logged in again with the PIN the pool keeps for that, so the
+//! next request on it works again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,8 +26,28 @@ pub struct SessionPool {
     size: usize,
     summary: TokenSummary,
     module_args: Option<String>,
+    /// The token selector and PIN, to replace a lost session.
+    selector: Option<String>,
+    pin: secrecy::SecretString,
     pub calls: AtomicU64,
     pub failures: AtomicU64,
+    /// Sessions replaced after the token dropped them.
+    pub reopened: AtomicU64,
+}
+
+/// Return values that mean the session (or the login on it) is gone.
+const LOST: [&str; 7] = [
+    "CKR_SESSION_HANDLE_INVALID",
+    "CKR_SESSION_CLOSED",
+    "CKR_USER_NOT_LOGGED_IN",
+    "CKR_DEVICE_REMOVED",
+    "CKR_TOKEN_NOT_PRESENT",
+    "CKR_DEVICE_ERROR",
+    "CKR_CRYPTOKI_NOT_INITIALIZED",
+];
+
+fn session_lost(e: &Error) -> bool {
+    matches!(e, Error::Pkcs11 { rv, .. } if LOST.contains(&rv.as_str()))
 }
 
 impl SessionPool {
@@ -51,8 +76,11 @@ impl SessionPool {
             size,
             summary,
             module_args,
+            selector: selector.map(str::to_string),
+            pin: pin.clone(),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            reopened: AtomicU64::new(0),
         })
     }
 
@@ -97,15 +125,44 @@ impl SessionPool {
             pool.calls.fetch_add(1, Ordering::Relaxed);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&token)))
                 .unwrap_or_else(|_| Err(Error::Internal("token work panicked".into())));
-            if result.is_err() {
-                pool.failures.fetch_add(1, Ordering::Relaxed);
-            }
+            let token = match &result {
+                Err(e) => {
+                    pool.failures.fetch_add(1, Ordering::Relaxed);
+                    if session_lost(e) {
+                        pool.reopen().unwrap_or(token)
+                    } else {
+                        token
+                    }
+                }
+                Ok(_) => token,
+            };
             pool.give_back(token);
             drop(permit);
             result
         })
         .await;
         joined.map_err(|e| Error::Internal(format!("token work did not finish: {e}")))?
+    }
+
+    /// A new logged-in session in place of one the token dropped; `None`
+    /// (the old one is kept, and tried again next time) if the token does
+    /// not answer yet.
+    fn reopen(&self) -> Option<Token<'static>> {
+        let fresh = self
+            .module
+            .select_token(self.selector.as_deref())
+            .and_then(|slot| self.module.open(slot, Login::User(&self.pin)));
+        match fresh {
+            Ok(t) => {
+                self.reopened.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("a session on the token was lost; a new one replaces it");
+                Some(t)
+            }
+            Err(e) => {
+                tracing::warn!("a session on the token was lost and cannot be replaced yet: {e}");
+                None
+            }
+        }
     }
 
     fn take(&self) -> Result<Token<'static>> {

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use super::routes;
-use super::state::{AppState, RequestNote, Started};
+use super::state::{client_address, AppState, RequestNote, Source, Started};
 use crate::audit::{Outcome, Recorder, RequestRef};
 use crate::error::{Error, Result};
 
@@ -103,8 +103,10 @@ async fn observe(
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let public = PUBLIC.contains(&path.as_str());
+    let source = client_address(peer.ip(), req.headers(), &state.config().proxies);
     let note = RequestNote::default();
     req.extensions_mut().insert(note.clone());
+    req.extensions_mut().insert(Source(source));
     req.extensions_mut().insert(Started(started));
     let task_state = state.clone();
     let task = tokio::spawn(async move {
@@ -120,7 +122,7 @@ async fn observe(
                 method: method.clone(),
                 path: path.clone(),
                 status: status.as_u16(),
-                source: peer.ip().to_string(),
+                source: source.to_string(),
                 custom_audit: None,
             };
             if let Err(e) = write_line(&task_state, &note, request).await {

@@ -105,11 +105,14 @@ impl FromRequestParts<AppState> for Call {
         parts: &mut Parts,
         state: &AppState,
     ) -> std::result::Result<Call, Self::Rejection> {
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let source = match parts.extensions.get::<Source>() {
+            Some(s) => s.0,
+            None => parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        };
         let note = parts
             .extensions
             .get::<RequestNote>()
@@ -128,6 +131,31 @@ impl FromRequestParts<AppState> for Call {
             started,
         })
     }
+}
+
+/// The client's address, as the observing layer found it.
+#[derive(Clone, Copy)]
+pub struct Source(pub IpAddr);
+
+/// The client's address: the peer's, or, when the peer is one of the
+/// configured `proxies`, the right-most address of `X-Forwarded-For` that
+/// is not a proxy (the one the nearest trusted proxy saw). A header that
+/// does not parse is ignored.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpAddr]) -> IpAddr {
+    if !proxies.contains(&peer) {
+        return peer;
+    }
+    let Some(chain) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) else {
+        return peer;
+    };
+    for hop in chain.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if proxies.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 const WAITING: u8 = 0;

@@ -98,7 +98,7 @@ impl TestToken {
         if let Some(args) = &self.module_args {
             s.push_str(&format!(
                 "module_args = \"{}\"\n",
-                args.replace('\'', "\\'").replace('"', "\\\"")
+                args.replace('\\', "\\\\").replace('"', "\\\"")
             ));
         }
         if let Some(token) = self.token_env() {
@@ -126,6 +126,12 @@ impl TestToken {
     /// Start a server with `toml` as its configuration; wait for its
     /// address.
     pub fn serve(&self, toml: &str) -> Server {
+        self.serve_env(toml, &[])
+    }
+
+    /// [`TestToken::serve`] with more environment (the pass-through's
+    /// settings).
+    pub fn serve_env(&self, toml: &str, env: &[(&str, &str)]) -> Server {
         let config = self.dir.path().join(format!(
             "serve-{}.toml",
             std::time::SystemTime::now()
@@ -134,8 +140,11 @@ impl TestToken {
                 .as_nanos()
         ));
         std::fs::write(&config, toml).unwrap();
-        let mut child = self
-            .serve_cmd(&config)
+        let mut cmd = self.serve_cmd(&config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

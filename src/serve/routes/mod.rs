@@ -17,11 +17,35 @@ use utoipa_axum::router::OpenApiRouter;
 use super::{AppState, Shape};
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "hsmkey serve",
-    description = "The reference systems' key APIs, served from a PKCS#11 token (docs/SERVER.md)."
-))]
+#[openapi(
+    info(
+        title = "hsmkey serve",
+        description = "The reference systems' key APIs, served from a PKCS#11 token (docs/SERVER.md)."
+    ),
+    modifiers(&Credentials)
+)]
 struct ApiDoc;
+
+/// The security schemes the routes name: `bearer` (hsmkey, Piiano) and
+/// `x_http_token` (StoredSafe). A family with another header adds its own.
+struct Credentials;
+
+impl utoipa::Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "x_http_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Http-Token"))),
+        );
+    }
+}
 
 /// Every route of the server, with its OpenAPI description.
 pub fn all() -> OpenApiRouter<AppState> {

@@ -164,6 +164,7 @@ fn served(call: &Call, vaultid: &str) -> Result<StoredSafe, Error> {
 /// The key and all its versions, as a blob under the configured KEK.
 #[utoipa::path(get, path = "/api/1.0/transparent/backup/{vaultid}/{name}", tag = "storedsafe",
     params(("vaultid" = String, Path), ("name" = String, Path, description = "Key name (label)")),
+    security(("x_http_token" = [])),
     responses((status = 200, body = BackupAnswer), (status = 401, body = FailAnswer), (status = 403, body = FailAnswer),
         (status = 404, body = FailAnswer), (status = 409, body = FailAnswer), (status = 503, body = FailAnswer)))]
 async fn backup_key(call: Call, Path((vaultid, name)): Path<(String, String)>) -> Response {
@@ -230,6 +231,7 @@ async fn backup_key(call: Call, Path((vaultid, name)): Path<(String, String)>) -
 #[utoipa::path(post, path = "/api/1.0/transparent/restore/{vaultid}/{name}", tag = "storedsafe",
     params(("vaultid" = String, Path), ("name" = String, Path, description = "Key name the backup holds")),
     request_body = RestoreBody,
+    security(("x_http_token" = [])),
     responses((status = 200, body = RestoreAnswer), (status = 400, body = FailAnswer), (status = 401, body = FailAnswer),
         (status = 403, body = FailAnswer), (status = 404, body = FailAnswer), (status = 409, body = FailAnswer),
         (status = 413, body = FailAnswer), (status = 503, body = FailAnswer)))]

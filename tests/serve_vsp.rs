@@ -419,20 +419,26 @@ fn vsp_refusals_have_vsp_shape_and_change_nothing() {
 
 #[test]
 fn vsp_backup_is_412_where_the_token_cannot_wrap() {
-    let mut t = TestToken::new();
+    let t = TestToken::new();
     t.generate("disk-key-1", "aes-256", "any");
     let before = t.object_count();
     // Through the pass-through module, every C_WrapKey is refused as an
     // unknown mechanism: the token cannot make a password bundle.
-    let real = std::mem::replace(&mut t.module, shim_module().display().to_string());
-    t.env.push(("HSMKEY_SHIM_MODULE".into(), real.clone()));
-    t.env.push((
-        "HSMKEY_SHIM_FAULT".into(),
-        "C_WrapKey:CKR_MECHANISM_INVALID:after=0".into(),
-    ));
-    let s = start(&t);
-    t.module = real;
-    t.env.truncate(t.env.len() - 2);
+    let shim = shim_module().display().to_string();
+    let config = format!("{}{}", t.serve_toml("sessions = 2\n"), clients_toml()).replace(
+        &format!("module = \"{}\"", t.module),
+        &format!("module = \"{shim}\""),
+    );
+    let s = t.serve_env(
+        &config,
+        &[
+            ("HSMKEY_SHIM_MODULE", &t.module),
+            (
+                "HSMKEY_SHIM_FAULT",
+                "C_WrapKey:CKR_MECHANISM_INVALID:after=0",
+            ),
+        ],
+    );
     let v = vsp_error(
         &backup(&s, Some(session("vault")), PASSWORD),
         412,

@@ -26,8 +26,9 @@ use super::{AppState, Shape};
 )]
 struct ApiDoc;
 
-/// The security schemes the routes name: `bearer` (hsmkey, Piiano) and
-/// `x_http_token` (StoredSafe). A family with another header adds its own.
+/// The security schemes the routes name: `bearer` (hsmkey, Piiano),
+/// `x_http_token` (StoredSafe) and `vsp_session` (Hitachi VSP's
+/// `Authorization: Session <key>`). A family with another header adds its own.
 struct Credentials;
 
 impl utoipa::Modify for Credentials {
@@ -43,6 +44,13 @@ impl utoipa::Modify for Credentials {
         components.add_security_scheme(
             "x_http_token",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Http-Token"))),
+        );
+        components.add_security_scheme(
+            "vsp_session",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Session <api key>`, as Hitachi VSP's clients send their session token",
+            ))),
         );
     }
 }

@@ -159,7 +159,7 @@ fn accepts_octets(call: &Call) -> bool {
 }
 
 /// Every backup-enabled key in one password-protected bundle.
-#[utoipa::path(post, path = BACKUP_PATH, tag = "vsp",
+#[utoipa::path(post, path = BACKUP_PATH, tag = "vsp", security(("vsp_session" = [])),
     request_body = BackupBody,
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>,
             description = "The bundle (docs/FORMAT.md), as `hsmkey backup --all --password-file` writes it"),
@@ -336,7 +336,7 @@ async fn read_upload(
 }
 
 /// Restore every key of a backup file, all-or-nothing.
-#[utoipa::path(post, path = RESTORE_PATH, tag = "vsp",
+#[utoipa::path(post, path = RESTORE_PATH, tag = "vsp", security(("vsp_session" = [])),
     request_body(content_type = "multipart/form-data",
         description = "`file`: the backup file; `parameters`: {\"password\": \"...\"}"),
     responses((status = 200, body = RestoreAnswer), (status = 400, body = VspError), (status = 401, body = VspError),

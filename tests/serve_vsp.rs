@@ -385,8 +385,17 @@ fn vsp_refusals_have_vsp_shape_and_change_nothing() {
         RESTORE,
         "HK1301",
     );
+    // The backup's {"parameters": {...}} is taken as the parameters part.
+    let wrapped = json!({"parameters": {"password": PASSWORD}}).to_string();
     refused(
-        &restore(&s, Some(session("vault")), &good.body, PASSWORD),
+        &restore_raw(
+            &s,
+            Some(session("vault")),
+            &multipart(&[
+                ("file", Some("keys.bundle"), &good.body),
+                ("parameters", None, wrapped.as_bytes()),
+            ]),
+        ),
         409,
         RESTORE,
         "HK1501",

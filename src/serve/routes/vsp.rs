@@ -143,8 +143,8 @@ fn refuse(call: &Call, e: Error, source: &str) -> Response {
 
 /// VSP's backup answers `application/octet-stream` only: a client that
 /// accepts neither it nor everything is told so (406).
-fn accepts_octets(call: &Call) -> bool {
-    let Some(accept) = call.headers.get(header::ACCEPT) else {
+fn accepts_octets(headers: &axum::http::HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else {
         return true;
     };
     let Ok(accept) = accept.to_str() else {
@@ -172,7 +172,7 @@ async fn backup_keys(call: Call, body: Result<Bytes, BytesRejection>) -> Respons
     if let Err(e) = call.authorize(HEADER, Capability::KeyBackup) {
         return refuse(e);
     }
-    if !accepts_octets(&call) {
+    if !accepts_octets(&call.headers) {
         let e = Error::Usage {
             message:
                 "the backup is application/octet-stream: send Accept: application/octet-stream"
@@ -414,3 +414,6 @@ async fn restore_keys(call: Call, multipart: Result<Multipart, MultipartRejectio
     })
     .into_response()
 }
+
+#[cfg(test)]
+mod tests;

@@ -320,6 +320,8 @@ async fn read_upload(
         Bare(Password),
         Wrapped(BackupBody),
     }
+    // The part held the password: wiped once read.
+    let parameters = zeroize::Zeroizing::new(parameters);
     let password = match serde_json::from_slice::<Parameters>(&parameters) {
         Ok(Parameters::Bare(p)) => p.password,
         Ok(Parameters::Wrapped(b)) => b.parameters.password,

@@ -8,7 +8,10 @@ use crate::error::Error;
 
 fn accept(value: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("accept", HeaderValue::from_str(value).expect("a header value"));
+    h.insert(
+        "accept",
+        HeaderValue::from_str(value).expect("a header value"),
+    );
     h
 }
 

@@ -560,6 +560,8 @@ fn public_routes_answer_without_credentials() {
     assert_eq!(
         paths,
         [
+            "/ConfigurationManager/v1/objects/encryption-keys/file/actions/backup/invoke",
+            "/ConfigurationManager/v1/objects/encryption-keys/file/actions/restore/invoke",
             "/api/1.0/transparent/backup/{vaultid}/{name}",
             "/api/1.0/transparent/restore/{vaultid}/{name}",
             EXPORT,

@@ -10,6 +10,7 @@ pub mod own;
 pub mod piiano;
 pub mod storedsafe;
 pub mod system;
+pub mod vsp;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,8 +27,9 @@ use super::{AppState, Shape};
 )]
 struct ApiDoc;
 
-/// The security schemes the routes name: `bearer` (hsmkey, Piiano) and
-/// `x_http_token` (StoredSafe), `x_auth_token` and `huawei_aksk` (Huawei).
+/// The security schemes the routes name: `bearer` (hsmkey, Piiano),
+/// `x_http_token` (StoredSafe), `x_auth_token` and `huawei_aksk` (Huawei),
+/// and `vsp_session` (Hitachi VSP's `Authorization: Session <key>`).
 /// A family with another header adds its own.
 struct Credentials;
 
@@ -58,6 +60,13 @@ impl utoipa::Modify for Credentials {
                 "SDK-HMAC-SHA256 Access=AK, SignedHeaders=..., Signature=... with X-Sdk-Date (docs/SERVER.md, \"Huawei AK/SK request signing\")",
             ))),
         );
+        components.add_security_scheme(
+            "vsp_session",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Session <api key>`, as Hitachi VSP's clients send their session token",
+            ))),
+        );
     }
 }
 
@@ -70,6 +79,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(storedsafe::routes())
         .merge(huawei::kms::routes())
         .merge(huawei::csms::routes())
+        .merge(vsp::routes())
 }
 
 /// Path prefixes and the error shape of the family that owns them, for
@@ -81,4 +91,5 @@ pub const FAMILIES: &[(&str, Shape)] = &[
     ("/api/v1/", own::shape),
     ("/v1.0/", huawei::kms::shape),
     ("/v1/", huawei::csms::shape),
+    ("/ConfigurationManager/", vsp::shape),
 ];

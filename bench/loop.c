@@ -262,14 +262,15 @@ static long restore(CK_OBJECT_HANDLE kek, const char *path, enum restore_kind ki
             {CKA_CLASS, &secret, sizeof secret},
             {CKA_KEY_TYPE, &aes, sizeof aes},
             {CKA_TOKEN, &token, sizeof token},
-            {CKA_PRIVATE, &yes, sizeof yes},
             {CKA_SENSITIVE, &yes, sizeof yes},
+            {CKA_PRIVATE, &yes, sizeof yes},
             {CKA_EXTRACTABLE, &yes, sizeof yes},
             {CKA_WRAP_WITH_TRUSTED, &no, sizeof no},
             {CKA_LABEL, label, label_len},
             {CKA_ID, id, id_len},
         };
-        CK_ULONG count = kind == VERIFY ? 3 : 9;
+        /* A check copy: a sensitive session key that may only encrypt. */
+        CK_ULONG count = kind == VERIFY ? 4 : 9;
         for (int u = 0; u < 7; u++) {
             usage[u] = (bits >> u) & 1 ? CK_TRUE : CK_FALSE;
             if (kind == VERIFY && u > 0)

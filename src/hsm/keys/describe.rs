@@ -94,34 +94,27 @@ pub fn describe_all(
     if selector.label.is_some() || selector.token.is_some() || empty_id {
         return describe_handles(token, find(token, selector)?, with_kcv);
     }
-    let session = token.session();
-    let mut handles = Vec::new();
-    for class in [
-        ObjectClass::SECRET_KEY,
-        ObjectClass::PRIVATE_KEY,
-        ObjectClass::PUBLIC_KEY,
-    ] {
-        let wanted = match selector.object_type {
-            None => true,
-            Some(ObjectType::SecretKey) => class == ObjectClass::SECRET_KEY,
-            Some(ObjectType::PrivateKey) => class == ObjectClass::PRIVATE_KEY,
-            Some(ObjectType::PublicKey) => class == ObjectClass::PUBLIC_KEY,
-            Some(_) => false,
-        };
-        if !wanted {
-            continue;
-        }
-        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
-        if let Some(id) = &selector.id {
-            template.push(Attribute::Id(id.clone()));
-        }
-        handles.extend(
-            crate::hsm::find_objects(session, &template)
-                .map_err(|e| Error::pkcs11("find objects", e))?,
-        );
+    // One search for every key class: SoftHSM (and other tokens) walk the
+    // whole token for each search, so three class searches cost three
+    // passes. The class comes back with the other attributes.
+    let class = match selector.object_type {
+        None => None,
+        Some(ObjectType::SecretKey) => Some(ObjectClass::SECRET_KEY),
+        Some(ObjectType::PrivateKey) => Some(ObjectClass::PRIVATE_KEY),
+        Some(ObjectType::PublicKey) => Some(ObjectClass::PUBLIC_KEY),
+        Some(_) => return Ok(Vec::new()),
+    };
+    let mut template = vec![Attribute::Token(true)];
+    template.extend(class.map(Attribute::Class));
+    if let Some(id) = &selector.id {
+        template.push(Attribute::Id(id.clone()));
     }
+    let handles = crate::hsm::find_objects(token.session(), &template)
+        .map_err(|e| Error::pkcs11("find objects", e))?;
     let mut out = describe_handles(token, handles, with_kcv)?;
-    // The audit trail's key is not one of the user's keys (docs/AUDIT.md).
+    // Certificates and data objects are not keys; the audit trail's key is
+    // not one of the user's keys (docs/AUDIT.md).
+    out.retain(|k| k.class != "data" && k.class != "cert");
     out.retain(|k| !crate::hsm::audit::is_reserved_label(&k.label));
     let rank = |c: &str| match c {
         "secret-key" => 0u8,
@@ -365,20 +358,27 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         (kcv, kcv_method)
     };
     let (name, version) = name_and_version(&label, &id);
-    let summary = token.summary();
-    let mut uri = Pkcs11Uri::for_token(
-        &summary.label,
-        &summary.manufacturer,
-        &summary.model,
-        &summary.serial,
-    );
-    uri.object = Some(label.clone());
-    uri.id = Some(id.clone());
-    uri.object_type = Some(match class_name(class) {
-        "secret-key" => ObjectType::SecretKey,
-        "private-key" => ObjectType::PrivateKey,
-        _ => ObjectType::PublicKey,
-    });
+    // Bulk reads (backup selection, restore's index) keep no URI: it is
+    // the largest field and only displays need it.
+    let uri = if with_kcv {
+        let summary = token.summary();
+        let mut uri = Pkcs11Uri::for_token(
+            &summary.label,
+            &summary.manufacturer,
+            &summary.model,
+            &summary.serial,
+        );
+        uri.object = Some(label.clone());
+        uri.id = Some(id.clone());
+        uri.object_type = Some(match class_name(class) {
+            "secret-key" => ObjectType::SecretKey,
+            "private-key" => ObjectType::PrivateKey,
+            _ => ObjectType::PublicKey,
+        });
+        uri.to_string()
+    } else {
+        String::new()
+    };
     Ok(KeyInfo {
         label_lossy,
         label_hex,
@@ -405,13 +405,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         private: flags.get("private").copied(),
         local: flags.get("local").copied(),
         modifiable: flags.get("modifiable").copied(),
-        // Bulk reads (backup selection, restore's index) keep no URI: it is
-        // the largest field and only displays need it.
-        uri: if with_kcv {
-            uri.to_string()
-        } else {
-            String::new()
-        },
+        uri,
     })
 }
 

@@ -107,15 +107,20 @@ pub(super) fn refuse_or_skip(
     Ok(())
 }
 
+/// `listing`: the token's keys as `--all` read them, when they were read.
 pub(super) fn select(
     token: &Token<'_>,
     selection: &Selection,
+    listing: Option<Vec<KeyInfo>>,
     trusted_kek: bool,
     kek_handle: Option<Handle>,
 ) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
     let (infos, named) = match selection {
         Selection::All => (
-            keys::describe_all(token, &KeySelector::all(), false)?,
+            match listing {
+                Some(infos) => infos,
+                None => keys::describe_all(token, &KeySelector::all(), false)?,
+            },
             false,
         ),
         Selection::Named(list) => {

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::choose::Choice;
-use super::protection::{argon2_key, check_password, open_mac_key, open_protection, resolve_kek};
+use super::protection::{
+    argon2_key, check_password, open_mac_key, open_protection, resolve_kek_listed,
+};
 use super::select::{select, Candidate};
 use super::verify::verify_opened;
 use super::{
@@ -21,7 +23,7 @@ use crate::formats::bundle::{
     RecipientInfo, SourceToken, Trailer,
 };
 use crate::hsm::check;
-use crate::hsm::keys::KeyInfo;
+use crate::hsm::keys::{self, KeyInfo, KeySelector};
 use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
@@ -52,10 +54,15 @@ pub fn backup(
     let cancel = options.cancel;
     let mut eph = Ephemeral::for_token(token);
 
+    // `--all` reads the token's keys once, and finds the KEK among them.
+    let mut listing = match selection {
+        Selection::All => Some(keys::describe_all(token, &KeySelector::all(), false)?),
+        Selection::Named(_) => None,
+    };
     // Protection first: whether the KEK is trusted decides what may be selected.
     let (wrapping, protection, trusted_kek, kek_handle) = match protect {
         Protect::Kek(selector) => {
-            let kek = resolve_kek(token, selector)?;
+            let kek = resolve_kek_listed(token, selector, listing.as_deref())?;
             if !kek.usage.contains(&"wrap") {
                 return Err(Error::PolicyRefused {
                     key: kek.label,
@@ -120,7 +127,8 @@ pub fn backup(
         }
     };
 
-    let (candidates, mut skipped) = select(token, selection, trusted_kek, kek_handle)?;
+    let (candidates, mut skipped) =
+        select(token, selection, listing.take(), trusted_kek, kek_handle)?;
     let support = WrapSupport::probe(token)?;
     let secret_alg = support.for_secret().ok_or_else(|| Error::NotCapable {
         capability: "AES key wrap (RFC 3394 or RFC 5649)".into(),
@@ -129,36 +137,47 @@ pub fn backup(
     })?;
     let private_alg = support.for_private();
     let named = matches!(selection, Selection::Named(_));
-    let mut work = Vec::with_capacity(candidates.len());
-    for c in candidates {
+    // Filtered in place: a second list of every key is memory that grows
+    // with the token.
+    let mut work = candidates;
+    let mut refused = None;
+    work.retain(|c| {
+        if refused.is_some() {
+            return true;
+        }
         if c.info.class == "private-key" && private_alg.is_none() {
             let reason = format!(
                 "private keys travel as PKCS#8 under RFC 5649, which this token lacks ({})",
                 support.describe()
             );
             if named {
-                return Err(Error::NotCapable {
+                refused = Some(Error::NotCapable {
                     capability: "exact RFC 5649 key wrap".into(),
                     detail: reason,
                     alternatives:
                         "Back up secret keys only, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
                 });
+                return true;
             }
             skipped.push(Skipped::new(&c.info, "token-lacks-rfc5649", reason));
-            continue;
+            return false;
         }
         if c.info.key_type == "ec" && c.public.is_none() {
             let reason = "an EC private key without its public half on the token cannot be checked after restore".to_string();
             if named {
-                return Err(Error::PolicyRefused {
-                    key: c.info.label,
+                refused = Some(Error::PolicyRefused {
+                    key: c.info.label.clone(),
                     reason,
                 });
+                return true;
             }
             skipped.push(Skipped::new(&c.info, "ec-without-public", reason));
-            continue;
+            return false;
         }
-        work.push(c);
+        true
+    });
+    if let Some(e) = refused {
+        return Err(e);
     }
     // Exit 0 means complete: a key left out for any reason but its own
     // policy stops the backup before anything is wrapped or written.

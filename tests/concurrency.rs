@@ -14,10 +14,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::{code, ObjectRow, TestToken, KEK_VALUE, USER_PIN};
+use common::{code, ObjectRow, TestToken, KEK_VALUE};
 use serde_json::Value;
 
 const ROUNDS: usize = 3;

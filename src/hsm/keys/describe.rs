@@ -193,6 +193,20 @@ pub fn describe_handles(
     Ok(out)
 }
 
+/// The boolean attributes of a key, `None` where the token did not report one.
+#[derive(Default)]
+struct Flags {
+    sensitive: Option<bool>,
+    extractable: Option<bool>,
+    always_sensitive: Option<bool>,
+    never_extractable: Option<bool>,
+    wrap_with_trusted: Option<bool>,
+    trusted: Option<bool>,
+    private: Option<bool>,
+    local: Option<bool>,
+    modifiable: Option<bool>,
+}
+
 /// Read what matters of one object. Never asks for CKA_VALUE.
 pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
     describe_with(token, handle, true)
@@ -251,7 +265,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let mut ec_params = None;
     let mut usage = Usage::default();
     let mut check_value = None;
-    let mut flags: std::collections::HashMap<&'static str, bool> = Default::default();
+    let mut flags = Flags::default();
     for a in attrs {
         match a {
             Attribute::Class(c) => class = c,
@@ -278,31 +292,31 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             Attribute::Unwrap(b) => usage.unwrap = b,
             Attribute::Derive(b) => usage.derive = b,
             Attribute::Sensitive(b) => {
-                flags.insert("sensitive", b);
+                flags.sensitive = Some(b);
             }
             Attribute::Extractable(b) => {
-                flags.insert("extractable", b);
+                flags.extractable = Some(b);
             }
             Attribute::AlwaysSensitive(b) => {
-                flags.insert("always_sensitive", b);
+                flags.always_sensitive = Some(b);
             }
             Attribute::NeverExtractable(b) => {
-                flags.insert("never_extractable", b);
+                flags.never_extractable = Some(b);
             }
             Attribute::WrapWithTrusted(b) => {
-                flags.insert("wrap_with_trusted", b);
+                flags.wrap_with_trusted = Some(b);
             }
             Attribute::Trusted(b) => {
-                flags.insert("trusted", b);
+                flags.trusted = Some(b);
             }
             Attribute::Private(b) => {
-                flags.insert("private", b);
+                flags.private = Some(b);
             }
             Attribute::Local(b) => {
-                flags.insert("local", b);
+                flags.local = Some(b);
             }
             Attribute::Modifiable(b) => {
-                flags.insert("modifiable", b);
+                flags.modifiable = Some(b);
             }
             Attribute::CheckValue(v) => check_value = Some(v),
             _ => {}
@@ -318,7 +332,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let backup_policy = if class == ObjectClass::PUBLIC_KEY {
         "public".to_string()
     } else {
-        match (flags.get("extractable"), flags.get("wrap_with_trusted")) {
+        match (flags.extractable, flags.wrap_with_trusted) {
             (Some(false), _) => BackupPolicy::None.name().into(),
             (Some(true), Some(true)) => BackupPolicy::Trusted.name().into(),
             (Some(true), _) => BackupPolicy::Any.name().into(),
@@ -396,15 +410,15 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         backup_policy,
         kcv,
         kcv_method,
-        sensitive: flags.get("sensitive").copied(),
-        extractable: flags.get("extractable").copied(),
-        always_sensitive: flags.get("always_sensitive").copied(),
-        never_extractable: flags.get("never_extractable").copied(),
-        wrap_with_trusted: flags.get("wrap_with_trusted").copied(),
-        trusted: flags.get("trusted").copied(),
-        private: flags.get("private").copied(),
-        local: flags.get("local").copied(),
-        modifiable: flags.get("modifiable").copied(),
+        sensitive: flags.sensitive,
+        extractable: flags.extractable,
+        always_sensitive: flags.always_sensitive,
+        never_extractable: flags.never_extractable,
+        wrap_with_trusted: flags.wrap_with_trusted,
+        trusted: flags.trusted,
+        private: flags.private,
+        local: flags.local,
+        modifiable: flags.modifiable,
         uri,
     })
 }
@@ -417,13 +431,13 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
 fn measured(
     token: &Token<'_>,
     handle: ObjectHandle,
-    flags: &std::collections::HashMap<&'static str, bool>,
+    flags: &Flags,
     aes: bool,
     size: &mut Option<u64>,
     (kcv, method): (Option<String>, String),
 ) -> Result<(Option<String>, String)> {
-    let wrappable = flags.get("extractable") == Some(&true);
-    let trusted_only = flags.get("wrap_with_trusted") == Some(&true);
+    let wrappable = flags.extractable == Some(true);
+    let trusted_only = flags.wrap_with_trusted == Some(true);
     let want_kcv = aes && kcv.is_none() && !trusted_only;
     if !wrappable || (size.is_some() && !want_kcv) {
         return Ok((kcv, method));

@@ -127,7 +127,7 @@ pub fn backup(
         }
     };
 
-    let (candidates, mut skipped) =
+    let (mut work, mut skipped) =
         select(token, selection, listing.take(), trusted_kek, kek_handle)?;
     let support = WrapSupport::probe(token)?;
     let secret_alg = support.for_secret().ok_or_else(|| Error::NotCapable {
@@ -139,13 +139,10 @@ pub fn backup(
     let named = matches!(selection, Selection::Named(_));
     // Filtered in place: a second list of every key is memory that grows
     // with the token.
-    let mut work = candidates;
     let mut refused = None;
-    work.retain(|c| {
-        if refused.is_some() {
-            return true;
-        }
-        if c.info.class == "private-key" && private_alg.is_none() {
+    let publics = &work.publics;
+    work.keys.retain(|info| {
+        if info.class == "private-key" && private_alg.is_none() {
             let reason = format!(
                 "private keys travel as PKCS#8 under RFC 5649, which this token lacks ({})",
                 support.describe()
@@ -159,19 +156,19 @@ pub fn backup(
                 });
                 return true;
             }
-            skipped.push(Skipped::new(&c.info, "token-lacks-rfc5649", reason));
+            skipped.push(Skipped::new(info, "token-lacks-rfc5649", reason));
             return false;
         }
-        if c.info.key_type == "ec" && c.public.is_none() {
+        if info.key_type == "ec" && !publics.contains_key(&info.handle.handle()) {
             let reason = "an EC private key without its public half on the token cannot be checked after restore".to_string();
             if named {
                 refused = Some(Error::PolicyRefused {
-                    key: c.info.label.clone(),
+                    key: info.label.clone(),
                     reason,
                 });
                 return true;
             }
-            skipped.push(Skipped::new(&c.info, "ec-without-public", reason));
+            skipped.push(Skipped::new(info, "ec-without-public", reason));
             return false;
         }
         true
@@ -190,7 +187,7 @@ pub fn backup(
         return Err(Error::Incomplete { skipped: lost });
     }
 
-    let warnings = not_sensitive(&work);
+    let warnings = not_sensitive(&work.keys);
 
     // The integrity key, wrapped like the entries.
     let (secret_name, secret_mech) = secret_alg;
@@ -222,11 +219,11 @@ pub fn backup(
 
     // Wrapping (and the check copies of keys without a token KCV) runs on
     // `--sessions` sessions; lines are written and MACed here, in order.
-    let total = work.len() as u64;
-    let mut entries = Vec::with_capacity(work.len());
+    let total = work.keys.len() as u64;
+    let mut entries = Vec::with_capacity(work.keys.len());
     crate::hsm::pool::run_ordered(
         token,
-        work.into_iter().map(Ok),
+        work.into_candidates().map(Ok),
         |t, c| {
             let mut checks = Ephemeral::for_token(t);
             backup_entry(t, &mut checks, secret_alg, private_alg, wrapping, &c)
@@ -505,12 +502,12 @@ fn secret_bits_of_blob(info: &KeyInfo, alg: &str, blob: &[u8]) -> Option<u64> {
 /// Keys the bundle carries that are not CKA_SENSITIVE on their token:
 /// backed up all the same, with a warning (their value can be read in the
 /// clear there, so the bundle is not their only way out).
-fn not_sensitive(work: &[Candidate]) -> Vec<Warning> {
+fn not_sensitive(work: &[KeyInfo]) -> Vec<Warning> {
     work.iter()
-        .filter(|c| c.info.sensitive == Some(false))
-        .map(|c| Warning {
-            label: c.info.label.clone(),
-            class: c.info.class.clone(),
+        .filter(|info| info.sensitive == Some(false))
+        .map(|info| Warning {
+            label: info.label.clone(),
+            class: info.class.clone(),
             code: "not-sensitive",
             message: "CKA_SENSITIVE is false on this token: anyone with the user PIN can read its value in the clear there, with or without this backup; restore brings it back sensitive".into(),
         })

@@ -84,13 +84,12 @@ run() {
 
 # median NAME: "seconds rss_kib", each the median of the runs recorded
 median() {
-    awk -v k="$1" '$1 == k { s[n] = $2; r[n] = $3; n++ }
-        END {
-            if (n == 0) { print 0, 0; exit }
-            asort(s); asort(r)
-            m = int((n + 1) / 2)
-            print s[m], r[m]
-        }' "$work/results"
+    local column values=()
+    for column in 2 3; do
+        values+=("$(awk -v k="$1" -v c="$column" '$1 == k { print $c }' "$work/results" | sort -n |
+            awk '{ v[NR] = $1 } END { print (NR > 0) ? v[int((NR + 1) / 2)] : 0 }')")
+    done
+    echo "${values[@]}"
 }
 
 row() { # label n secs rss base_secs base_rss

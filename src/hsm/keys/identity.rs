@@ -65,7 +65,7 @@ pub fn identities_of(token: &Token<'_>, handles: Vec<ObjectHandle>) -> Result<Ve
     crate::hsm::pool::run_ordered(
         token,
         handles.into_iter().map(Ok),
-        |t, h| identity(t, h),
+        identity,
         |found| {
             out.extend(found);
             Ok(())

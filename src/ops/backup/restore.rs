@@ -306,7 +306,8 @@ pub fn restore(
         created_at: opened.header.created.clone(),
         tool: opened.header.tool.clone(),
         dry_run: options.dry_run,
-        entries: Vec::new(),
+        // One summary per entry: allocated once, not doubled as it grows.
+        entries: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
         skipped: Vec::new(),
         left_out: Vec::new(),
         notes: Vec::new(),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what hsmkey's tests and demo need on Debian/Ubuntu: SoftHSM2 (the
 # default token), OpenSC (pkcs11-tool, the independent cross-check), NSS
-# (libsoftokn3, the third token kind), and jq for the documentation's examples. Idempotent: apt-get runs only when
+# (libsoftokn3, the third token kind), gcc and libp11-kit-dev for the
+# benchmark's C loop, and jq for the documentation's examples. Idempotent: apt-get runs only when
 # something is missing, and `apt-get update` only once.
 set -euo pipefail
 
@@ -23,6 +24,9 @@ for lib in /usr/lib/*/pkcs11-spy.so /usr/lib/*/pkcs11/pkcs11-spy.so; do
     [ -e "$lib" ] && spy=1
 done
 [ -n "$spy" ] || need+=(opensc-pkcs11)
+# gcc and the PKCS#11 header: scripts/bench.sh builds bench/loop.c.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -e /usr/include/p11-kit-1/p11-kit/pkcs11.h ] || need+=(libp11-kit-dev)
 if ((${#need[@]} == 0)); then
     exit 0
 fi

@@ -14,10 +14,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::{code, ObjectRow, TestToken, KEK_VALUE, USER_PIN};
+use common::{code, ObjectRow, TestToken, KEK_VALUE};
 use serde_json::Value;
 
 const ROUNDS: usize = 3;
@@ -27,42 +27,9 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// hsmkey as a plain process (to start two at once, or kill one), on `t`,
-/// through the pass-through when `shim` has settings.
+/// hsmkey as a plain process (to start two at once, or kill one).
 fn process(t: &TestToken, shim: Option<&[(&str, &str)]>, args: &[&str]) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("hsmkey"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HSMKEY_PIN", USER_PIN)
-        .env("CI", "true");
-    c.env("HSMKEY_AUDIT_LOG", t.audit_log());
-    for (k, v) in &t.env {
-        c.env(k, v);
-    }
-    if let Some(args) = &t.module_args {
-        c.env("HSMKEY_MODULE_ARGS", args);
-    }
-    if let Some(token) = t.token_env() {
-        c.env("HSMKEY_TOKEN", token);
-    }
-    match shim {
-        Some(settings) => {
-            c.env("HSMKEY_MODULE", common::shim_module())
-                .env("HSMKEY_SHIM_MODULE", &t.module);
-            for (k, v) in settings {
-                c.env(k, v);
-            }
-        }
-        None => {
-            c.env("HSMKEY_MODULE", &t.module);
-        }
-    }
-    c.args(args)
-        .arg("--json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    t.process(shim, args)
 }
 
 const SLOW: &[(&str, &str)] = &[("HSMKEY_SHIM_DELAY_US", "1000")];

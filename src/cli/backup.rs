@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
@@ -180,12 +180,22 @@ fn read_password(path: &Path) -> hsmkey::Result<SecretString> {
     ))
 }
 
-/// Ctrl-C asks the running operation to stop cleanly (a restore destroys
-/// what it created; a backup leaves no output) instead of killing the process.
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP ask the running operation to stop
+/// cleanly (a restore destroys what it created; a backup leaves no output)
+/// instead of killing the process. The handler only sets the flag: no
+/// thread waits for signals, so the process stays single-threaded (glibc
+/// keeps its single-thread fast paths) unless `--sessions` asks for more.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    let setter = flag.clone();
-    let _ = ctrlc::set_handler(move || setter.store(true, Ordering::SeqCst));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&flag)) {
+            tracing::debug!("signal {signal}: no clean stop ({e})");
+        }
+    }
     flag
 }
 

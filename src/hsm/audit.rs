@@ -288,35 +288,44 @@ impl AuditToken {
     fn heads(&mut self) -> Result<Vec<(Head, ObjectHandle, Carrier)>> {
         let session = self.session()?;
         let mut out = Vec::new();
-        for carrier in [Carrier::Data, Carrier::Key] {
-            let (class, holder) = match carrier {
-                Carrier::Data => (ObjectClass::DATA, AttributeType::Value),
-                Carrier::Key => (ObjectClass::SECRET_KEY, AttributeType::Id),
+        // One search for both carriers (a search is a pass over every
+        // object on SoftHSM); the class read first says which it is.
+        let handles = crate::hsm::find_objects(
+            session,
+            &[
+                Attribute::Token(true),
+                Attribute::Label(HEAD_LABEL.as_bytes().to_vec()),
+            ],
+        )
+        .map_err(audit_err("find the audit chain heads"))?;
+        for h in handles {
+            let class = session
+                .get_attributes(h, &[AttributeType::Class])
+                .map_err(audit_err("read an audit chain head"))?;
+            let carrier = match class.first() {
+                Some(Attribute::Class(c)) if *c == ObjectClass::DATA => Carrier::Data,
+                Some(Attribute::Class(c)) if *c == ObjectClass::SECRET_KEY => Carrier::Key,
+                _ => continue,
             };
-            let handles = crate::hsm::find_objects(
-                session,
-                &[
-                    Attribute::Class(class),
-                    Attribute::Token(true),
-                    Attribute::Label(HEAD_LABEL.as_bytes().to_vec()),
-                ],
-            )
-            .map_err(audit_err("find the audit chain heads"))?;
-            for h in handles {
-                // The class is read too, so that a trace of the PKCS#11
-                // calls shows whose CKA_VALUE this is: a data object's.
-                let attrs = session
-                    .get_attributes(h, &[AttributeType::Class, holder])
-                    .map_err(audit_err("read an audit chain head"))?;
-                for a in attrs {
-                    if let Attribute::Value(v) | Attribute::Id(v) = a {
-                        if let Ok(head) = serde_json::from_slice::<Head>(&v) {
-                            out.push((head, h, carrier));
-                        }
+            let holder = match carrier {
+                Carrier::Data => AttributeType::Value,
+                Carrier::Key => AttributeType::Id,
+            };
+            // The class is read again with the value, so that a trace of the
+            // PKCS#11 calls shows whose CKA_VALUE this is: a data object's.
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Class, holder])
+                .map_err(audit_err("read an audit chain head"))?;
+            for a in attrs {
+                if let Attribute::Value(v) | Attribute::Id(v) = a {
+                    if let Ok(head) = serde_json::from_slice::<Head>(&v) {
+                        out.push((head, h, carrier));
                     }
                 }
             }
         }
+        // Data objects first, as the two searches gave them before.
+        out.sort_by_key(|(_, _, c)| matches!(c, Carrier::Key));
         Ok(out)
     }
 

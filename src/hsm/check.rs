@@ -8,7 +8,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki_sys::{CKM_AES_ECB, CKM_SHA256_HMAC};
 
-use super::keys::{self, Usage};
+use super::keys::Usage;
 use super::probe::Ephemeral;
 use super::raw::{OneShot, RawMechanism};
 use super::template::{KeyKind, KeyTemplate};
@@ -29,6 +29,46 @@ pub fn public_of(token: &Token<'_>, key: Handle, kind: KeyKind) -> Result<Option
     public_values(token.session(), key, kind.ck())
 }
 
+/// The seven usage flags of a key as the token reports them, in one read
+/// (an absent flag is false).
+pub fn usage_of(token: &Token<'_>, key: Handle) -> Result<Usage> {
+    let wanted = [
+        AttributeType::Encrypt,
+        AttributeType::Decrypt,
+        AttributeType::Sign,
+        AttributeType::Verify,
+        AttributeType::Wrap,
+        AttributeType::Unwrap,
+        AttributeType::Derive,
+    ];
+    let attrs = token
+        .module()
+        .raw()
+        .get_attributes_once(token.session().handle(), key.handle(), &wanted)
+        .map_err(|rv| {
+            token_error(
+                "read a key's usages",
+                cryptoki::context::Function::GetAttributeValue,
+                rv,
+            )
+        })?
+        .ok_or_else(|| Error::Internal("a usage flag did not fit its buffer".into()))?;
+    let mut usage = Usage::default();
+    for a in attrs {
+        match a {
+            Attribute::Encrypt(b) => usage.encrypt = b,
+            Attribute::Decrypt(b) => usage.decrypt = b,
+            Attribute::Sign(b) => usage.sign = b,
+            Attribute::Verify(b) => usage.verify = b,
+            Attribute::Wrap(b) => usage.wrap = b,
+            Attribute::Unwrap(b) => usage.unwrap = b,
+            Attribute::Derive(b) => usage.derive = b,
+            _ => {}
+        }
+    }
+    Ok(usage)
+}
+
 /// Some tokens (NSS) add usages the unwrap template said no to. Set them
 /// back; if the token will not, fail rather than widen a key. `usage` is
 /// what the key should have, by name.
@@ -40,11 +80,9 @@ pub fn enforce_usage(
     usage: &[String],
 ) -> Result<()> {
     let wanted: Vec<&str> = usage.iter().map(String::as_str).collect();
-    let info = keys::describe_with(token, key, false)?;
-    let extra: Vec<&str> = info
-        .usage
-        .iter()
-        .copied()
+    let extra: Vec<&str> = usage_of(token, key)?
+        .names()
+        .into_iter()
         .filter(|u| !wanted.contains(u))
         .collect();
     if extra.is_empty() {
@@ -65,11 +103,9 @@ pub fn enforce_usage(
         })
         .collect();
     let _ = token.session().update_attributes(key, &fix);
-    let after = keys::describe_with(token, key, false)?;
-    let still: Vec<&str> = after
-        .usage
-        .iter()
-        .copied()
+    let still: Vec<&str> = usage_of(token, key)?
+        .names()
+        .into_iter()
         .filter(|u| !wanted.contains(u))
         .collect();
     if still.is_empty() {

@@ -35,9 +35,19 @@ use cryptoki_sys::{
 /// RFC 5649 takes about 2.4 KiB.
 const WRAP_BUFFER: usize = 4096;
 
-/// Buffer for each variable-length attribute in [`RawModule::get_attributes_once`]:
-/// the modulus of an RSA-16384 key fits.
-const ATTRIBUTE_BUFFER: usize = 2048;
+/// The buffer [`RawModule::get_attributes_once`] offers a variable-length
+/// attribute: enough for the values hsmkey's keys carry (an RSA-8192
+/// modulus, a P-521 point, labels and ids of up to 256 bytes). A longer
+/// value is read again the two-call way; a bigger buffer for every key is
+/// host work (zeroing, copying) ten thousand times over.
+fn attribute_buffer(kind: AttributeType) -> usize {
+    match kind {
+        AttributeType::Modulus | AttributeType::PublicExponent => 1024,
+        AttributeType::EcParams | AttributeType::EcPoint => 160,
+        AttributeType::CheckValue => 32,
+        _ => 256,
+    }
+}
 
 /// The largest wrapped key accepted (PKCS#8 of an RSA-16384 key is about
 /// 10 KiB).
@@ -244,7 +254,7 @@ impl RawModule {
 
     /// C_GetAttributeValue in one call instead of cryptoki's two (a size query,
     /// then the values): every attribute gets a buffer of its fixed size or
-    /// [`ATTRIBUTE_BUFFER`] bytes. Attributes the object does not have, or
+    /// [`attribute_buffer`] bytes. Attributes the object does not have, or
     /// keeps secret, are left out, as cryptoki does. `Ok(None)` when a value
     /// did not fit (CKR_BUFFER_TOO_SMALL): the caller reads the usual way.
     /// The caller must not ask for CKA_VALUE (docs/SECURITY.md, invariant 1).
@@ -264,21 +274,27 @@ impl RawModule {
             .functions()
             .C_GetAttributeValue
             .ok_or(RvError::FunctionNotSupported)?;
-        let mut buffers: Vec<Vec<u8>> = types
+        // One allocation for every value: the attribute read is made once
+        // per key, so per-attribute buffers are per-key allocations.
+        let sizes: Vec<usize> = types
             .iter()
-            .map(|t| vec![0u8; t.fixed_size().unwrap_or(ATTRIBUTE_BUFFER)])
+            .map(|t| t.fixed_size().unwrap_or_else(|| attribute_buffer(*t)))
             .collect();
-        let mut template: Vec<CK_ATTRIBUTE> = types
-            .iter()
-            .zip(buffers.iter_mut())
-            .map(|(t, b)| CK_ATTRIBUTE {
+        let mut buffer = vec![0u8; sizes.iter().sum()];
+        let mut template: Vec<CK_ATTRIBUTE> = Vec::with_capacity(types.len());
+        let mut rest: &mut [u8] = &mut buffer;
+        for (t, size) in types.iter().zip(&sizes) {
+            let (value, tail) = rest.split_at_mut(*size);
+            template.push(CK_ATTRIBUTE {
                 type_: (*t).into(),
-                pValue: b.as_mut_ptr().cast(),
-                ulValueLen: b.len() as CK_ULONG,
-            })
-            .collect();
-        // SAFETY: every pValue points to a live buffer of ulValueLen bytes,
-        // and `buffers` outlives the call and the conversions below.
+                pValue: value.as_mut_ptr().cast(),
+                ulValueLen: *size as CK_ULONG,
+            });
+            rest = tail;
+        }
+        // SAFETY: every pValue points to its own part of `buffer`, of
+        // ulValueLen bytes; `buffer` is not touched again until the
+        // conversions below are done with the template.
         let rv = unsafe {
             f(
                 session as _,
@@ -293,14 +309,12 @@ impl RawModule {
             Err(e) => return Err(e),
         }
         let mut out = Vec::with_capacity(types.len());
-        for ((attr, buffer), kind) in template.iter().zip(&buffers).zip(types) {
+        for ((attr, size), kind) in template.iter().zip(&sizes).zip(types) {
             if attr.ulValueLen == CK_UNAVAILABLE_INFORMATION {
                 continue;
             }
             let variable = kind.fixed_size().is_none();
-            if attr.ulValueLen as usize > buffer.len()
-                || (variable && attr.ulValueLen as usize == buffer.len())
-            {
+            if attr.ulValueLen as usize > *size || (variable && attr.ulValueLen as usize == *size) {
                 // A token that reports the length it needed instead of
                 // CKR_BUFFER_TOO_SMALL, or a value that filled the whole
                 // buffer (it may have been cut, or never written).

@@ -9,6 +9,7 @@
 //! not depend on the code under test.
 #![allow(dead_code)]
 
+mod process;
 pub mod serve;
 
 use std::path::{Path, PathBuf};

@@ -94,34 +94,27 @@ pub fn describe_all(
     if selector.label.is_some() || selector.token.is_some() || empty_id {
         return describe_handles(token, find(token, selector)?, with_kcv);
     }
-    let session = token.session();
-    let mut handles = Vec::new();
-    for class in [
-        ObjectClass::SECRET_KEY,
-        ObjectClass::PRIVATE_KEY,
-        ObjectClass::PUBLIC_KEY,
-    ] {
-        let wanted = match selector.object_type {
-            None => true,
-            Some(ObjectType::SecretKey) => class == ObjectClass::SECRET_KEY,
-            Some(ObjectType::PrivateKey) => class == ObjectClass::PRIVATE_KEY,
-            Some(ObjectType::PublicKey) => class == ObjectClass::PUBLIC_KEY,
-            Some(_) => false,
-        };
-        if !wanted {
-            continue;
-        }
-        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
-        if let Some(id) = &selector.id {
-            template.push(Attribute::Id(id.clone()));
-        }
-        handles.extend(
-            crate::hsm::find_objects(session, &template)
-                .map_err(|e| Error::pkcs11("find objects", e))?,
-        );
+    // One search for every key class: SoftHSM (and other tokens) walk the
+    // whole token for each search, so three class searches cost three
+    // passes. The class comes back with the other attributes.
+    let class = match selector.object_type {
+        None => None,
+        Some(ObjectType::SecretKey) => Some(ObjectClass::SECRET_KEY),
+        Some(ObjectType::PrivateKey) => Some(ObjectClass::PRIVATE_KEY),
+        Some(ObjectType::PublicKey) => Some(ObjectClass::PUBLIC_KEY),
+        Some(_) => return Ok(Vec::new()),
+    };
+    let mut template = vec![Attribute::Token(true)];
+    template.extend(class.map(Attribute::Class));
+    if let Some(id) = &selector.id {
+        template.push(Attribute::Id(id.clone()));
     }
+    let handles = crate::hsm::find_objects(token.session(), &template)
+        .map_err(|e| Error::pkcs11("find objects", e))?;
     let mut out = describe_handles(token, handles, with_kcv)?;
-    // The audit trail's key is not one of the user's keys (docs/AUDIT.md).
+    // Certificates and data objects are not keys; the audit trail's key is
+    // not one of the user's keys (docs/AUDIT.md).
+    out.retain(|k| k.class != "data" && k.class != "cert");
     out.retain(|k| !crate::hsm::audit::is_reserved_label(&k.label));
     let rank = |c: &str| match c {
         "secret-key" => 0u8,
@@ -200,6 +193,20 @@ pub fn describe_handles(
     Ok(out)
 }
 
+/// The boolean attributes of a key, `None` where the token did not report one.
+#[derive(Default)]
+struct Flags {
+    sensitive: Option<bool>,
+    extractable: Option<bool>,
+    always_sensitive: Option<bool>,
+    never_extractable: Option<bool>,
+    wrap_with_trusted: Option<bool>,
+    trusted: Option<bool>,
+    private: Option<bool>,
+    local: Option<bool>,
+    modifiable: Option<bool>,
+}
+
 /// Read what matters of one object. Never asks for CKA_VALUE.
 pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
     describe_with(token, handle, true)
@@ -258,7 +265,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let mut ec_params = None;
     let mut usage = Usage::default();
     let mut check_value = None;
-    let mut flags: std::collections::HashMap<&'static str, bool> = Default::default();
+    let mut flags = Flags::default();
     for a in attrs {
         match a {
             Attribute::Class(c) => class = c,
@@ -285,31 +292,31 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             Attribute::Unwrap(b) => usage.unwrap = b,
             Attribute::Derive(b) => usage.derive = b,
             Attribute::Sensitive(b) => {
-                flags.insert("sensitive", b);
+                flags.sensitive = Some(b);
             }
             Attribute::Extractable(b) => {
-                flags.insert("extractable", b);
+                flags.extractable = Some(b);
             }
             Attribute::AlwaysSensitive(b) => {
-                flags.insert("always_sensitive", b);
+                flags.always_sensitive = Some(b);
             }
             Attribute::NeverExtractable(b) => {
-                flags.insert("never_extractable", b);
+                flags.never_extractable = Some(b);
             }
             Attribute::WrapWithTrusted(b) => {
-                flags.insert("wrap_with_trusted", b);
+                flags.wrap_with_trusted = Some(b);
             }
             Attribute::Trusted(b) => {
-                flags.insert("trusted", b);
+                flags.trusted = Some(b);
             }
             Attribute::Private(b) => {
-                flags.insert("private", b);
+                flags.private = Some(b);
             }
             Attribute::Local(b) => {
-                flags.insert("local", b);
+                flags.local = Some(b);
             }
             Attribute::Modifiable(b) => {
-                flags.insert("modifiable", b);
+                flags.modifiable = Some(b);
             }
             Attribute::CheckValue(v) => check_value = Some(v),
             _ => {}
@@ -325,7 +332,7 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
     let backup_policy = if class == ObjectClass::PUBLIC_KEY {
         "public".to_string()
     } else {
-        match (flags.get("extractable"), flags.get("wrap_with_trusted")) {
+        match (flags.extractable, flags.wrap_with_trusted) {
             (Some(false), _) => BackupPolicy::None.name().into(),
             (Some(true), Some(true)) => BackupPolicy::Trusted.name().into(),
             (Some(true), _) => BackupPolicy::Any.name().into(),
@@ -365,20 +372,27 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         (kcv, kcv_method)
     };
     let (name, version) = name_and_version(&label, &id);
-    let summary = token.summary();
-    let mut uri = Pkcs11Uri::for_token(
-        &summary.label,
-        &summary.manufacturer,
-        &summary.model,
-        &summary.serial,
-    );
-    uri.object = Some(label.clone());
-    uri.id = Some(id.clone());
-    uri.object_type = Some(match class_name(class) {
-        "secret-key" => ObjectType::SecretKey,
-        "private-key" => ObjectType::PrivateKey,
-        _ => ObjectType::PublicKey,
-    });
+    // Bulk reads (backup selection, restore's index) keep no URI: it is
+    // the largest field and only displays need it.
+    let uri = if with_kcv {
+        let summary = token.summary();
+        let mut uri = Pkcs11Uri::for_token(
+            &summary.label,
+            &summary.manufacturer,
+            &summary.model,
+            &summary.serial,
+        );
+        uri.object = Some(label.clone());
+        uri.id = Some(id.clone());
+        uri.object_type = Some(match class_name(class) {
+            "secret-key" => ObjectType::SecretKey,
+            "private-key" => ObjectType::PrivateKey,
+            _ => ObjectType::PublicKey,
+        });
+        uri.to_string()
+    } else {
+        String::new()
+    };
     Ok(KeyInfo {
         label_lossy,
         label_hex,
@@ -396,22 +410,16 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
         backup_policy,
         kcv,
         kcv_method,
-        sensitive: flags.get("sensitive").copied(),
-        extractable: flags.get("extractable").copied(),
-        always_sensitive: flags.get("always_sensitive").copied(),
-        never_extractable: flags.get("never_extractable").copied(),
-        wrap_with_trusted: flags.get("wrap_with_trusted").copied(),
-        trusted: flags.get("trusted").copied(),
-        private: flags.get("private").copied(),
-        local: flags.get("local").copied(),
-        modifiable: flags.get("modifiable").copied(),
-        // Bulk reads (backup selection, restore's index) keep no URI: it is
-        // the largest field and only displays need it.
-        uri: if with_kcv {
-            uri.to_string()
-        } else {
-            String::new()
-        },
+        sensitive: flags.sensitive,
+        extractable: flags.extractable,
+        always_sensitive: flags.always_sensitive,
+        never_extractable: flags.never_extractable,
+        wrap_with_trusted: flags.wrap_with_trusted,
+        trusted: flags.trusted,
+        private: flags.private,
+        local: flags.local,
+        modifiable: flags.modifiable,
+        uri,
     })
 }
 
@@ -423,13 +431,13 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
 fn measured(
     token: &Token<'_>,
     handle: ObjectHandle,
-    flags: &std::collections::HashMap<&'static str, bool>,
+    flags: &Flags,
     aes: bool,
     size: &mut Option<u64>,
     (kcv, method): (Option<String>, String),
 ) -> Result<(Option<String>, String)> {
-    let wrappable = flags.get("extractable") == Some(&true);
-    let trusted_only = flags.get("wrap_with_trusted") == Some(&true);
+    let wrappable = flags.extractable == Some(true);
+    let trusted_only = flags.wrap_with_trusted == Some(true);
     let want_kcv = aes && kcv.is_none() && !trusted_only;
     if !wrappable || (size.is_some() && !want_kcv) {
         return Ok((kcv, method));

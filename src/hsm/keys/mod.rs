@@ -10,6 +10,7 @@
 
 mod describe;
 mod generate;
+mod identity;
 mod select;
 mod spec;
 
@@ -20,6 +21,7 @@ pub use generate::{
     effective_usage, generate, generate_inner, others_with_label, random_id, random_version_id,
     remove_crash_shells, remove_new_unlabelled, unlabelled, Generated,
 };
+pub use identity::{identities, identities_except, identities_of, identity, Identity};
 pub use select::{
     destroy, find, find_required, highest_label_version, resolve_one, set_label, KeySelector,
 };

@@ -202,7 +202,12 @@ impl Choice {
             }
         };
         let (source, final_name) = source;
-        self.outputs.entry(final_name).or_default().insert(source);
+        // Without --rename every key keeps its own name: two sources can
+        // meet under one name only through a rename, and a map of every
+        // entry's name would be memory that grows with the bundle.
+        if !self.renames.is_empty() {
+            self.outputs.entry(final_name).or_default().insert(source);
+        }
         decision
     }
 

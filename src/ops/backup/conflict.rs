@@ -2,46 +2,67 @@
 //! token's keys, and the proofs (KCV, public half, or both wrapped under a
 //! fresh session key) that a key there is the entry's key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{public_values_of, OnConflict, Opened};
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry};
 use crate::hsm::check;
-use crate::hsm::keys::{self, KeySelector};
+use crate::hsm::keys;
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::KeyKind;
 use crate::hsm::wrap::{self, PublicValues, WrapSupport};
 use crate::hsm::{Handle, Token};
 
-/// What is already on the token for an entry: `Ok(true)` = the same key is
-/// there (skip), `Ok(false)` = nothing in the way, `Err` = a conflict.
 /// The token's keys by (class, label) and by id, read once: restore checks
 /// every entry against it instead of searching the token per entry.
 pub(super) struct TokenIndex {
     pub(super) by_label: HashMap<(String, String), Vec<Handle>>,
     pub(super) by_id: HashMap<String, Vec<Handle>>,
+    /// Every token object's handle when the index was read, sorted: the
+    /// objects the duplicate check after the restore need not look at.
+    handles: Vec<u64>,
 }
 
 impl TokenIndex {
+    /// One search of the token, and the class, label and id of each key.
     pub(super) fn read(token: &Token<'_>) -> Result<TokenIndex> {
         let mut index = TokenIndex {
             by_label: HashMap::new(),
             by_id: HashMap::new(),
+            handles: Vec::new(),
         };
-        for info in keys::describe_all(token, &KeySelector::all(), false)? {
+        let (handles, found) = keys::identities(token)?;
+        index.handles = handles;
+        for key in found {
             index
                 .by_label
-                .entry((info.class.clone(), info.label.clone()))
+                .entry((key.class.to_string(), key.label))
                 .or_default()
-                .push(info.handle);
-            index
-                .by_id
-                .entry(info.id.clone())
-                .or_default()
-                .push(info.handle);
+                .push(key.handle);
+            index.by_id.entry(key.id).or_default().push(key.handle);
         }
         Ok(index)
+    }
+
+    /// After a restore: whether a key object that was not on the token when
+    /// the index was read, and that this run did not make (`ours`, sorted),
+    /// carries the class and label of a key this run made (`made`). The
+    /// per-token lock serialises runs on this host only: a run on another
+    /// host may have restored the same keys meanwhile. One search; only the
+    /// objects neither run nor index knows are read.
+    pub(super) fn made_meanwhile(
+        &self,
+        token: &Token<'_>,
+        ours: &[u64],
+        made: &HashSet<(&str, &str)>,
+    ) -> Result<Option<String>> {
+        for key in keys::identities_except(token, &self.handles, ours)? {
+            if made.contains(&(key.class, key.label.as_str())) {
+                return Ok(Some(key.label));
+            }
+        }
+        Ok(None)
     }
 }
 

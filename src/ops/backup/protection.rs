@@ -32,7 +32,19 @@ pub(super) const ARGON2_MAX_P: u32 = 16;
 /// the PIN read everything wrapped under it. An extractable one is allowed
 /// (a KEK can be moved between tokens on purpose) but said out loud.
 pub(crate) fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
-    let kek = resolve_kek_unchecked(token, selector)?;
+    resolve_kek_listed(token, selector, None)
+}
+
+/// [`resolve_kek`], finding a KEK named by its label in `listing` (the
+/// token's keys, read for the backup's selection) when there is one: a
+/// search is a pass over every object on some tokens, and the listing has
+/// already made it.
+pub(crate) fn resolve_kek_listed(
+    token: &Token<'_>,
+    selector: &KeySelector,
+    listing: Option<&[KeyInfo]>,
+) -> Result<KeyInfo> {
+    let kek = resolve_kek_unchecked(token, selector, listing)?;
     if kek.sensitive != Some(true) {
         return Err(Error::PolicyRefused {
             key: kek.label,
@@ -48,7 +60,11 @@ pub(crate) fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<K
     Ok(kek)
 }
 
-pub(super) fn resolve_kek_unchecked(token: &Token<'_>, selector: &KeySelector) -> Result<KeyInfo> {
+pub(super) fn resolve_kek_unchecked(
+    token: &Token<'_>,
+    selector: &KeySelector,
+    listing: Option<&[KeyInfo]>,
+) -> Result<KeyInfo> {
     // A KEK named by label is the secret key with exactly that label: the
     // token finds it without a scan of every object (a later version is
     // named NAME@vN).
@@ -59,7 +75,14 @@ pub(super) fn resolve_kek_unchecked(token: &Token<'_>, selector: &KeySelector) -
     if let (Some(label), None, None, true) =
         (&selector.label, &selector.id, &selector.token, typed_secret)
     {
-        let exact = KeyTemplate::token_secret_labelled(label).find(token, "find the KEK")?;
+        let exact = match listing {
+            Some(keys) => keys
+                .iter()
+                .filter(|k| k.class == "secret-key" && !k.label_lossy && k.label == *label)
+                .map(|k| k.handle)
+                .collect(),
+            None => KeyTemplate::token_secret_labelled(label).find(token, "find the KEK")?,
+        };
         match exact.len() {
             1 => return keys::describe(token, exact[0]),
             0 => {}

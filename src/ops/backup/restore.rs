@@ -306,7 +306,8 @@ pub fn restore(
         created_at: opened.header.created.clone(),
         tool: opened.header.tool.clone(),
         dry_run: options.dry_run,
-        entries: Vec::new(),
+        // One summary per entry: allocated once, not doubled as it grows.
+        entries: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
         skipped: Vec::new(),
         left_out: Vec::new(),
         notes: Vec::new(),
@@ -423,15 +424,16 @@ pub fn restore(
         }
         // The per-token lock serialises runs on this host only: a run on
         // another host may have restored the same keys meanwhile.
-        let after = TokenIndex::read(token)?;
-        match report.entries.iter().find(|e| {
-            after
-                .by_label
-                .get(&(e.class.clone(), e.label.clone()))
-                .is_some_and(|found| found.len() > 1)
-        }) {
-            Some(e) => Err(Error::ConcurrentCreate {
-                what: format!("the key labelled '{}'", e.label),
+        let mut ours: Vec<u64> = rollback.borrow().handles().map(|h| h.handle()).collect();
+        ours.sort_unstable();
+        let made: HashSet<(&str, &str)> = report
+            .entries
+            .iter()
+            .map(|e| (e.class.as_str(), e.label.as_str()))
+            .collect();
+        match on_token.made_meanwhile(token, &ours, &made)? {
+            Some(label) => Err(Error::ConcurrentCreate {
+                what: format!("the key labelled '{label}'"),
             }),
             None => Ok(()),
         }

@@ -2,7 +2,7 @@
 //! own policy (extractable, trusted) or identity (label missing, not UTF-8,
 //! shared), with the public half that travels with a private key.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{shown_label, Selection, Skipped, POLICY_SKIPS};
 use crate::error::{Error, Result};
@@ -14,6 +14,25 @@ pub(super) struct Candidate {
     pub(super) info: KeyInfo,
     // Boxed: most candidates have none, and an unboxed None is as large as a KeyInfo.
     pub(super) public: Option<Box<KeyInfo>>,
+}
+
+/// The keys a backup takes, filtered in place from the token's listing (a
+/// second list of every key would be memory that grows with the token), and
+/// the public halves of the private keys among them, by private key handle.
+pub(super) struct Selected {
+    pub(super) keys: Vec<KeyInfo>,
+    pub(super) publics: HashMap<u64, KeyInfo>,
+}
+
+impl Selected {
+    /// Hand each key over with its public half.
+    pub(super) fn into_candidates(self) -> impl Iterator<Item = Candidate> {
+        let mut publics = self.publics;
+        self.keys.into_iter().map(move |info| {
+            let public = publics.remove(&info.handle.handle()).map(Box::new);
+            Candidate { info, public }
+        })
+    }
 }
 
 pub(super) fn policy_refusal(
@@ -107,15 +126,20 @@ pub(super) fn refuse_or_skip(
     Ok(())
 }
 
+/// `listing`: the token's keys as `--all` read them, when they were read.
 pub(super) fn select(
     token: &Token<'_>,
     selection: &Selection,
+    listing: Option<Vec<KeyInfo>>,
     trusted_kek: bool,
     kek_handle: Option<Handle>,
-) -> Result<(Vec<Candidate>, Vec<Skipped>)> {
-    let (infos, named) = match selection {
+) -> Result<(Selected, Vec<Skipped>)> {
+    let (mut infos, named) = match selection {
         Selection::All => (
-            keys::describe_all(token, &KeySelector::all(), false)?,
+            match listing {
+                Some(infos) => infos,
+                None => keys::describe_all(token, &KeySelector::all(), false)?,
+            },
             false,
         ),
         Selection::Named(list) => {
@@ -130,51 +154,87 @@ pub(super) fn select(
             (keys::describe_handles(token, handles, false)?, true)
         }
     };
-    let private_pairs: HashSet<(String, String)> = infos
+    let private_pairs: HashSet<(&str, &str)> = infos
         .iter()
         .filter(|i| i.class == "private-key")
-        .map(|i| (i.label.clone(), i.id.clone()))
+        .map(|i| (i.label.as_str(), i.id.as_str()))
         .collect();
     let mut seen_labels = HashSet::new();
     let shared_labels: HashSet<(String, String)> = infos
         .iter()
-        .map(|i| (i.class.clone(), i.label.clone()))
-        .filter(|key| !seen_labels.insert(key.clone()))
+        .map(|i| (i.class.as_str(), i.label.as_str()))
+        .filter(|key| !seen_labels.insert(*key))
+        .map(|(c, l)| (c.to_string(), l.to_string()))
         .collect();
-    let mut candidates = Vec::new();
+    // The public keys that travel with their private half, by position.
+    let travelling: Vec<bool> = infos
+        .iter()
+        .map(|i| {
+            i.class == "public-key" && private_pairs.contains(&(i.label.as_str(), i.id.as_str()))
+        })
+        .collect();
+    drop(private_pairs);
+    drop(seen_labels);
     let mut skipped = Vec::new();
-    for info in infos {
-        if info.class == "public-key" {
-            if private_pairs.contains(&(info.label.clone(), info.id.clone())) {
-                continue; // travels with its private half
+    let mut publics = HashMap::new();
+    let mut failure = None;
+    let mut position = 0;
+    infos.retain(|info| {
+        let travels = travelling[position];
+        position += 1;
+        if failure.is_some() {
+            return false;
+        }
+        let mut decide = || -> Result<bool> {
+            if info.class == "public-key" {
+                if travels {
+                    return Ok(false); // travels with its private half
+                }
+                let reason =
+                    "a public key alone holds nothing secret; `hsmkey key public` exports it";
+                refuse_or_skip(
+                    named,
+                    &mut skipped,
+                    info,
+                    ("public-key-only", reason.to_string()),
+                )?;
+                return Ok(false);
             }
-            let reason = "a public key alone holds nothing secret; `hsmkey key public` exports it";
-            refuse_or_skip(
-                named,
-                &mut skipped,
-                &info,
-                ("public-key-only", reason.to_string()),
-            )?;
-            continue;
-        }
-        // The key's own policy first: a key that may not leave is reported
-        // as such whatever its label.
-        let refusal = policy_refusal(&info, trusted_kek, kek_handle)
-            .filter(|(code, _)| POLICY_SKIPS.contains(code))
-            .or_else(|| identity_refusal(&info, &shared_labels))
-            .or_else(|| policy_refusal(&info, trusted_kek, kek_handle));
-        if let Some(refusal) = refusal {
-            refuse_or_skip(named, &mut skipped, &info, refusal)?;
-            continue;
-        }
-        let public = if info.class == "private-key" {
-            public_half(token, &info)?.map(Box::new)
-        } else {
-            None
+            // The key's own policy first: a key that may not leave is
+            // reported as such whatever its label.
+            let refusal = policy_refusal(info, trusted_kek, kek_handle)
+                .filter(|(code, _)| POLICY_SKIPS.contains(code))
+                .or_else(|| identity_refusal(info, &shared_labels))
+                .or_else(|| policy_refusal(info, trusted_kek, kek_handle));
+            if let Some(refusal) = refusal {
+                refuse_or_skip(named, &mut skipped, info, refusal)?;
+                return Ok(false);
+            }
+            if info.class == "private-key" {
+                if let Some(public) = public_half(token, info)? {
+                    publics.insert(info.handle.handle(), public);
+                }
+            }
+            Ok(true)
         };
-        candidates.push(Candidate { info, public });
+        match decide() {
+            Ok(keep) => keep,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
-    Ok((candidates, skipped))
+    Ok((
+        Selected {
+            keys: infos,
+            publics,
+        },
+        skipped,
+    ))
 }
 
 /// A hex CKA_ID as RFC 7512 percent-escapes (`0f0e` -> `%0f%0e`).

@@ -154,7 +154,8 @@ pub(super) fn verify_opened(
         created_at: opened.header.created.clone(),
         tool: opened.header.tool.clone(),
         dry_run: true,
-        entries: Vec::new(),
+        // One summary per entry: allocated once, not doubled as it grows.
+        entries: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
         skipped: Vec::new(),
         left_out: Vec::new(),
         notes: Vec::new(),

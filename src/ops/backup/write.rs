@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::choose::Choice;
-use super::protection::{argon2_key, check_password, open_mac_key, open_protection, resolve_kek};
+use super::protection::{
+    argon2_key, check_password, open_mac_key, open_protection, resolve_kek_listed,
+};
 use super::select::{select, Candidate};
 use super::verify::verify_opened;
 use super::{
@@ -21,7 +23,7 @@ use crate::formats::bundle::{
     RecipientInfo, SourceToken, Trailer,
 };
 use crate::hsm::check;
-use crate::hsm::keys::KeyInfo;
+use crate::hsm::keys::{self, KeyInfo, KeySelector};
 use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
@@ -52,10 +54,15 @@ pub fn backup(
     let cancel = options.cancel;
     let mut eph = Ephemeral::for_token(token);
 
+    // `--all` reads the token's keys once, and finds the KEK among them.
+    let mut listing = match selection {
+        Selection::All => Some(keys::describe_all(token, &KeySelector::all(), false)?),
+        Selection::Named(_) => None,
+    };
     // Protection first: whether the KEK is trusted decides what may be selected.
     let (wrapping, protection, trusted_kek, kek_handle) = match protect {
         Protect::Kek(selector) => {
-            let kek = resolve_kek(token, selector)?;
+            let kek = resolve_kek_listed(token, selector, listing.as_deref())?;
             if !kek.usage.contains(&"wrap") {
                 return Err(Error::PolicyRefused {
                     key: kek.label,
@@ -120,7 +127,8 @@ pub fn backup(
         }
     };
 
-    let (candidates, mut skipped) = select(token, selection, trusted_kek, kek_handle)?;
+    let (mut work, mut skipped) =
+        select(token, selection, listing.take(), trusted_kek, kek_handle)?;
     let support = WrapSupport::probe(token)?;
     let secret_alg = support.for_secret().ok_or_else(|| Error::NotCapable {
         capability: "AES key wrap (RFC 3394 or RFC 5649)".into(),
@@ -129,36 +137,44 @@ pub fn backup(
     })?;
     let private_alg = support.for_private();
     let named = matches!(selection, Selection::Named(_));
-    let mut work = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        if c.info.class == "private-key" && private_alg.is_none() {
+    // Filtered in place: a second list of every key is memory that grows
+    // with the token.
+    let mut refused = None;
+    let publics = &work.publics;
+    work.keys.retain(|info| {
+        if info.class == "private-key" && private_alg.is_none() {
             let reason = format!(
                 "private keys travel as PKCS#8 under RFC 5649, which this token lacks ({})",
                 support.describe()
             );
             if named {
-                return Err(Error::NotCapable {
+                refused = Some(Error::NotCapable {
                     capability: "exact RFC 5649 key wrap".into(),
                     detail: reason,
                     alternatives:
                         "Back up secret keys only, or use a token with CKM_AES_KEY_WRAP_KWP.".into(),
                 });
+                return true;
             }
-            skipped.push(Skipped::new(&c.info, "token-lacks-rfc5649", reason));
-            continue;
+            skipped.push(Skipped::new(info, "token-lacks-rfc5649", reason));
+            return false;
         }
-        if c.info.key_type == "ec" && c.public.is_none() {
+        if info.key_type == "ec" && !publics.contains_key(&info.handle.handle()) {
             let reason = "an EC private key without its public half on the token cannot be checked after restore".to_string();
             if named {
-                return Err(Error::PolicyRefused {
-                    key: c.info.label,
+                refused = Some(Error::PolicyRefused {
+                    key: info.label.clone(),
                     reason,
                 });
+                return true;
             }
-            skipped.push(Skipped::new(&c.info, "ec-without-public", reason));
-            continue;
+            skipped.push(Skipped::new(info, "ec-without-public", reason));
+            return false;
         }
-        work.push(c);
+        true
+    });
+    if let Some(e) = refused {
+        return Err(e);
     }
     // Exit 0 means complete: a key left out for any reason but its own
     // policy stops the backup before anything is wrapped or written.
@@ -171,7 +187,7 @@ pub fn backup(
         return Err(Error::Incomplete { skipped: lost });
     }
 
-    let warnings = not_sensitive(&work);
+    let warnings = not_sensitive(&work.keys);
 
     // The integrity key, wrapped like the entries.
     let (secret_name, secret_mech) = secret_alg;
@@ -203,11 +219,11 @@ pub fn backup(
 
     // Wrapping (and the check copies of keys without a token KCV) runs on
     // `--sessions` sessions; lines are written and MACed here, in order.
-    let total = work.len() as u64;
-    let mut entries = Vec::with_capacity(work.len());
+    let total = work.keys.len() as u64;
+    let mut entries = Vec::with_capacity(work.keys.len());
     crate::hsm::pool::run_ordered(
         token,
-        work.into_iter().map(Ok),
+        work.into_candidates().map(Ok),
         |t, c| {
             let mut checks = Ephemeral::for_token(t);
             backup_entry(t, &mut checks, secret_alg, private_alg, wrapping, &c)
@@ -486,12 +502,12 @@ fn secret_bits_of_blob(info: &KeyInfo, alg: &str, blob: &[u8]) -> Option<u64> {
 /// Keys the bundle carries that are not CKA_SENSITIVE on their token:
 /// backed up all the same, with a warning (their value can be read in the
 /// clear there, so the bundle is not their only way out).
-fn not_sensitive(work: &[Candidate]) -> Vec<Warning> {
+fn not_sensitive(work: &[KeyInfo]) -> Vec<Warning> {
     work.iter()
-        .filter(|c| c.info.sensitive == Some(false))
-        .map(|c| Warning {
-            label: c.info.label.clone(),
-            class: c.info.class.clone(),
+        .filter(|info| info.sensitive == Some(false))
+        .map(|info| Warning {
+            label: info.label.clone(),
+            class: info.class.clone(),
             code: "not-sensitive",
             message: "CKA_SENSITIVE is false on this token: anyone with the user PIN can read its value in the clear there, with or without this backup; restore brings it back sensitive".into(),
         })

@@ -1,0 +1,128 @@
+//! Who the token's keys are, in bulk: the class, label and id of every key
+//! object from one search and one small attribute read each, for the checks
+//! that only compare names (restore's conflicts, the duplicate check after
+//! it), where a full description ([`super::describe_all`]) would read twenty
+//! attributes per key for nothing.
+
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+
+use crate::error::{Error, Result};
+use crate::hsm::Token;
+
+/// One key object's name on the token.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub handle: ObjectHandle,
+    /// "secret-key", "private-key" or "public-key".
+    pub class: &'static str,
+    /// The label as hsmkey shows it (lossy when not UTF-8).
+    pub label: String,
+    /// The id in hex.
+    pub id: String,
+}
+
+fn key_class(c: ObjectClass) -> Option<&'static str> {
+    if c == ObjectClass::SECRET_KEY {
+        Some("secret-key")
+    } else if c == ObjectClass::PRIVATE_KEY {
+        Some("private-key")
+    } else if c == ObjectClass::PUBLIC_KEY {
+        Some("public-key")
+    } else {
+        None
+    }
+}
+
+/// Every token object's handle, sorted, and the identities of the keys among
+/// them: one search (a pass over the whole token on SoftHSM, whatever the
+/// template) and one small attribute read per object.
+pub fn identities(token: &Token<'_>) -> Result<(Vec<u64>, Vec<Identity>)> {
+    let found = crate::hsm::find_objects(token.session(), &[Attribute::Token(true)])
+        .map_err(|e| Error::pkcs11("find objects", e))?;
+    let mut handles: Vec<u64> = found.iter().map(|h| h.handle()).collect();
+    handles.sort_unstable();
+    Ok((handles, identities_of(token, found)?))
+}
+
+/// The identities of the key objects on the token now that are in neither
+/// `known` nor `ours` (both sorted handles): one search, and only those
+/// objects read.
+pub fn identities_except(token: &Token<'_>, known: &[u64], ours: &[u64]) -> Result<Vec<Identity>> {
+    let found = crate::hsm::find_objects(token.session(), &[Attribute::Token(true)])
+        .map_err(|e| Error::pkcs11("find objects", e))?;
+    let others = found
+        .into_iter()
+        .filter(|h| {
+            known.binary_search(&h.handle()).is_err() && ours.binary_search(&h.handle()).is_err()
+        })
+        .collect();
+    identities_of(token, others)
+}
+
+/// The identities of these objects (those that are keys), in this order.
+pub fn identities_of(token: &Token<'_>, handles: Vec<ObjectHandle>) -> Result<Vec<Identity>> {
+    let mut out = Vec::new();
+    crate::hsm::pool::run_ordered(
+        token,
+        handles.into_iter().map(Ok),
+        identity,
+        |found| {
+            out.extend(found);
+            Ok(())
+        },
+        drop,
+    )?;
+    Ok(out)
+}
+
+/// One object's identity; `None` when it is not a key, or is the audit
+/// trail's key.
+pub fn identity(token: &Token<'_>, handle: ObjectHandle) -> Result<Option<Identity>> {
+    let wanted = [
+        AttributeType::Class,
+        AttributeType::Label,
+        AttributeType::Id,
+    ];
+    let read = token
+        .module()
+        .raw()
+        .get_attributes_once(token.session().handle(), handle.handle(), &wanted)
+        .map_err(|rv| {
+            Error::pkcs11(
+                "read key attributes",
+                cryptoki::error::Error::Pkcs11(rv, cryptoki::context::Function::GetAttributeValue),
+            )
+        })?;
+    let attrs = match read {
+        Some(attrs) => attrs,
+        // A label or id longer than the buffers: the two-call way.
+        None => token
+            .session()
+            .get_attributes(handle, &wanted)
+            .map_err(|e| Error::pkcs11("read key attributes", e))?,
+    };
+    let mut class = None;
+    let mut label = String::new();
+    let mut id = String::new();
+    for a in attrs {
+        match a {
+            Attribute::Class(c) => class = key_class(c),
+            // An unlabelled key (kryoptic leaves CKA_LABEL out) has label "".
+            Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+            Attribute::Id(i) => id = hex::encode(i),
+            _ => {}
+        }
+    }
+    let Some(class) = class else {
+        return Ok(None);
+    };
+    if crate::hsm::audit::is_reserved_label(&label) {
+        return Ok(None);
+    }
+    Ok(Some(Identity {
+        handle,
+        class,
+        label,
+        id,
+    }))
+}

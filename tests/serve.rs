@@ -236,6 +236,31 @@ fn each_capability_is_enforced() {
 }
 
 #[test]
+fn a_log_that_cannot_take_a_line_refuses_before_any_token_work() {
+    let t = token();
+    let s = t.serve(&full_config(&t, ""));
+    let admin = bearer("admin");
+    let h = [(admin.0, admin.1.as_str())];
+    let before = t.object_count();
+    // A last line cut in the middle: the log can take no line after it.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(t.audit_log())
+        .unwrap();
+    std::io::Write::write_all(&mut log, b"{\"cut\":").unwrap();
+    let a = s.post(
+        "/api/v1/keys",
+        &h,
+        br#"{"name": "refused", "type": "aes-256", "backup_policy": "any"}"#,
+    );
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.json()["error_code"], "HK1904", "{}", a.body);
+    assert_eq!(t.object_count(), before, "nothing was made");
+    // The server's own stop line cannot be written either: its exit is not checked.
+    let _ = s.stop();
+}
+
+#[test]
 fn own_routes_describe_make_and_rotate_keys() {
     let t = token();
     let s = t.serve(&full_config(&t, "body_limit = 1024\n"));

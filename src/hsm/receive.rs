@@ -17,6 +17,11 @@ use crate::error::{ckr_name, Error, Result};
 /// Label of the token key that authenticates import tokens.
 pub const TOKEN_MAC_LABEL: &str = "hsmkey-import-token-key";
 
+/// What an import key pair's label begins with (`hsmkey-import-<key id>`),
+/// and the token-MAC key's: reserved, so that no key of a user's is taken
+/// for part of a pair (and destroyed with it).
+pub const IMPORT_PAIR_PREFIX: &str = "hsmkey-import-";
+
 fn find_one(token: &Token<'_>, template: &[Attribute]) -> Result<Option<ObjectHandle>> {
     Ok(token
         .session()
@@ -227,11 +232,18 @@ pub fn use_up_pair(token: &Token<'_>, label: &str) -> Result<Vec<ObjectHandle>> 
         .map_err(|e| Error::pkcs11("find the import key pair", e))?;
     // Every read first, then the one destroy: a failure before it changes
     // nothing.
+    let key_id = label.strip_prefix(IMPORT_PAIR_PREFIX).unwrap_or(label);
+    let used = || Error::ImportTokenUsed {
+        key_id: key_id.to_string(),
+    };
     let (mut private, mut rest) = (Vec::new(), Vec::new());
     for h in pair {
-        let class = session
-            .get_attributes(h, &[AttributeType::Class])
-            .map_err(|e| Error::pkcs11("read the import key pair", e))?;
+        let class = match session.get_attributes(h, &[AttributeType::Class]) {
+            Ok(class) => class,
+            // Destroyed since the search: another run used the parameters.
+            Err(e) if handle_gone(&e) => return Err(used()),
+            Err(e) => return Err(Error::pkcs11("read the import key pair", e)),
+        };
         if class
             .iter()
             .any(|a| matches!(a, Attribute::Class(c) if *c == ObjectClass::PRIVATE_KEY))
@@ -245,19 +257,26 @@ pub fn use_up_pair(token: &Token<'_>, label: &str) -> Result<Vec<ObjectHandle>> 
     // the same token) used the parameters meanwhile. This run's key must
     // not stay: the parameters are single-use wherever they are presented.
     if private.is_empty() {
-        return Err(Error::ImportTokenUsed {
-            key_id: label
-                .strip_prefix("hsmkey-import-")
-                .unwrap_or(label)
-                .to_string(),
-        });
+        return Err(used());
     }
     for h in private {
-        session
-            .destroy_object(h)
-            .map_err(|e| Error::pkcs11("destroy the used import key", e))?;
+        match session.destroy_object(h) {
+            Ok(()) => {}
+            // Another run destroyed it between this run's read and its
+            // destroy: that run used the parameters, this one did not.
+            Err(e) if handle_gone(&e) => return Err(used()),
+            Err(e) => return Err(Error::pkcs11("destroy the used import key", e)),
+        }
     }
     Ok(rest)
+}
+
+/// The token no longer knows the object (CKR_OBJECT_HANDLE_INVALID).
+fn handle_gone(e: &cryptoki::error::Error) -> bool {
+    matches!(
+        e,
+        cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::ObjectHandleInvalid, _)
+    )
 }
 
 /// Destroy what is left of a used import key pair; what will not go is

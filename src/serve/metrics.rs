@@ -37,6 +37,16 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
+        // Methods are labels: anything but the standard ones is one label,
+        // so that clients cannot grow the table with made-up methods.
+        const STANDARD: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+        ];
+        let method = if STANDARD.contains(&method) {
+            method
+        } else {
+            "OTHER"
+        };
         let Ok(mut c) = self.counts.lock() else {
             return;
         };

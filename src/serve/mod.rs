@@ -105,6 +105,26 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
     })?;
     serde_json::from_slice(&bytes).map_err(|e| Error::BadInput {
         what: "request body".into(),
-        reason: e.to_string(),
+        reason: body_error(&e),
     })
 }
+
+/// What was wrong with a JSON body, without the values it held: serde's
+/// "invalid type: string \"...\"" quotes the value, which may be a
+/// password, and the message goes to the client and into the audit line.
+pub fn body_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let kind = rest.split([' ', ',']).next().unwrap_or("value");
+            return match rest.find(", expected") {
+                Some(at) => format!("{prefix}{kind}{}", &rest[at..]),
+                None => format!("{prefix}{kind} at line {} column {}", e.line(), e.column()),
+            };
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,9 @@
 //! Every request except the three public ones (`/healthz`, `/metrics`,
 //! `/openapi.json`) writes one audit line, whatever its outcome, before its
 //! response leaves; it runs in a task of its own so that a client that
-//! goes away cannot cut its token work or its line short.
+//! goes away cannot cut its token work or its line short. The log is
+//! checked before the handler runs (as a command checks it before it
+//! starts), so a log that cannot take a line refuses the request unchanged.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -110,6 +112,30 @@ async fn observe(
     req.extensions_mut().insert(Started(started));
     let task_state = state.clone();
     let task = tokio::spawn(async move {
+        // The log must be able to take this request's line before the
+        // request may change anything, as a command checks it before it
+        // starts: a log that cannot (no space, a cut last line, no access)
+        // refuses the request here, with nothing done and no token work.
+        if !public {
+            let log_path = task_state.audit_log().to_path_buf();
+            let checked = tokio::task::spawn_blocking(move || {
+                Recorder::begin(&log_path, "serve preflight").map(drop)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the audit log check stopped: {e}")))
+            .and_then(|r| r);
+            if let Err(e) = checked {
+                tracing::error!("{method} {path} refused: the audit log cannot take its line: {e}");
+                let response = family_error(&path, StatusCode::SERVICE_UNAVAILABLE, &e);
+                task_state.metrics().record(
+                    "(audit log unavailable)",
+                    &method,
+                    response.status().as_u16(),
+                    started.elapsed(),
+                );
+                return response;
+            }
+        }
         let mut response = next.run(req).await;
         if let Some(secs) = note.with(|n| n.retry_after).flatten() {
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {

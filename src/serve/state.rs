@@ -145,14 +145,24 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpAddr]) -> 
     if !proxies.contains(&peer) {
         return peer;
     }
-    let Some(chain) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) else {
-        return peer;
-    };
-    for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if proxies.contains(&ip) => continue,
-            Ok(ip) => return ip,
+    // Every X-Forwarded-For line, in order, as one list: a proxy may add a
+    // line of its own rather than extend the client's.
+    let mut lines = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        match value.to_str() {
+            Ok(v) => lines.push(v),
             Err(_) => return peer,
+        }
+    }
+    if lines.is_empty() {
+        return peer;
+    }
+    let chain = lines.join(",");
+    for hop in chain.rsplit(',') {
+        match parse_hop(hop.trim()) {
+            Some(ip) if proxies.contains(&ip) => continue,
+            Some(ip) => return ip,
+            None => return peer,
         }
     }
     peer
@@ -161,6 +171,14 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpAddr]) -> 
 const WAITING: u8 = 0;
 const STARTED: u8 = 1;
 const GAVE_UP: u8 = 2;
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port
+/// (`192.0.2.7:5123`, `[2001:db8::7]:5123`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()
+}
 
 /// When the request arrived (set by the observing layer).
 #[derive(Clone, Copy)]

@@ -418,6 +418,15 @@ pub fn validate_name(name: &str) -> Result<()> {
             reason: format!("'{name}' ends in @vN, which hsmkey reserves for key versions; use `key rotate` to make a new version"),
         });
     }
+    if name.starts_with(crate::hsm::receive::IMPORT_PAIR_PREFIX) {
+        return Err(Error::BadInput {
+            what: "label".into(),
+            reason: format!(
+                "labels beginning '{}' belong to import parameters (docs/IMPORT.md)",
+                crate::hsm::receive::IMPORT_PAIR_PREFIX
+            ),
+        });
+    }
     if crate::hsm::audit::is_reserved_label(name) {
         return Err(Error::BadInput {
             what: "label".into(),

@@ -19,6 +19,13 @@ fn reserved_suffix_is_refused_as_a_name() {
     assert_eq!(validate_name("x@v1").unwrap_err().code(), "HK1301");
     assert!(validate_name("x@vault").is_ok());
     assert_eq!(validate_name("").unwrap_err().code(), "HK1301");
+    assert_eq!(
+        validate_name("hsmkey-import-0d0466b0-e727-4d9c-b35d-f84bb474a37f")
+            .unwrap_err()
+            .code(),
+        "HK1301"
+    );
+    assert!(validate_name("hsmkey-imports").is_ok());
 }
 
 fn vid(name: &str, version: u32) -> Vec<u8> {

@@ -24,7 +24,7 @@ use crate::hsm::wrap::{OaepHash, PublicValues};
 use crate::hsm::{Handle, Token};
 
 /// Label prefix of import key pairs.
-pub const PAIR_PREFIX: &str = "hsmkey-import-";
+pub const PAIR_PREFIX: &str = crate::hsm::receive::IMPORT_PAIR_PREFIX;
 
 fn hash_of(algorithm: &str) -> Option<(OaepHash, bool)> {
     match algorithm {

@@ -245,7 +245,7 @@ async fn restore_secret(
     .and_then(|bytes| {
         let ask: BlobBody = serde_json::from_slice(&bytes).map_err(|e| Error::BadInput {
             what: "request body".into(),
-            reason: e.to_string(),
+            reason: crate::serve::body_error(&e),
         })?;
         let blob = bundle::decode_blob(&ask.secret_blob)?;
         Ok((bytes, blob, csms_kek(&call)?))
@@ -265,12 +265,16 @@ async fn restore_secret(
             f.keys = b.keys.clone();
         }
     });
+    // The same lock file as the command line and the other restore routes:
+    // it is named by the token and the module's arguments.
+    let module_args = call.state.pool().module_args().map(str::to_string);
+    let wait = call.state.config().request_timeout;
     let restored = call
         .run_token(move |token| {
             let lock = crate::hsm::lock::lock(
                 token.summary(),
-                None,
-                std::time::Duration::from_secs(10),
+                module_args.as_deref(),
+                wait,
                 "serve huawei csms restore",
             )?;
             let cancel = AtomicBool::new(false);

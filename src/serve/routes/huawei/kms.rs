@@ -126,7 +126,7 @@ pub struct ImportAnswer {
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::BadInput {
         what: "request body".into(),
-        reason: e.to_string(),
+        reason: crate::serve::body_error(&e),
     })
 }
 

@@ -176,18 +176,21 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The TOML reader's message without the value it quotes (`invalid type:
-/// string "1234", expected i64`): a misplaced value may be a PIN.
-fn without_value(message: &str) -> String {
+/// A reader's message (TOML's, serde_json's) without the value it quotes
+/// (`invalid type: string "1234", expected i64`): a misplaced value may be
+/// a PIN or a password, and the message is shown and may be logged.
+pub(crate) fn without_value(message: &str) -> String {
     let message = message.trim();
-    let Some(rest) = message.strip_prefix("invalid type: ") else {
-        return message.to_string();
-    };
-    let kind = rest.split([' ', ',']).next().unwrap_or("value");
-    match rest.find(", expected") {
-        Some(at) => format!("invalid type: {kind}{}", &rest[at..]),
-        None => format!("invalid type: {kind}"),
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let kind = rest.split([' ', ',']).next().unwrap_or("value");
+            return match rest.find(", expected") {
+                Some(at) => format!("{prefix}{kind}{}", &rest[at..]),
+                None => format!("{prefix}{kind}"),
+            };
+        }
     }
+    message.to_string()
 }
 
 #[cfg(test)]

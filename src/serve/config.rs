@@ -255,7 +255,7 @@ impl Checker<'_> {
 pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
     let c = Checker { text, path };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let message = without_value(e.message());
+        let message = crate::config::without_value(e.message());
         let key = key_of(&message, text, e.span());
         c.error(e.span(), &key, message)
     })?;
@@ -565,20 +565,6 @@ fn key_of(message: &str, text: &str, span: Option<Range<usize>>) -> String {
     match line.split_once('=') {
         Some((key, _)) if !key.trim().is_empty() => key.trim().to_string(),
         _ => "(file)".into(),
-    }
-}
-
-/// The reader's message without a value it quotes: a misplaced value may be
-/// a PIN.
-fn without_value(message: &str) -> String {
-    let message = message.trim();
-    let Some(rest) = message.strip_prefix("invalid type: ") else {
-        return message.to_string();
-    };
-    let kind = rest.split([' ', ',']).next().unwrap_or("value");
-    match rest.find(", expected") {
-        Some(at) => format!("invalid type: {kind}{}", &rest[at..]),
-        None => format!("invalid type: {kind}"),
     }
 }
 

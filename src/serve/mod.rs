@@ -114,16 +114,12 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
 /// password, and the message goes to the client and into the audit line.
 pub fn body_error(e: &serde_json::Error) -> String {
     let message = e.to_string();
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            let kind = rest.split([' ', ',']).next().unwrap_or("value");
-            return match rest.find(", expected") {
-                Some(at) => format!("{prefix}{kind}{}", &rest[at..]),
-                None => format!("{prefix}{kind} at line {} column {}", e.line(), e.column()),
-            };
-        }
+    let kept = crate::config::without_value(&message);
+    if kept == message.trim() || kept.contains(" at line ") {
+        kept
+    } else {
+        format!("{kept} at line {} column {}", e.line(), e.column())
     }
-    message
 }
 
 #[cfg(test)]

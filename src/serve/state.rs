@@ -325,4 +325,36 @@ impl Call {
         })
         .await
     }
+
+    /// Restore `input` all-or-nothing, as `hsmkey restore` does: on a
+    /// pooled session, under the token's lock (the command line's lock
+    /// file, named by the token and the module's arguments) with its
+    /// journal, every key checked before the first is made. `only` limits
+    /// it to those names (empty: every key).
+    pub async fn restore(
+        &self,
+        command: &'static str,
+        input: crate::ops::backup::Input,
+        unprotect: crate::ops::backup::Unprotect,
+        only: Vec<String>,
+    ) -> Result<crate::ops::backup::RestoreReport> {
+        use crate::ops::backup::{OnConflict, RestoreOptions};
+        let summary = self.state.pool().summary().clone();
+        let args = self.state.pool().module_args().map(str::to_string);
+        let wait = self.state.config().request_timeout;
+        self.run_token(move |token| {
+            let lock = crate::hsm::lock::lock(&summary, args.as_deref(), wait, command)?;
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let options = RestoreOptions {
+                dry_run: false,
+                on_conflict: OnConflict::Fail,
+                cancel: &cancel,
+                journal: Some(lock.journal_path()),
+                only,
+                rename: Vec::new(),
+            };
+            crate::ops::backup::restore(token, &input, &unprotect, &options, &mut |_, _| {})
+        })
+        .await
+    }
 }

@@ -28,9 +28,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::{Error, ServeError};
 use crate::formats::bundle;
 use crate::hsm::keys::KeySelector;
-use crate::ops::backup::{
-    self, BackupOptions, Input, OnConflict, Protect, RestoreOptions, Selection, Unprotect,
-};
+use crate::ops::backup::{self, BackupOptions, Input, Protect, Selection, Unprotect};
 use crate::serve::config::StoredSafe;
 use crate::serve::{json_body, status_of, AppState, Call, Capability, KeyHeader};
 
@@ -271,33 +269,13 @@ async fn restore_key(
         }
     });
     let only = vec![name.clone()];
-    let module_args = call.state.pool().module_args().map(str::to_string);
-    let wait = call.state.config().request_timeout;
     let restored = call
-        .run_token(move |token| {
-            let lock = crate::hsm::lock::lock(
-                token.summary(),
-                module_args.as_deref(),
-                wait,
-                "serve storedsafe restore",
-            )?;
-            let cancel = AtomicBool::new(false);
-            let options = RestoreOptions {
-                dry_run: false,
-                on_conflict: OnConflict::Fail,
-                cancel: &cancel,
-                journal: Some(lock.journal_path()),
-                only,
-                rename: Vec::new(),
-            };
-            backup::restore(
-                token,
-                &input,
-                &Unprotect::Kek(Box::new(kek)),
-                &options,
-                &mut |_, _| {},
-            )
-        })
+        .restore(
+            "serve storedsafe restore",
+            input,
+            Unprotect::Kek(Box::new(kek)),
+            only,
+        )
         .await;
     let report = match restored {
         Ok(r) => r,

@@ -30,9 +30,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{Error, ExitClass, ServeError};
 use crate::formats::password::Policy;
-use crate::ops::backup::{
-    self, BackupOptions, Input, OnConflict, Protect, RestoreOptions, Selection, Unprotect,
-};
+use crate::ops::backup::{self, BackupOptions, Input, Protect, Selection, Unprotect};
 use crate::serve::{json_body, status_of, AppState, Call, Capability, KeyHeader};
 
 const HEADER: KeyHeader = KeyHeader::Scheme("Session");
@@ -369,33 +367,13 @@ async fn restore_keys(call: Call, multipart: Result<Multipart, MultipartRejectio
         }
     });
     let password = upload.password;
-    let module_args = call.state.pool().module_args().map(str::to_string);
-    let wait = call.state.config().request_timeout;
     let restored = call
-        .run_token(move |token| {
-            let lock = crate::hsm::lock::lock(
-                token.summary(),
-                module_args.as_deref(),
-                wait,
-                "serve vsp restore",
-            )?;
-            let cancel = AtomicBool::new(false);
-            let options = RestoreOptions {
-                dry_run: false,
-                on_conflict: OnConflict::Fail,
-                cancel: &cancel,
-                journal: Some(lock.journal_path()),
-                only: Vec::new(),
-                rename: Vec::new(),
-            };
-            backup::restore(
-                token,
-                &input,
-                &Unprotect::Password(password),
-                &options,
-                &mut |_, _| {},
-            )
-        })
+        .restore(
+            "serve vsp restore",
+            input,
+            Unprotect::Password(password),
+            Vec::new(),
+        )
         .await;
     let report = match restored {
         Ok(r) => r,

@@ -28,9 +28,7 @@ use super::auth::{self, Family, Received};
 use crate::error::{Error, ServeError};
 use crate::formats::bundle;
 use crate::hsm::keys::KeySelector;
-use crate::ops::backup::{
-    self, BackupOptions, Input, OnConflict, Protect, RestoreOptions, Selection, Unprotect,
-};
+use crate::ops::backup::{self, BackupOptions, Input, Protect, Selection, Unprotect};
 use crate::serve::{json_body, status_of, AppState, Call, Capability};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -265,35 +263,13 @@ async fn restore_secret(
             f.keys = b.keys.clone();
         }
     });
-    // The same lock file as the command line and the other restore routes:
-    // it is named by the token and the module's arguments.
-    let module_args = call.state.pool().module_args().map(str::to_string);
-    let wait = call.state.config().request_timeout;
     let restored = call
-        .run_token(move |token| {
-            let lock = crate::hsm::lock::lock(
-                token.summary(),
-                module_args.as_deref(),
-                wait,
-                "serve huawei csms restore",
-            )?;
-            let cancel = AtomicBool::new(false);
-            let options = RestoreOptions {
-                dry_run: false,
-                on_conflict: OnConflict::Fail,
-                cancel: &cancel,
-                journal: Some(lock.journal_path()),
-                only: Vec::new(),
-                rename: Vec::new(),
-            };
-            backup::restore(
-                token,
-                &input,
-                &Unprotect::Kek(Box::new(kek)),
-                &options,
-                &mut |_, _| {},
-            )
-        })
+        .restore(
+            "serve huawei csms restore",
+            input,
+            Unprotect::Kek(Box::new(kek)),
+            Vec::new(),
+        )
         .await;
     let report = match restored {
         Ok(r) => r,

@@ -326,6 +326,37 @@ impl Call {
         .await
     }
 
+    /// Back up `selection` under `protect`, as `hsmkey backup` does, on a
+    /// pooled session (a password's Argon2id included): the bundle's bytes,
+    /// and what the audit line records of it.
+    pub async fn backup(
+        &self,
+        protect: crate::ops::backup::Protect,
+        selection: crate::ops::backup::Selection,
+    ) -> Result<(Vec<u8>, crate::audit::bundle::BundleFacts)> {
+        use crate::ops::backup::{BackupOptions, Input};
+        self.run_token(move |token| {
+            let mut out: Vec<u8> = Vec::new();
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let options = BackupOptions {
+                allow_skips: false,
+                verify: false,
+                cancel: &cancel,
+            };
+            crate::ops::backup::backup(
+                token,
+                &protect,
+                &selection,
+                &mut out,
+                &options,
+                &mut |_, _| {},
+            )?;
+            let facts = crate::audit::bundle::read(&Input::Bytes(out.clone()))?;
+            Ok((out, facts))
+        })
+        .await
+    }
+
     /// Restore `input` all-or-nothing, as `hsmkey restore` does: on a
     /// pooled session, under the token's lock (the command line's lock
     /// file, named by the token and the module's arguments) with its

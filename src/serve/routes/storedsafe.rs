@@ -13,8 +13,6 @@
 //! by label. Answers carry StoredSafe's `CALLINFO`; a failure has `status
 //! "FAIL"`, `ERRORS` and `ERRORCODES`, and a 4xx/5xx status.
 
-use std::sync::atomic::AtomicBool;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::Path;
@@ -28,7 +26,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::{Error, ServeError};
 use crate::formats::bundle;
 use crate::hsm::keys::KeySelector;
-use crate::ops::backup::{self, BackupOptions, Input, Protect, Selection, Unprotect};
+use crate::ops::backup::{Input, Protect, Selection, Unprotect};
 use crate::serve::config::StoredSafe;
 use crate::serve::{json_body, status_of, AppState, Call, Capability, KeyHeader};
 
@@ -189,26 +187,9 @@ async fn backup_key(call: Call, Path((vaultid, name)): Path<(String, String)>) -
         });
     });
     let made = call
-        .run_token(move |token| {
-            let mut out: Vec<u8> = Vec::new();
-            let cancel = AtomicBool::new(false);
-            let options = BackupOptions {
-                allow_skips: false,
-                verify: false,
-                cancel: &cancel,
-            };
-            backup::backup(
-                token,
-                &Protect::Kek(Box::new(kek)),
-                &Selection::Named(vec![key]),
-                &mut out,
-                &options,
-                &mut |_, _| {},
-            )?;
-            let facts = crate::audit::bundle::read(&Input::Bytes(out.clone()))?;
-            Ok((bundle::encode_blob(&out), facts))
-        })
-        .await;
+        .backup(Protect::Kek(Box::new(kek)), Selection::Named(vec![key]))
+        .await
+        .map(|(out, facts)| (bundle::encode_blob(&out), facts));
     let (blob, facts) = match made {
         Ok(m) => m,
         Err(e) => return ask.refuse(&call, e),

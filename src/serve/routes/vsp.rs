@@ -15,8 +15,6 @@
 //! `cause`, `solution`); what the token cannot do is 412, as VSP answers
 //! for a storage system that cannot.
 
-use std::sync::atomic::AtomicBool;
-
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::extract::rejection::BytesRejection;
@@ -30,7 +28,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{Error, ExitClass, ServeError};
 use crate::formats::password::Policy;
-use crate::ops::backup::{self, BackupOptions, Input, Protect, Selection, Unprotect};
+use crate::ops::backup::{Input, Protect, Selection, Unprotect};
 use crate::serve::{json_body, status_of, AppState, Call, Capability, KeyHeader};
 
 const HEADER: KeyHeader = KeyHeader::Scheme("Session");
@@ -195,25 +193,7 @@ async fn backup_keys(call: Call, body: Result<Bytes, BytesRejection>) -> Respons
     });
     // Argon2id (64 MiB) and the wrapping run on the blocking pool.
     let made = call
-        .run_token(move |token| {
-            let mut out: Vec<u8> = Vec::new();
-            let cancel = AtomicBool::new(false);
-            let options = BackupOptions {
-                allow_skips: false,
-                verify: false,
-                cancel: &cancel,
-            };
-            backup::backup(
-                token,
-                &Protect::Password(password, Policy::Vsp),
-                &Selection::All,
-                &mut out,
-                &options,
-                &mut |_, _| {},
-            )?;
-            let facts = crate::audit::bundle::read(&Input::Bytes(out.clone()))?;
-            Ok((out, facts))
-        })
+        .backup(Protect::Password(password, Policy::Vsp), Selection::All)
         .await;
     let (bundle, facts) = match made {
         Ok(m) => m,

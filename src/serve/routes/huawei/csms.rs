@@ -12,8 +12,6 @@
 //! Authentication as for KMS (`auth.rs`). Errors: `{"error_code",
 //! "error_msg"}`.
 
-use std::sync::atomic::AtomicBool;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::Path;
@@ -28,7 +26,7 @@ use super::auth::{self, Family, Received};
 use crate::error::{Error, ServeError};
 use crate::formats::bundle;
 use crate::hsm::keys::KeySelector;
-use crate::ops::backup::{self, BackupOptions, Input, Protect, Selection, Unprotect};
+use crate::ops::backup::{Input, Protect, Selection, Unprotect};
 use crate::serve::{json_body, status_of, AppState, Call, Capability};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -181,26 +179,9 @@ async fn backup_secret(
         });
     });
     let made = call
-        .run_token(move |token| {
-            let mut out: Vec<u8> = Vec::new();
-            let cancel = AtomicBool::new(false);
-            let options = BackupOptions {
-                allow_skips: false,
-                verify: false,
-                cancel: &cancel,
-            };
-            backup::backup(
-                token,
-                &Protect::Kek(Box::new(kek)),
-                &Selection::Named(vec![key]),
-                &mut out,
-                &options,
-                &mut |_, _| {},
-            )?;
-            let facts = crate::audit::bundle::read(&Input::Bytes(out.clone()))?;
-            Ok((bundle::encode_blob(&out), facts))
-        })
-        .await;
+        .backup(Protect::Kek(Box::new(kek)), Selection::Named(vec![key]))
+        .await
+        .map(|(out, facts)| (bundle::encode_blob(&out), facts));
     match made {
         Ok((blob, facts)) => {
             let answer = BlobBody { secret_blob: blob };

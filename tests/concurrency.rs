@@ -384,3 +384,60 @@ fn a_killed_restore_is_completed_by_a_rerun_with_skip() {
         "no kill left a partial restore (some keys made, not all): {report:?}"
     );
 }
+
+fn shim_counts(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (name, n) = l.split_once(' ')?;
+            Some((name.to_string(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// SoftHSM reads its token files once, in C_Initialize, and skips a token
+/// whose files another process is rewriting at that moment: the named
+/// token then looks absent. The pass-through stands in for that moment
+/// (HSMKEY_SHIM_HIDE_TOKENS: C_GetSlotList answers "no token"). A token missing on the first look
+/// is looked for again after the module is initialized afresh; one missing
+/// on every look is HK1003 after three more looks, never a hang.
+#[test]
+fn a_token_missing_for_a_moment_is_looked_for_again() {
+    let t = TestToken::new();
+    t.generate("present", "aes-256", "any");
+    let counts = t.dir.path().join("missing-counts");
+    // The size query and the listing of one look come back empty.
+    let listed = t.json_ok(
+        t.shim_cmd(&[
+            ("HSMKEY_SHIM_HIDE_TOKENS", "2"),
+            ("HSMKEY_SHIM_COUNTS", &s(&counts)),
+        ])
+        .args(["key", "list"]),
+    );
+    let labels: Vec<&str> = listed["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["label"].as_str())
+        .collect();
+    assert!(labels.contains(&"present"), "{listed}");
+    let n = shim_counts(&counts);
+    assert_eq!(n.get("C_Initialize"), Some(&2), "{n:?}");
+
+    // Missing on every look: HK1003, after the first look and three more.
+    std::fs::remove_file(&counts).ok();
+    let (exit, e) = t.json_err(
+        t.shim_cmd(&[
+            ("HSMKEY_SHIM_HIDE_TOKENS", "1000"),
+            ("HSMKEY_SHIM_COUNTS", &s(&counts)),
+        ])
+        .args(["key", "list"]),
+    );
+    assert_eq!((exit, code(&e)), (3, "HK1003"), "{e}");
+    // The counts are written at each C_Finalize: three re-initializations
+    // had happened by the last one (the process may exit without another).
+    let n = shim_counts(&counts);
+    assert!(n.get("C_Finalize").copied().unwrap_or(0) >= 3, "{n:?}");
+    assert!(n.get("C_GetSlotList").copied().unwrap_or(0) >= 6, "{n:?}");
+}

@@ -53,7 +53,12 @@ pub struct Module {
     pkcs11: Pkcs11,
     raw: raw::RawModule,
     path: String,
+    module_args: Option<String>,
 }
+
+/// How often a token that is missing is looked for again, after
+/// the module is initialized afresh, before HK1003 (see `select_token`).
+const MISSING_TOKEN_RETRIES: u32 = 3;
 
 /// What `token list` shows for one slot.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -121,7 +126,12 @@ impl Module {
             path: path.clone(),
             reason,
         })?;
-        Ok(Module { pkcs11, raw, path })
+        Ok(Module {
+            pkcs11,
+            raw,
+            path,
+            module_args: module_args.map(str::to_string),
+        })
     }
 
     pub fn path(&self) -> &str {
@@ -199,7 +209,45 @@ impl Module {
     /// Find the slot of the token named by `selector` (a label or a pkcs11:
     /// URI). Without a selector, the only initialized token is taken; with
     /// several, the operator must choose.
+    ///
+    /// A token that is not found (the one named, or without a selector any
+    /// initialized one) is looked for again, up to three times (0.35 s in all), after C_Finalize and a fresh C_Initialize: SoftHSM reads
+    /// its token files once, at C_Initialize, and a process that does so
+    /// while another process rewrites them skips that token ("Failed to open
+    /// token"), so it would wrongly answer HK1003. Only call this while the
+    /// process has no session open on the module (the finalize closes them);
+    /// [`Module::find_token`] looks once and never re-initializes.
     pub fn select_token(&self, selector: Option<&str>) -> Result<Slot> {
+        let mut attempt = 0;
+        loop {
+            match self.find_token(selector) {
+                Err(Error::TokenNotFound { .. }) if attempt < MISSING_TOKEN_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(
+                        attempt,
+                        "the token was not found; initializing the module again"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(25 << attempt));
+                    self.raw.finalize().map_err(|rv| {
+                        Error::pkcs11(
+                            "finalize the module",
+                            cryptoki::error::Error::Pkcs11(
+                                rv,
+                                cryptoki::context::Function::Finalize,
+                            ),
+                        )
+                    })?;
+                    raw::initialize(&self.pkcs11, self.module_args.as_deref())
+                        .map_err(|e| Error::pkcs11("initialize the module", e))?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Module::select_token`] without looking again: for a process that
+    /// may have sessions open (the server replacing a lost session).
+    pub fn find_token(&self, selector: Option<&str>) -> Result<Slot> {
         let slots = self
             .pkcs11
             .get_slots_with_token()

@@ -186,6 +186,17 @@ impl RawModule {
         unsafe { &*self.functions }
     }
 
+    /// C_Finalize, for a module initialized again right after (cryptoki's
+    /// own finalize consumes the context, which the process keeps).
+    pub fn finalize(&self) -> Result<(), RvError> {
+        let f = self
+            .functions()
+            .C_Finalize
+            .ok_or(RvError::FunctionNotSupported)?;
+        // SAFETY: C_Finalize takes NULL_PTR as its only argument.
+        check(unsafe { f(ptr::null_mut()) })
+    }
+
     /// C_GetMechanismInfo for any mechanism number. `Ok(None)` when the token
     /// says the mechanism is invalid.
     // CK_ULONG is u64 here but 32 bits on Windows: keep the conversions.

@@ -150,7 +150,7 @@ impl SessionPool {
     fn reopen(&self) -> Option<Token<'static>> {
         let fresh = self
             .module
-            .select_token(self.selector.as_deref())
+            .find_token(self.selector.as_deref())
             .and_then(|slot| self.module.open(slot, Login::User(&self.pin)));
         match fresh {
             Ok(t) => {

@@ -13,6 +13,11 @@
 //!   forwarded, the next M calls (default: all of them) return CKR without
 //!   reaching the real module. CKR is a number (`0x30`) or one of the names in
 //!   [`spec`]'s table (`CKR_DEVICE_ERROR`, ...);
+//! - `HSMKEY_SHIM_HIDE_TOKENS`: how many of the first C_GetSlotList calls
+//!   that ask for slots with a token are answered "none" (CKR_OK, count 0)
+//!   without reaching the real module, as SoftHSM answers when it could not
+//!   read a token's files at C_Initialize (default 0). cryptoki makes two
+//!   such calls per listing (the size query, then the list);
 //! - `HSMKEY_SHIM_COUNTS`: a file that receives, whenever a session closes
 //!   (C_CloseSession, C_CloseAllSessions) or the module is finalized, how many
 //!   times each function was called.
@@ -61,6 +66,7 @@ struct State {
     calls: Vec<AtomicU64>,
     counts_path: Option<String>,
     counts_lock: Mutex<()>,
+    hide_tokens: AtomicU64,
 }
 
 static STATE: OnceLock<Result<State, String>> = OnceLock::new();
@@ -112,6 +118,13 @@ fn load() -> Result<State, String> {
         calls: NAMES.iter().map(|_| AtomicU64::new(0)).collect(),
         counts_path: std::env::var("HSMKEY_SHIM_COUNTS").ok(),
         counts_lock: Mutex::new(()),
+        hide_tokens: AtomicU64::new(match std::env::var("HSMKEY_SHIM_HIDE_TOKENS") {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("HSMKEY_SHIM_HIDE_TOKENS={v:?} is not a number of calls"))?,
+            Err(_) => 0,
+        }),
     })
 }
 
@@ -225,12 +238,43 @@ macro_rules! shims {
             )*
         }
 
-        static LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
+        const FORWARDED: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
             version: CK_VERSION { major: 2, minor: 40 },
             C_GetFunctionList: Some(C_GetFunctionList),
             $($name: Some(forward::$name),)*
         };
     };
+}
+
+static LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
+    C_GetSlotList: Some(get_slot_list),
+    ..FORWARDED
+};
+
+/// C_GetSlotList, answering "no token" while HSMKEY_SHIM_HIDE_TOKENS lasts.
+unsafe extern "C" fn get_slot_list(
+    token_present: CK_BBOOL,
+    slots: *mut CK_SLOT_ID,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    if let Some(st) = state() {
+        let hide = token_present != CK_FALSE
+            && st
+                .hide_tokens
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if hide {
+            if count.is_null() {
+                return CKR_ARGUMENTS_BAD;
+            }
+            st.calls[Func::C_GetSlotList as usize].fetch_add(1, Ordering::SeqCst);
+            // SAFETY: checked non-null; the caller owns the out-pointer.
+            unsafe { *count = 0 };
+            return CKR_OK;
+        }
+    }
+    // SAFETY: the arguments come unchanged from the caller.
+    unsafe { forward::C_GetSlotList(token_present, slots, count) }
 }
 
 fn after(st: &State, f: Func) {

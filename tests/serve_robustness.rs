@@ -133,7 +133,10 @@ fn a_flood_of_bad_keys_is_counted_in_bounded_lines_and_good_clients_are_served()
             .iter()
             .map(|k| k["count"].as_u64().unwrap())
             .sum();
-        assert_eq!(listed + l["refused"]["unlisted"].as_u64().unwrap(), count(l));
+        assert_eq!(
+            listed + l["refused"]["unlisted"].as_u64().unwrap(),
+            count(l)
+        );
         assert!(l["refused"]["first"].as_str() <= l["refused"]["last"].as_str());
         assert!(l["mac"].is_string(), "signed in the token: {l}");
     }
@@ -208,7 +211,11 @@ fn a_request_waiting_for_the_token_lock_holds_no_session() {
         }
         let reader = bearer("reader");
         let a = s.get("/api/v1/keys/first", &[(reader.0, &reader.1)]);
-        assert_eq!(a.status, 200, "a reader behind a waiting writer: {}", a.body);
+        assert_eq!(
+            a.status, 200,
+            "a reader behind a waiting writer: {}",
+            a.body
+        );
         assert_eq!(a.json()["keys"][0]["label"], "first");
         assert_eq!(t.object_count(), before, "nothing made under the held lock");
         held.unlock().unwrap();

@@ -131,10 +131,8 @@ impl Tally {
             }
         }
         statuses.sort();
-        let mut by_status: Vec<String> = statuses
-            .iter()
-            .map(|(s, n)| format!("{n} × {s}"))
-            .collect();
+        let mut by_status: Vec<String> =
+            statuses.iter().map(|(s, n)| format!("{n} × {s}")).collect();
         if self.unlisted > 0 {
             by_status.push(format!("{} unlisted", self.unlisted));
         }
@@ -189,7 +187,14 @@ impl Refusals {
     }
 
     /// Count a refused request from `source`.
-    pub fn record(&self, source: IpAddr, method: &str, path: &str, status: u16, code: Option<&str>) {
+    pub fn record(
+        &self,
+        source: IpAddr,
+        method: &str,
+        path: &str,
+        status: u16,
+        code: Option<&str>,
+    ) {
         self.record_at(
             Whose::Source(SourceBucket::of(source)),
             Timestamp::now(),

@@ -24,11 +24,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::deadline::Deadline;
+use super::refusals;
 use super::routes;
 use super::state::{client_address, AppState, RequestNote, Source, Started};
 use crate::audit::{Outcome, Recorder, RequestRef};
-use super::deadline::Deadline;
-use super::refusals;
 use crate::error::{Error, Result, ServeError};
 
 /// Paths answered without credentials and without an audit line.
@@ -215,7 +215,11 @@ pub(crate) async fn guarded(path: &str, note: &RequestNote, next: Next, req: Req
     match tokio::spawn(next.run(req)).await {
         Ok(response) => response,
         Err(e) => {
-            let what = if e.is_panic() { "panicked" } else { "was cancelled" };
+            let what = if e.is_panic() {
+                "panicked"
+            } else {
+                "was cancelled"
+            };
             tracing::error!("the handler of {path} {what}");
             let e = Error::Internal(format!("the request's handler {what}"));
             note.with(|n| n.outcome = Some(Outcome::error(e.code(), e.to_string())));

@@ -287,7 +287,12 @@ pub fn refused_lines(t: &TestToken) -> Vec<Value> {
 pub fn refused_count(t: &TestToken, status: u64, code: &str) -> u64 {
     refused_lines(t)
         .iter()
-        .flat_map(|l| l["refused"]["requests"].as_array().cloned().unwrap_or_default())
+        .flat_map(|l| {
+            l["refused"]["requests"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|k| k["status"] == status && k["code"] == code)
         .map(|k| k["count"].as_u64().unwrap())
         .sum()

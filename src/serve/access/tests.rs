@@ -127,7 +127,12 @@ fn ipv6_sources_are_counted_by_their_64() {
     // Two addresses of one /64 share a count: the second is throttled.
     for from in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"] {
         let e = a
-            .authorize(ip(from), &bad, KeyHeader::Bearer, Capability::ExportKeyReader)
+            .authorize(
+                ip(from),
+                &bad,
+                KeyHeader::Bearer,
+                Capability::ExportKeyReader,
+            )
             .unwrap_err();
         assert!(matches!(e, ServeError::Unauthenticated { .. }));
     }

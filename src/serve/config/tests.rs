@@ -128,9 +128,15 @@ fn bad_values_are_named() {
 #[test]
 fn the_timeouts_and_the_refusal_window_are_checked() {
     let c = ok(&base());
-    assert_eq!(c.header_timeout.as_secs(), super::DEFAULT_HEADER_TIMEOUT_SECS);
+    assert_eq!(
+        c.header_timeout.as_secs(),
+        super::DEFAULT_HEADER_TIMEOUT_SECS
+    );
     assert_eq!(c.body_timeout.as_secs(), super::DEFAULT_BODY_TIMEOUT_SECS);
-    assert_eq!(c.refusal_window.as_secs(), super::DEFAULT_REFUSAL_WINDOW_SECS);
+    assert_eq!(
+        c.refusal_window.as_secs(),
+        super::DEFAULT_REFUSAL_WINDOW_SECS
+    );
     assert_eq!(c.refusal_sources_per_window, super::DEFAULT_REFUSAL_SOURCES);
     let c = ok(&format!(
         "{}header_timeout = 5\nbody_timeout = 120\nrefusal_window = 300\nrefusal_sources_per_window = 8\n",
@@ -149,7 +155,10 @@ fn the_timeouts_and_the_refusal_window_are_checked() {
         ("header_timeout = 0\n", "header_timeout"),
         ("body_timeout = 3601\n", "body_timeout"),
         ("refusal_window = -1\n", "refusal_window"),
-        ("refusal_sources_per_window = 0\n", "refusal_sources_per_window"),
+        (
+            "refusal_sources_per_window = 0\n",
+            "refusal_sources_per_window",
+        ),
         ("body_timeout = \"1m\"\n", "body_timeout"),
     ] {
         let (code, k, line) = refused(&format!("{}{text}", base()));

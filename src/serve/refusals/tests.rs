@@ -30,7 +30,10 @@ fn one_tally_per_source_and_the_rest_together() {
     let (refused, outcome) = lines[0].1.line(lines[0].0);
     assert_eq!(refused.source, "192.0.2.1");
     assert_eq!(refused.requests.len(), 2);
-    assert_eq!((refused.requests[0].status, refused.requests[0].count), (401, 5));
+    assert_eq!(
+        (refused.requests[0].status, refused.requests[0].count),
+        (401, 5)
+    );
     assert_eq!(outcome.code.as_deref(), Some("HK1109"));
     assert!(!outcome.ok);
     assert_eq!(
@@ -47,7 +50,13 @@ fn kinds_and_paths_are_bounded_and_every_request_counted() {
     let r = Refusals::new(4);
     let long = format!("/{}", "é".repeat(MAX_PATH));
     for i in 0..(MAX_KINDS + 5) {
-        r.record(ip("192.0.2.9"), "GET", &format!("/p{i}"), 401, Some("HK1109"));
+        r.record(
+            ip("192.0.2.9"),
+            "GET",
+            &format!("/p{i}"),
+            401,
+            Some("HK1109"),
+        );
     }
     r.record(ip("192.0.2.9"), "GET", &long, 404, None);
     let lines = r.take();
@@ -61,7 +70,10 @@ fn kinds_and_paths_are_bounded_and_every_request_counted() {
     let r = Refusals::new(4);
     r.record(ip("192.0.2.9"), "GET", &long, 404, None);
     let path = &r.take()[0].1.requests[0].path;
-    assert!(path.len() <= MAX_PATH + 3 && path.ends_with("..."), "{path}");
+    assert!(
+        path.len() <= MAX_PATH + 3 && path.ends_with("..."),
+        "{path}"
+    );
 }
 
 #[test]
@@ -77,7 +89,10 @@ fn a_tally_put_back_is_merged_not_lost() {
     }
     let lines = r.take();
     assert_eq!(lines.len(), 2);
-    assert_eq!((lines[0].0.to_string(), lines[0].1.count), ("192.0.2.1".into(), 2));
+    assert_eq!(
+        (lines[0].0.to_string(), lines[0].1.count),
+        ("192.0.2.1".into(), 2)
+    );
     assert_eq!(lines[0].1.requests[0].count, 2);
     assert_eq!((lines[1].0, lines[1].1.count), (Whose::Others, 1));
 }

@@ -132,7 +132,7 @@ impl Tally {
         }
         statuses.sort();
         let mut by_status: Vec<String> =
-            statuses.iter().map(|(s, n)| format!("{n} × {s}")).collect();
+            statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
         if self.unlisted > 0 {
             by_status.push(format!("{} unlisted", self.unlisted));
         }

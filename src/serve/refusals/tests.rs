@@ -38,7 +38,7 @@ fn one_tally_per_source_and_the_rest_together() {
     assert!(!outcome.ok);
     assert_eq!(
         outcome.message.as_deref(),
-        Some("6 requests from 192.0.2.1 refused without a client (5 × 401, 1 × 429)")
+        Some("6 requests from 192.0.2.1 refused without a client (401: 5, 429: 1)")
     );
     assert!(refused.first <= refused.last);
     // Taken: nothing is left.

@@ -7,7 +7,9 @@ mod common;
 
 use aes_kw::KekAes128;
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use common::serve::{api_key, audit_lines, bearer, clients_toml, Server};
+use common::serve::{
+    api_key, audit_lines, bearer, clients_toml, refused_count, refused_lines, Server,
+};
 use common::{code, TestToken, KEK_VALUE};
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use serde_json::Value;
@@ -219,7 +221,11 @@ fn each_capability_is_enforced() {
         };
         assert_eq!(a.status, 401, "{method} {path} without a key");
     }
-    // Each refusal has its audit line, naming the client.
+    // Each refusal of a client has its audit line, naming the client;
+    // the refusals without one are counted in one line for the source,
+    // written by the time the server stops.
+    let (status, _) = s.stop();
+    assert!(status.success());
     let lines = audit_lines(&t);
     let refused: Vec<&Value> = lines
         .iter()
@@ -227,12 +233,16 @@ fn each_capability_is_enforced() {
         .collect();
     assert_eq!(refused.len(), routes.len());
     assert!(refused.iter().all(|l| l["client"] != "unauthenticated"));
-    let anonymous = lines
-        .iter()
-        .filter(|l| l["result"]["code"] == "HK1109")
-        .filter(|l| l["client"] == "unauthenticated")
-        .count();
-    assert_eq!(anonymous, routes.len());
+    let anonymous = refused_lines(&t);
+    assert_eq!(anonymous.len(), 1, "one source, one window: {anonymous:?}");
+    assert_eq!(anonymous[0]["client"], "unauthenticated");
+    assert_eq!(anonymous[0]["refused"]["source"], "127.0.0.1");
+    assert_eq!(anonymous[0]["result"]["code"], "HK1109");
+    assert_eq!(refused_count(&t, 401, "HK1109"), routes.len() as u64);
+    assert_eq!(
+        anonymous[0]["refused"]["count"].as_u64(),
+        Some(routes.len() as u64)
+    );
 }
 
 #[test]

@@ -53,6 +53,11 @@ pub struct Line {
     /// The HTTP request the server answered (absent from the command line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestRef>,
+    /// Requests the server refused without naming a client, from one
+    /// source over one window, counted in one line (`serve refused`
+    /// lines only; absent from every other line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refused>,
     /// The token the operation used, once it was chosen.
     pub token: Option<TokenRef>,
     /// The keys made, moved, checked or destroyed (empty when the operation
@@ -105,6 +110,42 @@ pub struct RequestRef {
     /// `custom_audit` query parameter), as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_audit: Option<String>,
+}
+
+/// Refusals of requests that named no client (no or unknown credentials,
+/// a throttled source, a path no route has, a body sent too slowly), from
+/// one source over one window of `hsmkey serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Refused {
+    /// The source: an IPv4 address, an IPv6 /64 (`2001:db8:1:2::/64`), or
+    /// `*` for the sources past `refusal_sources_per_window`, together.
+    pub source: String,
+    /// The requests refused.
+    pub count: u64,
+    /// When the first of them was answered (UTC, RFC 3339, milliseconds).
+    pub first: String,
+    /// When the last of them was answered.
+    pub last: String,
+    /// The requests by method, path, status and code, in the order first
+    /// seen; at most 16 such kinds.
+    pub requests: Vec<RefusedRequests>,
+    /// Requests of further kinds: in `count`, not in `requests`.
+    pub unlisted: u64,
+}
+
+/// Refused requests of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedRequests {
+    pub method: String,
+    /// The path asked for (without its query; cut to 256 bytes).
+    pub path: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The error code answered (docs/ERRORS.md), when there was one.
+    pub code: Option<String>,
+    pub count: u64,
 }
 
 /// The token and key that signed a line.

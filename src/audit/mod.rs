@@ -28,7 +28,10 @@ use crate::error::{Error, Result};
 use crate::hsm::audit::{AuditToken, Head};
 use crate::hsm::keys::KeyInfo;
 use crate::hsm::{Token, TokenSummary};
-pub use line::{FileRef, KeyRef, Line, Outcome, Protection, RequestRef, Signer, TokenRef};
+pub use line::{
+    FileRef, KeyRef, Line, Outcome, Protection, Refused, RefusedRequests, RequestRef, Signer,
+    TokenRef,
+};
 use log::{AuditLog, Tail};
 
 /// The hsmkey version and commit every line names.
@@ -49,6 +52,8 @@ pub struct Facts {
     pub dry_run: bool,
     /// The HTTP request, when the server ran the operation.
     pub request: Option<RequestRef>,
+    /// Refused requests counted together (the server's `serve refused`).
+    pub refused: Option<Refused>,
 }
 
 impl Facts {
@@ -322,6 +327,7 @@ impl Recorder {
             host,
             client: self.client.clone(),
             request: facts.request,
+            refused: facts.refused,
             token: self.token.clone(),
             keys: facts.keys,
             protection: facts.protection,

@@ -69,6 +69,7 @@ fn entry(seq: u64, prev: &str, op: &str) -> Line {
         host: "h".into(),
         client: None,
         request: None,
+        refused: None,
         token: Some(me()),
         keys: vec![super::KeyRef::named(format!("key-{seq}"))],
         protection: Some(line::Protection::Password),

@@ -14,6 +14,7 @@ use hsmkey::hsm::Module;
 use hsmkey::serve::access::Access;
 use hsmkey::serve::metrics::Metrics;
 use hsmkey::serve::pool::SessionPool;
+use hsmkey::serve::refusals::Refusals;
 use hsmkey::serve::state::{AppState, Shared};
 use hsmkey::serve::{config, server};
 use hsmkey::{Error, Result};
@@ -71,6 +72,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
     };
     let state = AppState::new(Shared {
         access: Access::new(&config.clients, config.auth_failures_per_minute),
+        refusals: Refusals::new(config.refusal_sources_per_window),
         pool: pool.clone(),
         metrics: Metrics::default(),
         audit_log: audit_log.clone(),

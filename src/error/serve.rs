@@ -1,7 +1,7 @@
 //! The errors of `hsmkey serve` (docs/SERVER.md): its configuration file
 //! and the refusals it gives API clients. Codes follow their groups in
 //! docs/ERRORS.md: HK101x configuration and what it serves, HK111x client
-//! credentials, HK1309 a body too large, HK1905 a request out of time.
+//! credentials, HK1309 a body too large, HK1310 a body too slow, HK1905 a request out of time.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +53,10 @@ pub enum ServeError {
     /// HK1905: the request ran past `request_timeout` (HTTP 503).
     #[error("The request did not finish within {seconds} s.")]
     TimedOut { seconds: u64 },
+    /// HK1310: the request's body did not arrive within `body_timeout`
+    /// (HTTP 408).
+    #[error("The request's body did not arrive within {seconds} s.")]
+    SlowBody { seconds: u64 },
 }
 
 impl ServeError {
@@ -67,6 +71,7 @@ impl ServeError {
             ServeError::TimedOut { .. } => "HK1905",
             ServeError::BodyTooLarge { .. } => "HK1309",
             ServeError::NotServed { .. } => "HK1013",
+            ServeError::SlowBody { .. } => "HK1310",
         }
     }
 
@@ -79,7 +84,7 @@ impl ServeError {
             | ServeError::Forbidden { .. }
             | ServeError::Throttled { .. } => ExitClass::Auth,
             ServeError::TimedOut { .. } => ExitClass::Internal,
-            ServeError::BodyTooLarge { .. } => ExitClass::BadInput,
+            ServeError::BodyTooLarge { .. } | ServeError::SlowBody { .. } => ExitClass::BadInput,
             ServeError::NotServed { .. } => ExitClass::NotFound,
         }
     }
@@ -111,7 +116,7 @@ impl ServeError {
                 ctx.insert("source", source_addr.clone());
                 ctx.insert("retry_after", retry_after.to_string());
             }
-            ServeError::TimedOut { seconds } => {
+            ServeError::TimedOut { seconds } | ServeError::SlowBody { seconds } => {
                 ctx.insert("seconds", seconds.to_string());
             }
             ServeError::BodyTooLarge { .. } | ServeError::NotServed { .. } => {}
@@ -146,6 +151,9 @@ impl ServeError {
             }
             ServeError::TimedOut { .. } => {
                 "The token was slow or busy: retry, or raise request_timeout or sessions in the server configuration.".into()
+            }
+            ServeError::SlowBody { .. } => {
+                "Send the whole body at once, from a faster link, or raise body_timeout in the server configuration.".into()
             }
         }
     }

@@ -117,26 +117,132 @@ impl Client {
     }
 }
 
-/// The clients, and the failed authentications per source address.
+/// Where failed authentications are counted, and refusals gathered: an
+/// IPv4 address, or the /64 an IPv6 address is in (one host or one
+/// customer network usually holds a whole /64, so counting single IPv6
+/// addresses would give an attacker 2^64 tries). An IPv4-mapped IPv6
+/// address counts as its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceBucket {
+    V4(std::net::Ipv4Addr),
+    /// The first 64 bits of the address.
+    V6Prefix(u64),
+}
+
+impl SourceBucket {
+    pub fn of(ip: IpAddr) -> SourceBucket {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => SourceBucket::V4(v4),
+            IpAddr::V6(v6) => SourceBucket::V6Prefix((v6.to_bits() >> 64) as u64),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceBucket {
+    /// `192.0.2.7`, or `2001:db8:1:2::/64`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceBucket::V4(v4) => write!(f, "{v4}"),
+            SourceBucket::V6Prefix(prefix) => {
+                let net = std::net::Ipv6Addr::from_bits(u128::from(*prefix) << 64);
+                write!(f, "{net}/64")
+            }
+        }
+    }
+}
+
+/// The clients, and the failed authentications per source.
 pub struct Access {
     clients: Vec<Arc<Client>>,
-    failures: Mutex<HashMap<IpAddr, Window>>,
+    failures: Mutex<Failures>,
     per_minute: u32,
 }
 
-/// Failed authentications of one address in the current minute.
+/// Failed authentications of one source in the current minute.
+#[derive(Clone, Copy)]
 struct Window {
     started: Instant,
     failures: u32,
 }
 
+impl Window {
+    fn fresh(now: Instant) -> Window {
+        Window {
+            started: now,
+            failures: 0,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.started) >= WINDOW
+    }
+}
+
+/// The failure counts, bounded: at most `cap` sources are counted one by
+/// one. When the map is full, sources whose minute is over are dropped
+/// (at most once a second, so a full map does not cost a sweep per
+/// request); a source that still finds no room is counted in `overflow`,
+/// one window shared by every source without its own. That shared window
+/// throttles all of them together once it reaches the limit: a full map
+/// refuses new sources rather than forgets a throttled one, so flooding
+/// the map never unthrottles an attacker.
+struct Failures {
+    by_source: HashMap<SourceBucket, Window>,
+    overflow: Window,
+    cap: usize,
+    last_sweep: Option<Instant>,
+}
+
+impl Failures {
+    /// The window `bucket` is counted in now (its own, or the shared one).
+    fn window(&self, bucket: SourceBucket) -> Option<&Window> {
+        match self.by_source.get(&bucket) {
+            Some(w) => Some(w),
+            None if self.by_source.len() >= self.cap => Some(&self.overflow),
+            None => None,
+        }
+    }
+
+    fn window_mut(&mut self, bucket: SourceBucket, now: Instant) -> &mut Window {
+        if !self.by_source.contains_key(&bucket) && self.by_source.len() >= self.cap {
+            let swept_lately = self
+                .last_sweep
+                .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY);
+            if !swept_lately {
+                self.by_source.retain(|_, w| !w.expired(now));
+                self.last_sweep = Some(now);
+                if self.by_source.len() >= self.cap {
+                    tracing::warn!(
+                        "failed logins of {} sources are being counted: new sources share one window until theirs end",
+                        self.cap
+                    );
+                }
+            }
+            if self.by_source.len() >= self.cap {
+                return &mut self.overflow;
+            }
+        }
+        self.by_source
+            .entry(bucket)
+            .or_insert_with(|| Window::fresh(now))
+    }
+}
+
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Addresses remembered at most; older windows are dropped past it.
-const MAX_TRACKED: usize = 100_000;
+/// Sources counted one by one at most (about 5 MB).
+pub const MAX_TRACKED: usize = 100_000;
+
+/// A full map is swept of finished windows at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Access {
     pub fn new(clients: &[ClientConfig], per_minute: u32) -> Access {
+        Access::with_cap(clients, per_minute, MAX_TRACKED)
+    }
+
+    /// [`Access::new`] counting at most `cap` sources one by one.
+    pub fn with_cap(clients: &[ClientConfig], per_minute: u32, cap: usize) -> Access {
         Access {
             clients: clients
                 .iter()
@@ -150,7 +256,12 @@ impl Access {
                     })
                 })
                 .collect(),
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Failures {
+                by_source: HashMap::new(),
+                overflow: Window::fresh(Instant::now()),
+                cap: cap.max(1),
+                last_sweep: None,
+            }),
             per_minute,
         }
     }
@@ -183,16 +294,24 @@ impl Access {
         found
     }
 
-    /// Refuse an address that failed too often this minute (HK1111).
+    /// Refuse a source that failed too often this minute (HK1111).
     pub fn check_throttle(&self, source: IpAddr) -> Result<(), ServeError> {
-        let Ok(map) = self.failures.lock() else {
-            return Ok(());
-        };
-        match map.get(&source) {
-            Some(w) if w.started.elapsed() < WINDOW && w.failures >= self.per_minute => {
+        self.check_throttle_at(source, Instant::now())
+    }
+
+    fn check_throttle_at(&self, source: IpAddr, now: Instant) -> Result<(), ServeError> {
+        let bucket = SourceBucket::of(source);
+        // A poisoned map is still a map: a panic elsewhere must not lift
+        // the limit.
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match map.window(bucket) {
+            Some(w) if !w.expired(now) && w.failures >= self.per_minute => {
                 Err(ServeError::Throttled {
-                    source_addr: source.to_string(),
-                    retry_after: WINDOW.saturating_sub(w.started.elapsed()).as_secs().max(1),
+                    source_addr: bucket.to_string(),
+                    retry_after: WINDOW
+                        .saturating_sub(now.saturating_duration_since(w.started))
+                        .as_secs()
+                        .max(1),
                 })
             }
             _ => Ok(()),
@@ -201,21 +320,14 @@ impl Access {
 
     /// Count a failed authentication from `source`.
     pub fn note_failure(&self, source: IpAddr) {
-        let Ok(mut map) = self.failures.lock() else {
-            return;
-        };
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, w| w.started.elapsed() < WINDOW);
-        }
-        let w = map.entry(source).or_insert(Window {
-            started: Instant::now(),
-            failures: 0,
-        });
-        if w.started.elapsed() >= WINDOW {
-            *w = Window {
-                started: Instant::now(),
-                failures: 0,
-            };
+        self.note_failure_at(source, Instant::now())
+    }
+
+    fn note_failure_at(&self, source: IpAddr, now: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let w = map.window_mut(SourceBucket::of(source), now);
+        if w.expired(now) {
+            *w = Window::fresh(now);
         }
         w.failures = w.failures.saturating_add(1);
     }

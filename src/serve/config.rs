@@ -35,7 +35,19 @@ pub struct ServeConfig {
     /// Logged-in sessions the token work runs on (1 to 64).
     pub sessions: usize,
     pub tls: Option<Tls>,
+    /// How long a request may wait for a session (and its line for one).
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's head (hyper's
+    /// header read timeout; also how long a kept-alive connection may idle).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body, from its head.
+    pub body_timeout: Duration,
+    /// How long refusals without a client are gathered before their lines
+    /// are written.
+    pub refusal_window: Duration,
+    /// Sources whose refusals get a line of their own per window; the
+    /// rest share one.
+    pub refusal_sources_per_window: usize,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Failed authentications one source address may make per minute
@@ -123,6 +135,10 @@ struct RawFile {
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     request_timeout: Option<Spanned<i64>>,
+    header_timeout: Option<Spanned<i64>>,
+    body_timeout: Option<Spanned<i64>>,
+    refusal_window: Option<Spanned<i64>>,
+    refusal_sources_per_window: Option<Spanned<i64>>,
     body_limit: Option<Spanned<i64>>,
     auth_failures_per_minute: Option<Spanned<i64>>,
     proxies: Option<Spanned<Vec<Spanned<String>>>>,
@@ -173,6 +189,10 @@ pub const DEFAULT_SESSIONS: usize = 4;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub const DEFAULT_AUTH_FAILURES: u32 = 10;
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_REFUSAL_WINDOW_SECS: u64 = 60;
+pub const DEFAULT_REFUSAL_SOURCES: usize = 100;
 
 /// Read and check the configuration file at `path`.
 pub fn load(path: &Path) -> Result<ServeConfig> {
@@ -304,6 +324,29 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
     let request_timeout = c
         .number(raw.request_timeout, "request_timeout", 1..3601)?
         .map_or(DEFAULT_TIMEOUT_SECS, |n| n as u64);
+    let seconds = |v: Option<Spanned<i64>>, key: &str, default: u64| -> Result<Duration> {
+        Ok(Duration::from_secs(
+            c.number(v, key, 1..3601)?.map_or(default, |n| n as u64),
+        ))
+    };
+    let header_timeout = seconds(
+        raw.header_timeout,
+        "header_timeout",
+        DEFAULT_HEADER_TIMEOUT_SECS,
+    )?;
+    let body_timeout = seconds(raw.body_timeout, "body_timeout", DEFAULT_BODY_TIMEOUT_SECS)?;
+    let refusal_window = seconds(
+        raw.refusal_window,
+        "refusal_window",
+        DEFAULT_REFUSAL_WINDOW_SECS,
+    )?;
+    let refusal_sources_per_window = c
+        .number(
+            raw.refusal_sources_per_window,
+            "refusal_sources_per_window",
+            1..10_001,
+        )?
+        .map_or(DEFAULT_REFUSAL_SOURCES, |n| n as usize);
     let body_limit = c
         .number(raw.body_limit, "body_limit", 1024..(64 * 1024 * 1024 + 1))?
         .map_or(DEFAULT_BODY_LIMIT, |n| n as usize);
@@ -372,6 +415,10 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
         sessions,
         tls,
         request_timeout: Duration::from_secs(request_timeout),
+        header_timeout,
+        body_timeout,
+        refusal_window,
+        refusal_sources_per_window,
         body_limit,
         auth_failures_per_minute,
         proxies,

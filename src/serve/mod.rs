@@ -8,6 +8,8 @@
 //! | `config.rs` | The configuration file, checked key by key. |
 //! | `access.rs` | Clients, API keys, capabilities, the failed-login limit. |
 //! | `pool.rs` | The logged-in sessions token work runs on. |
+//! | `refusals.rs` | Requests refused without a client, one line per source per window. |
+//! | `deadline.rs` | The deadline of a request's body (`body_timeout`). |
 //! | `state.rs` | `AppState` and `Call`: what route families build on. |
 //! | `server.rs` | The router, the layers (audit, metrics, limits), TLS, shutdown. |
 //! | `metrics.rs` | `/metrics` in Prometheus text. |
@@ -18,8 +20,10 @@
 
 pub mod access;
 pub mod config;
+pub mod deadline;
 pub mod metrics;
 pub mod pool;
+pub mod refusals;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -32,7 +36,8 @@ pub use access::{Capability, Client, KeyHeader};
 pub use state::{AppState, Call};
 
 /// The HTTP status an error is answered with, whatever the family's body
-/// shape: credentials 401, capability 403, throttling 429; keys not found
+/// shape: credentials 401, capability 403, throttling 429; a body sent too
+/// slowly 408; keys not found
 /// 404; conflicts 409; expired 410; bad input 400 (413 for a body over
 /// `body_limit`); what the token or a key's policy cannot do 409 / 501;
 /// the token failing or the server stopping 503; anything else 500.
@@ -44,6 +49,7 @@ pub fn status_of(e: &Error) -> StatusCode {
             ServeError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServeError::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
             ServeError::NotServed { .. } => StatusCode::NOT_FOUND,
             ServeError::Config { .. }
             | ServeError::InlineSecret { .. }

@@ -10,12 +10,13 @@
 //! session, logged in again with the PIN the pool keeps for that, so the
 //! next request on it works again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServeError};
 use crate::hsm::{Login, Module, Token, TokenSummary};
 
 /// The sessions, and counts for /metrics.
@@ -34,6 +35,12 @@ pub struct SessionPool {
     /// Sessions replaced after the token dropped them.
     pub reopened: AtomicU64,
 }
+
+/// The phases of work given to [`SessionPool::run_within`]: waiting for a
+/// session, started, or given up (it never starts).
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const GAVE_UP: u8 = 2;
 
 /// Return values that mean the session (or the login on it) is gone.
 const LOST: [&str; 7] = [
@@ -142,6 +149,58 @@ impl SessionPool {
         })
         .await;
         joined.map_err(|e| Error::Internal(format!("token work did not finish: {e}")))?
+    }
+
+    /// [`SessionPool::run`], waiting at most `wait` for a session
+    /// (HK1905, `seconds` in its message). Work that was given up never
+    /// starts, and what it holds (a token lock) is let go at once; work
+    /// that started is waited for, as a PKCS#11 call cannot be cancelled
+    /// half-way.
+    pub async fn run_within<T, F>(
+        self: &Arc<Self>,
+        wait: Duration,
+        seconds: u64,
+        work: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
+    {
+        let pool = self.clone();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let phase = Arc::new(AtomicU8::new(WAITING));
+        let flag = phase.clone();
+        let task = tokio::spawn(async move {
+            let result = pool
+                .run(move |token| {
+                    if flag
+                        .compare_exchange(WAITING, STARTED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err()
+                    {
+                        return Err(ServeError::TimedOut { seconds }.into());
+                    }
+                    work(token)
+                })
+                .await;
+            let _ = tx.send(result);
+        });
+        let lost = |_| Error::Internal("token work was lost".into());
+        match tokio::time::timeout(wait, &mut rx).await {
+            Ok(r) => r.map_err(lost)?,
+            Err(_) => {
+                let gave_up = phase
+                    .compare_exchange(WAITING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+                if gave_up {
+                    // Still waiting for a permit: the work (and what it
+                    // owns) is dropped now, not when a session frees up.
+                    task.abort();
+                    Err(ServeError::TimedOut { seconds }.into())
+                } else {
+                    rx.await.map_err(lost)?
+                }
+            }
+        }
     }
 
     /// A new logged-in session in place of one the token dropped; `None`

@@ -9,6 +9,11 @@
 //! goes away cannot cut its token work or its line short. The log is
 //! checked before the handler runs (as a command checks it before it
 //! starts), so a log that cannot take a line refuses the request unchanged.
+//! A request refused without naming a client is counted instead
+//! (src/serve/refusals.rs: one line per source per window). A handler that
+//! panics is answered with its family's 500 and has its line; a request
+//! whose head or body comes too slowly is cut off (`header_timeout`,
+//! `body_timeout`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,10 +24,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::deadline::Deadline;
+use super::refusals;
 use super::routes;
 use super::state::{client_address, AppState, RequestNote, Source, Started};
 use crate::audit::{Outcome, Recorder, RequestRef};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServeError};
 
 /// Paths answered without credentials and without an audit line.
 pub const PUBLIC: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
@@ -63,24 +70,27 @@ async fn mark_route(req: Request, next: Next) -> Response {
 
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_string();
-    family_error(
-        &path,
-        StatusCode::NOT_FOUND,
-        &Error::from(crate::error::ServeError::NotServed {
-            what: format!("no route {path}"),
-        }),
-    )
+    let e = Error::from(ServeError::NotServed {
+        what: format!("no route {path}"),
+    });
+    noted(&req, &e);
+    family_error(&path, StatusCode::NOT_FOUND, &e)
 }
 
 async fn method_not_allowed(req: Request) -> Response {
     let path = req.uri().path().to_string();
-    family_error(
-        &path,
-        StatusCode::METHOD_NOT_ALLOWED,
-        &Error::Usage {
-            message: format!("{} is not a method of {path}", req.method()),
-        },
-    )
+    let e = Error::Usage {
+        message: format!("{} is not a method of {path}", req.method()),
+    };
+    noted(&req, &e);
+    family_error(&path, StatusCode::METHOD_NOT_ALLOWED, &e)
+}
+
+/// The request's line records `e` as its result.
+fn noted(req: &Request, e: &Error) {
+    if let Some(note) = req.extensions().get::<RequestNote>() {
+        note.with(|n| n.outcome = Some(Outcome::error(e.code(), e.to_string())));
+    }
 }
 
 /// An error in the shape of the family that owns `path`.
@@ -98,7 +108,7 @@ fn family_error(path: &str, status: StatusCode, e: &Error) -> Response {
 async fn observe(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -107,6 +117,7 @@ async fn observe(
     let public = PUBLIC.contains(&path.as_str());
     let source = client_address(peer.ip(), req.headers(), &state.config().proxies);
     let note = RequestNote::default();
+    let mut req = req.map(|body| Deadline::wrap(body, state.config().body_timeout, note.clone()));
     req.extensions_mut().insert(note.clone());
     req.extensions_mut().insert(Source(source));
     req.extensions_mut().insert(Started(started));
@@ -136,13 +147,37 @@ async fn observe(
                 return response;
             }
         }
-        let mut response = next.run(req).await;
+        let mut response = guarded(&path, &note, next, req).await;
+        if let Some(seconds) = note.with(|n| n.slow_body).flatten() {
+            let e = Error::from(ServeError::SlowBody { seconds });
+            note.with(|n| n.outcome = Some(Outcome::error(e.code(), e.to_string())));
+            response = family_error(&path, StatusCode::REQUEST_TIMEOUT, &e);
+            // The rest of the body is not read: the connection ends here.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(secs) = note.with(|n| n.retry_after).flatten() {
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert("retry-after", v);
             }
         }
-        if !public {
+        let clientless = note.with(|n| n.client.is_none()).unwrap_or(true);
+        if !public && clientless && response.status().as_u16() >= 400 {
+            // Refused before any client was named: counted for the
+            // source's line of this window, not signed one by one.
+            let code = note
+                .with(|n| n.outcome.as_ref().and_then(|o| o.code.clone()))
+                .flatten();
+            task_state.refusals().record(
+                source,
+                &method,
+                &path,
+                response.status().as_u16(),
+                code.as_deref(),
+            );
+        } else if !public {
             let status = response.status();
             let request = RequestRef {
                 method: method.clone(),
@@ -174,7 +209,27 @@ async fn observe(
     }
 }
 
-/// One request's audit line, signed on a pooled session.
+/// The handler, in a task of its own: one that panics is answered with
+/// its family's 500 (HK1902), and its note says so for the audit line.
+pub(crate) async fn guarded(path: &str, note: &RequestNote, next: Next, req: Request) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            let what = if e.is_panic() {
+                "panicked"
+            } else {
+                "was cancelled"
+            };
+            tracing::error!("the handler of {path} {what}");
+            let e = Error::Internal(format!("the request's handler {what}"));
+            note.with(|n| n.outcome = Some(Outcome::error(e.code(), e.to_string())));
+            family_error(path, StatusCode::INTERNAL_SERVER_ERROR, &e)
+        }
+    }
+}
+
+/// One request's audit line, signed on a pooled session; the wait for one
+/// is bounded by `request_timeout` (then 503, HK1905).
 async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRef) -> Result<()> {
     let taken = note
         .with(|n| {
@@ -216,9 +271,10 @@ async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRe
     facts.request = Some(request);
     let client = client.unwrap_or_else(|| "unauthenticated".into());
     let path = state.audit_log().to_path_buf();
+    let limit = state.config().request_timeout;
     state
         .pool()
-        .run(move |token| {
+        .run_within(limit, limit.as_secs(), move |token| {
             let mut recorder = Recorder::begin(&path, &op)?;
             recorder.set_client(&client);
             recorder.attach(token)?;
@@ -264,25 +320,50 @@ pub async fn serve(state: AppState, listening: impl FnOnce(SocketAddr)) -> Resul
         None => None,
     };
     listening(bound);
-    match rustls {
-        Some(rustls) => {
-            axum_server::from_tcp_rustls(listener, rustls)
-                .map_err(io)?
-                .handle(handle)
-                .serve(make)
-                .await
-                .map_err(io)?;
-        }
-        None => {
-            axum_server::from_tcp(listener)
-                .map_err(io)?
-                .handle(handle)
-                .serve(make)
-                .await
-                .map_err(io)?;
-        }
+    // Refusals without a client are written by one task, every window and
+    // once more when no request is left (below).
+    let (stop_writer, stopped) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(refusals::writer(state.clone(), stopped));
+    // A head must arrive within header_timeout (hyper closes the
+    // connection otherwise; also how long a kept-alive connection idles),
+    // from the first byte of a connection too.
+    let head = config.header_timeout;
+    let served = match rustls {
+        Some(rustls) => match axum_server::from_tcp_rustls(listener, rustls) {
+            Ok(mut server) => {
+                server.http_builder().http1().header_read_timeout(head);
+                server
+                    .first_request_timeout(head)
+                    .handle(handle)
+                    .serve(make)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        None => match axum_server::from_tcp(listener) {
+            Ok(mut server) => {
+                server.http_builder().http1().header_read_timeout(head);
+                server
+                    .first_request_timeout(head)
+                    .handle(handle)
+                    .serve(make)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    let _ = stop_writer.send(());
+    let recorded = match writer.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::Internal(format!(
+            "the writer of refusal lines stopped: {e}"
+        ))),
+    };
+    if let Err(e) = &recorded {
+        tracing::error!("refused requests of the last window are not recorded: {e}");
     }
-    Ok(())
+    served.map_err(io)?;
+    recorded
 }
 
 /// SIGTERM and SIGINT, caught from the moment they are registered.
@@ -307,3 +388,6 @@ impl Signals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,6 @@
 //! nothing else of the server (docs/SERVER.md, "Adding a route family").
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,6 +15,7 @@ use super::access::{Access, Capability, Client, KeyHeader};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
 use super::pool::SessionPool;
+use super::refusals::Refusals;
 use crate::audit::{Facts, Outcome};
 use crate::error::{Error, Result, ServeError};
 use crate::hsm::Token;
@@ -31,6 +31,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The audit log every request's line goes to.
     pub audit_log: std::path::PathBuf,
+    /// Requests refused without a client, counted for their lines.
+    pub refusals: Refusals,
 }
 
 impl AppState {
@@ -57,6 +59,10 @@ impl AppState {
     pub fn audit_log(&self) -> &std::path::Path {
         &self.0.audit_log
     }
+
+    pub fn refusals(&self) -> &Refusals {
+        &self.0.refusals
+    }
 }
 
 /// What a request's audit line will say, filled in as the request goes.
@@ -75,6 +81,8 @@ pub struct Note {
     pub custom_audit: Option<String>,
     /// Seconds a throttled address must wait (the `Retry-After` header).
     pub retry_after: Option<u64>,
+    /// The body did not arrive within `body_timeout` (its seconds).
+    pub slow_body: Option<u64>,
 }
 
 /// The audit note of one request, shared by the handler and the layer
@@ -83,8 +91,12 @@ pub struct Note {
 pub struct RequestNote(pub Arc<Mutex<Note>>);
 
 impl RequestNote {
+    /// Work on the note. A handler that panicked while holding it leaves
+    /// it as it was: the note is still read, so that the request's line
+    /// is written.
     pub fn with<R>(&self, f: impl FnOnce(&mut Note) -> R) -> Option<R> {
-        self.0.lock().ok().map(|mut n| f(&mut n))
+        let mut n = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&mut n))
     }
 }
 
@@ -167,10 +179,6 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpAddr]) -> 
     }
     peer
 }
-
-const WAITING: u8 = 0;
-const STARTED: u8 = 1;
-const GAVE_UP: u8 = 2;
 
 /// One `X-Forwarded-For` entry: an address, or an address with a port
 /// (`192.0.2.7:5123`, `[2001:db8::7]:5123`).
@@ -260,67 +268,57 @@ impl Call {
     }
 
     /// Run token work on a pooled session (spawn_blocking). Waiting for a
-    /// session is bounded by `request_timeout` (HK1905); work that has
-    /// started always runs to its end, as a PKCS#11 call cannot be
-    /// cancelled half-way.
+    /// session is bounded by what is left of `request_timeout` (HK1905);
+    /// work that has started always runs to its end, as a PKCS#11 call
+    /// cannot be cancelled half-way.
     pub async fn run_token<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
     {
         let limit = self.state.config().request_timeout;
-        let left = limit.saturating_sub(self.started.elapsed());
-        let pool = self.state.pool().clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // 0: waiting for a session, 1: started, 2: given up. Work that was
-        // given up never starts; work that started is waited for.
-        let phase = Arc::new(AtomicU8::new(WAITING));
-        let flag = phase.clone();
-        let seconds = limit.as_secs();
-        tokio::spawn(async move {
-            let result = pool
-                .run(move |token| {
-                    if flag
-                        .compare_exchange(WAITING, STARTED, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_err()
-                    {
-                        return Err(ServeError::TimedOut { seconds }.into());
-                    }
-                    work(token)
-                })
-                .await;
-            let _ = tx.send(result);
-        });
-        let mut rx = rx;
-        let lost = |_| Error::Internal("token work was lost".into());
-        match tokio::time::timeout(left, &mut rx).await {
-            Ok(r) => r.map_err(lost)?,
-            Err(_) => {
-                let gave_up = phase
-                    .compare_exchange(WAITING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok();
-                if gave_up {
-                    Err(ServeError::TimedOut { seconds }.into())
-                } else {
-                    rx.await.map_err(lost)?
-                }
-            }
-        }
+        self.state
+            .pool()
+            .run_within(self.time_left(), limit.as_secs(), work)
+            .await
     }
 
-    /// [`Call::run_token`] holding the token's lock (src/hsm/lock.rs), for
-    /// work that checks and then creates keys: no other hsmkey run or
-    /// replica on this host interleaves. Waits up to the request's time.
+    /// What is left of `request_timeout` for this request.
+    fn time_left(&self) -> std::time::Duration {
+        self.state
+            .config()
+            .request_timeout
+            .saturating_sub(self.started.elapsed())
+    }
+
+    /// The token's lock (src/hsm/lock.rs), waited for up to what is left
+    /// of the request's time, without holding a session meanwhile: a
+    /// request waiting for a command line restore (or another replica on
+    /// this host) to finish leaves the sessions to the requests that can
+    /// run.
+    async fn lock_token(&self, command: &'static str) -> Result<crate::hsm::lock::TokenLock> {
+        let summary = self.state.pool().summary().clone();
+        let args = self.state.pool().module_args().map(str::to_string);
+        let wait = self.time_left();
+        tokio::task::spawn_blocking(move || {
+            crate::hsm::lock::lock(&summary, args.as_deref(), wait, command)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the wait for the token's lock stopped: {e}")))?
+    }
+
+    /// [`Call::run_token`] holding the token's lock, for work that checks
+    /// and then creates keys: no other hsmkey run or replica on this host
+    /// interleaves. The lock is taken first, then a session; both waits
+    /// together are bounded by the request's time.
     pub async fn run_locked<T, F>(&self, command: &'static str, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
     {
-        let summary = self.state.pool().summary().clone();
-        let args = self.state.pool().module_args().map(str::to_string);
-        let wait = self.state.config().request_timeout;
+        let lock = self.lock_token(command).await?;
         self.run_token(move |token| {
-            let _lock = crate::hsm::lock::lock(&summary, args.as_deref(), wait, command)?;
+            let _lock = lock;
             work(token)
         })
         .await
@@ -357,10 +355,11 @@ impl Call {
         .await
     }
 
-    /// Restore `input` all-or-nothing, as `hsmkey restore` does: on a
-    /// pooled session, under the token's lock (the command line's lock
-    /// file, named by the token and the module's arguments) with its
-    /// journal, every key checked before the first is made. `only` limits
+    /// Restore `input` all-or-nothing, as `hsmkey restore` does: under
+    /// the token's lock (the command line's lock file, named by the token
+    /// and the module's arguments; taken before a session, as
+    /// [`Call::run_locked`] does) with its journal, on a pooled session,
+    /// every key checked before the first is made. `only` limits
     /// it to those names (empty: every key).
     pub async fn restore(
         &self,
@@ -370,11 +369,8 @@ impl Call {
         only: Vec<String>,
     ) -> Result<crate::ops::backup::RestoreReport> {
         use crate::ops::backup::{OnConflict, RestoreOptions};
-        let summary = self.state.pool().summary().clone();
-        let args = self.state.pool().module_args().map(str::to_string);
-        let wait = self.state.config().request_timeout;
+        let lock = self.lock_token(command).await?;
         self.run_token(move |token| {
-            let lock = crate::hsm::lock::lock(&summary, args.as_deref(), wait, command)?;
             let cancel = std::sync::atomic::AtomicBool::new(false);
             let options = RestoreOptions {
                 dry_run: false,

@@ -272,3 +272,28 @@ pub fn audit_lines(t: &TestToken) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The `serve refused` lines: requests refused without a client, counted
+/// per source and written every `refusal_window` and when the server
+/// stops (stop it first to see them all).
+pub fn refused_lines(t: &TestToken) -> Vec<Value> {
+    audit_lines(t)
+        .into_iter()
+        .filter(|l| l["op"] == "serve refused")
+        .collect()
+}
+
+/// How many refused requests of `status` with `code` those lines count.
+pub fn refused_count(t: &TestToken, status: u64, code: &str) -> u64 {
+    refused_lines(t)
+        .iter()
+        .flat_map(|l| {
+            l["refused"]["requests"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|k| k["status"] == status && k["code"] == code)
+        .map(|k| k["count"].as_u64().unwrap())
+        .sum()
+}

@@ -124,3 +124,45 @@ fn bad_values_are_named() {
     let (code, key, _) = refused("pin_source = \"env:P\"\n");
     assert_eq!((code.as_str(), key.as_str()), ("HK1010", "listen"));
 }
+
+#[test]
+fn the_timeouts_and_the_refusal_window_are_checked() {
+    let c = ok(&base());
+    assert_eq!(
+        c.header_timeout.as_secs(),
+        super::DEFAULT_HEADER_TIMEOUT_SECS
+    );
+    assert_eq!(c.body_timeout.as_secs(), super::DEFAULT_BODY_TIMEOUT_SECS);
+    assert_eq!(
+        c.refusal_window.as_secs(),
+        super::DEFAULT_REFUSAL_WINDOW_SECS
+    );
+    assert_eq!(c.refusal_sources_per_window, super::DEFAULT_REFUSAL_SOURCES);
+    let c = ok(&format!(
+        "{}header_timeout = 5\nbody_timeout = 120\nrefusal_window = 300\nrefusal_sources_per_window = 8\n",
+        base()
+    ));
+    assert_eq!(
+        (
+            c.header_timeout.as_secs(),
+            c.body_timeout.as_secs(),
+            c.refusal_window.as_secs(),
+            c.refusal_sources_per_window
+        ),
+        (5, 120, 300, 8)
+    );
+    for (text, key) in [
+        ("header_timeout = 0\n", "header_timeout"),
+        ("body_timeout = 3601\n", "body_timeout"),
+        ("refusal_window = -1\n", "refusal_window"),
+        (
+            "refusal_sources_per_window = 0\n",
+            "refusal_sources_per_window",
+        ),
+        ("body_timeout = \"1m\"\n", "body_timeout"),
+    ] {
+        let (code, k, line) = refused(&format!("{}{text}", base()));
+        assert_eq!((code.as_str(), k.as_str()), ("HK1010", key), "{text}");
+        assert_eq!(line.as_deref(), Some("3"), "{text}");
+    }
+}

@@ -1,0 +1,300 @@
+//! `hsmkey serve` under abuse (docs/SERVER.md, "Refusals" and "Limits"):
+//! a flood of bad API keys costs a bounded number of audit lines and
+//! leaves the sessions to the clients that authenticate; a request waiting
+//! for the token's lock holds no session; a request head or body sent too
+//! slowly is cut off.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::serve::{
+    api_key, audit_lines, bearer, clients_toml, refused_count, refused_lines, Server,
+};
+use common::TestToken;
+use serde_json::Value;
+
+const EXPORT: &str = "/api/pvlt/1.0/system/admin/export_key";
+
+fn token() -> TestToken {
+    let t = TestToken::new();
+    t.generate("export-dek", "aes-256", "any");
+    t.put_kek("export-kek", &common::KEK_VALUE);
+    t
+}
+
+fn config(t: &TestToken, extra_top: &str) -> String {
+    format!(
+        "{}[piiano]\nexport_key = \"export-dek\"\nexport_kek = \"export-kek\"\n{}",
+        t.serve_toml(extra_top),
+        clients_toml()
+    )
+}
+
+fn forwarded(from: &str) -> (&'static str, &str) {
+    ("x-forwarded-for", from)
+}
+
+/// 300 bad keys from one source, fewer from four more, while a good client
+/// asks: the good client is always served; the refusals make one line per
+/// source up to `refusal_sources_per_window`, and one for the others, whose
+/// counts add up to the requests refused; the log verifies.
+#[test]
+fn a_flood_of_bad_keys_is_counted_in_bounded_lines_and_good_clients_are_served() {
+    let t = token();
+    let s = t.serve(&config(
+        &t,
+        "sessions = 2\nauth_failures_per_minute = 3\nproxies = [\"127.0.0.1\"]\nrefusal_window = 3600\nrefusal_sources_per_window = 2\n",
+    ));
+    let before = t.object_count();
+    let lines_before = audit_lines(&t).len();
+    let bad = ("authorization", "Bearer not-a-key");
+    // The flooding source is counted first, so it has a line of its own.
+    assert_eq!(s.get(EXPORT, &[bad, forwarded("192.0.2.66")]).status, 401);
+    let others = [
+        "198.51.100.7",
+        "2001:db8:5:6::1",
+        "2001:db8:5:6:ffff::2",
+        "203.0.113.9",
+    ];
+    let exporter = bearer("exporter");
+    let (flood, rest, good) = std::thread::scope(|scope| {
+        let flood: Vec<_> = (0..6)
+            .map(|_| {
+                let s = &s;
+                scope.spawn(move || {
+                    (0..50)
+                        .map(|_| s.get(EXPORT, &[bad, forwarded("192.0.2.66")]).status)
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let rest: Vec<_> = others
+            .iter()
+            .map(|from| {
+                let s = &s;
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|_| s.get("/api/v1/keys", &[bad, forwarded(from)]).status)
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let good = {
+            let (s, exporter) = (&s, &exporter);
+            scope.spawn(move || {
+                (0..20)
+                    .map(|_| {
+                        let a = s.get(EXPORT, &[(exporter.0, &exporter.1), forwarded("192.0.2.1")]);
+                        (a.status, a.body)
+                    })
+                    .collect::<Vec<(u16, String)>>()
+            })
+        };
+        let join = |hs: Vec<std::thread::ScopedJoinHandle<'_, Vec<u16>>>| -> Vec<u16> {
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        };
+        (join(flood), join(rest), good.join().unwrap())
+    });
+    for (status, body) in &good {
+        assert_eq!(*status, 200, "a good client during the flood: {body}");
+    }
+    let mut flood = flood;
+    flood.push(401);
+    assert_eq!(flood.len(), 301);
+    assert!(flood.iter().all(|s| [401, 429].contains(s)), "{flood:?}");
+    assert!(rest.iter().all(|s| [401, 429].contains(s)), "{rest:?}");
+    let answered = |list: &[u16], status: u16| list.iter().filter(|s| **s == status).count() as u64;
+
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let lines = audit_lines(&t);
+    let served = lines[lines_before..]
+        .iter()
+        .filter(|l| l["op"] == "serve piiano export-key" && l["client"] == "exporter")
+        .count();
+    assert_eq!(served, good.len(), "one line per request of a client");
+    let refused = refused_lines(&t);
+    assert_eq!(refused.len(), 3, "two sources and the others: {refused:?}");
+    let sources: Vec<&str> = refused
+        .iter()
+        .map(|l| l["refused"]["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources[0], "192.0.2.66");
+    assert_eq!(sources[2], "*");
+    let count = |l: &Value| l["refused"]["count"].as_u64().unwrap();
+    assert_eq!(count(&refused[0]), 301);
+    assert_eq!(count(&refused[1]) + count(&refused[2]), 40);
+    for l in &refused {
+        assert_eq!(l["client"], "unauthenticated");
+        let listed: u64 = l["refused"]["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            listed + l["refused"]["unlisted"].as_u64().unwrap(),
+            count(l)
+        );
+        assert!(l["refused"]["first"].as_str() <= l["refused"]["last"].as_str());
+        assert!(l["mac"].is_string(), "signed in the token: {l}");
+    }
+    // What the lines count is what was answered.
+    let all: Vec<u16> = flood.iter().chain(rest.iter()).copied().collect();
+    assert_eq!(refused_count(&t, 401, "HK1109"), answered(&all, 401));
+    assert_eq!(refused_count(&t, 429, "HK1111"), answered(&all, 429));
+    assert!(answered(&flood, 429) > 0, "the flood was throttled");
+    assert_eq!(t.object_count(), before, "refusals change nothing");
+    t.json(&["audit", "verify"]);
+}
+
+/// The lock file of this server's token, in the runtime folder it was
+/// given, once a locked request has made it.
+fn lock_file(run: &std::path::Path) -> std::path::PathBuf {
+    let dir = run.join("hsmkey");
+    let mut locks: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    locks.remove(0)
+}
+
+/// Whether process `pid` has `path` open.
+fn has_open(pid: u32, path: &std::path::Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .any(|target| target == path)
+        })
+        .unwrap_or(false)
+}
+
+/// With one session, a key creation waiting for the token's lock (held
+/// here as a command line restore would hold it) does not hold the
+/// session: a reader is served meanwhile, and the creation completes once
+/// the lock is let go.
+#[test]
+fn a_request_waiting_for_the_token_lock_holds_no_session() {
+    let t = token();
+    let run = t.dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let s = t.serve_env(
+        &config(&t, "sessions = 1\nrequest_timeout = 30\n"),
+        &[("XDG_RUNTIME_DIR", run.to_str().unwrap())],
+    );
+    let admin = bearer("admin");
+    let made = s.post(
+        "/api/v1/keys",
+        &[(admin.0, &admin.1)],
+        br#"{"name": "first", "type": "aes-256"}"#,
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let path = lock_file(&run);
+    let held = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    held.lock().unwrap();
+    let before = t.object_count();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            s.post(
+                "/api/v1/keys",
+                &[(admin.0, &admin.1)],
+                br#"{"name": "second", "type": "aes-256"}"#,
+            )
+        });
+        // The creation is waiting for the lock once the server has the
+        // file open.
+        while !has_open(s.child.id(), &path) {
+            std::thread::yield_now();
+        }
+        let reader = bearer("reader");
+        let a = s.get("/api/v1/keys/first", &[(reader.0, &reader.1)]);
+        assert_eq!(
+            a.status, 200,
+            "a reader behind a waiting writer: {}",
+            a.body
+        );
+        assert_eq!(a.json()["keys"][0]["label"], "first");
+        assert_eq!(t.object_count(), before, "nothing made under the held lock");
+        held.unlock().unwrap();
+        let w = writer.join().unwrap();
+        assert_eq!(w.status, 201, "{}", w.body);
+        assert_eq!(w.json()["keys"][0]["label"], "second");
+    });
+    assert_eq!(t.object_count(), before + 1);
+}
+
+/// A raw request: `head` sent whole, then `body_start` of the body, then
+/// nothing. The answer, read until the server closes the connection (a
+/// minute at most, so that a server that never does fails the test rather
+/// than hangs it).
+fn stalled(s: &Server, head: &str, body_start: &[u8]) -> std::io::Result<String> {
+    let mut c = std::net::TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body_start).unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn status_and_body(answer: &str) -> (u16, Value) {
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_slow_head_is_cut_off_and_a_slow_body_is_408() {
+    let t = token();
+    let s = t.serve(&config(
+        &t,
+        "header_timeout = 1\nbody_timeout = 1\nrefusal_window = 3600\n",
+    ));
+    let before = t.object_count();
+    // A head that never ends: the connection is closed without an answer.
+    let answer = stalled(&s, "GET /api/v1/keys HTTP/1.1\r\nHost: x\r\n", b"")
+        .expect("the server closes the connection");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer:?}"
+    );
+    // A body that never ends, without credentials and with them: 408 in
+    // the family's shape.
+    let slow_post = |authorization: &str| {
+        let head = format!(
+            "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\n{authorization}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        );
+        let answer = stalled(&s, &head, b"{\"name\": \"sl").expect("an answer, then the end");
+        status_and_body(&answer)
+    };
+    for authorization in [
+        String::new(),
+        format!("Authorization: Bearer {}\r\n", api_key("admin")),
+    ] {
+        let (status, v) = slow_post(&authorization);
+        assert_eq!(status, 408, "{v}");
+        assert_eq!(v["error_code"], "HK1310", "{v}");
+        assert_eq!(v["context"]["seconds"], "1", "{v}");
+    }
+    assert_eq!(t.object_count(), before, "nothing was made");
+    let (status, _) = s.stop();
+    assert!(status.success());
+    // The client's request has its line; the anonymous one is counted.
+    let line = audit_lines(&t)
+        .into_iter()
+        .rfind(|l| l["op"] == "serve key generate")
+        .expect("the admin's line");
+    assert_eq!(line["client"], "admin");
+    assert_eq!(line["request"]["status"], 408);
+    assert_eq!(line["result"]["code"], "HK1310");
+    assert_eq!(refused_count(&t, 408, "HK1310"), 1);
+    t.json(&["audit", "verify"]);
+}

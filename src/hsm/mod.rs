@@ -24,6 +24,7 @@ mod tests;
 pub use cryptoki::object::ObjectHandle as Handle;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::session::{Session, UserType};
@@ -54,6 +55,9 @@ pub struct Module {
     raw: raw::RawModule,
     path: String,
     module_args: Option<String>,
+    /// Set once a token has been found (or made): from then on sessions
+    /// may be open, and the module is never initialized again.
+    found: AtomicBool,
 }
 
 /// How often a token that is missing is looked for again, after
@@ -131,6 +135,7 @@ impl Module {
             raw,
             path,
             module_args: module_args.map(str::to_string),
+            found: AtomicBool::new(false),
         })
     }
 
@@ -214,14 +219,17 @@ impl Module {
     /// initialized one) is looked for again, up to three times (0.35 s in all), after C_Finalize and a fresh C_Initialize: SoftHSM reads
     /// its token files once, at C_Initialize, and a process that does so
     /// while another process rewrites them skips that token ("Failed to open
-    /// token"), so it would wrongly answer HK1003. Only call this while the
-    /// process has no session open on the module (the finalize closes them);
-    /// [`Module::find_token`] looks once and never re-initializes.
+    /// token"), so it would wrongly answer HK1003. The module is initialized
+    /// again only until a token has been found or made through it (the
+    /// finalize would close every session); after that, and in
+    /// [`Module::find_token`], a missing token is HK1003 at the first look.
     pub fn select_token(&self, selector: Option<&str>) -> Result<Slot> {
         let mut attempt = 0;
         loop {
             match self.find_token(selector) {
-                Err(Error::TokenNotFound { .. }) if attempt < MISSING_TOKEN_RETRIES => {
+                Err(Error::TokenNotFound { .. })
+                    if attempt < MISSING_TOKEN_RETRIES && !self.found.load(Ordering::SeqCst) =>
+                {
                     attempt += 1;
                     tracing::debug!(
                         attempt,
@@ -273,7 +281,10 @@ impl Module {
             .unwrap_or_else(|| "(no --token given)".to_string());
         match matches.len() {
             0 => Err(Error::TokenNotFound { selector: shown }),
-            1 => Ok(matches.remove(0).0),
+            1 => {
+                self.found.store(true, Ordering::SeqCst);
+                Ok(matches.remove(0).0)
+            }
             _ => Err(Error::Ambiguous {
                 what: "token",
                 selector: shown,
@@ -339,6 +350,7 @@ impl Module {
         self.pkcs11
             .init_token(slot, so_pin, label)
             .map_err(|e| so_error("initialize the token", e))?;
+        self.found.store(true, Ordering::SeqCst);
         let session = self
             .pkcs11
             .open_rw_session(slot)

@@ -220,7 +220,7 @@ impl Call {
         let r = self
             .state
             .access()
-            .check_throttle(self.source)
+            .check_throttle(self.source, found.is_ok())
             .and_then(|_| self.state.access().admit(self.source, found, capability));
         self.admitted(r)
     }

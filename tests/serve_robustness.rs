@@ -298,3 +298,118 @@ fn a_slow_head_is_cut_off_and_a_slow_body_is_408() {
     assert_eq!(refused_count(&t, 408, "HK1310"), 1);
     t.json(&["audit", "verify"]);
 }
+
+/// Whether process `pid` waits for an exclusive `flock` (a `->` line of
+/// /proc/locks).
+fn waits_for_flock(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->")
+                && f.get(2) == Some(&"FLOCK")
+                && f.get(4) == Some(&"WRITE")
+                && f.get(5) == Some(&pid.to_string().as_str())
+        })
+}
+
+/// With one session, a key creation whose token work is done while
+/// another request's line holds the session (held here on the audit log's
+/// lock for longer than `request_timeout`) waits for its own line however
+/// long that takes: it is answered 201 with its line, never 503 without one.
+#[test]
+fn a_request_that_changed_the_token_always_gets_its_line() {
+    let t = token();
+    let run = t.dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    // Every PKCS#11 call takes 30 ms (a creation makes about 40), so that the creation's work lasts
+    // long enough for another request to queue for the session meanwhile.
+    let shim = common::shim_module();
+    let toml = config(&t, "sessions = 1\nrequest_timeout = 3\n").replacen(
+        &format!("module = \"{}\"", t.module),
+        &format!("module = \"{}\"", shim.display()),
+        1,
+    );
+    let s = t.serve_env(
+        &toml,
+        &[
+            ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+            ("HSMKEY_SHIM_MODULE", &t.module),
+            ("HSMKEY_SHIM_DELAY_US", "30000"),
+        ],
+    );
+    let admin = bearer("admin");
+    let first = s.post(
+        "/api/v1/keys",
+        &[(admin.0, &admin.1)],
+        br#"{"name": "first", "type": "aes-256"}"#,
+    );
+    assert_eq!(first.status, 201, "{}", first.body);
+    let lock = lock_file(&run);
+    let before = t.object_count();
+    // A shared lock on the log: requests pass its check, but no line can
+    // be appended until it is let go.
+    let log = std::fs::File::open(t.audit_log()).unwrap();
+    log.lock_shared().unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (made, refused) = std::thread::scope(|scope| {
+        let creation = scope.spawn(|| {
+            let a = s.post(
+                "/api/v1/keys",
+                &[(admin.0, &admin.1)],
+                br#"{"name": "second", "type": "aes-256"}"#,
+            );
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            a
+        });
+        // The creation holds the token's lock: its work is under way. A
+        // client without the capability asks now; its line queues for the
+        // session, gets it when the creation's work ends, and holds it
+        // waiting for the log.
+        while !has_open(s.child.id(), &lock) {
+            std::thread::yield_now();
+        }
+        let nobody = bearer("nobody");
+        let s = &s;
+        let holder = scope.spawn(move || {
+            s.post(
+                "/api/v1/keys",
+                &[(nobody.0, &nobody.1)],
+                br#"{"name": "third", "type": "aes-256"}"#,
+            )
+        });
+        while !waits_for_flock(s.child.id()) {
+            std::thread::yield_now();
+        }
+        // Hold the log well past request_timeout, unless the creation is
+        // answered first (what happened before its line waited unbounded).
+        for _ in 0..100 {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        log.unlock().unwrap();
+        (creation.join().unwrap(), holder.join().unwrap())
+    });
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.json()["keys"][0]["label"], "second");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(t.object_count(), before + 1);
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let lines = audit_lines(&t);
+    let line = lines
+        .iter()
+        .rfind(|l| l["op"] == "serve key generate")
+        .expect("the creation's line");
+    assert_eq!(line["client"], "admin");
+    assert_eq!(line["request"]["status"], 201);
+    assert!(line["result"]["ok"].as_bool().unwrap(), "{line}");
+    assert!(
+        lines.iter().any(|l| l["client"] == "nobody"),
+        "the holder's line"
+    );
+    t.json(&["audit", "verify"]);
+}

@@ -228,8 +228,10 @@ pub(crate) async fn guarded(path: &str, note: &RequestNote, next: Next, req: Req
     }
 }
 
-/// One request's audit line, signed on a pooled session; the wait for one
-/// is bounded by `request_timeout` (then 503, HK1905).
+/// One request's audit line, signed on a pooled session. A request whose
+/// token work started (it may have changed the token) waits for a session
+/// as long as it takes: its line is never dropped for time. Any other
+/// request waits at most `request_timeout` (then 503, HK1905).
 async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRef) -> Result<()> {
     let taken = note
         .with(|n| {
@@ -240,10 +242,11 @@ async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRe
                 std::mem::take(&mut n.facts),
                 n.outcome.take(),
                 n.custom_audit.take(),
+                n.token_work,
             )
         })
         .ok_or_else(|| Error::Internal("the request's audit note is poisoned".into()))?;
-    let (op, route, client, mut facts, outcome, custom_audit) = taken;
+    let (op, route, client, mut facts, outcome, custom_audit, token_work) = taken;
     let op = op.unwrap_or_else(|| {
         format!(
             "serve {} {}",
@@ -271,16 +274,20 @@ async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRe
     facts.request = Some(request);
     let client = client.unwrap_or_else(|| "unauthenticated".into());
     let path = state.audit_log().to_path_buf();
+    let sign = move |token: &crate::hsm::Token<'static>| {
+        let mut recorder = Recorder::begin(&path, &op)?;
+        recorder.set_client(&client);
+        recorder.attach(token)?;
+        *recorder.facts() = facts;
+        recorder.finish_as(outcome)
+    };
+    if token_work {
+        return state.pool().run(sign).await;
+    }
     let limit = state.config().request_timeout;
     state
         .pool()
-        .run_within(limit, limit.as_secs(), move |token| {
-            let mut recorder = Recorder::begin(&path, &op)?;
-            recorder.set_client(&client);
-            recorder.attach(token)?;
-            *recorder.facts() = facts;
-            recorder.finish_as(outcome)
-        })
+        .run_within(limit, limit.as_secs(), sign)
         .await
 }
 

@@ -83,6 +83,9 @@ pub struct Note {
     pub retry_after: Option<u64>,
     /// The body did not arrive within `body_timeout` (its seconds).
     pub slow_body: Option<u64>,
+    /// Token work of the request started: it may have changed the token,
+    /// so its line waits for a session however long that takes.
+    pub token_work: bool,
 }
 
 /// The audit note of one request, shared by the handler and the layer
@@ -277,9 +280,13 @@ impl Call {
         F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
     {
         let limit = self.state.config().request_timeout;
+        let note = self.note.clone();
         self.state
             .pool()
-            .run_within(self.time_left(), limit.as_secs(), work)
+            .run_within(self.time_left(), limit.as_secs(), move |token| {
+                note.with(|n| n.token_work = true);
+                work(token)
+            })
             .await
     }
 

@@ -413,3 +413,69 @@ fn a_request_that_changed_the_token_always_gets_its_line() {
     );
     t.json(&["audit", "verify"]);
 }
+
+/// The request's clock starts when its handler does: a body uploaded for
+/// longer than `request_timeout` (but within `body_timeout`) leaves the
+/// request all of its time to wait for the token's lock (held here until
+/// the request waits for it).
+#[test]
+fn the_upload_does_not_eat_the_requests_time() {
+    let t = token();
+    let run = t.dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let s = t.serve_env(
+        &config(
+            &t,
+            "request_timeout = 2
+body_timeout = 60
+",
+        ),
+        &[("XDG_RUNTIME_DIR", run.to_str().unwrap())],
+    );
+    let admin = bearer("admin");
+    let made = s.post(
+        "/api/v1/keys",
+        &[(admin.0, &admin.1)],
+        br#"{"name": "first", "type": "aes-256"}"#,
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let path = lock_file(&run);
+    let held = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    held.lock().unwrap();
+    let before = t.object_count();
+    let body = br#"{"name": "uploaded", "type": "aes-256"}"#;
+    let head = format!(
+        "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        api_key("admin"),
+        body.len()
+    );
+    let mut c = std::net::TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&body[..10]).unwrap();
+    // Longer than request_timeout: a clock started at the head would have
+    // run out before the handler got its body.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    c.write_all(&body[10..]).unwrap();
+    let answered = std::sync::atomic::AtomicBool::new(false);
+    let answer = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut answer = Vec::new();
+            c.read_to_end(&mut answer).unwrap();
+            answered.store(true, std::sync::atomic::Ordering::SeqCst);
+            String::from_utf8_lossy(&answer).into_owned()
+        });
+        // Let the lock go once the request waits for it (or has given up).
+        while !has_open(s.child.id(), &path) && !answered.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            std::thread::yield_now();
+        }
+        held.unlock().unwrap();
+        reader.join().unwrap()
+    });
+    let (status, v) = status_and_body(&answer);
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["keys"][0]["label"], "uploaded");
+    assert_eq!(t.object_count(), before + 1);
+}

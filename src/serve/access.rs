@@ -425,7 +425,11 @@ impl Access {
     }
 
     /// The client whose API key `header` carries, or why there is none.
-    pub fn find(&self, headers: &HeaderMap, header: KeyHeader) -> Result<Arc<Client>, &'static str> {
+    pub fn find(
+        &self,
+        headers: &HeaderMap,
+        header: KeyHeader,
+    ) -> Result<Arc<Client>, &'static str> {
         match header.find(headers) {
             None => Err("no API key was sent"),
             Some(key) => self.by_api_key(key).ok_or("the API key is not known"),

@@ -27,7 +27,7 @@ use axum::Router;
 use super::deadline::Deadline;
 use super::refusals;
 use super::routes;
-use super::state::{client_address, AppState, RequestNote, Source, Started};
+use super::state::{client_address, AppState, RequestNote, Source};
 use crate::audit::{Outcome, Recorder, RequestRef};
 use crate::error::{Error, Result, ServeError};
 
@@ -120,7 +120,6 @@ async fn observe(
     let mut req = req.map(|body| Deadline::wrap(body, state.config().body_timeout, note.clone()));
     req.extensions_mut().insert(note.clone());
     req.extensions_mut().insert(Source(source));
-    req.extensions_mut().insert(Started(started));
     let task_state = state.clone();
     let task = tokio::spawn(async move {
         // The log must be able to take this request's line before the
@@ -285,10 +284,7 @@ async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRe
         return state.pool().run(sign).await;
     }
     let limit = state.config().request_timeout;
-    state
-        .pool()
-        .run_within(limit, limit.as_secs(), sign)
-        .await
+    state.pool().run_within(limit, limit.as_secs(), sign).await
 }
 
 /// Serve until SIGTERM or SIGINT. `listening` is told the bound address

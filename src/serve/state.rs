@@ -83,6 +83,8 @@ pub struct Note {
     pub retry_after: Option<u64>,
     /// The body did not arrive within `body_timeout` (its seconds).
     pub slow_body: Option<u64>,
+    /// When the whole body had arrived.
+    pub body_read: Option<Instant>,
     /// Token work of the request started: it may have changed the token,
     /// so its line waits for a session however long that takes.
     pub token_work: bool,
@@ -133,11 +135,10 @@ impl FromRequestParts<AppState> for Call {
             .get::<RequestNote>()
             .cloned()
             .unwrap_or_default();
-        let started = parts
-            .extensions
-            .get::<Started>()
-            .map(|s| s.0)
-            .unwrap_or_else(Instant::now);
+        // The request's clock starts here, when its handler is being
+        // called, not when it arrived: the head's and the body's own
+        // limits (header_timeout, body_timeout) cover the upload.
+        let started = Instant::now();
         Ok(Call {
             state: state.clone(),
             source,
@@ -190,10 +191,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()))
         .ok()
 }
-
-/// When the request arrived (set by the observing layer).
-#[derive(Clone, Copy)]
-pub struct Started(pub Instant);
 
 impl Call {
     /// Name the operation in the audit line (`serve storedsafe backup`).
@@ -290,12 +287,19 @@ impl Call {
             .await
     }
 
-    /// What is left of `request_timeout` for this request.
+    /// What is left of `request_timeout` for this request, counted from
+    /// when its handler started: from the end of its body, if it had one
+    /// (read after this `Call` was made), else from the `Call`.
     fn time_left(&self) -> std::time::Duration {
+        let started = self
+            .note
+            .with(|n| n.body_read)
+            .flatten()
+            .map_or(self.started, |read| read.max(self.started));
         self.state
             .config()
             .request_timeout
-            .saturating_sub(self.started.elapsed())
+            .saturating_sub(started.elapsed())
     }
 
     /// The token's lock (src/hsm/lock.rs), waited for up to what is left

@@ -184,13 +184,12 @@ fn a_full_map_counts_by_network_and_unthrottles_no_one() {
         a.note_failure_at(from, at);
         a.note_failure_at(from, at);
     };
-    let refused = |from: IpAddr, valid: bool, at: Instant| {
-        match a.check_throttle_at(from, valid, at) {
+    let refused =
+        |from: IpAddr, valid: bool, at: Instant| match a.check_throttle_at(from, valid, at) {
             Ok(()) => false,
             Err(ServeError::Throttled { .. }) => true,
             Err(e) => panic!("{e:?}"),
-        }
-    };
+        };
     let now = Instant::now();
     // Two sources below the limit fill the map; a third is given room by
     // dropping them (their single failures are forgotten, no throttle is).

@@ -479,3 +479,60 @@ body_timeout = 60
     assert_eq!(v["keys"][0]["label"], "uploaded");
     assert_eq!(t.object_count(), before + 1);
 }
+
+/// SIGTERM while a refused request's task outlives the grace period (its
+/// check of the audit log held here on the log's lock): its connection is
+/// closed, but the server waits for the task, so its refusal is counted
+/// and written before `serve stop`.
+#[test]
+fn sigterm_waits_for_every_requests_task() {
+    let t = token();
+    let s = t.serve(&config(
+        &t,
+        "request_timeout = 1\nbody_timeout = 1\nheader_timeout = 1\nrefusal_window = 3600\n",
+    ));
+    let log = std::fs::File::open(t.audit_log()).unwrap();
+    log.lock().unwrap();
+    let mut c = std::net::TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    c.write_all(b"GET /api/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-a-key\r\n\r\n")
+        .unwrap();
+    // The request waits for the log; the server is told to stop, and
+    // closes the connection once its grace period is over.
+    while !has_waiter(s.child.id()) {
+        std::thread::yield_now();
+    }
+    common::serve::terminate(&s.child);
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    log.unlock().unwrap();
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let lines = audit_lines(&t);
+    assert_eq!(
+        refused_count(&t, 401, "HK1109"),
+        1,
+        "the refusal is recorded"
+    );
+    let refused = lines.iter().position(|l| l["op"] == "serve refused");
+    let stop = lines.iter().position(|l| l["op"] == "serve stop");
+    assert!(refused < stop, "{refused:?} before {stop:?}");
+    assert_eq!(lines.last().unwrap()["op"], "serve stop");
+    t.json(&["audit", "verify"]);
+}
+
+/// Whether process `pid` waits for any `flock` (a `->` line of
+/// /proc/locks).
+fn has_waiter(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->")
+                && f.get(2) == Some(&"FLOCK")
+                && f.get(5) == Some(&pid.to_string().as_str())
+        })
+}

@@ -121,7 +121,11 @@ async fn observe(
     req.extensions_mut().insert(note.clone());
     req.extensions_mut().insert(Source(source));
     let task_state = state.clone();
+    // Counted until the task ends, even when its connection is closed
+    // first: the server waits for it before its last lines.
+    let running = state.running();
     let task = tokio::spawn(async move {
+        let _running = running;
         // The log must be able to take this request's line before the
         // request may change anything, as a command checks it before it
         // starts: a log that cannot (no space, a cut last line, no access)
@@ -298,7 +302,10 @@ pub async fn serve(state: AppState, listening: impl FnOnce(SocketAddr)) -> Resul
     let listener = std::net::TcpListener::bind(config.listen).map_err(io)?;
     let bound = listener.local_addr().map_err(io)?;
     let handle = axum_server::Handle::<SocketAddr>::new();
-    let grace = config.request_timeout + Duration::from_secs(5);
+    // Long enough for a request that has just arrived: its body, its wait
+    // for the lock and a session, its line's wait; then connections still
+    // open are closed (their requests' tasks still end, see below).
+    let grace = config.body_timeout + 2 * config.request_timeout + Duration::from_secs(5);
     let stopper = handle.clone();
     // Registered before the address is announced: a signal sent as soon as
     // it is known stops the server gracefully, never kills it.
@@ -355,6 +362,10 @@ pub async fn serve(state: AppState, listening: impl FnOnce(SocketAddr)) -> Resul
             Err(e) => Err(e),
         },
     };
+    // Every request's task ends (its line written, its refusal counted)
+    // before the last refusal lines and `serve stop`, however long that
+    // takes: token work always ends, and so do the lines that follow it.
+    state.in_flight().idle().await;
     let _ = stop_writer.send(());
     let recorded = match writer.await {
         Ok(r) => r,

@@ -33,6 +33,49 @@ pub struct Shared {
     pub audit_log: std::path::PathBuf,
     /// Requests refused without a client, counted for their lines.
     pub refusals: Refusals,
+    /// The requests' tasks still running.
+    pub in_flight: InFlight,
+}
+
+/// The requests' tasks still running, counted so that the server waits for
+/// every one of them (its line, its refusal count) before its last lines,
+/// even those whose connection was closed at the end of the grace period.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request's task, counted until it is dropped.
+pub struct Running(AppState);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let left = self
+            .0
+             .0
+            .in_flight
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if left == 1 {
+            self.0 .0.in_flight.idle.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    /// Resolves once no request task is left.
+    pub async fn idle(&self) {
+        loop {
+            // Registered before the count is read: a task that ends in
+            // between still wakes this.
+            let woken = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 impl AppState {
@@ -62,6 +105,19 @@ impl AppState {
 
     pub fn refusals(&self) -> &Refusals {
         &self.0.refusals
+    }
+
+    /// Count a request's task until the value returned is dropped.
+    pub fn running(&self) -> Running {
+        self.0
+            .in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(self.clone())
+    }
+
+    pub fn in_flight(&self) -> &InFlight {
+        &self.0.in_flight
     }
 }
 

@@ -266,24 +266,31 @@ fn a_slow_head_is_cut_off_and_a_slow_body_is_408() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer:?}"
     );
-    // A body that never ends, without credentials and with them: 408 in
-    // the family's shape.
-    let slow_post = |authorization: &str| {
+    // A body that never ends: with an API key, 408 in the family's shape;
+    // signed with AK/SK (the signature covers the body, so it is read
+    // first), 408 too; without credentials, 401 before it is read.
+    let slow_post = |path: &str, authorization: &str| {
         let head = format!(
-            "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\n{authorization}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{authorization}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         );
         let answer = stalled(&s, &head, b"{\"name\": \"sl").expect("an answer, then the end");
         status_and_body(&answer)
     };
-    for authorization in [
-        String::new(),
-        format!("Authorization: Bearer {}\r\n", api_key("admin")),
-    ] {
-        let (status, v) = slow_post(&authorization);
-        assert_eq!(status, 408, "{v}");
-        assert_eq!(v["error_code"], "HK1310", "{v}");
-        assert_eq!(v["context"]["seconds"], "1", "{v}");
-    }
+    let (status, v) = slow_post(
+        "/api/v1/keys",
+        &format!("Authorization: Bearer {}\r\n", api_key("admin")),
+    );
+    assert_eq!(status, 408, "{v}");
+    assert_eq!(v["error_code"], "HK1310", "{v}");
+    assert_eq!(v["context"]["seconds"], "1", "{v}");
+    let (status, v) = slow_post(
+        "/v1/0123/secrets/restore",
+        "Authorization: SDK-HMAC-SHA256 Access=AK-none, SignedHeaders=host, Signature=00\r\n",
+    );
+    assert_eq!(status, 408, "{v}");
+    let (status, v) = slow_post("/api/v1/keys", "");
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(v["error_code"], "HK1109", "{v}");
     assert_eq!(t.object_count(), before, "nothing was made");
     let (status, _) = s.stop();
     assert!(status.success());
@@ -296,6 +303,7 @@ fn a_slow_head_is_cut_off_and_a_slow_body_is_408() {
     assert_eq!(line["request"]["status"], 408);
     assert_eq!(line["result"]["code"], "HK1310");
     assert_eq!(refused_count(&t, 408, "HK1310"), 1);
+    assert_eq!(refused_count(&t, 401, "HK1109"), 1);
     t.json(&["audit", "verify"]);
 }
 
@@ -535,4 +543,62 @@ fn has_waiter(pid: u32) -> bool {
                 && f.get(2) == Some(&"FLOCK")
                 && f.get(5) == Some(&pid.to_string().as_str())
         })
+}
+
+/// A request with a body but no valid key is refused before its body is
+/// read: 401, then 429 once its source is throttled, each answered with
+/// the body still unsent (a server that waited for the bytes declared
+/// would answer 408 after body_timeout, an hour here, and the test's
+/// read would give up first), for every family whose key is a header.
+#[test]
+fn a_body_without_a_valid_key_is_never_read() {
+    let t = token();
+    let s = t.serve(&config(
+        &t,
+        "body_timeout = 3600\nauth_failures_per_minute = 5\nrefusal_window = 3600\n",
+    ));
+    let before = t.object_count();
+    let declared = |path: &str, credentials: &str| {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{credentials}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        );
+        let answer = stalled(&s, &head, b"{").expect("an answer without the body");
+        status_and_body(&answer)
+    };
+    let asked = [
+        ("/api/v1/keys", "Authorization: Bearer not-a-key\r\n"),
+        (
+            "/api/1.0/transparent/restore/179/k",
+            "X-Http-Token: not-a-key\r\n",
+        ),
+        (
+            "/ConfigurationManager/v1/objects/encryption-keys/file/actions/restore/invoke",
+            "",
+        ),
+        ("/v1/0123/secrets/restore", "X-Auth-Token: not-a-key\r\n"),
+        ("/v1.0/0123/kms/import-key-material", ""),
+    ];
+    for (path, credentials) in asked {
+        let (status, v) = declared(path, credentials);
+        assert_eq!(status, 401, "{path}: {v}");
+        assert!(v.to_string().contains("HK1109"), "{path}: {v}");
+    }
+    // The source is throttled now: 429, still without reading the body.
+    let (status, v) = declared("/api/v1/keys", "Authorization: Bearer not-a-key\r\n");
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error_code"], "HK1111", "{v}");
+    // A valid key from the throttled source is refused too.
+    let admin = bearer("admin");
+    let a = s.post(
+        "/api/v1/keys",
+        &[(admin.0, &admin.1)],
+        br#"{"name": "read", "type": "aes-256"}"#,
+    );
+    assert_eq!(a.status, 429, "the source is throttled: {}", a.body);
+    assert_eq!(t.object_count(), before);
+    let (status, _) = s.stop();
+    assert!(status.success());
+    assert_eq!(refused_count(&t, 401, "HK1109"), 5);
+    assert_eq!(refused_count(&t, 429, "HK1111"), 2);
+    t.json(&["audit", "verify"]);
 }

@@ -77,6 +77,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         metrics: Metrics::default(),
         audit_log: audit_log.clone(),
         in_flight: Default::default(),
+        bodies: Arc::new(tokio::sync::Semaphore::new(config.max_bodies)),
         config,
     });
     runtime.block_on(async move {

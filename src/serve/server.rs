@@ -18,12 +18,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::access::KeyHeader;
 use super::deadline::Deadline;
 use super::refusals;
 use super::routes;
@@ -47,7 +49,7 @@ pub fn app(state: AppState) -> Router {
                 ([("content-type", "application/json")], api_json.clone())
             }),
         )
-        .route_layer(middleware::from_fn(mark_route))
+        .route_layer(middleware::from_fn_with_state(state.clone(), routed))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -56,8 +58,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Note the route's pattern (`/api/v1/keys/{name}`) for the metrics and
-/// the audit line.
-async fn mark_route(req: Request, next: Next) -> Response {
+/// the audit line; withhold the body of a request that will be refused
+/// ([`refused_unread`]); give a body a slot (`max_bodies`).
+async fn routed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     if let (Some(m), Some(note)) = (
         req.extensions().get::<MatchedPath>(),
         req.extensions().get::<RequestNote>(),
@@ -65,7 +69,83 @@ async fn mark_route(req: Request, next: Next) -> Response {
         let route = m.as_str().to_string();
         note.with(|n| n.route = Some(route));
     }
+    let source = req.extensions().get::<Source>().map(|s| s.0);
+    let pending = !req.body().is_end_stream();
+    let withhold = pending
+        && !PUBLIC.contains(&path.as_str())
+        && source.is_some_and(|source| refused_unread(&state, source, &path, req.headers()));
+    if withhold {
+        // The handler sees an empty body and refuses the request as its
+        // family does (it checks credentials before it reads a body); the
+        // body is never read, and the connection ends with the answer.
+        let (parts, _unread) = req.into_parts();
+        let mut response = next
+            .run(Request::from_parts(parts, axum::body::Body::empty()))
+            .await;
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    // At most `max_bodies` requests hold a body (up to `body_limit` bytes
+    // each) at once; the others wait for a slot before theirs is read, at
+    // most request_timeout (then 503, HK1905).
+    let _slot = if pending {
+        let limit = state.config().request_timeout;
+        match tokio::time::timeout(limit, state.bodies().clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Some(slot),
+            _ => {
+                let e = Error::from(ServeError::TimedOut {
+                    seconds: limit.as_secs(),
+                });
+                noted(&req, &e);
+                return family_error(&path, super::status_of(&e), &e);
+            }
+        }
+    } else {
+        None
+    };
     next.run(req).await
+}
+
+/// Where each family's clients put their API key, by path prefix. Huawei's
+/// may sign instead (`SDK-HMAC-SHA256`), which needs the body.
+const KEY_HEADERS: [(&str, KeyHeader); 6] = [
+    ("/api/pvlt/", KeyHeader::Bearer),
+    ("/api/1.0/", KeyHeader::Header("x-http-token")),
+    ("/api/v1/", KeyHeader::Bearer),
+    ("/ConfigurationManager/", KeyHeader::Scheme("Session")),
+    ("/v1.0/", KeyHeader::Header("x-auth-token")),
+    ("/v1/", KeyHeader::Header("x-auth-token")),
+];
+
+/// Whether a request with a body will be refused whatever its body holds,
+/// so that it need not be read (an unauthenticated client must not make
+/// the server take in up to `body_limit` bytes): its source is throttled
+/// (429, HK1111) or, where the family's key is a header, it has no key or
+/// one no client has (401, HK1109). A request signed with AK/SK is only
+/// checked against the throttle here: its signature covers the body.
+/// Nothing is counted here; the handler's own check does that.
+fn refused_unread(
+    state: &AppState,
+    source: std::net::IpAddr,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+) -> bool {
+    let Some((prefix, header)) = KEY_HEADERS.iter().find(|(p, _)| path.starts_with(p)) else {
+        return false;
+    };
+    let access = state.access();
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with(routes::huawei::sign::ALGORITHM));
+    if prefix.starts_with("/v1") && !headers.contains_key("x-auth-token") && signed {
+        return access.check_throttle(source, true).is_err();
+    }
+    let found = access.find(headers, *header);
+    found.is_err() || access.check_throttle(source, true).is_err()
 }
 
 async fn not_found(req: Request) -> Response {

@@ -35,6 +35,8 @@ pub struct Shared {
     pub refusals: Refusals,
     /// The requests' tasks still running.
     pub in_flight: InFlight,
+    /// Slots for requests with a body (`max_bodies`).
+    pub bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// The requests' tasks still running, counted so that the server waits for
@@ -118,6 +120,10 @@ impl AppState {
 
     pub fn in_flight(&self) -> &InFlight {
         &self.0.in_flight
+    }
+
+    pub fn bodies(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.0.bodies
     }
 }
 

@@ -29,8 +29,15 @@ use crate::error::Result;
 /// Kinds of request (method, path, status, code) listed per line.
 pub const MAX_KINDS: usize = 16;
 
-/// A path longer than this is cut (at a character boundary).
+/// A path longer than this is cut (at a character boundary), `...`
+/// included.
 pub const MAX_PATH: usize = 256;
+
+/// Methods listed as they are; any other is `OTHER`, so that clients
+/// cannot grow the kinds with made-up methods (as the metrics do).
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// The `op` of the lines.
 pub const OP: &str = "serve refused";
@@ -166,12 +173,12 @@ impl Tally {
     }
 }
 
-/// `path` cut to [`MAX_PATH`] bytes.
+/// `path` cut to [`MAX_PATH`] bytes, the `...` that ends it included.
 fn cut(path: &str) -> String {
     if path.len() <= MAX_PATH {
         return path.to_string();
     }
-    let mut end = MAX_PATH;
+    let mut end = MAX_PATH - 3;
     while !path.is_char_boundary(end) {
         end -= 1;
     }
@@ -200,7 +207,11 @@ impl Refusals {
             Whose::Source(SourceBucket::of(source)),
             Timestamp::now(),
             RefusedRequests {
-                method: method.to_string(),
+                method: METHODS
+                    .into_iter()
+                    .find(|m| *m == method)
+                    .unwrap_or("OTHER")
+                    .to_string(),
                 path: cut(path),
                 status,
                 code: code.map(str::to_string),

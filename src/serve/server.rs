@@ -221,6 +221,15 @@ async fn observe(
             if let Err(e) = checked {
                 tracing::error!("{method} {path} refused: the audit log cannot take its line: {e}");
                 let response = family_error(&path, StatusCode::SERVICE_UNAVAILABLE, &e);
+                // No client was named: counted, for a line once the log
+                // takes lines again.
+                task_state.refusals().record(
+                    source,
+                    &method,
+                    &path,
+                    response.status().as_u16(),
+                    Some(e.code()),
+                );
                 task_state.metrics().record(
                     "(audit log unavailable)",
                     &method,

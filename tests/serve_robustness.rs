@@ -31,6 +31,17 @@ fn config(t: &TestToken, extra_top: &str) -> String {
     )
 }
 
+/// Wait until `ready`; fail (rather than hang) if `gone` says what it
+/// waits for can no longer come, or after two minutes.
+fn wait_until(what: &str, ready: impl Fn() -> bool, gone: impl Fn() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready() {
+        assert!(!gone(), "{what}: it can no longer happen");
+        assert!(std::time::Instant::now() < give_up, "{what}: still waiting");
+        std::thread::yield_now();
+    }
+}
+
 fn forwarded(from: &str) -> (&'static str, &str) {
     ("x-forwarded-for", from)
 }
@@ -58,13 +69,43 @@ fn a_flood_of_bad_keys_is_counted_in_bounded_lines_and_good_clients_are_served()
         "203.0.113.9",
     ];
     let exporter = bearer("exporter");
+    // The good client and the flood go in step, so that the good requests
+    // are answered while refusals are still arriving: the good client's
+    // request k waits for 10k + 1 flood answers, flood request i (of each
+    // of the six threads) for 21i / 50 good answers, so the last flood
+    // requests come after the last good one.
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let (flooded, good_done, floods_over) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let good_over = AtomicUsize::new(0);
+    /// Counts a thread as over when it ends, panics included.
+    struct Over<'a>(&'a AtomicUsize);
+    impl Drop for Over<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
     let (flood, rest, good) = std::thread::scope(|scope| {
         let flood: Vec<_> = (0..6)
             .map(|_| {
-                let s = &s;
+                let (s, flooded, good_done) = (&s, &flooded, &good_done);
+                let (floods_over, good_over) = (&floods_over, &good_over);
                 scope.spawn(move || {
+                    let _over = Over(floods_over);
                     (0..50)
-                        .map(|_| s.get(EXPORT, &[bad, forwarded("192.0.2.66")]).status)
+                        .map(|i| {
+                            wait_until(
+                                "the good client's progress",
+                                || good_done.load(SeqCst) >= i * 21 / 50,
+                                || good_over.load(SeqCst) > 0,
+                            );
+                            let status = s.get(EXPORT, &[bad, forwarded("192.0.2.66")]).status;
+                            flooded.fetch_add(1, SeqCst);
+                            status
+                        })
                         .collect::<Vec<u16>>()
                 })
             })
@@ -81,14 +122,22 @@ fn a_flood_of_bad_keys_is_counted_in_bounded_lines_and_good_clients_are_served()
             })
             .collect();
         let good = {
-            let (s, exporter) = (&s, &exporter);
+            let (s, exporter, flooded, good_done) = (&s, &exporter, &flooded, &good_done);
+            let (floods_over, good_over) = (&floods_over, &good_over);
             scope.spawn(move || {
+                let _over = Over(good_over);
                 (0..20)
-                    .map(|_| {
+                    .map(|k| {
+                        wait_until(
+                            "the flood's progress",
+                            || flooded.load(SeqCst) > 10 * k,
+                            || floods_over.load(SeqCst) == 6,
+                        );
                         let a = s.get(EXPORT, &[(exporter.0, &exporter.1), forwarded("192.0.2.1")]);
-                        (a.status, a.body)
+                        good_done.fetch_add(1, SeqCst);
+                        (a.status, a.body, flooded.load(SeqCst))
                     })
-                    .collect::<Vec<(u16, String)>>()
+                    .collect::<Vec<(u16, String, usize)>>()
             })
         };
         let join = |hs: Vec<std::thread::ScopedJoinHandle<'_, Vec<u16>>>| -> Vec<u16> {
@@ -96,9 +145,14 @@ fn a_flood_of_bad_keys_is_counted_in_bounded_lines_and_good_clients_are_served()
         };
         (join(flood), join(rest), good.join().unwrap())
     });
-    for (status, body) in &good {
+    for (status, body, _) in &good {
         assert_eq!(*status, 200, "a good client during the flood: {body}");
     }
+    // The flood was under way before the first good request and went on
+    // after the last.
+    let flooded_then: Vec<usize> = good.iter().map(|g| g.2).collect();
+    assert!(flooded_then[0] >= 1, "{flooded_then:?}");
+    assert!(*flooded_then.last().unwrap() < 300, "{flooded_then:?}");
     let mut flood = flood;
     flood.push(401);
     assert_eq!(flood.len(), 301);
@@ -205,10 +259,12 @@ fn a_request_waiting_for_the_token_lock_holds_no_session() {
             )
         });
         // The creation is waiting for the lock once the server has the
-        // file open.
-        while !has_open(s.child.id(), &path) {
-            std::thread::yield_now();
-        }
+        // file open (a creation answered before that fails the test).
+        wait_until(
+            "the creation waits for the lock",
+            || has_open(s.child.id(), &path),
+            || writer.is_finished(),
+        );
         let reader = bearer("reader");
         let a = s.get("/api/v1/keys/first", &[(reader.0, &reader.1)]);
         assert_eq!(
@@ -375,9 +431,11 @@ fn a_request_that_changed_the_token_always_gets_its_line() {
         // client without the capability asks now; its line queues for the
         // session, gets it when the creation's work ends, and holds it
         // waiting for the log.
-        while !has_open(s.child.id(), &lock) {
-            std::thread::yield_now();
-        }
+        wait_until(
+            "the creation holds the lock",
+            || has_open(s.child.id(), &lock),
+            || creation.is_finished(),
+        );
         let nobody = bearer("nobody");
         let s = &s;
         let holder = scope.spawn(move || {
@@ -387,9 +445,11 @@ fn a_request_that_changed_the_token_always_gets_its_line() {
                 br#"{"name": "third", "type": "aes-256"}"#,
             )
         });
-        while !waits_for_flock(s.child.id()) {
-            std::thread::yield_now();
-        }
+        wait_until(
+            "a line waits for the log",
+            || waits_for_flock(s.child.id()),
+            || holder.is_finished() && creation.is_finished(),
+        );
         // Hold the log well past request_timeout, unless the creation is
         // answered first (what happened before its line waited unbounded).
         for _ in 0..100 {
@@ -508,9 +568,11 @@ fn sigterm_waits_for_every_requests_task() {
         .unwrap();
     // The request waits for the log; the server is told to stop, and
     // closes the connection once its grace period is over.
-    while !has_waiter(s.child.id()) {
-        std::thread::yield_now();
-    }
+    wait_until(
+        "the request waits for the log",
+        || has_waiter(s.child.id()),
+        || false,
+    );
     common::serve::terminate(&s.child);
     let mut answer = Vec::new();
     let _ = c.read_to_end(&mut answer);

@@ -395,6 +395,7 @@ fn a_request_that_changed_the_token_always_gets_its_line() {
         &format!("module = \"{}\"", shim.display()),
         1,
     );
+    assert!(toml.contains(&*shim.to_string_lossy()), "{toml}");
     let s = t.serve_env(
         &toml,
         &[

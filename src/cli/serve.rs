@@ -76,15 +76,35 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         pool: pool.clone(),
         metrics: Metrics::default(),
         audit_log: audit_log.clone(),
+        in_flight: Default::default(),
+        bodies: Arc::new(tokio::sync::Semaphore::new(config.max_bodies)),
         config,
     });
     runtime.block_on(async move {
-        lifecycle_line(&pool, &audit_log, "serve start").await?;
-        let served = server::serve(state, |addr| {
+        lifecycle_line(&pool, &audit_log, "serve start", Outcome::ok()).await?;
+        let served = server::serve(state.clone(), |addr| {
             out(&format!("hsmkey serve: listening on {scheme}://{addr}\n"));
         })
         .await;
-        let stopped = lifecycle_line(&pool, &audit_log, "serve stop").await;
+        // Refusals the last lines could not record are named in the
+        // stop line (and the exit is not 0).
+        let unrecorded = state.refusals().take();
+        let outcome = match &served {
+            Err(e) if !unrecorded.is_empty() => {
+                let count: u64 = unrecorded.iter().map(|(_, t)| t.count).sum();
+                Outcome {
+                    ok: false,
+                    code: Some(e.code().to_string()),
+                    message: Some(format!(
+                        "{count} requests refused without a client ({} sources) are not recorded: {e}",
+                        unrecorded.len()
+                    )),
+                }
+            }
+            Err(e) => Outcome::error(e.code(), e.to_string()),
+            Ok(()) => Outcome::ok(),
+        };
+        let stopped = lifecycle_line(&pool, &audit_log, "serve stop", outcome).await;
         pool.close().await;
         served.and(stopped)
     })
@@ -96,12 +116,13 @@ async fn lifecycle_line(
     pool: &Arc<SessionPool>,
     path: &std::path::Path,
     op: &'static str,
+    outcome: Outcome,
 ) -> Result<()> {
     let path = path.to_path_buf();
     pool.run(move |token| {
         let mut recorder = Recorder::begin(&path, op)?;
         recorder.attach(token)?;
-        recorder.finish_as(Outcome::ok())
+        recorder.finish_as(outcome)
     })
     .await
 }

@@ -179,52 +179,113 @@ impl Window {
 }
 
 /// The failure counts, bounded: at most `cap` sources are counted one by
-/// one. When the map is full, sources whose minute is over are dropped
-/// (at most once a second, so a full map does not cost a sweep per
-/// request); a source that still finds no room is counted in `overflow`,
-/// one window shared by every source without its own. That shared window
-/// throttles all of them together once it reaches the limit: a full map
-/// refuses new sources rather than forgets a throttled one, so flooding
-/// the map never unthrottles an attacker.
+/// one. When the map is full, sources whose minute is over and sources
+/// below the limit are dropped (at most once a second, so a full map does
+/// not cost a sweep per request): the entries kept are the throttled ones.
+/// A source that still finds no room is counted by its network (an IPv4
+/// /24, an IPv6 /48) in a second map, bounded and swept the same way; one
+/// whose network finds no room either is counted in `overflow`, one window
+/// shared by all of them.
+///
+/// A full map never unthrottles a source (only finished or unthrottled
+/// windows are dropped), and it never locks out a client that did not
+/// fail: a network's window throttles that network's requests, and the
+/// shared window refuses only requests whose credentials are wrong, never
+/// a valid key or signature.
 struct Failures {
     by_source: HashMap<SourceBucket, Window>,
+    by_network: HashMap<Network, Window>,
     overflow: Window,
     cap: usize,
+    per_minute: u32,
     last_sweep: Option<Instant>,
 }
 
+/// Where a source without its own window is counted: its IPv4 /24 or its
+/// IPv6 /48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Network {
+    V4([u8; 3]),
+    V6(u64),
+}
+
+impl Network {
+    fn of(bucket: SourceBucket) -> Network {
+        match bucket {
+            SourceBucket::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                Network::V4([a, b, c])
+            }
+            SourceBucket::V6Prefix(prefix) => Network::V6(prefix >> 16),
+        }
+    }
+}
+
+/// Which window a source is counted in.
+enum Counted<'a> {
+    Own(&'a Window),
+    Network(&'a Window),
+    Shared(&'a Window),
+    /// None yet: room for its own.
+    Nowhere,
+}
+
 impl Failures {
-    /// The window `bucket` is counted in now (its own, or the shared one).
-    fn window(&self, bucket: SourceBucket) -> Option<&Window> {
-        match self.by_source.get(&bucket) {
-            Some(w) => Some(w),
-            None if self.by_source.len() >= self.cap => Some(&self.overflow),
-            None => None,
+    /// The window `bucket` is counted in now.
+    fn window(&self, bucket: SourceBucket) -> Counted<'_> {
+        if let Some(w) = self.by_source.get(&bucket) {
+            return Counted::Own(w);
+        }
+        if self.by_source.len() < self.cap {
+            return Counted::Nowhere;
+        }
+        match self.by_network.get(&Network::of(bucket)) {
+            Some(w) => Counted::Network(w),
+            None if self.by_network.len() < self.cap => Counted::Nowhere,
+            None => Counted::Shared(&self.overflow),
+        }
+    }
+
+    /// Drop the windows that are over or below the limit, at most once
+    /// per [`SWEEP_EVERY`].
+    fn sweep(&mut self, now: Instant) {
+        let swept_lately = self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY);
+        if swept_lately {
+            return;
+        }
+        let limit = self.per_minute;
+        let keep = |w: &Window| !w.expired(now) && w.failures >= limit;
+        self.by_source.retain(|_, w| keep(w));
+        self.by_network.retain(|_, w| keep(w));
+        self.last_sweep = Some(now);
+        if self.by_source.len() >= self.cap {
+            tracing::warn!(
+                "{} sources are throttled: new failing sources are counted by their network",
+                self.cap
+            );
         }
     }
 
     fn window_mut(&mut self, bucket: SourceBucket, now: Instant) -> &mut Window {
         if !self.by_source.contains_key(&bucket) && self.by_source.len() >= self.cap {
-            let swept_lately = self
-                .last_sweep
-                .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY);
-            if !swept_lately {
-                self.by_source.retain(|_, w| !w.expired(now));
-                self.last_sweep = Some(now);
-                if self.by_source.len() >= self.cap {
-                    tracing::warn!(
-                        "failed logins of {} sources are being counted: new sources share one window until theirs end",
-                        self.cap
-                    );
-                }
-            }
-            if self.by_source.len() >= self.cap {
-                return &mut self.overflow;
-            }
+            self.sweep(now);
         }
-        self.by_source
-            .entry(bucket)
-            .or_insert_with(|| Window::fresh(now))
+        if self.by_source.contains_key(&bucket) || self.by_source.len() < self.cap {
+            return self
+                .by_source
+                .entry(bucket)
+                .or_insert_with(|| Window::fresh(now));
+        }
+        let net = Network::of(bucket);
+        if self.by_network.contains_key(&net) || self.by_network.len() < self.cap {
+            return self
+                .by_network
+                .entry(net)
+                .or_insert_with(|| Window::fresh(now));
+        }
+        &mut self.overflow
     }
 }
 
@@ -258,8 +319,10 @@ impl Access {
                 .collect(),
             failures: Mutex::new(Failures {
                 by_source: HashMap::new(),
+                by_network: HashMap::new(),
                 overflow: Window::fresh(Instant::now()),
                 cap: cap.max(1),
+                per_minute,
                 last_sweep: None,
             }),
             per_minute,
@@ -295,27 +358,40 @@ impl Access {
     }
 
     /// Refuse a source that failed too often this minute (HK1111).
-    pub fn check_throttle(&self, source: IpAddr) -> Result<(), ServeError> {
-        self.check_throttle_at(source, Instant::now())
+    /// `valid`: the request's credentials name a client. A source counted
+    /// in its own window or its network's is refused either way; one
+    /// counted in the shared window (every map full) only when its
+    /// credentials are wrong, so that no client that authenticates is
+    /// ever locked out by others' failures.
+    pub fn check_throttle(&self, source: IpAddr, valid: bool) -> Result<(), ServeError> {
+        self.check_throttle_at(source, valid, Instant::now())
     }
 
-    fn check_throttle_at(&self, source: IpAddr, now: Instant) -> Result<(), ServeError> {
+    fn check_throttle_at(
+        &self,
+        source: IpAddr,
+        valid: bool,
+        now: Instant,
+    ) -> Result<(), ServeError> {
         let bucket = SourceBucket::of(source);
         // A poisoned map is still a map: a panic elsewhere must not lift
         // the limit.
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match map.window(bucket) {
-            Some(w) if !w.expired(now) && w.failures >= self.per_minute => {
-                Err(ServeError::Throttled {
-                    source_addr: bucket.to_string(),
-                    retry_after: WINDOW
-                        .saturating_sub(now.saturating_duration_since(w.started))
-                        .as_secs()
-                        .max(1),
-                })
-            }
-            _ => Ok(()),
+        let w = match map.window(bucket) {
+            Counted::Own(w) | Counted::Network(w) => w,
+            Counted::Shared(w) if !valid => w,
+            Counted::Shared(_) | Counted::Nowhere => return Ok(()),
+        };
+        if w.expired(now) || w.failures < self.per_minute {
+            return Ok(());
         }
+        Err(ServeError::Throttled {
+            source_addr: bucket.to_string(),
+            retry_after: WINDOW
+                .saturating_sub(now.saturating_duration_since(w.started))
+                .as_secs()
+                .max(1),
+        })
     }
 
     /// Count a failed authentication from `source`.
@@ -332,8 +408,10 @@ impl Access {
         w.failures = w.failures.saturating_add(1);
     }
 
-    /// The whole check for a route: not throttled, a known key, the
-    /// capability. Failures of the first two count against `source`.
+    /// The whole check for a route: a known key, not throttled, the
+    /// capability. A missing or unknown key counts against `source`. The
+    /// key is looked at first (in constant time) so that the throttle can
+    /// tell a client from a guess.
     pub fn authorize(
         &self,
         source: IpAddr,
@@ -341,12 +419,21 @@ impl Access {
         header: KeyHeader,
         capability: Capability,
     ) -> Result<Arc<Client>, ServeError> {
-        self.check_throttle(source)?;
-        let found = match header.find(headers) {
+        let found = self.find(headers, header);
+        self.check_throttle(source, found.is_ok())?;
+        self.admit(source, found, capability)
+    }
+
+    /// The client whose API key `header` carries, or why there is none.
+    pub fn find(
+        &self,
+        headers: &HeaderMap,
+        header: KeyHeader,
+    ) -> Result<Arc<Client>, &'static str> {
+        match header.find(headers) {
             None => Err("no API key was sent"),
             Some(key) => self.by_api_key(key).ok_or("the API key is not known"),
-        };
-        self.admit(source, found, capability)
+        }
     }
 
     /// The end of every authentication, whatever found the client (an API

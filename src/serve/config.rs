@@ -40,7 +40,8 @@ pub struct ServeConfig {
     /// How long a client may take to send a request's head (hyper's
     /// header read timeout; also how long a kept-alive connection may idle).
     pub header_timeout: Duration,
-    /// How long a client may take to send a request's body, from its head.
+    /// How long a client may take to send a request's body, from when it
+    /// is first read.
     pub body_timeout: Duration,
     /// How long refusals without a client are gathered before their lines
     /// are written.
@@ -50,6 +51,8 @@ pub struct ServeConfig {
     pub refusal_sources_per_window: usize,
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Requests with a body handled at once; the others wait for a slot.
+    pub max_bodies: usize,
     /// Failed authentications one source address may make per minute
     /// before it is refused with 429.
     pub auth_failures_per_minute: u32,
@@ -140,6 +143,7 @@ struct RawFile {
     refusal_window: Option<Spanned<i64>>,
     refusal_sources_per_window: Option<Spanned<i64>>,
     body_limit: Option<Spanned<i64>>,
+    max_bodies: Option<Spanned<i64>>,
     auth_failures_per_minute: Option<Spanned<i64>>,
     proxies: Option<Spanned<Vec<Spanned<String>>>>,
     piiano: Option<RawPiiano>,
@@ -193,6 +197,7 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_REFUSAL_WINDOW_SECS: u64 = 60;
 pub const DEFAULT_REFUSAL_SOURCES: usize = 100;
+pub const DEFAULT_MAX_BODIES: usize = 64;
 
 /// Read and check the configuration file at `path`.
 pub fn load(path: &Path) -> Result<ServeConfig> {
@@ -350,6 +355,9 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
     let body_limit = c
         .number(raw.body_limit, "body_limit", 1024..(64 * 1024 * 1024 + 1))?
         .map_or(DEFAULT_BODY_LIMIT, |n| n as usize);
+    let max_bodies = c
+        .number(raw.max_bodies, "max_bodies", 1..10_001)?
+        .map_or(DEFAULT_MAX_BODIES, |n| n as usize);
     let auth_failures_per_minute = c
         .number(
             raw.auth_failures_per_minute,
@@ -420,6 +428,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ServeConfig> {
         refusal_window,
         refusal_sources_per_window,
         body_limit,
+        max_bodies,
         auth_failures_per_minute,
         proxies,
         piiano,

@@ -1,5 +1,9 @@
 //! The deadline of a request's body (`body_timeout`, docs/SERVER.md): the
-//! whole body must have arrived that long after the request's head did.
+//! whole body must have arrived that long after the handler first asked
+//! for it (not from the head: the audit log's check and the wait for a
+//! body slot come first, and are not the client's time). The note records
+//! when the body ended, where the request's own clock (`request_timeout`)
+//! starts.
 //! A client that sends it slower (a slow upload, a body trickled a byte at
 //! a time to hold a connection) gets an error from the body, which the
 //! handler sees as an unreadable body; the request's note records it, and
@@ -24,22 +28,23 @@ use crate::error::ServeError;
 /// A request body that fails once its deadline has passed.
 pub struct Deadline {
     inner: Body,
-    deadline: Pin<Box<Sleep>>,
-    seconds: u64,
+    /// Set at the first poll.
+    deadline: Option<Pin<Box<Sleep>>>,
+    limit: Duration,
     note: RequestNote,
 }
 
 impl Deadline {
-    /// `inner` must have arrived within `limit` from now; when it has
-    /// not, `note` says so (`slow_body`).
+    /// `inner` must have arrived within `limit` from its first poll; when
+    /// it has not, `note` says so (`slow_body`).
     pub fn wrap(inner: Body, limit: Duration, note: RequestNote) -> Body {
         if inner.is_end_stream() {
             return inner;
         }
         Body::new(Deadline {
             inner,
-            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + limit)),
-            seconds: limit.as_secs(),
+            deadline: None,
+            limit,
             note,
         })
     }
@@ -54,11 +59,20 @@ impl HttpBody for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
+        let limit = this.limit;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() || this.inner.is_end_stream() {
+                this.note.with(|n| {
+                    n.body_read.get_or_insert_with(std::time::Instant::now);
+                });
+            }
             return Poll::Ready(frame);
         }
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            let seconds = this.seconds;
+        if deadline.as_mut().poll(cx).is_ready() {
+            let seconds = this.limit.as_secs();
             this.note.with(|n| n.slow_body = Some(seconds));
             return Poll::Ready(Some(Err(axum::Error::new(ServeError::SlowBody {
                 seconds,

@@ -11,8 +11,9 @@
 //! `*`). A flood of bad credentials therefore costs the token a bounded
 //! number of lines per window whatever its size, and the clients that
 //! authenticate keep the sessions. What is counted when the server stops is
-//! written before its `serve stop` line; a line that cannot be written yet
-//! is kept for the next window.
+//! written before its `serve stop` line, once every request's task has
+//! ended; a line that cannot be written yet is kept for the next window
+//! (at the stop, the `serve stop` line counts what is left).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,8 +29,15 @@ use crate::error::Result;
 /// Kinds of request (method, path, status, code) listed per line.
 pub const MAX_KINDS: usize = 16;
 
-/// A path longer than this is cut (at a character boundary).
+/// A path longer than this is cut (at a character boundary), `...`
+/// included.
 pub const MAX_PATH: usize = 256;
+
+/// Methods listed as they are; any other is `OTHER`, so that clients
+/// cannot grow the kinds with made-up methods (as the metrics do).
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// The `op` of the lines.
 pub const OP: &str = "serve refused";
@@ -165,12 +173,12 @@ impl Tally {
     }
 }
 
-/// `path` cut to [`MAX_PATH`] bytes.
+/// `path` cut to [`MAX_PATH`] bytes, the `...` that ends it included.
 fn cut(path: &str) -> String {
     if path.len() <= MAX_PATH {
         return path.to_string();
     }
-    let mut end = MAX_PATH;
+    let mut end = MAX_PATH - 3;
     while !path.is_char_boundary(end) {
         end -= 1;
     }
@@ -199,7 +207,11 @@ impl Refusals {
             Whose::Source(SourceBucket::of(source)),
             Timestamp::now(),
             RefusedRequests {
-                method: method.to_string(),
+                method: METHODS
+                    .into_iter()
+                    .find(|m| *m == method)
+                    .unwrap_or("OTHER")
+                    .to_string(),
                 path: cut(path),
                 status,
                 code: code.map(str::to_string),
@@ -257,16 +269,16 @@ impl Refusals {
 }
 
 /// Write a line for each source counted, one after the other; returns how
-/// many. A line that cannot be written (the log or the token failing, no
-/// session within `request_timeout`) is kept, with those after it, for
-/// the next time.
-pub async fn write_lines(state: &AppState) -> Result<usize> {
+/// many. A line that cannot be written (the log or the token failing; no
+/// session within `request_timeout`, when `bounded`) is kept, with those
+/// after it, for the next time.
+pub async fn write_lines(state: &AppState, bounded: bool) -> Result<usize> {
     let refusals = state.refusals();
     let _one_writer = refusals.writing.lock().await;
     let mut lines = refusals.take().into_iter();
     let mut written = 0;
     while let Some((whose, tally)) = lines.next() {
-        if let Err(e) = write_line(state, whose, &tally).await {
+        if let Err(e) = write_line(state, whose, &tally, bounded).await {
             refusals.put_back(whose, tally);
             for (w, t) in lines {
                 refusals.put_back(w, t);
@@ -278,39 +290,40 @@ pub async fn write_lines(state: &AppState) -> Result<usize> {
     Ok(written)
 }
 
-async fn write_line(state: &AppState, whose: Whose, tally: &Tally) -> Result<()> {
+async fn write_line(state: &AppState, whose: Whose, tally: &Tally, bounded: bool) -> Result<()> {
     let (refused, outcome) = tally.line(whose);
     let facts = Facts {
         refused: Some(refused),
         ..Facts::default()
     };
     let path = state.audit_log().to_path_buf();
+    let sign = move |token: &crate::hsm::Token<'static>| {
+        let mut recorder = Recorder::begin(&path, OP)?;
+        recorder.set_client("unauthenticated");
+        recorder.attach(token)?;
+        *recorder.facts() = facts;
+        recorder.finish_as(outcome)
+    };
+    if !bounded {
+        return state.pool().run(sign).await;
+    }
     let limit = state.config().request_timeout;
-    state
-        .pool()
-        .run_within(limit, limit.as_secs(), move |token| {
-            let mut recorder = Recorder::begin(&path, OP)?;
-            recorder.set_client("unauthenticated");
-            recorder.attach(token)?;
-            *recorder.facts() = facts;
-            recorder.finish_as(outcome)
-        })
-        .await
+    state.pool().run_within(limit, limit.as_secs(), sign).await
 }
 
 /// The writer: every `refusal_window`, the lines of what was counted;
-/// when `stop` fires (the server has stopped taking requests), the last
-/// ones, whose failure is the server's.
+/// when `stop` fires (no request is left), the last ones, each waiting for
+/// a session as long as it takes; their failure is the server's.
 pub async fn writer(state: AppState, mut stop: tokio::sync::oneshot::Receiver<()>) -> Result<()> {
     let window = state.config().refusal_window;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(window) => {
-                if let Err(e) = write_lines(&state).await {
+                if let Err(e) = write_lines(&state, true).await {
                     tracing::error!("refused requests are not recorded yet (kept for the next window): {e}");
                 }
             }
-            _ = &mut stop => return write_lines(&state).await.map(drop),
+            _ = &mut stop => return write_lines(&state, false).await.map(drop),
         }
     }
 }

@@ -18,16 +18,18 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::access::KeyHeader;
 use super::deadline::Deadline;
 use super::refusals;
 use super::routes;
-use super::state::{client_address, AppState, RequestNote, Source, Started};
+use super::state::{client_address, AppState, RequestNote, Source};
 use crate::audit::{Outcome, Recorder, RequestRef};
 use crate::error::{Error, Result, ServeError};
 
@@ -47,7 +49,7 @@ pub fn app(state: AppState) -> Router {
                 ([("content-type", "application/json")], api_json.clone())
             }),
         )
-        .route_layer(middleware::from_fn(mark_route))
+        .route_layer(middleware::from_fn_with_state(state.clone(), routed))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -56,8 +58,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Note the route's pattern (`/api/v1/keys/{name}`) for the metrics and
-/// the audit line.
-async fn mark_route(req: Request, next: Next) -> Response {
+/// the audit line; withhold the body of a request that will be refused
+/// ([`refused_unread`]); give a body a slot (`max_bodies`).
+async fn routed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     if let (Some(m), Some(note)) = (
         req.extensions().get::<MatchedPath>(),
         req.extensions().get::<RequestNote>(),
@@ -65,7 +69,83 @@ async fn mark_route(req: Request, next: Next) -> Response {
         let route = m.as_str().to_string();
         note.with(|n| n.route = Some(route));
     }
+    let source = req.extensions().get::<Source>().map(|s| s.0);
+    let pending = !req.body().is_end_stream();
+    let withhold = pending
+        && !PUBLIC.contains(&path.as_str())
+        && source.is_some_and(|source| refused_unread(&state, source, &path, req.headers()));
+    if withhold {
+        // The handler sees an empty body and refuses the request as its
+        // family does (it checks credentials before it reads a body); the
+        // body is never read, and the connection ends with the answer.
+        let (parts, _unread) = req.into_parts();
+        let mut response = next
+            .run(Request::from_parts(parts, axum::body::Body::empty()))
+            .await;
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    // At most `max_bodies` requests hold a body (up to `body_limit` bytes
+    // each) at once; the others wait for a slot before theirs is read, at
+    // most request_timeout (then 503, HK1905).
+    let _slot = if pending {
+        let limit = state.config().request_timeout;
+        match tokio::time::timeout(limit, state.bodies().clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Some(slot),
+            _ => {
+                let e = Error::from(ServeError::TimedOut {
+                    seconds: limit.as_secs(),
+                });
+                noted(&req, &e);
+                return family_error(&path, super::status_of(&e), &e);
+            }
+        }
+    } else {
+        None
+    };
     next.run(req).await
+}
+
+/// Where each family's clients put their API key, by path prefix. Huawei's
+/// may sign instead (`SDK-HMAC-SHA256`), which needs the body.
+const KEY_HEADERS: [(&str, KeyHeader); 6] = [
+    ("/api/pvlt/", KeyHeader::Bearer),
+    ("/api/1.0/", KeyHeader::Header("x-http-token")),
+    ("/api/v1/", KeyHeader::Bearer),
+    ("/ConfigurationManager/", KeyHeader::Scheme("Session")),
+    ("/v1.0/", KeyHeader::Header("x-auth-token")),
+    ("/v1/", KeyHeader::Header("x-auth-token")),
+];
+
+/// Whether a request with a body will be refused whatever its body holds,
+/// so that it need not be read (an unauthenticated client must not make
+/// the server take in up to `body_limit` bytes): its source is throttled
+/// (429, HK1111) or, where the family's key is a header, it has no key or
+/// one no client has (401, HK1109). A request signed with AK/SK is only
+/// checked against the throttle here: its signature covers the body.
+/// Nothing is counted here; the handler's own check does that.
+fn refused_unread(
+    state: &AppState,
+    source: std::net::IpAddr,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+) -> bool {
+    let Some((prefix, header)) = KEY_HEADERS.iter().find(|(p, _)| path.starts_with(p)) else {
+        return false;
+    };
+    let access = state.access();
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with(routes::huawei::sign::ALGORITHM));
+    if prefix.starts_with("/v1") && !headers.contains_key("x-auth-token") && signed {
+        return access.check_throttle(source, true).is_err();
+    }
+    let found = access.find(headers, *header);
+    found.is_err() || access.check_throttle(source, true).is_err()
 }
 
 async fn not_found(req: Request) -> Response {
@@ -120,9 +200,12 @@ async fn observe(
     let mut req = req.map(|body| Deadline::wrap(body, state.config().body_timeout, note.clone()));
     req.extensions_mut().insert(note.clone());
     req.extensions_mut().insert(Source(source));
-    req.extensions_mut().insert(Started(started));
     let task_state = state.clone();
+    // Counted until the task ends, even when its connection is closed
+    // first: the server waits for it before its last lines.
+    let running = state.running();
     let task = tokio::spawn(async move {
+        let _running = running;
         // The log must be able to take this request's line before the
         // request may change anything, as a command checks it before it
         // starts: a log that cannot (no space, a cut last line, no access)
@@ -138,6 +221,15 @@ async fn observe(
             if let Err(e) = checked {
                 tracing::error!("{method} {path} refused: the audit log cannot take its line: {e}");
                 let response = family_error(&path, StatusCode::SERVICE_UNAVAILABLE, &e);
+                // No client was named: counted, for a line once the log
+                // takes lines again.
+                task_state.refusals().record(
+                    source,
+                    &method,
+                    &path,
+                    response.status().as_u16(),
+                    Some(e.code()),
+                );
                 task_state.metrics().record(
                     "(audit log unavailable)",
                     &method,
@@ -228,8 +320,10 @@ pub(crate) async fn guarded(path: &str, note: &RequestNote, next: Next, req: Req
     }
 }
 
-/// One request's audit line, signed on a pooled session; the wait for one
-/// is bounded by `request_timeout` (then 503, HK1905).
+/// One request's audit line, signed on a pooled session. A request whose
+/// token work started (it may have changed the token) waits for a session
+/// as long as it takes: its line is never dropped for time. Any other
+/// request waits at most `request_timeout` (then 503, HK1905).
 async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRef) -> Result<()> {
     let taken = note
         .with(|n| {
@@ -240,10 +334,11 @@ async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRe
                 std::mem::take(&mut n.facts),
                 n.outcome.take(),
                 n.custom_audit.take(),
+                n.token_work,
             )
         })
         .ok_or_else(|| Error::Internal("the request's audit note is poisoned".into()))?;
-    let (op, route, client, mut facts, outcome, custom_audit) = taken;
+    let (op, route, client, mut facts, outcome, custom_audit, token_work) = taken;
     let op = op.unwrap_or_else(|| {
         format!(
             "serve {} {}",
@@ -271,17 +366,18 @@ async fn write_line(state: &AppState, note: &RequestNote, mut request: RequestRe
     facts.request = Some(request);
     let client = client.unwrap_or_else(|| "unauthenticated".into());
     let path = state.audit_log().to_path_buf();
+    let sign = move |token: &crate::hsm::Token<'static>| {
+        let mut recorder = Recorder::begin(&path, &op)?;
+        recorder.set_client(&client);
+        recorder.attach(token)?;
+        *recorder.facts() = facts;
+        recorder.finish_as(outcome)
+    };
+    if token_work {
+        return state.pool().run(sign).await;
+    }
     let limit = state.config().request_timeout;
-    state
-        .pool()
-        .run_within(limit, limit.as_secs(), move |token| {
-            let mut recorder = Recorder::begin(&path, &op)?;
-            recorder.set_client(&client);
-            recorder.attach(token)?;
-            *recorder.facts() = facts;
-            recorder.finish_as(outcome)
-        })
-        .await
+    state.pool().run_within(limit, limit.as_secs(), sign).await
 }
 
 /// Serve until SIGTERM or SIGINT. `listening` is told the bound address
@@ -295,7 +391,10 @@ pub async fn serve(state: AppState, listening: impl FnOnce(SocketAddr)) -> Resul
     let listener = std::net::TcpListener::bind(config.listen).map_err(io)?;
     let bound = listener.local_addr().map_err(io)?;
     let handle = axum_server::Handle::<SocketAddr>::new();
-    let grace = config.request_timeout + Duration::from_secs(5);
+    // Long enough for a request that has just arrived: its body, its wait
+    // for the lock and a session, its line's wait; then connections still
+    // open are closed (their requests' tasks still end, see below).
+    let grace = config.body_timeout + 2 * config.request_timeout + Duration::from_secs(5);
     let stopper = handle.clone();
     // Registered before the address is announced: a signal sent as soon as
     // it is known stops the server gracefully, never kills it.
@@ -352,6 +451,10 @@ pub async fn serve(state: AppState, listening: impl FnOnce(SocketAddr)) -> Resul
             Err(e) => Err(e),
         },
     };
+    // Every request's task ends (its line written, its refusal counted)
+    // before the last refusal lines and `serve stop`, however long that
+    // takes: token work always ends, and so do the lines that follow it.
+    state.in_flight().idle().await;
     let _ = stop_writer.send(());
     let recorded = match writer.await {
         Ok(r) => r,

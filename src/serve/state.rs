@@ -33,6 +33,51 @@ pub struct Shared {
     pub audit_log: std::path::PathBuf,
     /// Requests refused without a client, counted for their lines.
     pub refusals: Refusals,
+    /// The requests' tasks still running.
+    pub in_flight: InFlight,
+    /// Slots for requests with a body (`max_bodies`).
+    pub bodies: Arc<tokio::sync::Semaphore>,
+}
+
+/// The requests' tasks still running, counted so that the server waits for
+/// every one of them (its line, its refusal count) before its last lines,
+/// even those whose connection was closed at the end of the grace period.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request's task, counted until it is dropped.
+pub struct Running(AppState);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let left = self
+            .0
+             .0
+            .in_flight
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if left == 1 {
+            self.0 .0.in_flight.idle.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    /// Resolves once no request task is left.
+    pub async fn idle(&self) {
+        loop {
+            // Registered before the count is read: a task that ends in
+            // between still wakes this.
+            let woken = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 impl AppState {
@@ -63,6 +108,23 @@ impl AppState {
     pub fn refusals(&self) -> &Refusals {
         &self.0.refusals
     }
+
+    /// Count a request's task until the value returned is dropped.
+    pub fn running(&self) -> Running {
+        self.0
+            .in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(self.clone())
+    }
+
+    pub fn in_flight(&self) -> &InFlight {
+        &self.0.in_flight
+    }
+
+    pub fn bodies(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.0.bodies
+    }
 }
 
 /// What a request's audit line will say, filled in as the request goes.
@@ -83,6 +145,11 @@ pub struct Note {
     pub retry_after: Option<u64>,
     /// The body did not arrive within `body_timeout` (its seconds).
     pub slow_body: Option<u64>,
+    /// When the whole body had arrived.
+    pub body_read: Option<Instant>,
+    /// Token work of the request started: it may have changed the token,
+    /// so its line waits for a session however long that takes.
+    pub token_work: bool,
 }
 
 /// The audit note of one request, shared by the handler and the layer
@@ -130,11 +197,10 @@ impl FromRequestParts<AppState> for Call {
             .get::<RequestNote>()
             .cloned()
             .unwrap_or_default();
-        let started = parts
-            .extensions
-            .get::<Started>()
-            .map(|s| s.0)
-            .unwrap_or_else(Instant::now);
+        // The request's clock starts here, when its handler is being
+        // called, not when it arrived: the head's and the body's own
+        // limits (header_timeout, body_timeout) cover the upload.
+        let started = Instant::now();
         Ok(Call {
             state: state.clone(),
             source,
@@ -188,10 +254,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .ok()
 }
 
-/// When the request arrived (set by the observing layer).
-#[derive(Clone, Copy)]
-pub struct Started(pub Instant);
-
 impl Call {
     /// Name the operation in the audit line (`serve storedsafe backup`).
     pub fn op(&self, op: &str) {
@@ -220,7 +282,7 @@ impl Call {
         let r = self
             .state
             .access()
-            .check_throttle(self.source)
+            .check_throttle(self.source, found.is_ok())
             .and_then(|_| self.state.access().admit(self.source, found, capability));
         self.admitted(r)
     }
@@ -277,18 +339,29 @@ impl Call {
         F: FnOnce(&Token<'static>) -> Result<T> + Send + 'static,
     {
         let limit = self.state.config().request_timeout;
+        let note = self.note.clone();
         self.state
             .pool()
-            .run_within(self.time_left(), limit.as_secs(), work)
+            .run_within(self.time_left(), limit.as_secs(), move |token| {
+                note.with(|n| n.token_work = true);
+                work(token)
+            })
             .await
     }
 
-    /// What is left of `request_timeout` for this request.
+    /// What is left of `request_timeout` for this request, counted from
+    /// when its handler started: from the end of its body, if it had one
+    /// (read after this `Call` was made), else from the `Call`.
     fn time_left(&self) -> std::time::Duration {
+        let started = self
+            .note
+            .with(|n| n.body_read)
+            .flatten()
+            .map_or(self.started, |read| read.max(self.started));
         self.state
             .config()
             .request_timeout
-            .saturating_sub(self.started.elapsed())
+            .saturating_sub(started.elapsed())
     }
 
     /// The token's lock (src/hsm/lock.rs), waited for up to what is left

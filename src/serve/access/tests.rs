@@ -171,41 +171,92 @@ fn ipv6_sources_are_counted_by_their_64() {
 }
 
 /// A full map never forgets a throttled source before its minute ends:
-/// sources without room share one window, throttled together; finished
-/// windows make room again.
+/// sources below the limit are dropped first, a source without room is
+/// counted by its network (/24), and past the networks' room in one shared
+/// window that refuses only wrong credentials; finished windows make room
+/// again.
 #[test]
-fn a_full_map_shares_one_window_and_unthrottles_no_one() {
+fn a_full_map_counts_by_network_and_unthrottles_no_one() {
     use std::time::{Duration, Instant};
     let a = Access::with_cap(&[], 2, 2);
-    let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
+    let ip = |net: u8, n: u8| IpAddr::from([10, net, 0, n]);
+    let fail = |from: IpAddr, at: Instant| {
+        a.note_failure_at(from, at);
+        a.note_failure_at(from, at);
+    };
+    let refused =
+        |from: IpAddr, valid: bool, at: Instant| match a.check_throttle_at(from, valid, at) {
+            Ok(()) => false,
+            Err(ServeError::Throttled { .. }) => true,
+            Err(e) => panic!("{e:?}"),
+        };
     let now = Instant::now();
-    // Two sources throttled: the map is full.
-    for n in [1, 2] {
-        a.note_failure_at(ip(n), now);
-        a.note_failure_at(ip(n), now);
-        assert!(a.check_throttle_at(ip(n), now).is_err());
-    }
-    // A third source has no room: it is counted in the shared window.
-    assert!(a.check_throttle_at(ip(3), now).is_ok());
-    a.note_failure_at(ip(3), now);
-    a.note_failure_at(ip(4), now);
-    // The shared window is spent: every source without its own is refused,
-    // and the first two stay throttled.
-    for n in [3, 4, 5] {
-        let e = a.check_throttle_at(ip(n), now).unwrap_err();
-        assert!(matches!(e, ServeError::Throttled { .. }), "{n}: {e:?}");
-    }
-    for n in [1, 2] {
-        assert!(a.check_throttle_at(ip(n), now).is_err(), "{n} forgotten");
+    // Two sources below the limit fill the map; a third is given room by
+    // dropping them (their single failures are forgotten, no throttle is).
+    a.note_failure_at(ip(1, 1), now);
+    a.note_failure_at(ip(2, 1), now);
+    a.note_failure_at(ip(3, 1), now);
+    assert_eq!(a.failures.lock().unwrap().by_source.len(), 1);
+    // Two sources throttled: the map is full of throttled sources.
+    let now = now + Duration::from_secs(2);
+    fail(ip(1, 1), now);
+    fail(ip(3, 1), now);
+    assert!(refused(ip(1, 1), true, now) && refused(ip(3, 1), true, now));
+    // A third source has no room of its own: it is counted by its /24,
+    // which throttles its neighbours, not other networks.
+    fail(ip(4, 1), now);
+    assert!(refused(ip(4, 1), true, now));
+    assert!(refused(ip(4, 2), true, now), "its /24 is throttled");
+    assert!(!refused(ip(5, 1), false, now), "another network is not");
+    // Two more networks: the second fills the shared window, which refuses
+    // wrong credentials from any new network, never valid ones.
+    fail(ip(5, 1), now);
+    fail(ip(6, 1), now);
+    assert!(refused(ip(5, 1), true, now), "its own network's window");
+    assert!(refused(ip(7, 1), false, now), "a guess from a new network");
+    assert!(!refused(ip(7, 1), true, now), "a client from a new network");
+    for from in [ip(1, 1), ip(3, 1), ip(4, 1)] {
+        assert!(refused(from, true, now), "{from} forgotten");
     }
     // A minute later the old windows are swept and new sources get theirs.
     let later = now + Duration::from_secs(61);
-    assert!(a.check_throttle_at(ip(1), later).is_ok());
-    a.note_failure_at(ip(6), later);
-    assert!(a.check_throttle_at(ip(6), later).is_ok());
-    a.note_failure_at(ip(6), later);
-    assert!(a.check_throttle_at(ip(6), later).is_err());
-    assert!(a.check_throttle_at(ip(7), later).is_ok(), "{:?}", 7);
+    assert!(!refused(ip(1, 1), false, later));
+    a.note_failure_at(ip(8, 1), later);
+    assert!(!refused(ip(8, 1), false, later));
+    a.note_failure_at(ip(8, 1), later);
+    assert!(refused(ip(8, 1), true, later));
+    assert!(!refused(ip(9, 1), false, later));
     let map = a.failures.lock().unwrap();
     assert!(map.by_source.len() <= 2, "the cap holds");
+    assert!(map.by_network.len() <= 2, "the cap holds");
+}
+
+/// Whatever fills the maps, a request with a valid key is allowed (and a
+/// wrong key from the same new source is 429).
+#[test]
+fn a_full_map_never_refuses_a_valid_key() {
+    let a = Access::with_cap(
+        &[client("web", "k-web", &[Capability::ExportKeyReader])],
+        2,
+        1,
+    );
+    let bad = headers("authorization", "Bearer nope");
+    let ok = headers("authorization", "Bearer k-web");
+    let try_as = |from: IpAddr, h: &HeaderMap| {
+        a.authorize(from, h, KeyHeader::Bearer, Capability::ExportKeyReader)
+    };
+    // Sources in many networks fail until every map and the shared
+    // window are spent.
+    for net in 1..=6u8 {
+        for _ in 0..3 {
+            assert!(try_as(IpAddr::from([10, net, 0, 1]), &bad).is_err());
+        }
+    }
+    let fresh = IpAddr::from([192, 0, 2, 7]);
+    let e = try_as(fresh, &bad).unwrap_err();
+    assert!(matches!(e, ServeError::Throttled { .. }), "{e:?}");
+    let client = try_as(fresh, &ok).expect("a valid key from a new source");
+    assert_eq!(client.name, "web");
+    let v6: IpAddr = "2001:db8:77::1".parse().unwrap();
+    assert_eq!(try_as(v6, &ok).unwrap().name, "web");
 }

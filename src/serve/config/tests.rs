@@ -138,6 +138,8 @@ fn the_timeouts_and_the_refusal_window_are_checked() {
         super::DEFAULT_REFUSAL_WINDOW_SECS
     );
     assert_eq!(c.refusal_sources_per_window, super::DEFAULT_REFUSAL_SOURCES);
+    assert_eq!(c.max_bodies, super::DEFAULT_MAX_BODIES);
+    assert_eq!(ok(&format!("{}max_bodies = 3\n", base())).max_bodies, 3);
     let c = ok(&format!(
         "{}header_timeout = 5\nbody_timeout = 120\nrefusal_window = 300\nrefusal_sources_per_window = 8\n",
         base()
@@ -160,6 +162,7 @@ fn the_timeouts_and_the_refusal_window_are_checked() {
             "refusal_sources_per_window",
         ),
         ("body_timeout = \"1m\"\n", "body_timeout"),
+        ("max_bodies = 0\n", "max_bodies"),
     ] {
         let (code, k, line) = refused(&format!("{}{text}", base()));
         assert_eq!((code.as_str(), k.as_str()), ("HK1010", key), "{text}");

@@ -70,10 +70,19 @@ fn kinds_and_paths_are_bounded_and_every_request_counted() {
     let r = Refusals::new(4);
     r.record(ip("192.0.2.9"), "GET", &long, 404, None);
     let path = &r.take()[0].1.requests[0].path;
-    assert!(
-        path.len() <= MAX_PATH + 3 && path.ends_with("..."),
-        "{path}"
-    );
+    assert!(path.len() <= MAX_PATH && path.ends_with("..."), "{path}");
+    // Made-up methods are one kind.
+    let r = Refusals::new(4);
+    for method in ["GET", "BREW", "WHEN"] {
+        r.record(ip("192.0.2.9"), method, "/a", 405, None);
+    }
+    let methods: Vec<String> = r.take()[0]
+        .1
+        .requests
+        .iter()
+        .map(|k| format!("{} {}", k.method, k.count))
+        .collect();
+    assert_eq!(methods, ["GET 1", "OTHER 2"]);
 }
 
 #[test]

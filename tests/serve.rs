@@ -58,10 +58,15 @@ fn start(t: &TestToken) -> Server {
 
 const EXPORT: &str = "/api/pvlt/1.0/system/admin/export_key";
 
-fn piiano_error(v: &Value, code_: &str) {
-    assert_eq!(v["error_code"], code_, "{v}");
+/// Piiano's error body: Piiano's code (`pv`; hsmkey's where Piiano
+/// documents none for the status), hsmkey's in `context.hsmkey_code`, and
+/// a context of strings only, as Piiano's client types it.
+fn piiano_error(v: &Value, pv: &str, hk: &str) {
+    assert_eq!(v["error_code"], pv, "{v}");
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert!(v["context"].is_object(), "{v}");
+    let context = v["context"].as_object().expect("context");
+    assert_eq!(context["hsmkey_code"], hk, "{v}");
+    assert!(context.values().all(Value::is_string), "{v}");
     assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
 }
 
@@ -100,10 +105,10 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let s = start(&t);
     let a = s.get(EXPORT, &[]);
     assert_eq!(a.status, 401);
-    piiano_error(&a.json(), "HK1109");
+    piiano_error(&a.json(), "PV1005", "HK1109");
     let a = s.get(EXPORT, &[("authorization", "Bearer not-a-key")]);
     assert_eq!(a.status, 401);
-    piiano_error(&a.json(), "HK1109");
+    piiano_error(&a.json(), "PV1005", "HK1109");
     let a = s.get(
         EXPORT,
         &[("authorization", &format!("Basic {}", api_key("exporter")))],
@@ -112,7 +117,7 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let a = s.get(EXPORT, &[(bearer("reader").0, &bearer("reader").1)]);
     assert_eq!(a.status, 403);
     let v = a.json();
-    piiano_error(&v, "HK1110");
+    piiano_error(&v, "PV1007", "HK1110");
     assert_eq!(v["context"]["username"], "reader");
     let a = s.post(
         EXPORT,
@@ -120,16 +125,16 @@ fn piiano_errors_have_piiano_shape_and_status() {
         b"{}",
     );
     assert_eq!(a.status, 405);
-    piiano_error(&a.json(), "HK1007");
+    piiano_error(&a.json(), "HK1007", "HK1007");
     let a = s.get("/api/pvlt/1.0/system/admin/nothing", &[]);
     assert_eq!(a.status, 404);
-    piiano_error(&a.json(), "HK1013");
+    piiano_error(&a.json(), "PV1004", "HK1013");
 
     // Without [piiano]: 404; a KEK that may not wrap: 409.
     let plain = t.serve(&format!("{}{}", t.serve_toml(""), clients_toml()));
     let a = plain.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
-    piiano_error(&a.json(), "HK1013");
+    piiano_error(&a.json(), "PV1004", "HK1013");
     let before = t.object_count();
     let wrong = t.serve(&format!(
         "{}[piiano]\nexport_key = \"export-dek\"\nexport_kek = \"no-such-kek\"\n{}",
@@ -138,11 +143,11 @@ fn piiano_errors_have_piiano_shape_and_status() {
     ));
     let a = wrong.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
-    piiano_error(&a.json(), "HK1004");
+    piiano_error(&a.json(), "PV1004", "HK1004");
     // A key that may not leave: 409; a key under itself: 400.
-    for (key, kek, status, code_) in [
-        ("storedsafe-kek", "export-kek", 409, "HK1202"),
-        ("export-kek", "export-kek", 400, "HK1007"),
+    for (key, kek, status, pv, hk) in [
+        ("storedsafe-kek", "export-kek", 409, "HK1202", "HK1202"),
+        ("export-kek", "export-kek", 400, "PV1012", "HK1007"),
     ] {
         let s = t.serve(&format!(
             "{}[piiano]\nexport_key = \"{key}\"\nexport_kek = \"{kek}\"\n{}",
@@ -151,7 +156,7 @@ fn piiano_errors_have_piiano_shape_and_status() {
         ));
         let a = s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
         assert_eq!(a.status, status, "{}", a.body);
-        piiano_error(&a.json(), code_);
+        piiano_error(&a.json(), pv, hk);
     }
     assert_eq!(t.object_count(), before, "a failed export changes nothing");
 }
@@ -209,6 +214,8 @@ fn each_capability_is_enforced() {
         if path.starts_with("/api/1.0/") {
             assert_eq!(v["CALLINFO"]["status"], "FAIL");
             assert_eq!(v["ERRORCODES"][0], "HK1110");
+        } else if path.starts_with("/api/pvlt/") {
+            piiano_error(&v, "PV1007", "HK1110");
         } else {
             assert_eq!(v["error_code"], "HK1110", "{v}");
         }
@@ -496,7 +503,7 @@ fn failed_logins_are_throttled_per_address() {
         a.status, 429,
         "even the right key, until the minute is over"
     );
-    piiano_error(&a.json(), "HK1111");
+    piiano_error(&a.json(), "HK1111", "HK1111");
     let secs: u64 = a.retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=60).contains(&secs));
     // Without `proxies`, X-Forwarded-For is the client's word: ignored.
@@ -739,6 +746,7 @@ fn piiano_typescript_client() {
     let refused = call(api_key("reader"));
     assert_eq!(refused["status"], 403, "{refused}");
     assert_eq!(refused["body"]["context"]["username"], "reader");
+    piiano_error(&refused["body"], "PV1007", "HK1110");
     let line = audit_lines(&t)
         .into_iter()
         .rfind(|l| l["client"] == "exporter")
@@ -845,7 +853,7 @@ fn a_lost_session_is_replaced() {
     let exporter = bearer("exporter");
     let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
     assert_eq!(a.status, 503, "{}", a.body);
-    piiano_error(&a.json(), "HK1401");
+    piiano_error(&a.json(), "PV1010", "HK1401");
     let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
     assert_eq!(a.status, 200, "{}", a.body);
     let m = s.get("/metrics", &[]).body;

@@ -569,18 +569,53 @@ fn public_routes_answer_without_credentials() {
     assert_eq!(h.json()["status"], "ok");
     s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     let m = s.get("/metrics", &[]);
-    assert!(m.content_type.unwrap().starts_with("text/plain"));
+    assert_eq!(
+        m.content_type.as_deref(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let has = |line: &str| m.body.lines().any(|l| l == line);
     assert!(
-        m.body.contains(&format!(
+        has(&format!(
             "hsmkey_http_requests_total{{route=\"{EXPORT}\",method=\"GET\",status=\"200\"}} 1"
         )),
         "{}",
         m.body
     );
-    assert!(m
+    assert!(
+        has("hsmkey_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(
+        has(&format!(
+            "hsmkey_http_request_duration_seconds_count{{route=\"{EXPORT}\"}} 1"
+        )),
+        "{}",
+        m.body
+    );
+    // A scrape sees its own sessions: 4 open (sessions = 4), none busy.
+    for line in [
+        "# TYPE hsmkey_http_requests counter",
+        "# TYPE hsmkey_http_request_duration_seconds histogram",
+        "# TYPE hsmkey_token_calls counter",
+        "# TYPE hsmkey_token_call_failures counter",
+        "hsmkey_token_call_failures_total 0",
+        "hsmkey_sessions_reopened_total 0",
+        "hsmkey_sessions{state=\"open\"} 4",
+        "hsmkey_sessions{state=\"busy\"} 0",
+    ] {
+        assert!(has(line), "{line}\n{}", m.body);
+    }
+    // healthz and export_key each ran token work.
+    let calls: u64 = m
         .body
-        .contains("hsmkey_http_request_duration_seconds_bucket"));
-    assert!(m.body.contains("hsmkey_token_calls_total"));
+        .lines()
+        .find_map(|l| l.strip_prefix("hsmkey_token_calls_total "))
+        .expect("hsmkey_token_calls_total")
+        .parse()
+        .unwrap();
+    assert!(calls >= 2, "{}", m.body);
+    assert!(m.body.ends_with("# EOF\n"));
     let api = s.get("/openapi.json", &[]).json();
     let mut paths: Vec<&str> = api["paths"]
         .as_object()

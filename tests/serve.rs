@@ -344,6 +344,10 @@ fn storedsafe_backup_restores_on_a_second_server() {
         (info["errors"].as_u64(), info["errorcodes"].as_u64()),
         (Some(0), Some(0))
     );
+    // StoredSafe echoes a rotated session token; hsmkey has only the API
+    // key, which no answer carries (a backup answer is kept as a file).
+    assert_eq!(info["token"], "", "{v}");
+    assert!(!got.body.contains(vault.1), "the API key is not echoed");
     let blob = v["KEYS"][0]["backup"].as_str().unwrap().to_string();
     let body = serde_json::json!({ "backup": blob }).to_string();
     let put = b.post(
@@ -354,6 +358,8 @@ fn storedsafe_backup_restores_on_a_second_server() {
     assert_eq!(put.status, 200, "{}", put.body);
     let restored = put.json();
     assert_eq!(restored["CALLINFO"]["status"], "SUCCESS");
+    assert_eq!(restored["CALLINFO"]["token"], "");
+    assert!(!put.body.contains(vault.1));
     let kcvs = |t: &TestToken| -> Vec<(String, String)> {
         t.json(&["key", "show", "payments"])["keys"]
             .as_array()
@@ -376,6 +382,8 @@ fn storedsafe_backup_restores_on_a_second_server() {
         assert_eq!(a.status, status, "{}", a.body);
         let v = a.json();
         assert_eq!(v["CALLINFO"]["status"], "FAIL", "{v}");
+        assert_eq!(v["CALLINFO"]["token"], "", "{v}");
+        assert!(!a.body.contains(api_key("vault")), "{v}");
         assert_eq!(v["ERRORCODES"][0], code_, "{v}");
         assert_eq!(v["ERRORS"].as_array().unwrap().len(), 1);
     };

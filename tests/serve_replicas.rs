@@ -54,6 +54,39 @@ fn kcv_of(value: &[u8]) -> String {
     hex::encode(&block[..3])
 }
 
+/// Every object on the token, as (class, label), for a failure's message.
+fn objects(t: &TestToken) -> Vec<(String, String)> {
+    use cryptoki::object::{Attribute, AttributeType};
+    t.with_session(|s| {
+        s.find_objects(&[])
+            .unwrap()
+            .into_iter()
+            .map(|h| {
+                let attrs = s
+                    .get_attributes(h, &[AttributeType::Class, AttributeType::Label])
+                    .unwrap_or_default();
+                let (mut class, mut label) = (String::new(), String::new());
+                for a in attrs {
+                    match a {
+                        Attribute::Class(c) => class = c.to_string(),
+                        Attribute::Label(l) => label = String::from_utf8_lossy(&l).into(),
+                        _ => {}
+                    }
+                }
+                (class, label)
+            })
+            .collect()
+    })
+}
+
+/// The keys on the token (secret, private, public), audit keys aside.
+fn keys(t: &TestToken) -> Vec<(String, String)> {
+    objects(t)
+        .into_iter()
+        .filter(|(class, label)| class.ends_with("_KEY") && !label.starts_with("hsmkey-audit-"))
+        .collect()
+}
+
 /// Two replicas on `t`; on two hosts, each has its own lock folder.
 fn replicas(t: &TestToken, two_hosts: bool) -> (Server, Server) {
     let toml = format!(
@@ -113,7 +146,7 @@ fn exactly_one_import(two_hosts: bool) {
         let key_id = format!("5555555{round}-2222-3333-4444-555555555555");
         let material = [0x40 + round as u8; 32];
         let body = import_body(&a, &key_id, &material);
-        let before = t.object_count();
+        let before = keys(&t).len();
         let answers = race(&a, &b, &body);
         let all: Vec<String> = answers
             .iter()
@@ -150,8 +183,17 @@ fn exactly_one_import(two_hosts: bool) {
         };
         assert_eq!(winner["kcv"], kcv_of(&material), "{winner}");
         // The pair's two halves are gone, the imported key is there: one
-        // object less than before the imports, whoever won.
-        assert_eq!(t.object_count(), before - 1, "round {round}");
+        // key less than before the imports, whoever won. Keys only: on
+        // SoftHSM a server's audit chain head write can fail when two
+        // processes write at once, and SoftHSM then leaves a label-less
+        // data object behind (docs/TOKENS.md, "Tokens compared"); imports
+        // make no data objects.
+        assert_eq!(
+            keys(&t).len(),
+            before - 1,
+            "round {round}: {winner}\n{:?}",
+            objects(&t)
+        );
         let shown = t.json(&["key", "show", &key_id]);
         let keys = shown["keys"].as_array().unwrap();
         assert_eq!(keys.len(), 1, "the key exists once: {shown}");

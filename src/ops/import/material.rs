@@ -301,9 +301,21 @@ pub fn import(token: &Token<'_>, req: &ImportRequest) -> Result<ImportReport> {
         }
     })();
     if using_up {
-        // This run went on to use the parameters itself: what came of its
-        // own destroy stands, whatever the token holds now.
-        return outcome;
+        // This run went on to use the parameters itself and its destroy
+        // failed. Only when the pair is gone and another run's key is there
+        // did that run win (SoftHSM shows one process's new object to
+        // another late, so both may have looked before the other made its
+        // key, and refuses the second destroy with CKR_FUNCTION_FAILED);
+        // otherwise the token's error stands.
+        return outcome.map_err(|e| match e {
+            Error::Pkcs11 { .. }
+                if matches!(receive::find_pair_private(token, &label), Ok(None))
+                    && matches!(keys::others_with_label(token, &req.label, &[]), Ok(true)) =>
+            {
+                Error::ImportTokenUsed { key_id }
+            }
+            e => e,
+        });
     }
     outcome.map_err(|e| used_meanwhile(token, &label, &key_id, e))
 }

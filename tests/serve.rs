@@ -60,10 +60,15 @@ fn start(t: &TestToken) -> Server {
 
 const EXPORT: &str = "/api/pvlt/1.0/system/admin/export_key";
 
-fn piiano_error(v: &Value, code_: &str) {
-    assert_eq!(v["error_code"], code_, "{v}");
+/// Piiano's error body: Piiano's code (`pv`; hsmkey's where Piiano
+/// documents none for the status), hsmkey's in `context.hsmkey_code`, and
+/// a context of strings only, as Piiano's client types it.
+fn piiano_error(v: &Value, pv: &str, hk: &str) {
+    assert_eq!(v["error_code"], pv, "{v}");
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert!(v["context"].is_object(), "{v}");
+    let context = v["context"].as_object().expect("context");
+    assert_eq!(context["hsmkey_code"], hk, "{v}");
+    assert!(context.values().all(Value::is_string), "{v}");
     assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
 }
 
@@ -102,10 +107,10 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let s = start(&t);
     let a = s.get(EXPORT, &[]);
     assert_eq!(a.status, 401);
-    piiano_error(&a.json(), "HK1109");
+    piiano_error(&a.json(), "PV1005", "HK1109");
     let a = s.get(EXPORT, &[("authorization", "Bearer not-a-key")]);
     assert_eq!(a.status, 401);
-    piiano_error(&a.json(), "HK1109");
+    piiano_error(&a.json(), "PV1005", "HK1109");
     let a = s.get(
         EXPORT,
         &[("authorization", &format!("Basic {}", api_key("exporter")))],
@@ -114,7 +119,7 @@ fn piiano_errors_have_piiano_shape_and_status() {
     let a = s.get(EXPORT, &[(bearer("reader").0, &bearer("reader").1)]);
     assert_eq!(a.status, 403);
     let v = a.json();
-    piiano_error(&v, "HK1110");
+    piiano_error(&v, "PV1007", "HK1110");
     assert_eq!(v["context"]["username"], "reader");
     let a = s.post(
         EXPORT,
@@ -122,16 +127,16 @@ fn piiano_errors_have_piiano_shape_and_status() {
         b"{}",
     );
     assert_eq!(a.status, 405);
-    piiano_error(&a.json(), "HK1007");
+    piiano_error(&a.json(), "HK1007", "HK1007");
     let a = s.get("/api/pvlt/1.0/system/admin/nothing", &[]);
     assert_eq!(a.status, 404);
-    piiano_error(&a.json(), "HK1013");
+    piiano_error(&a.json(), "PV1004", "HK1013");
 
     // Without [piiano]: 404; a KEK that may not wrap: 409.
     let plain = t.serve(&format!("{}{}", t.serve_toml(""), clients_toml()));
     let a = plain.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
-    piiano_error(&a.json(), "HK1013");
+    piiano_error(&a.json(), "PV1004", "HK1013");
     let before = t.object_count();
     let wrong = t.serve(&format!(
         "{}[piiano]\nexport_key = \"export-dek\"\nexport_kek = \"no-such-kek\"\n{}",
@@ -140,11 +145,11 @@ fn piiano_errors_have_piiano_shape_and_status() {
     ));
     let a = wrong.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     assert_eq!(a.status, 404);
-    piiano_error(&a.json(), "HK1004");
+    piiano_error(&a.json(), "PV1004", "HK1004");
     // A key that may not leave: 409; a key under itself: 400.
-    for (key, kek, status, code_) in [
-        ("storedsafe-kek", "export-kek", 409, "HK1202"),
-        ("export-kek", "export-kek", 400, "HK1007"),
+    for (key, kek, status, pv, hk) in [
+        ("storedsafe-kek", "export-kek", 409, "HK1202", "HK1202"),
+        ("export-kek", "export-kek", 400, "PV1012", "HK1007"),
     ] {
         let s = t.serve(&format!(
             "{}[piiano]\nexport_key = \"{key}\"\nexport_kek = \"{kek}\"\n{}",
@@ -153,7 +158,7 @@ fn piiano_errors_have_piiano_shape_and_status() {
         ));
         let a = s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
         assert_eq!(a.status, status, "{}", a.body);
-        piiano_error(&a.json(), code_);
+        piiano_error(&a.json(), pv, hk);
     }
     assert_eq!(t.object_count(), before, "a failed export changes nothing");
 }
@@ -211,6 +216,8 @@ fn each_capability_is_enforced() {
         if path.starts_with("/api/1.0/") {
             assert_eq!(v["CALLINFO"]["status"], "FAIL");
             assert_eq!(v["ERRORCODES"][0], "HK1110");
+        } else if path.starts_with("/api/pvlt/") {
+            piiano_error(&v, "PV1007", "HK1110");
         } else {
             assert_eq!(v["error_code"], "HK1110", "{v}");
         }
@@ -353,6 +360,10 @@ fn storedsafe_backup_restores_on_a_second_server() {
         (info["errors"].as_u64(), info["errorcodes"].as_u64()),
         (Some(0), Some(0))
     );
+    // StoredSafe echoes a rotated session token; hsmkey has only the API
+    // key, which no answer carries (a backup answer is kept as a file).
+    assert_eq!(info["token"], "", "{v}");
+    assert!(!got.body.contains(vault.1), "the API key is not echoed");
     let blob = v["KEYS"][0]["backup"].as_str().unwrap().to_string();
     let body = serde_json::json!({ "backup": blob }).to_string();
     let put = b.post(
@@ -363,6 +374,8 @@ fn storedsafe_backup_restores_on_a_second_server() {
     assert_eq!(put.status, 200, "{}", put.body);
     let restored = put.json();
     assert_eq!(restored["CALLINFO"]["status"], "SUCCESS");
+    assert_eq!(restored["CALLINFO"]["token"], "");
+    assert!(!put.body.contains(vault.1));
     let kcvs = |t: &TestToken| -> Vec<(String, String)> {
         t.json(&["key", "show", "payments"])["keys"]
             .as_array()
@@ -385,6 +398,8 @@ fn storedsafe_backup_restores_on_a_second_server() {
         assert_eq!(a.status, status, "{}", a.body);
         let v = a.json();
         assert_eq!(v["CALLINFO"]["status"], "FAIL", "{v}");
+        assert_eq!(v["CALLINFO"]["token"], "", "{v}");
+        assert!(!a.body.contains(api_key("vault")), "{v}");
         assert_eq!(v["ERRORCODES"][0], code_, "{v}");
         assert_eq!(v["ERRORS"].as_array().unwrap().len(), 1);
     };
@@ -512,7 +527,7 @@ fn failed_logins_are_throttled_per_address() {
         a.status, 429,
         "even the right key, until the minute is over"
     );
-    piiano_error(&a.json(), "HK1111");
+    piiano_error(&a.json(), "HK1111", "HK1111");
     let secs: u64 = a.retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=60).contains(&secs));
     // Without `proxies`, X-Forwarded-For is the client's word: ignored.
@@ -578,18 +593,53 @@ fn public_routes_answer_without_credentials() {
     assert_eq!(h.json()["status"], "ok");
     s.get(EXPORT, &[(bearer("exporter").0, &bearer("exporter").1)]);
     let m = s.get("/metrics", &[]);
-    assert!(m.content_type.unwrap().starts_with("text/plain"));
+    assert_eq!(
+        m.content_type.as_deref(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let has = |line: &str| m.body.lines().any(|l| l == line);
     assert!(
-        m.body.contains(&format!(
+        has(&format!(
             "hsmkey_http_requests_total{{route=\"{EXPORT}\",method=\"GET\",status=\"200\"}} 1"
         )),
         "{}",
         m.body
     );
-    assert!(m
+    assert!(
+        has("hsmkey_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(
+        has(&format!(
+            "hsmkey_http_request_duration_seconds_count{{route=\"{EXPORT}\"}} 1"
+        )),
+        "{}",
+        m.body
+    );
+    // A scrape sees its own sessions: 4 open (sessions = 4), none busy.
+    for line in [
+        "# TYPE hsmkey_http_requests counter",
+        "# TYPE hsmkey_http_request_duration_seconds histogram",
+        "# TYPE hsmkey_token_calls counter",
+        "# TYPE hsmkey_token_call_failures counter",
+        "hsmkey_token_call_failures_total 0",
+        "hsmkey_sessions_reopened_total 0",
+        "hsmkey_sessions{state=\"open\"} 4",
+        "hsmkey_sessions{state=\"busy\"} 0",
+    ] {
+        assert!(has(line), "{line}\n{}", m.body);
+    }
+    // healthz and export_key each ran token work.
+    let calls: u64 = m
         .body
-        .contains("hsmkey_http_request_duration_seconds_bucket"));
-    assert!(m.body.contains("hsmkey_token_calls_total"));
+        .lines()
+        .find_map(|l| l.strip_prefix("hsmkey_token_calls_total "))
+        .expect("hsmkey_token_calls_total")
+        .parse()
+        .unwrap();
+    assert!(calls >= 2, "{}", m.body);
+    assert!(m.body.ends_with("# EOF\n"));
     let api = s.get("/openapi.json", &[]).json();
     let mut paths: Vec<&str> = api["paths"]
         .as_object()
@@ -755,6 +805,7 @@ fn piiano_typescript_client() {
     let refused = call(api_key("reader"));
     assert_eq!(refused["status"], 403, "{refused}");
     assert_eq!(refused["body"]["context"]["username"], "reader");
+    piiano_error(&refused["body"], "PV1007", "HK1110");
     let line = audit_lines(&t)
         .into_iter()
         .rfind(|l| l["client"] == "exporter")
@@ -861,7 +912,7 @@ fn a_lost_session_is_replaced() {
     let exporter = bearer("exporter");
     let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
     assert_eq!(a.status, 503, "{}", a.body);
-    piiano_error(&a.json(), "HK1401");
+    piiano_error(&a.json(), "PV1010", "HK1401");
     let a = s.get(EXPORT, &[(exporter.0, &exporter.1)]);
     assert_eq!(a.status, 200, "{}", a.body);
     let m = s.get("/metrics", &[]).body;

@@ -12,7 +12,7 @@
 //! | `deadline.rs` | The deadline of a request's body (`body_timeout`). |
 //! | `state.rs` | `AppState` and `Call`: what route families build on. |
 //! | `server.rs` | The router, the layers (audit, metrics, limits), TLS, shutdown. |
-//! | `metrics.rs` | `/metrics` in Prometheus text. |
+//! | `metrics.rs` | `/metrics`: OpenMetrics text through `prometheus-client`. |
 //! | `routes/` | One file per route family (`routes()` each). |
 //!
 //! Like `ops`, this layer never names cryptoki: token work goes through

@@ -110,10 +110,15 @@ pub fn others_with_label(token: &Token<'_>, label: &str, ours: &[ObjectHandle]) 
     )
     .map_err(|e| Error::pkcs11("look for a key made at the same time", e))?;
     for h in found.into_iter().filter(|h| !ours.contains(h)) {
-        let class = token
-            .session()
-            .get_attributes(h, &[AttributeType::Class])
-            .map_err(|e| Error::pkcs11("read an object's class", e))?;
+        let class = match token.session().get_attributes(h, &[AttributeType::Class]) {
+            Ok(class) => class,
+            // Gone since the search: the other run removed its copy.
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::ObjectHandleInvalid,
+                _,
+            )) => continue,
+            Err(e) => return Err(Error::pkcs11("read an object's class", e)),
+        };
         let is_key = class.iter().any(|a| {
             matches!(a, Attribute::Class(c) if [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY].contains(c))
         });

@@ -3,8 +3,10 @@
 //! key>`, capability CapExportKeyReader. Answers `200 {"export_key":
 //! "<base64>"}`: `[piiano] export_key` wrapped in the token under `[piiano]
 //! export_kek` (AES key wrap, RFC 3394 or 5649, as `hsmkey export-key`).
-//! Errors are Piiano's `{"error_code", "message", "context"}`; a 403's
-//! context names the client as `username`. The `custom_audit` query
+//! Errors are Piiano's `{"error_code", "message", "context"}` with
+//! Piiano's own `PV` codes where its reference documents one for the
+//! status ([`piiano_code`]), hsmkey's code in `context.hsmkey_code`; a
+//! 403's context names the client as `username`. The `custom_audit` query
 //! parameter goes into the request's audit line.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,10 +40,43 @@ pub struct ExportKeyBody {
 /// Piiano's error body.
 #[derive(Serialize, ToSchema)]
 pub struct PiianoError {
-    /// hsmkey's error code (docs/ERRORS.md).
+    /// Piiano's code for the status (PV1005, PV1007, ...; docs/SERVER.md),
+    /// or hsmkey's where Piiano documents none.
     pub error_code: String,
     pub message: String,
+    /// Strings only, as Piiano's clients type it; `hsmkey_code` is always
+    /// hsmkey's error code (docs/ERRORS.md).
     pub context: BTreeMap<String, String>,
+}
+
+/// The context member that carries hsmkey's own code.
+pub const HSMKEY_CODE: &str = "hsmkey_code";
+
+/// Piiano Vault's error code for an answer, from Piiano's reference: the
+/// examples of "Get export key" (400 PV1001 is the access reason, which
+/// this route never asks for), the shared responses of its OpenAPI
+/// document, and its "REST API error codes" table. `None` where Piiano
+/// documents no code for the status (405, 409, 410, 413, 429).
+pub fn piiano_code(status: StatusCode, e: &Error) -> Option<&'static str> {
+    let code = match status.as_u16() {
+        // "The request could be invalid if it does not comply with the
+        // OpenAPI specification."
+        400 => "PV1012",
+        401 => "PV1005",
+        403 => "PV1007",
+        404 => "PV1004",
+        500 => "PV1000",
+        501 => "PV2001",
+        // PV1009 is the timeout; PV1010 "Vault can't connect to its
+        // database": here the token, hsmkey's store.
+        503 => match e {
+            Error::Serve(s) if matches!(**s, ServeError::TimedOut { .. }) => "PV1009",
+            Error::Interrupted { .. } => "PV1009",
+            _ => "PV1010",
+        },
+        _ => return None,
+    };
+    Some(code)
 }
 
 pub fn shape(status: StatusCode, e: &Error) -> Response {
@@ -55,8 +90,11 @@ pub fn shape(status: StatusCode, e: &Error) -> Response {
             context.insert("username".into(), client.clone());
         }
     }
+    context.insert(HSMKEY_CODE.into(), e.code().to_string());
     let body = PiianoError {
-        error_code: e.code().to_string(),
+        error_code: piiano_code(status, e)
+            .map(str::to_string)
+            .unwrap_or_else(|| e.code().to_string()),
         message: e.to_string(),
         context,
     };

@@ -12,6 +12,9 @@
 //! `vaultid` must be one of `[storedsafe] vaults` (else 404); keys are found
 //! by label. Answers carry StoredSafe's `CALLINFO`; a failure has `status
 //! "FAIL"`, `ERRORS` and `ERRORCODES`, and a 4xx/5xx status.
+//! `CALLINFO.token` is always empty: StoredSafe puts a rotated session
+//! token there, hsmkey has only the client's API key, and an answer (a
+//! backup, kept as a file) must not carry that secret.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -47,7 +50,9 @@ pub struct CallInfo {
     pub handler: &'static str,
     /// "SUCCESS" or "FAIL".
     pub status: &'static str,
-    /// The X-Http-Token the request carried, echoed as StoredSafe does.
+    /// Always empty. StoredSafe answers a rotated session token here;
+    /// hsmkey has no sessions, and does not echo the API key
+    /// (docs/SERVER.md): the client keeps using its key.
     pub token: String,
     pub version: &'static str,
     /// The key name asked for.
@@ -96,49 +101,47 @@ pub struct RestoreBody {
     pub backup: String,
 }
 
-fn call_info(status: &'static str, token: String, objectid: String, failed: bool) -> CallInfo {
+fn call_info(status: &'static str, objectid: String, failed: bool) -> CallInfo {
     CallInfo {
         errorcodes: u32::from(failed),
         errors: u32::from(failed),
         general: Vec::new(),
         handler: "transparent",
         status,
-        token,
+        token: String::new(),
         version: "1.0",
         objectid,
     }
 }
 
 pub fn shape(status: StatusCode, e: &Error) -> Response {
-    fail(status, e, String::new(), String::new())
+    fail(status, e, String::new())
 }
 
-fn fail(status: StatusCode, e: &Error, token: String, objectid: String) -> Response {
+fn fail(status: StatusCode, e: &Error, objectid: String) -> Response {
     let body = FailAnswer {
-        CALLINFO: call_info("FAIL", token, objectid, true),
+        CALLINFO: call_info("FAIL", objectid, true),
         ERRORS: vec![e.to_string()],
         ERRORCODES: vec![e.code().to_string()],
     };
     (status, Json(body)).into_response()
 }
 
-/// The request's token and key name, for the answer's CALLINFO.
+/// The request's key name, for the answer's CALLINFO.
 struct Ask {
-    token: String,
     name: String,
 }
 
 impl Ask {
-    fn new(call: &Call, name: &str) -> Ask {
+    fn new(name: &str) -> Ask {
         Ask {
-            token: HEADER.find(&call.headers).unwrap_or_default().to_string(),
             name: name.to_string(),
         }
     }
 
     fn refuse(&self, call: &Call, e: Error) -> Response {
         call.failed(&e);
-        fail(status_of(&e), &e, self.token.clone(), self.name.clone())
+        fail(status_of(&e), &e, self.name.clone())
     }
 }
 
@@ -165,7 +168,7 @@ fn served(call: &Call, vaultid: &str) -> Result<StoredSafe, Error> {
         (status = 404, body = FailAnswer), (status = 409, body = FailAnswer), (status = 503, body = FailAnswer)))]
 async fn backup_key(call: Call, Path((vaultid, name)): Path<(String, String)>) -> Response {
     call.op("serve storedsafe backup");
-    let ask = Ask::new(&call, &name);
+    let ask = Ask::new(&name);
     if let Err(e) = call.authorize(HEADER, Capability::KeyBackup) {
         return ask.refuse(&call, e);
     }
@@ -200,7 +203,7 @@ async fn backup_key(call: Call, Path((vaultid, name)): Path<(String, String)>) -
         f.output_bytes("response", blob.as_bytes());
     });
     Json(BackupAnswer {
-        CALLINFO: call_info("SUCCESS", ask.token.clone(), name, false),
+        CALLINFO: call_info("SUCCESS", name, false),
         KEYS: vec![BackupEntry { backup: blob }],
     })
     .into_response()
@@ -220,7 +223,7 @@ async fn restore_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     call.op("serve storedsafe restore");
-    let ask = Ask::new(&call, &name);
+    let ask = Ask::new(&name);
     if let Err(e) = call.authorize(HEADER, Capability::KeyRestore) {
         return ask.refuse(&call, e);
     }
@@ -266,7 +269,7 @@ async fn restore_key(
         call.note(|f| f.keys = b.keys_for(&report.entries));
     }
     Json(RestoreAnswer {
-        CALLINFO: call_info("SUCCESS", ask.token.clone(), name, false),
+        CALLINFO: call_info("SUCCESS", name, false),
         KEYS: report
             .entries
             .iter()

@@ -1,5 +1,5 @@
 //! The public routes: `GET /healthz` (the token answers on a session),
-//! `GET /metrics` (Prometheus text). Neither takes credentials nor writes
+//! `GET /metrics` (OpenMetrics text, which Prometheus scrapes). Neither takes credentials nor writes
 //! an audit line; `/openapi.json` is added by the server itself.
 
 use axum::extract::State;
@@ -66,10 +66,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 /// Requests by route and status, latency, token calls, sessions.
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics 1.0 text exposition", content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", crate::serve::metrics::CONTENT_TYPE)],
         state.metrics().render(state.pool()),
     )
         .into_response()

@@ -148,6 +148,7 @@ pub fn code(e: &Error, family: Family) -> String {
         Error::ImportTokenInvalid { .. } | Error::Expired { .. } if kms => Some("KMS.0308"),
         Error::ImportTokenUsed { .. } if kms => Some("KMS.0310"),
         Error::AlreadyExists { .. } if kms => Some("KMS.0310"),
+        Error::ConcurrentCreate { .. } if kms => Some("KMS.0310"),
         Error::KeyNotFound { .. } if !kms => Some("CSMS.0005"),
         Error::BundleCorrupt { .. } | Error::UnsupportedFormat { .. } if !kms => Some("CSMS.0002"),
         _ => None,

@@ -40,7 +40,14 @@ impl Got {
 }
 
 fn post(s: &Server, path: &str, headers: &[(&str, String)], body: &[u8]) -> Got {
-    let mut req = agent().post(s.url(path));
+    send(s, "POST", path, headers, body)
+}
+
+fn send(s: &Server, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Got {
+    let mut req = match method {
+        "PUT" => agent().put(s.url(path)),
+        _ => agent().post(s.url(path)),
+    };
     for (k, v) in headers {
         req = req.header(*k, v.as_str());
     }
@@ -66,13 +73,22 @@ fn session(client: &str) -> (&'static str, String) {
 
 /// The backup call as VSP's documentation makes it.
 fn backup(s: &Server, auth: Option<(&'static str, String)>, password: &str) -> Got {
+    backup_as(s, "POST", auth, password)
+}
+
+fn backup_as(
+    s: &Server,
+    method: &str,
+    auth: Option<(&'static str, String)>,
+    password: &str,
+) -> Got {
     let mut headers = vec![
         ("accept", "application/octet-stream".to_string()),
         ("content-type", "application/json".to_string()),
     ];
     headers.extend(auth);
     let body = json!({"parameters": {"password": password}}).to_string();
-    post(s, BACKUP, &headers, body.as_bytes())
+    send(s, method, BACKUP, &headers, body.as_bytes())
 }
 
 /// A multipart/form-data body with these parts (name, filename, bytes).
@@ -213,6 +229,23 @@ fn vsp_backup_restores_with_the_cli_and_through_a_second_server() {
             .contains("not-for-backup"),
         "a key whose policy forbids backup is not in the file"
     );
+
+    // Hitachi's Ops Center manual sends the same call as PUT: the same file.
+    let put = backup_as(&a, "PUT", Some(session("vault")), PASSWORD);
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(
+        put.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    std::fs::write(&file, &put.body).unwrap();
+    let c_tok = TestToken::new();
+    c_tok.json(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--password-file",
+        pw_file.to_str().unwrap(),
+    ]);
+    assert_eq!(kcvs(&c_tok, &names), originals);
 
     // And through the restore route of a second server.
     let c_tok = TestToken::new();

@@ -1,7 +1,7 @@
 //! Hitachi VSP's encryption-key backup to a file and restore from it
 //! (Configuration Manager REST API), header `Authorization: Session <key>`:
 //!
-//! - `POST /ConfigurationManager/v1/objects/encryption-keys/file/actions/backup/invoke`
+//! - `POST` (or `PUT`) `/ConfigurationManager/v1/objects/encryption-keys/file/actions/backup/invoke`
 //!   with `{"parameters": {"password": "..."}}` (CapKeyBackup): every key
 //!   whose backup policy allows it, as one password-protected bundle
 //!   (`hsmkey backup --all --password-file`, Argon2id), sent as
@@ -155,7 +155,7 @@ fn accepts_octets(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// Every backup-enabled key in one password-protected bundle.
-#[utoipa::path(post, path = BACKUP_PATH, tag = "vsp", security(("vsp_session" = [])),
+#[utoipa::path(method(post, put), path = BACKUP_PATH, tag = "vsp", security(("vsp_session" = [])),
     request_body = BackupBody,
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>,
             description = "The bundle (docs/FORMAT.md), as `hsmkey backup --all --password-file` writes it"),

@@ -22,6 +22,7 @@ def main():
     u = urllib.parse.urlsplit(url)
     path = u.path + ("?" + u.query if u.query else "")
     latencies, statuses, lock = [], {}, threading.Lock()
+    failures = {}  # status -> the first answer's body, to say why
     end = time.monotonic() + seconds
 
     def run():
@@ -31,7 +32,10 @@ def main():
             t0 = time.monotonic()
             conn.request("GET", path, headers={name.strip(): value.strip()})
             r = conn.getresponse()
-            r.read()
+            body = r.read()
+            if r.status >= 400:
+                with lock:
+                    failures.setdefault(r.status, body[:300])
             mine.append(time.monotonic() - t0)
             seen[r.status] = seen.get(r.status, 0) + 1
         with lock:
@@ -52,6 +56,8 @@ def main():
         f"{len(latencies)} requests in {took:.1f} s: {len(latencies) / took:.0f} req/s, "
         f"p50 {pick(0.50):.1f} ms, p99 {pick(0.99):.1f} ms, statuses {statuses}"
     )
+    for status, body in sorted(failures.items()):
+        print(f"  first {status}: {body.decode('utf-8', 'replace')}")
 
 
 if __name__ == "__main__":

@@ -60,19 +60,51 @@ pub fn identities_except(token: &Token<'_>, known: &[u64], ours: &[u64]) -> Resu
 }
 
 /// The identities of these objects (those that are keys), in this order.
+///
+/// An object the token no longer knows (CKR_OBJECT_HANDLE_INVALID) was
+/// destroyed after the search: by another process, or by an audit line's
+/// chain head moving on while a server backs up. It is left out only when
+/// a second search confirms it is gone; an object still found there is the
+/// read's error, so a token answering wrongly never shortens a listing.
 pub fn identities_of(token: &Token<'_>, handles: Vec<ObjectHandle>) -> Result<Vec<Identity>> {
     let mut out = Vec::new();
+    let mut gone = Vec::new();
     crate::hsm::pool::run_ordered(
         token,
         handles.into_iter().map(Ok),
-        identity,
-        |found| {
-            out.extend(found);
+        |t, h| match identity(t, h) {
+            Err(e) if is_gone(&e) => Ok(Err((h, e))),
+            other => other.map(Ok),
+        },
+        |read| {
+            match read {
+                Ok(found) => out.extend(found),
+                Err(g) => gone.push(g),
+            }
             Ok(())
         },
         drop,
     )?;
+    if !gone.is_empty() {
+        let now = crate::hsm::find_objects(token.session(), &[Attribute::Token(true)])
+            .map_err(|e| Error::pkcs11("find objects", e))?;
+        let mut now: Vec<u64> = now.iter().map(|h| h.handle()).collect();
+        now.sort_unstable();
+        for (handle, e) in gone {
+            if now.binary_search(&handle.handle()).is_ok() {
+                return Err(e);
+            }
+            tracing::debug!(
+                handle = handle.handle(),
+                "an object was destroyed while the token was listed"
+            );
+        }
+    }
     Ok(out)
+}
+
+fn is_gone(e: &Error) -> bool {
+    matches!(e, Error::Pkcs11 { rv, .. } if rv == "CKR_OBJECT_HANDLE_INVALID")
 }
 
 /// One object's identity; `None` when it is not a key, or is the audit

@@ -246,14 +246,32 @@ impl Recorder {
     /// sure its MAC key is there (made on first use), before the command
     /// does anything with keys.
     pub fn attach(&mut self, token: &Token<'_>) -> Result<()> {
+        self.attach_later(token)?;
+        self.ready()
+    }
+
+    /// [`Recorder::attach`] for a command whose first token work is a pass
+    /// over every object (`backup --all`): the audit session is opened now,
+    /// and the MAC key is taken from that pass by [`Recorder::ready`],
+    /// which the command calls before it does anything with keys. A command
+    /// that fails before then has its line signed all the same (the key is
+    /// then found by a search of its own).
+    pub fn attach_later(&mut self, token: &Token<'_>) -> Result<()> {
         self.saw_token(token.summary());
         if self.log.is_none() {
             return Ok(());
         }
-        let mut signer = AuditToken::open(token)?;
-        signer.ensure_key()?;
-        self.signer = Some(signer);
+        self.signer = Some(AuditToken::open(token)?);
         Ok(())
+    }
+
+    /// Make sure of the MAC key (made on first use) before the command
+    /// moves any key.
+    pub fn ready(&mut self) -> Result<()> {
+        match &mut self.signer {
+            Some(s) => s.ensure_key().map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// A Security Officer login is coming: the audit session lets go of the

@@ -121,9 +121,21 @@ impl Context {
     }
 
     /// A user session is open: the line will be signed in this token.
-    pub(crate) fn audit_attach(&self, token: &Token<'_>) -> Result<()> {
+    /// `later`: the command lists the token first, and calls
+    /// [`Context::audit_ready`] before it moves a key.
+    pub(crate) fn audit_attach(&self, token: &Token<'_>, later: bool) -> Result<()> {
         match self.audit.0.borrow_mut().as_mut() {
+            Some(r) if later => r.attach_later(token),
             Some(r) => r.attach(token),
+            None => Ok(()),
+        }
+    }
+
+    /// The command listed the token: the audit key is taken from the
+    /// listing (or searched for, or made), before any key moves.
+    pub(crate) fn audit_ready(&self) -> Result<()> {
+        match self.audit.0.borrow_mut().as_mut() {
+            Some(r) => r.ready(),
             None => Ok(()),
         }
     }

@@ -509,12 +509,14 @@ fn write_backup(
     cancel: &Arc<AtomicBool>,
 ) -> hsmkey::Result<(backup::BackupReport, Option<String>, Option<Vec<u8>>)> {
     let module = ctx.module()?;
-    let token = ctx.open_user(&module)?;
+    let token = ctx.open_user_listing(&module)?;
     let mut bar = Bar::new(ctx, "backup");
+    let listed = || ctx.audit_ready();
     let options = backup::BackupOptions {
         allow_skips: args.allow_skips,
         verify: args.verify,
         cancel,
+        listed: Some(&listed),
     };
     let (report, blob) = match args.format {
         Format::Bundle => {

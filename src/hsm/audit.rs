@@ -12,6 +12,8 @@
 //! CKA_ID is 16 random bytes from the token; each line names it, so that two
 //! keys made at once by two processes (each saw none) both stay usable.
 
+use std::sync::{Arc, Mutex};
+
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -50,6 +52,40 @@ pub struct Head {
     pub last: String,
 }
 
+/// The audit trail's objects that a pass over every token object saw
+/// (backup's listing, restore's index), by handle: the audit session then
+/// needs no search of its own, which on SoftHSM is another pass over every
+/// object. Each handle is read again before it is used; one that is gone, or
+/// is no longer the object it was, sends the audit session back to its
+/// search, as does a sighting with no MAC key, or no head for the log.
+#[derive(Debug, Clone, Default)]
+pub struct Sighting {
+    mac_keys: Vec<ObjectHandle>,
+    heads: Vec<ObjectHandle>,
+}
+
+impl Sighting {
+    /// One object of the pass: `class` as hsmkey names it (`secret-key`,
+    /// `data`, ...), its label as read.
+    pub fn see(&mut self, handle: ObjectHandle, class: &str, label: &str) {
+        if label == MAC_LABEL && class == "secret-key" {
+            self.mac_keys.push(handle);
+        } else if label == HEAD_LABEL && matches!(class, "secret-key" | "data") {
+            self.heads.push(handle);
+        }
+    }
+}
+
+/// A token's latest sighting, shared by the token's session (whose listings
+/// make it) and the audit session opened on it (which uses it up).
+pub type Seen = Arc<Mutex<Option<Sighting>>>;
+
+pub(in crate::hsm) fn note(seen: &Seen, sighting: Sighting) {
+    if let Ok(mut slot) = seen.lock() {
+        *slot = Some(sighting);
+    }
+}
+
 /// A session for the audit trail on one token, and its MAC key.
 pub struct AuditToken {
     pkcs11: Pkcs11,
@@ -58,6 +94,35 @@ pub struct AuditToken {
     session: Option<Session>,
     /// The key lines are signed with: handle and CKA_ID.
     key: Option<(ObjectHandle, Vec<u8>)>,
+    /// What the token's own listings saw of the audit objects.
+    seen: Seen,
+}
+
+/// An audit MAC key: its CKA_ID and handle.
+type MacKey = (Vec<u8>, ObjectHandle);
+
+/// What reading a primed handle found.
+enum Primed<T> {
+    /// The object is what the sighting said.
+    Found(T),
+    /// Gone, or another object now: search instead.
+    Stale,
+}
+
+/// A primed handle that cannot be read is stale: gone (most tokens answer
+/// CKR_OBJECT_HANDLE_INVALID, kryoptic CKR_GENERAL_ERROR for an object
+/// another process destroyed). The search that follows reports a token
+/// that really fails.
+fn primed<T>(read: std::result::Result<T, CkError>) -> Primed<T> {
+    match read {
+        Ok(v) => Primed::Found(v),
+        Err(e) => {
+            tracing::debug!(
+                "a handle the listing gave the audit session is stale ({e}): searching"
+            );
+            Primed::Stale
+        }
+    }
 }
 
 fn audit_err(action: &str) -> impl Fn(CkError) -> Error + '_ {
@@ -79,6 +144,7 @@ impl AuditToken {
             summary: token.summary().clone(),
             session: Some(session),
             key: None,
+            seen: token.audit_seen(),
         })
     }
 
@@ -131,7 +197,7 @@ impl AuditToken {
     /// Every audit MAC key on the token, as (CKA_ID, handle), smallest id
     /// first. An object with the label that is not such a key (extractable,
     /// not sensitive, unable to sign) is refused: it is not one hsmkey made.
-    fn mac_keys(&mut self) -> Result<Vec<(Vec<u8>, ObjectHandle)>> {
+    fn mac_keys(&mut self) -> Result<Vec<MacKey>> {
         let session = self.session()?;
         let handles = crate::hsm::find_objects(
             session,
@@ -145,38 +211,42 @@ impl AuditToken {
         let mut keys = Vec::new();
         for h in handles {
             let attrs = session
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Id,
-                        AttributeType::KeyType,
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::Sign,
-                    ],
-                )
+                .get_attributes(h, &MAC_KEY_ATTRIBUTES)
                 .map_err(audit_err("read the audit MAC key's attributes"))?;
-            let (mut id, mut good) = (Vec::new(), [false; 4]);
-            for a in attrs {
-                match a {
-                    Attribute::Id(v) => id = v,
-                    Attribute::KeyType(k) => good[0] = k == KeyType::GENERIC_SECRET,
-                    Attribute::Sensitive(b) => good[1] = b,
-                    Attribute::Extractable(b) => good[2] = !b,
-                    Attribute::Sign(b) => good[3] = b,
-                    _ => {}
-                }
-            }
-            if !good.iter().all(|g| *g) {
-                return Err(Error::BadInput {
-                    what: format!("the token's {MAC_LABEL} key"),
-                    reason: "it is not the sensitive, non-extractable generic secret that signs audit lines; someone else made it (remove it with another PKCS#11 tool)".into(),
-                });
+            keys.push((judge_mac_key(attrs)?.1, h));
+        }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keys)
+    }
+
+    /// The MAC keys the token's listing saw, read again: `None` when it saw
+    /// none, or one is gone or is another object now (then: search).
+    fn primed_mac_keys(&mut self) -> Result<Option<Vec<MacKey>>> {
+        let handles = match self.seen.lock() {
+            Ok(mut slot) => slot
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.mac_keys))
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        if handles.is_empty() {
+            return Ok(None);
+        }
+        let session = self.session()?;
+        let mut keys = Vec::new();
+        for h in handles {
+            let attrs = match primed(session.get_attributes(h, &MAC_KEY_ATTRIBUTES)) {
+                Primed::Found(attrs) => attrs,
+                Primed::Stale => return Ok(None),
+            };
+            let (is_mac_key, id) = judge_mac_key(attrs)?;
+            if !is_mac_key {
+                return Ok(None);
             }
             keys.push((id, h));
         }
         keys.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(keys)
+        Ok(Some(keys))
     }
 
     /// The key lines are signed with, made on first use. When two processes
@@ -186,7 +256,10 @@ impl AuditToken {
         if let Some((_, id)) = &self.key {
             return Ok(id.clone());
         }
-        let mut keys = self.mac_keys()?;
+        let mut keys = match self.primed_mac_keys()? {
+            Some(keys) => keys,
+            None => self.mac_keys()?,
+        };
         if keys.is_empty() {
             let mine = self.create_key()?;
             keys = self.mac_keys()?;
@@ -329,6 +402,64 @@ impl AuditToken {
         Ok(out)
     }
 
+    /// The heads of `log` among those the token's listing saw, read again:
+    /// `None` when it saw none of this log (its first line here, or a head
+    /// made since by another run), or one is gone or is another object now
+    /// (then: search).
+    fn primed_heads(&mut self, log: &str) -> Result<Option<Vec<(ObjectHandle, Carrier)>>> {
+        let handles = match self.seen.lock() {
+            Ok(mut slot) => slot
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.heads))
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let session = self.session()?;
+        let mut mine = Vec::new();
+        for h in handles {
+            let first = [
+                AttributeType::Class,
+                AttributeType::Label,
+                AttributeType::Id,
+            ];
+            let attrs = match primed(session.get_attributes(h, &first)) {
+                Primed::Found(attrs) => attrs,
+                Primed::Stale => return Ok(None),
+            };
+            let (mut carrier, mut labelled, mut value) = (None, false, None);
+            for a in attrs {
+                match a {
+                    Attribute::Class(c) if c == ObjectClass::DATA => carrier = Some(Carrier::Data),
+                    Attribute::Class(c) if c == ObjectClass::SECRET_KEY => {
+                        carrier = Some(Carrier::Key)
+                    }
+                    Attribute::Label(l) => labelled = l == HEAD_LABEL.as_bytes(),
+                    Attribute::Id(v) => value = Some(v),
+                    _ => {}
+                }
+            }
+            let Some(carrier) = carrier.filter(|_| labelled) else {
+                return Ok(None);
+            };
+            if carrier == Carrier::Data {
+                // The class again with the value, as `heads` reads it.
+                let read = session.get_attributes(h, &[AttributeType::Class, AttributeType::Value]);
+                value = match primed(read) {
+                    Primed::Found(attrs) => attrs.into_iter().find_map(|a| match a {
+                        Attribute::Value(v) => Some(v),
+                        _ => None,
+                    }),
+                    Primed::Stale => return Ok(None),
+                };
+            }
+            let parsed = value.and_then(|v| serde_json::from_slice::<Head>(&v).ok());
+            if parsed.is_some_and(|p| p.log == log) {
+                mine.push((h, carrier));
+            }
+        }
+        Ok((!mine.is_empty()).then_some(mine))
+    }
+
     /// The head this token keeps for the log whose id is `log` (the
     /// furthest one, should a crash have left two).
     pub fn head(&mut self, log: &str) -> Result<Option<Head>> {
@@ -344,12 +475,15 @@ impl AuditToken {
     /// token allows it, else a new object is made before the old is removed.
     pub fn write_head(&mut self, head: &Head) -> Result<()> {
         let value = serde_json::to_vec(head).map_err(|e| Error::Internal(e.to_string()))?;
-        let old: Vec<(ObjectHandle, Carrier)> = self
-            .heads()?
-            .into_iter()
-            .filter(|(h, _, _)| h.log == head.log)
-            .map(|(_, o, c)| (o, c))
-            .collect();
+        let old: Vec<(ObjectHandle, Carrier)> = match self.primed_heads(&head.log)? {
+            Some(old) => old,
+            None => self
+                .heads()?
+                .into_iter()
+                .filter(|(h, _, _)| h.log == head.log)
+                .map(|(_, o, c)| (o, c))
+                .collect(),
+        };
         let session = self.session()?;
         if let [(only, carrier)] = old.as_slice() {
             let attr = match carrier {
@@ -411,6 +545,47 @@ impl AuditToken {
         }
         Ok(())
     }
+}
+
+/// What is read of an audit MAC key to judge it.
+const MAC_KEY_ATTRIBUTES: [AttributeType; 7] = [
+    AttributeType::Class,
+    AttributeType::Label,
+    AttributeType::Id,
+    AttributeType::KeyType,
+    AttributeType::Sensitive,
+    AttributeType::Extractable,
+    AttributeType::Sign,
+];
+
+/// Whether these attributes are an object labelled as the audit MAC key
+/// (false: another object, as a stale handle may now be), and its CKA_ID.
+/// One so labelled that is not the sensitive, non-extractable generic
+/// secret hsmkey makes is refused.
+fn judge_mac_key(attrs: Vec<Attribute>) -> Result<(bool, Vec<u8>)> {
+    let (mut id, mut good, mut named) = (Vec::new(), [false; 4], [false; 2]);
+    for a in attrs {
+        match a {
+            Attribute::Class(c) => named[0] = c == ObjectClass::SECRET_KEY,
+            Attribute::Label(l) => named[1] = l == MAC_LABEL.as_bytes(),
+            Attribute::Id(v) => id = v,
+            Attribute::KeyType(k) => good[0] = k == KeyType::GENERIC_SECRET,
+            Attribute::Sensitive(b) => good[1] = b,
+            Attribute::Extractable(b) => good[2] = !b,
+            Attribute::Sign(b) => good[3] = b,
+            _ => {}
+        }
+    }
+    if !named.iter().all(|n| *n) {
+        return Ok((false, id));
+    }
+    if !good.iter().all(|g| *g) {
+        return Err(Error::BadInput {
+            what: format!("the token's {MAC_LABEL} key"),
+            reason: "it is not the sensitive, non-extractable generic secret that signs audit lines; someone else made it (remove it with another PKCS#11 tool)".into(),
+        });
+    }
+    Ok((true, id))
 }
 
 /// Where a head's value is kept: CKA_VALUE of a CKO_DATA object (with

@@ -343,6 +343,7 @@ impl Module {
             slot,
             summary,
             sessions: 1,
+            audit_seen: audit::Seen::default(),
         })
     }
 }
@@ -430,6 +431,9 @@ pub struct Token<'m> {
     slot: Slot,
     summary: TokenSummary,
     sessions: usize,
+    /// The audit trail's objects, as the last pass over every object saw
+    /// them; shared with the audit session opened on this token.
+    audit_seen: audit::Seen,
 }
 
 impl<'m> Token<'m> {
@@ -458,6 +462,17 @@ impl<'m> Token<'m> {
     pub fn set_sessions(&mut self, n: usize) -> Result<()> {
         self.sessions = pool::check_sessions(n)?;
         Ok(())
+    }
+
+    /// A pass over every token object saw the audit trail's objects (or
+    /// none): the audit session on this token uses their handles instead of
+    /// a search of its own.
+    pub(in crate::hsm) fn saw_audit_objects(&self, sighting: audit::Sighting) {
+        audit::note(&self.audit_seen, sighting);
+    }
+
+    pub(in crate::hsm) fn audit_seen(&self) -> audit::Seen {
+        self.audit_seen.clone()
     }
 
     /// Whether this session is logged in as the Security Officer.

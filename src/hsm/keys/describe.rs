@@ -112,6 +112,14 @@ pub fn describe_all(
     let handles = crate::hsm::find_objects(token.session(), &template)
         .map_err(|e| Error::pkcs11("find objects", e))?;
     let mut out = describe_handles(token, handles, with_kcv)?;
+    if class.is_none() && selector.id.is_none() {
+        // Every object was read: the audit session needs no search of its own.
+        let mut sighting = crate::hsm::audit::Sighting::default();
+        for k in &out {
+            sighting.see(k.handle, &k.class, &k.label);
+        }
+        token.saw_audit_objects(sighting);
+    }
     // Certificates and data objects are not keys; the audit trail's key is
     // not one of the user's keys (docs/AUDIT.md).
     out.retain(|k| k.class != "data" && k.class != "cert");

@@ -163,6 +163,10 @@ pub struct BackupOptions<'a> {
     /// Re-read the written bundle in the token before reporting success.
     pub verify: bool,
     pub cancel: &'a AtomicBool,
+    /// Called once the token's keys are listed (`--all`: every object, in
+    /// one pass) and before anything else is done with them: the audit
+    /// trail takes its key from that listing here.
+    pub listed: Option<&'a dyn Fn() -> Result<()>>,
 }
 
 /// Where a bundle is written, and how it is read back for `--verify`.

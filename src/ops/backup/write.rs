@@ -59,6 +59,9 @@ pub fn backup(
         Selection::All => Some(keys::describe_all(token, &KeySelector::all(), false)?),
         Selection::Named(_) => None,
     };
+    if let Some(listed) = options.listed {
+        listed()?;
+    }
     // Protection first: whether the KEK is trusted decides what may be selected.
     let (wrapping, protection, trusted_kek, kek_handle) = match protect {
         Protect::Kek(selector) => {

@@ -15,7 +15,13 @@
 //!   [`spec`]'s table (`CKR_DEVICE_ERROR`, ...);
 //! - `HSMKEY_SHIM_COUNTS`: a file that receives, whenever a session closes
 //!   (C_CloseSession, C_CloseAllSessions) or the module is finalized, how many
-//!   times each function was called.
+//!   times each function was called;
+//! - `HSMKEY_SHIM_PAUSE`: `FUNCTION:session=S:after=N:PATH`: the call
+//!   numbered N (from 0) of FUNCTION on the session that the S-th
+//!   C_OpenSession (from 0) opened is held before it is forwarded: the shim
+//!   creates `PATH.paused` and waits until `PATH.go` exists (at most a
+//!   minute). A test changes the token meanwhile, as another program would
+//!   between two calls.
 //!
 //! C_GetFunctionList is answered by the shim (with its own list); the 67
 //! other functions of the 2.40 list are forwarded.
@@ -39,7 +45,7 @@ use cryptoki_sys::*;
 
 pub mod spec;
 
-use spec::Fault;
+use spec::{Fault, Pause};
 
 struct Real {
     // Keeps the real module mapped for as long as the process runs.
@@ -61,6 +67,11 @@ struct State {
     calls: Vec<AtomicU64>,
     counts_path: Option<String>,
     counts_lock: Mutex<()>,
+    pause: Option<Pause>,
+    /// Calls of the paused function on the paused session so far.
+    pause_calls: AtomicU64,
+    /// Session handles in the order C_OpenSession returned them.
+    opened: Mutex<Vec<CK_SESSION_HANDLE>>,
 }
 
 static STATE: OnceLock<Result<State, String>> = OnceLock::new();
@@ -83,6 +94,10 @@ fn load() -> Result<State, String> {
     let faults = match std::env::var("HSMKEY_SHIM_FAULT") {
         Ok(v) => spec::parse_faults(&v, NAMES)?,
         Err(_) => Vec::new(),
+    };
+    let pause = match std::env::var("HSMKEY_SHIM_PAUSE") {
+        Ok(v) => Some(spec::parse_pause(&v, NAMES, PAUSABLE)?),
+        Err(_) => None,
     };
     // SAFETY: loading a PKCS#11 module runs its initializers, which is what
     // any PKCS#11 application does with the module it is given.
@@ -112,6 +127,9 @@ fn load() -> Result<State, String> {
         calls: NAMES.iter().map(|_| AtomicU64::new(0)).collect(),
         counts_path: std::env::var("HSMKEY_SHIM_COUNTS").ok(),
         counts_lock: Mutex::new(()),
+        pause,
+        pause_calls: AtomicU64::new(0),
+        opened: Mutex::new(Vec::new()),
     })
 }
 
@@ -137,6 +155,39 @@ impl State {
             .iter()
             .filter(|fault| fault.function == index)
             .find_map(|fault| fault.fires(n))
+    }
+
+    /// Hold the call if it is the one HSMKEY_SHIM_PAUSE names.
+    fn maybe_pause(&self, f: Func, session: CK_SESSION_HANDLE) {
+        let Some(pause) = &self.pause else {
+            return;
+        };
+        if pause.function != f as usize {
+            return;
+        }
+        let opened = self.opened.lock().map(|o| o.get(pause.session).copied());
+        if opened.ok().flatten() != Some(session) {
+            return;
+        }
+        if self.pause_calls.fetch_add(1, Ordering::SeqCst) != pause.after {
+            return;
+        }
+        let paused = format!("{}.paused", pause.path);
+        let go = format!("{}.go", pause.path);
+        if let Err(e) = std::fs::write(&paused, b"") {
+            eprintln!("hsmkey-p11shim: cannot create {paused}: {e}");
+            return;
+        }
+        let start = std::time::Instant::now();
+        while !std::path::Path::new(&go).exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn opened(&self, session: CK_SESSION_HANDLE) {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.push(session);
+        }
     }
 
     fn write_counts(&self) {
@@ -192,8 +243,16 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
     }
 }
 
+/// The name of a function the shim can pause (the session argument only
+/// marks it).
+macro_rules! name_of {
+    ($name:ident $session:ident) => {
+        stringify!($name)
+    };
+}
+
 macro_rules! shims {
-    ($($name:ident($($a:ident: $t:ty),*);)*) => {
+    ($($name:ident($($a:ident: $t:ty),*) $([$session:ident])? $(=> $opened:ident)?;)*) => {
         /// Every forwarded function, in function-list order.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy)]
@@ -201,6 +260,9 @@ macro_rules! shims {
 
         /// Names of the forwarded functions, indexed like [`Func`].
         pub const NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        /// The functions HSMKEY_SHIM_PAUSE can hold (a session first).
+        pub const PAUSABLE: &[&str] = &[$($(name_of!($name $session),)?)*];
 
         #[allow(non_snake_case, clippy::too_many_arguments)]
         mod forward {
@@ -213,12 +275,20 @@ macro_rules! shims {
                     if let Some(rv) = st.before(Func::$name) {
                         return rv;
                     }
+                    $(st.maybe_pause(Func::$name, $session);)?
                     let rv = match st.real().$name {
                         // SAFETY: the arguments come unchanged from the caller,
                         // who owes the real module what it owes any module.
                         Some(f) => unsafe { f($($a),*) },
                         None => CKR_FUNCTION_NOT_SUPPORTED,
                     };
+                    $(
+                        if rv == CKR_OK && !$opened.is_null() {
+                            // SAFETY: the module wrote the new session's
+                            // handle through this out-pointer, as it returned OK.
+                            st.opened(unsafe { *$opened });
+                        }
+                    )?
                     after(st, Func::$name);
                     rv
                 }
@@ -259,7 +329,7 @@ shims! {
     C_InitToken(a1: CK_SLOT_ID, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR);
     C_InitPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG);
     C_SetPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR, a5: CK_ULONG);
-    C_OpenSession(a1: CK_SLOT_ID, a2: CK_FLAGS, a3: *mut c_void, a4: CK_NOTIFY, a5: *mut CK_SESSION_HANDLE);
+    C_OpenSession(a1: CK_SLOT_ID, a2: CK_FLAGS, a3: *mut c_void, a4: CK_NOTIFY, a5: *mut CK_SESSION_HANDLE) => a5;
     C_CloseSession(a1: CK_SESSION_HANDLE);
     C_CloseAllSessions(a1: CK_SLOT_ID);
     C_GetSessionInfo(a1: CK_SESSION_HANDLE, a2: *mut CK_SESSION_INFO);
@@ -267,16 +337,16 @@ shims! {
     C_SetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: CK_OBJECT_HANDLE, a5: CK_OBJECT_HANDLE);
     C_Login(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG);
     C_Logout(a1: CK_SESSION_HANDLE);
-    C_CreateObject(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG, a4: *mut CK_OBJECT_HANDLE);
+    C_CreateObject(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG, a4: *mut CK_OBJECT_HANDLE) [a1];
     C_CopyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE);
-    C_DestroyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE);
+    C_DestroyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE) [a1];
     C_GetObjectSize(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ULONG);
-    C_GetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG);
-    C_SetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG);
-    C_FindObjectsInit(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG);
+    C_GetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG) [a1];
+    C_SetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG) [a1];
+    C_FindObjectsInit(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG) [a1];
     C_FindObjects(a1: CK_SESSION_HANDLE, a2: *mut CK_OBJECT_HANDLE, a3: CK_ULONG, a4: *mut CK_ULONG);
     C_FindObjectsFinal(a1: CK_SESSION_HANDLE);
-    C_EncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
+    C_EncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
     C_Encrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_EncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_EncryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
@@ -289,13 +359,13 @@ shims! {
     C_DigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
     C_DigestKey(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE);
     C_DigestFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_SignInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_Sign(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_SignUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_SignFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
+    C_SignInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_Sign(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_SignUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_SignFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
     C_SignRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
     C_SignRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_VerifyInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
+    C_VerifyInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
     C_Verify(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG);
     C_VerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
     C_VerifyFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
@@ -305,10 +375,10 @@ shims! {
     C_DecryptDigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_GenerateKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE);
+    C_GenerateKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE) [a1];
     C_GenerateKeyPair(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_ATTRIBUTE, a6: CK_ULONG, a7: *mut CK_OBJECT_HANDLE, a8: *mut CK_OBJECT_HANDLE);
-    C_WrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: CK_OBJECT_HANDLE, a5: *mut CK_BYTE, a6: *mut CK_ULONG);
-    C_UnwrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_ATTRIBUTE, a7: CK_ULONG, a8: *mut CK_OBJECT_HANDLE);
+    C_WrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: CK_OBJECT_HANDLE, a5: *mut CK_BYTE, a6: *mut CK_ULONG) [a1];
+    C_UnwrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_ATTRIBUTE, a7: CK_ULONG, a8: *mut CK_OBJECT_HANDLE) [a1];
     C_DeriveKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_ATTRIBUTE, a5: CK_ULONG, a6: *mut CK_OBJECT_HANDLE);
     C_SeedRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
     C_GenerateRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);

@@ -321,6 +321,29 @@ impl AuditToken {
         Ok((mac, id))
     }
 
+    /// A MAC made in parts, for input too long to hold at once: C_SignInit
+    /// here, then [`AuditToken::sign_part`] and [`AuditToken::sign_end`].
+    pub fn sign_begin(&mut self) -> Result<()> {
+        self.ensure_key()?;
+        let handle = self.key.as_ref().map(|(h, _)| *h);
+        let handle = handle.ok_or_else(|| Error::Internal("no audit MAC key".into()))?;
+        self.session()?
+            .sign_init(&Mechanism::Sha256Hmac, handle)
+            .map_err(audit_err("sign the audit line"))
+    }
+
+    pub fn sign_part(&mut self, data: &[u8]) -> Result<()> {
+        self.session()?
+            .sign_update(data)
+            .map_err(audit_err("sign the audit line"))
+    }
+
+    pub fn sign_end(&mut self) -> Result<Vec<u8>> {
+        self.session()?
+            .sign_final()
+            .map_err(audit_err("sign the audit line"))
+    }
+
     /// Whether this token holds an audit MAC key with this CKA_ID.
     pub fn has_key(&mut self, key_id: &[u8]) -> Result<bool> {
         Ok(self.mac_keys()?.iter().any(|(id, _)| id == key_id))

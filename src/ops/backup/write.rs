@@ -14,7 +14,7 @@ use super::protection::{
 use super::select::{select, Candidate};
 use super::verify::verify_opened;
 use super::{
-    read_header, BackupOptions, BackupReport, BundleSink, EntrySummary, Progress, Protect,
+    read_header, BackupOptions, BackupReport, BundleSink, Entries, EntrySummary, Progress, Protect,
     Selection, Skipped, Unprotect, Warning, ARGON2_M_KIB, ARGON2_P, ARGON2_T,
 };
 use crate::error::{Error, Result};
@@ -223,7 +223,7 @@ pub fn backup(
     // Wrapping (and the check copies of keys without a token KCV) runs on
     // `--sessions` sessions; lines are written and MACed here, in order.
     let total = work.keys.len() as u64;
-    let mut entries = Vec::with_capacity(work.keys.len());
+    let mut entries = Entries::new();
     crate::hsm::pool::run_ordered(
         token,
         work.into_candidates().map(Ok),
@@ -240,7 +240,7 @@ pub fn backup(
                     ),
                 });
             }
-            entries.push(EntrySummary {
+            let summary = EntrySummary {
                 label: entry.label.clone(),
                 class: entry.class.clone(),
                 key_type: entry.key_type.clone(),
@@ -249,7 +249,8 @@ pub fn backup(
                 wrap: entry.wrap.clone(),
                 renamed_from: None,
                 id_from: None,
-            });
+            };
+            entries.push(summary, Some(entry.id.clone()), entry.version)?;
             emit(&Line::Key(entry), out, &mut mac)?;
             progress(done + 1, total);
             Ok(())

@@ -23,7 +23,7 @@ use crate::formats::bundle::{
     RecipientInfo, SourceToken, Trailer,
 };
 use crate::hsm::check;
-use crate::hsm::keys::{self, KeyInfo, KeySelector};
+use crate::hsm::keys::{self, KeyInfo, Listing};
 use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
@@ -56,7 +56,7 @@ pub fn backup(
 
     // `--all` reads the token's keys once, and finds the KEK among them.
     let mut listing = match selection {
-        Selection::All => Some(keys::describe_all(token, &KeySelector::all(), false)?),
+        Selection::All => Some(keys::list_keys(token)?),
         Selection::Named(_) => None,
     };
     if let Some(listed) = options.listed {
@@ -65,7 +65,7 @@ pub fn backup(
     // Protection first: whether the KEK is trusted decides what may be selected.
     let (wrapping, protection, trusted_kek, kek_handle) = match protect {
         Protect::Kek(selector) => {
-            let kek = resolve_kek_listed(token, selector, listing.as_deref())?;
+            let kek = resolve_kek_listed(token, selector, listing.as_ref())?;
             if !kek.usage.contains(&"wrap") {
                 return Err(Error::PolicyRefused {
                     key: kek.label,
@@ -506,8 +506,8 @@ fn secret_bits_of_blob(info: &KeyInfo, alg: &str, blob: &[u8]) -> Option<u64> {
 /// Keys the bundle carries that are not CKA_SENSITIVE on their token:
 /// backed up all the same, with a warning (their value can be read in the
 /// clear there, so the bundle is not their only way out).
-fn not_sensitive(work: &[KeyInfo]) -> Vec<Warning> {
-    work.iter()
+fn not_sensitive(work: &Listing) -> Vec<Warning> {
+    work.infos()
         .filter(|info| info.sensitive == Some(false))
         .map(|info| Warning {
             label: info.label.clone(),

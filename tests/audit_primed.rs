@@ -348,3 +348,25 @@ fn a_restore_takes_the_head_from_its_index() {
     );
     t.with_session(|s| assert_eq!(labelled(s, HEAD_LABEL).len(), 1, "one head per log"));
 }
+
+#[test]
+fn a_head_moves_in_place_once_it_can() {
+    // SoftHSM will not change a data object's value: its first head is
+    // replaced by a key whose CKA_ID it changes in place from then on
+    // (a destroyed token object costs SoftHSM a pass over its files).
+    let t = token_with_keys();
+    let counts = t.dir.path().join("counts");
+    t.json_ok(
+        t.shim_cmd(&[("HSMKEY_SHIM_COUNTS", path_str(&counts))])
+            .args(["key", "generate", "--label", "c", "--type", "aes-256"]),
+    );
+    assert_eq!(calls(&counts, "C_DestroyObject"), 0, "nothing destroyed");
+    assert!(calls(&counts, "C_SetAttributeValue") >= 1);
+    t.with_session(|s| assert_eq!(labelled(s, HEAD_LABEL).len(), 1));
+    let v = t.json(&["audit", "verify"]);
+    assert_eq!(
+        (v["mac_verified"].clone(), v["head"]["count"].clone()),
+        (3.into(), 3.into()),
+        "{v}"
+    );
+}

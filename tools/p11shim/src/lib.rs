@@ -16,6 +16,10 @@
 //! - `HSMKEY_SHIM_COUNTS`: a file that receives, whenever a session closes
 //!   (C_CloseSession, C_CloseAllSessions) or the module is finalized, how many
 //!   times each function was called;
+//! - `HSMKEY_SHIM_TRACE`: a file that receives, at C_Finalize, one line per
+//!   call: start and end (microseconds since the module was loaded), the
+//!   thread, the session (0 for calls without one), the function and its
+//!   return code: where a run's time goes, and which calls wait on others;
 //! - `HSMKEY_SHIM_PAUSE`: `FUNCTION:session=S:after=N:PATH`: the call
 //!   numbered N (from 0) of FUNCTION on the session that the S-th
 //!   C_OpenSession (from 0) opened is held before it is forwarded: the shim
@@ -72,7 +76,34 @@ struct State {
     pause_calls: AtomicU64,
     /// Session handles in the order C_OpenSession returned them.
     opened: Mutex<Vec<CK_SESSION_HANDLE>>,
+    trace: Option<Trace>,
 }
+
+/// The calls of a run, for HSMKEY_SHIM_TRACE: written out whenever a
+/// session closes, as the counts are (a program may exit without
+/// C_Finalize).
+struct Trace {
+    path: String,
+    start: std::time::Instant,
+    /// Calls not yet written, and whether the file was started.
+    calls: Mutex<(Vec<Call>, bool)>,
+}
+
+struct Call {
+    start: u64,
+    end: u64,
+    thread: u64,
+    session: CK_SESSION_HANDLE,
+    function: usize,
+    rv: CK_RV,
+}
+
+thread_local! {
+    /// A small number per thread, for the trace.
+    static THREAD: u64 = NEXT_THREAD.fetch_add(1, Ordering::SeqCst);
+}
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
 
 static STATE: OnceLock<Result<State, String>> = OnceLock::new();
 
@@ -130,6 +161,11 @@ fn load() -> Result<State, String> {
         pause,
         pause_calls: AtomicU64::new(0),
         opened: Mutex::new(Vec::new()),
+        trace: std::env::var("HSMKEY_SHIM_TRACE").ok().map(|path| Trace {
+            path,
+            start: std::time::Instant::now(),
+            calls: Mutex::new((Vec::new(), false)),
+        }),
     })
 }
 
@@ -181,6 +217,61 @@ impl State {
         let start = std::time::Instant::now();
         while !std::path::Path::new(&go).exists() && start.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Microseconds since the module was loaded (0 without a trace).
+    fn now(&self) -> u64 {
+        self.trace
+            .as_ref()
+            .map(|t| t.start.elapsed().as_micros() as u64)
+            .unwrap_or(0)
+    }
+
+    fn traced(&self, f: Func, start: u64, session: CK_SESSION_HANDLE, rv: CK_RV) {
+        let Some(trace) = &self.trace else {
+            return;
+        };
+        let call = Call {
+            start,
+            end: self.now(),
+            thread: THREAD.with(|t| *t),
+            session,
+            function: f as usize,
+            rv,
+        };
+        if let Ok(mut calls) = trace.calls.lock() {
+            calls.0.push(call);
+        }
+    }
+
+    fn write_trace(&self) {
+        let Some(trace) = &self.trace else {
+            return;
+        };
+        let Ok(mut calls) = trace.calls.lock() else {
+            return;
+        };
+        let mut text = String::with_capacity(calls.0.len() * 48);
+        for c in calls.0.drain(..) {
+            text.push_str(&format!(
+                "{} {} {} {} {} 0x{:x}\n",
+                c.start, c.end, c.thread, c.session, NAMES[c.function], c.rv
+            ));
+        }
+        let started = std::mem::replace(&mut calls.1, true);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(started)
+            .truncate(!started)
+            .open(&trace.path);
+        let written = file.and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "hsmkey-p11shim: cannot write the trace to {}: {e}",
+                trace.path
+            );
         }
     }
 
@@ -272,7 +363,12 @@ macro_rules! shims {
                     let Some(st) = state() else {
                         return CKR_GENERAL_ERROR;
                     };
+                    let start = st.now();
+                    #[allow(unused_mut, unused_assignments)]
+                    let mut session: CK_SESSION_HANDLE = 0;
+                    $(session = $session;)?
                     if let Some(rv) = st.before(Func::$name) {
+                        st.traced(Func::$name, start, session, rv);
                         return rv;
                     }
                     $(st.maybe_pause(Func::$name, $session);)?
@@ -289,6 +385,7 @@ macro_rules! shims {
                             st.opened(unsafe { *$opened });
                         }
                     )?
+                    st.traced(Func::$name, start, session, rv);
                     after(st, Func::$name);
                     rv
                 }
@@ -309,6 +406,7 @@ fn after(st: &State, f: Func) {
         Func::C_CloseSession | Func::C_CloseAllSessions | Func::C_Finalize
     ) {
         st.write_counts();
+        st.write_trace();
     }
 }
 
@@ -327,62 +425,62 @@ shims! {
     C_GetMechanismList(a1: CK_SLOT_ID, a2: *mut CK_MECHANISM_TYPE, a3: *mut CK_ULONG);
     C_GetMechanismInfo(a1: CK_SLOT_ID, a2: CK_MECHANISM_TYPE, a3: *mut CK_MECHANISM_INFO);
     C_InitToken(a1: CK_SLOT_ID, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR);
-    C_InitPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG);
-    C_SetPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR, a5: CK_ULONG);
+    C_InitPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG) [a1];
+    C_SetPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR, a5: CK_ULONG) [a1];
     C_OpenSession(a1: CK_SLOT_ID, a2: CK_FLAGS, a3: *mut c_void, a4: CK_NOTIFY, a5: *mut CK_SESSION_HANDLE) => a5;
-    C_CloseSession(a1: CK_SESSION_HANDLE);
+    C_CloseSession(a1: CK_SESSION_HANDLE) [a1];
     C_CloseAllSessions(a1: CK_SLOT_ID);
-    C_GetSessionInfo(a1: CK_SESSION_HANDLE, a2: *mut CK_SESSION_INFO);
-    C_GetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_SetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: CK_OBJECT_HANDLE, a5: CK_OBJECT_HANDLE);
-    C_Login(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG);
-    C_Logout(a1: CK_SESSION_HANDLE);
+    C_GetSessionInfo(a1: CK_SESSION_HANDLE, a2: *mut CK_SESSION_INFO) [a1];
+    C_GetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_SetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: CK_OBJECT_HANDLE, a5: CK_OBJECT_HANDLE) [a1];
+    C_Login(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG) [a1];
+    C_Logout(a1: CK_SESSION_HANDLE) [a1];
     C_CreateObject(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG, a4: *mut CK_OBJECT_HANDLE) [a1];
-    C_CopyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE);
+    C_CopyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE) [a1];
     C_DestroyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE) [a1];
-    C_GetObjectSize(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ULONG);
+    C_GetObjectSize(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ULONG) [a1];
     C_GetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG) [a1];
     C_SetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG) [a1];
     C_FindObjectsInit(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG) [a1];
-    C_FindObjects(a1: CK_SESSION_HANDLE, a2: *mut CK_OBJECT_HANDLE, a3: CK_ULONG, a4: *mut CK_ULONG);
-    C_FindObjectsFinal(a1: CK_SESSION_HANDLE);
+    C_FindObjects(a1: CK_SESSION_HANDLE, a2: *mut CK_OBJECT_HANDLE, a3: CK_ULONG, a4: *mut CK_ULONG) [a1];
+    C_FindObjectsFinal(a1: CK_SESSION_HANDLE) [a1];
     C_EncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
-    C_Encrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_EncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_EncryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_DecryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_Decrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_DigestInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM);
-    C_Digest(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_DigestKey(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE);
-    C_DigestFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
+    C_Encrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_EncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_EncryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_DecryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_Decrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_DigestInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM) [a1];
+    C_Digest(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_DigestKey(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE) [a1];
+    C_DigestFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
     C_SignInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
     C_Sign(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
     C_SignUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
     C_SignFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
-    C_SignRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_SignRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
+    C_SignRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_SignRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
     C_VerifyInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
-    C_Verify(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG);
-    C_VerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_VerifyFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_VerifyRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_VerifyRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DigestEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptDigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
+    C_Verify(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG) [a1];
+    C_VerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_VerifyFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_VerifyRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_VerifyRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DigestEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptDigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
     C_GenerateKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE) [a1];
-    C_GenerateKeyPair(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_ATTRIBUTE, a6: CK_ULONG, a7: *mut CK_OBJECT_HANDLE, a8: *mut CK_OBJECT_HANDLE);
+    C_GenerateKeyPair(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_ATTRIBUTE, a6: CK_ULONG, a7: *mut CK_OBJECT_HANDLE, a8: *mut CK_OBJECT_HANDLE) [a1];
     C_WrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: CK_OBJECT_HANDLE, a5: *mut CK_BYTE, a6: *mut CK_ULONG) [a1];
     C_UnwrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_ATTRIBUTE, a7: CK_ULONG, a8: *mut CK_OBJECT_HANDLE) [a1];
-    C_DeriveKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_ATTRIBUTE, a5: CK_ULONG, a6: *mut CK_OBJECT_HANDLE);
-    C_SeedRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_GenerateRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_GetFunctionStatus(a1: CK_SESSION_HANDLE);
-    C_CancelFunction(a1: CK_SESSION_HANDLE);
+    C_DeriveKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_ATTRIBUTE, a5: CK_ULONG, a6: *mut CK_OBJECT_HANDLE) [a1];
+    C_SeedRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_GenerateRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_GetFunctionStatus(a1: CK_SESSION_HANDLE) [a1];
+    C_CancelFunction(a1: CK_SESSION_HANDLE) [a1];
     C_WaitForSlotEvent(a1: CK_FLAGS, a2: *mut CK_SLOT_ID, a3: *mut c_void);
 }

@@ -457,7 +457,7 @@ struct Signing {
 }
 
 /// MAC input signed in one call (most lines): two calls to the token.
-const SIGN_AT_ONCE: usize = 64 * 1024;
+const SIGN_AT_ONCE: usize = 256 * 1024;
 
 impl Signing {
     fn new(token: AuditToken) -> Signing {

@@ -348,6 +348,31 @@ impl Module {
     }
 }
 
+impl Module {
+    /// A session of a worker of bulk work on a token already opened (and
+    /// logged in: login state belongs to the application): its summary is
+    /// the opener's, not read again (a round trip per worker on a network
+    /// HSM).
+    pub(in crate::hsm) fn open_worker(
+        &self,
+        slot: Slot,
+        summary: &TokenSummary,
+    ) -> Result<Token<'_>> {
+        let session = self
+            .pkcs11
+            .open_rw_session(slot)
+            .map_err(|e| Error::pkcs11("open a session", e))?;
+        Ok(Token {
+            module: self,
+            session,
+            slot,
+            summary: summary.clone(),
+            sessions: 1,
+            audit_seen: audit::Seen::default(),
+        })
+    }
+}
+
 /// How to log in when opening a token.
 pub enum Login<'a> {
     None,

@@ -1,6 +1,6 @@
 //! Every key of a token as one pass reads them (`backup --all`, the name
-//! check of `key generate --count`), held compactly: about 50 bytes a key
-//! plus its label and id, where a [`KeyInfo`] is ten times that. A key's
+//! check of `key generate --count`), held compactly: 64 bytes a key plus
+//! its label and id, where a [`KeyInfo`] takes about 700. A key's
 //! [`KeyInfo`] is made again from its record when it is needed, one at a
 //! time, and is the one [`super::describe_with`] gives without KCVs.
 

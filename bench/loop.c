@@ -25,9 +25,16 @@
  * wrapped key, all in hex. Secret keys are wrapped with CKM_AES_KEY_WRAP
  * (RFC 3394), as hsmkey wraps AES keys. Prints "MODE keys=N seconds=S".
  *
- * Build: gcc -O2 -I/usr/include/p11-kit-1 bench/loop.c -o loop -ldl
+ * HSMKEY_LOOP_SESSIONS=N (default 1) spreads the per-key calls of backup,
+ * restore and verify over N threads, each with its own session, as
+ * `hsmkey --sessions N` does (lines are then written in any order): the
+ * speed-up a token gives on N sessions, with nothing of hsmkey's around it.
+ *
+ * Build: gcc -O2 -pthread -I/usr/include/p11-kit-1 bench/loop.c -o loop -ldl
  */
 #include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +46,11 @@
 #define BATCH 1024
 
 static CK_FUNCTION_LIST_PTR p11;
-static CK_SESSION_HANDLE session;
+/* Each thread's own session (the main thread's is logged in). */
+static __thread CK_SESSION_HANDLE session;
+static CK_SLOT_ID slot;
+static int sessions = 1;
+static pthread_mutex_t output = PTHREAD_MUTEX_INITIALIZER;
 
 static void must(CK_RV rv, const char *what)
 {
@@ -157,64 +168,124 @@ static CK_ULONG get_hex(char **cursor, unsigned char *out, CK_ULONG max)
 static const CK_ATTRIBUTE_TYPE USAGES[7] = {CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY,
                                             CKA_WRAP,    CKA_UNWRAP,  CKA_DERIVE};
 
+/* One key: its attributes read, wrapped, its line written; 1 when written. */
+static long backup_one(CK_OBJECT_HANDLE kek, CK_OBJECT_HANDLE key, FILE *out, int full)
+{
+    CK_MECHANISM wrap = {WRAP_MECHANISM, NULL, 0};
+    unsigned char label[MAX_FIELD], id[MAX_FIELD], kcv[16], wrapped[1024];
+    CK_OBJECT_CLASS class;
+    CK_KEY_TYPE type;
+    CK_ULONG length;
+    CK_BBOOL usage[7], sensitive, extractable, trusted, private;
+    CK_ATTRIBUTE attrs[17] = {
+        {CKA_LABEL, label, sizeof label},
+        {CKA_ID, id, sizeof id},
+        {CKA_KEY_TYPE, &type, sizeof type},
+        {CKA_EXTRACTABLE, &extractable, sizeof extractable},
+        {CKA_CLASS, &class, sizeof class},
+        {CKA_VALUE_LEN, &length, sizeof length},
+        {CKA_SENSITIVE, &sensitive, sizeof sensitive},
+        {CKA_WRAP_WITH_TRUSTED, &trusted, sizeof trusted},
+        {CKA_PRIVATE, &private, sizeof private},
+        {CKA_CHECK_VALUE, kcv, sizeof kcv},
+    };
+    CK_ULONG count = full ? 10 : 4;
+    for (int u = 0; full && u < 7; u++) {
+        attrs[count].type = USAGES[u];
+        attrs[count].pValue = &usage[u];
+        attrs[count++].ulValueLen = sizeof usage[u];
+    }
+    CK_RV rv = p11->C_GetAttributeValue(session, key, attrs, count);
+    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
+        must(rv, "C_GetAttributeValue");
+    if (key == kek || extractable != CK_TRUE)
+        return 0;
+    CK_ULONG wrapped_len = sizeof wrapped;
+    must(p11->C_WrapKey(session, &wrap, kek, key, wrapped, &wrapped_len), "C_WrapKey");
+    unsigned char bits = 0;
+    for (int u = 0; full && u < 7; u++)
+        bits |= (unsigned char)((usage[u] == CK_TRUE) << u);
+    if (!full)
+        bits = 3; /* encrypt, decrypt */
+    CK_ULONG kcv_len = full && attrs[9].ulValueLen != CK_UNAVAILABLE_INFORMATION ? attrs[9].ulValueLen : 0;
+    pthread_mutex_lock(&output);
+    put_hex(out, label, attrs[0].ulValueLen == CK_UNAVAILABLE_INFORMATION ? 0 : attrs[0].ulValueLen);
+    put_hex(out, id, attrs[1].ulValueLen == CK_UNAVAILABLE_INFORMATION ? 0 : attrs[1].ulValueLen);
+    put_hex(out, &bits, 1);
+    put_hex(out, kcv, kcv_len > 3 ? 3 : kcv_len);
+    put_hex(out, wrapped, wrapped_len);
+    putc('\n', out);
+    pthread_mutex_unlock(&output);
+    return 1;
+}
+
+/* The work of one thread: items `first`, `first + sessions`, ... */
+struct share {
+    int first;
+    long (*one)(struct share *, long);
+    long items, done;
+    CK_OBJECT_HANDLE kek;
+    CK_OBJECT_HANDLE *keys;
+    FILE *out;
+    int kind;
+};
+
+static void *worker(void *arg)
+{
+    struct share *w = arg;
+    if (w->first > 0)
+        must(p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &session),
+             "C_OpenSession");
+    for (long i = w->first; i < w->items; i += sessions)
+        w->done += w->one(w, i);
+    if (w->first > 0)
+        p11->C_CloseSession(session);
+    return NULL;
+}
+
+/* Run `one` on items 0..items-1 over `sessions` threads (the first on this
+ * thread's session); the number done. */
+static long spread(struct share proto)
+{
+    struct share shares[64];
+    pthread_t threads[64];
+    CK_SESSION_HANDLE mine = session;
+    long done = 0;
+    for (int t = 0; t < sessions; t++) {
+        shares[t] = proto;
+        shares[t].first = t;
+        shares[t].done = 0;
+        if (t > 0)
+            pthread_create(&threads[t], NULL, worker, &shares[t]);
+    }
+    worker(&shares[0]);
+    for (int t = 1; t < sessions; t++)
+        pthread_join(threads[t], NULL);
+    session = mine;
+    for (int t = 0; t < sessions; t++)
+        done += shares[t].done;
+    return done;
+}
+
+static long backup_item(struct share *w, long i)
+{
+    return backup_one(w->kek, w->keys[i], w->out, w->kind);
+}
+
 static long backup(CK_OBJECT_HANDLE kek, const char *path, int full)
 {
     CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
     CK_BBOOL yes = CK_TRUE;
     CK_ATTRIBUTE query[] = {{CKA_CLASS, &secret, sizeof secret}, {CKA_TOKEN, &yes, sizeof yes}};
-    long n = 0, done = 0;
+    long n = 0;
     CK_OBJECT_HANDLE *keys = search(query, 2, &n);
     FILE *out = fopen(path, "w");
     if (!out) {
         perror(path);
         exit(1);
     }
-    CK_MECHANISM wrap = {WRAP_MECHANISM, NULL, 0};
-    for (long i = 0; i < n; i++) {
-        unsigned char label[MAX_FIELD], id[MAX_FIELD], kcv[16], wrapped[1024];
-        CK_OBJECT_CLASS class;
-        CK_KEY_TYPE type;
-        CK_ULONG length;
-        CK_BBOOL usage[7], sensitive, extractable, trusted, private;
-        CK_ATTRIBUTE attrs[17] = {
-            {CKA_LABEL, label, sizeof label},
-            {CKA_ID, id, sizeof id},
-            {CKA_KEY_TYPE, &type, sizeof type},
-            {CKA_EXTRACTABLE, &extractable, sizeof extractable},
-            {CKA_CLASS, &class, sizeof class},
-            {CKA_VALUE_LEN, &length, sizeof length},
-            {CKA_SENSITIVE, &sensitive, sizeof sensitive},
-            {CKA_WRAP_WITH_TRUSTED, &trusted, sizeof trusted},
-            {CKA_PRIVATE, &private, sizeof private},
-            {CKA_CHECK_VALUE, kcv, sizeof kcv},
-        };
-        CK_ULONG count = full ? 10 : 4;
-        for (int u = 0; full && u < 7; u++) {
-            attrs[count].type = USAGES[u];
-            attrs[count].pValue = &usage[u];
-            attrs[count++].ulValueLen = sizeof usage[u];
-        }
-        CK_RV rv = p11->C_GetAttributeValue(session, keys[i], attrs, count);
-        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
-            must(rv, "C_GetAttributeValue");
-        if (keys[i] == kek || extractable != CK_TRUE)
-            continue;
-        CK_ULONG wrapped_len = sizeof wrapped;
-        must(p11->C_WrapKey(session, &wrap, kek, keys[i], wrapped, &wrapped_len), "C_WrapKey");
-        unsigned char bits = 0;
-        for (int u = 0; full && u < 7; u++)
-            bits |= (unsigned char)((usage[u] == CK_TRUE) << u);
-        if (!full)
-            bits = 3; /* encrypt, decrypt */
-        CK_ULONG kcv_len = full && attrs[9].ulValueLen != CK_UNAVAILABLE_INFORMATION ? attrs[9].ulValueLen : 0;
-        put_hex(out, label, attrs[0].ulValueLen == CK_UNAVAILABLE_INFORMATION ? 0 : attrs[0].ulValueLen);
-        put_hex(out, id, attrs[1].ulValueLen == CK_UNAVAILABLE_INFORMATION ? 0 : attrs[1].ulValueLen);
-        put_hex(out, &bits, 1);
-        put_hex(out, kcv, kcv_len > 3 ? 3 : kcv_len);
-        put_hex(out, wrapped, wrapped_len);
-        putc('\n', out);
-        done++;
-    }
+    struct share w = {.one = backup_item, .items = n, .kek = kek, .keys = keys, .out = out, .kind = full};
+    long done = spread(w);
     fclose(out);
     free(keys);
     return done;
@@ -236,59 +307,80 @@ static void check_kcv(CK_OBJECT_HANDLE key, const unsigned char *kcv, CK_ULONG k
 
 enum restore_kind { RESTORE, RESTORE_FULL, VERIFY };
 
-static long restore(CK_OBJECT_HANDLE kek, const char *path, enum restore_kind kind)
+/* One line of IN: unwrapped, checked, destroyed again for verify. */
+static long restore_one(CK_OBJECT_HANDLE kek, char *line, enum restore_kind kind)
 {
-    FILE *in = fopen(path, "r");
-    if (!in) {
-        perror(path);
-        exit(1);
-    }
     CK_MECHANISM unwrap = {WRAP_MECHANISM, NULL, 0};
     CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
     CK_KEY_TYPE aes = CKK_AES;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE, token = kind == VERIFY ? CK_FALSE : CK_TRUE;
-    char line[8192];
-    long done = 0;
-    while (fgets(line, sizeof line, in)) {
-        unsigned char label[MAX_FIELD], id[MAX_FIELD], bits = 0, kcv[16], wrapped[2048];
-        char *cursor = line;
-        CK_ULONG label_len = get_hex(&cursor, label, sizeof label);
-        CK_ULONG id_len = get_hex(&cursor, id, sizeof id);
-        get_hex(&cursor, &bits, 1);
-        CK_ULONG kcv_len = get_hex(&cursor, kcv, sizeof kcv);
-        CK_ULONG wrapped_len = get_hex(&cursor, wrapped, sizeof wrapped);
-        CK_BBOOL usage[7];
-        CK_ATTRIBUTE template[16] = {
-            {CKA_CLASS, &secret, sizeof secret},
-            {CKA_KEY_TYPE, &aes, sizeof aes},
-            {CKA_TOKEN, &token, sizeof token},
-            {CKA_SENSITIVE, &yes, sizeof yes},
-            {CKA_PRIVATE, &yes, sizeof yes},
-            {CKA_EXTRACTABLE, &yes, sizeof yes},
-            {CKA_WRAP_WITH_TRUSTED, &no, sizeof no},
-            {CKA_LABEL, label, label_len},
-            {CKA_ID, id, id_len},
-        };
-        /* A check copy: a sensitive session key that may only encrypt. */
-        CK_ULONG count = kind == VERIFY ? 4 : 9;
-        for (int u = 0; u < 7; u++) {
-            usage[u] = (bits >> u) & 1 ? CK_TRUE : CK_FALSE;
-            if (kind == VERIFY && u > 0)
-                continue;
-            template[count].type = USAGES[u];
-            template[count].pValue = kind == VERIFY ? &yes : &usage[u];
-            template[count++].ulValueLen = sizeof usage[u];
-        }
-        CK_OBJECT_HANDLE key;
-        must(p11->C_UnwrapKey(session, &unwrap, kek, wrapped, wrapped_len, template, count, &key),
-             "C_UnwrapKey");
-        if (kind != RESTORE)
-            check_kcv(key, kcv, kcv_len);
-        if (kind == VERIFY)
-            must(p11->C_DestroyObject(session, key), "C_DestroyObject");
-        done++;
+    unsigned char label[MAX_FIELD], id[MAX_FIELD], bits = 0, kcv[16], wrapped[2048];
+    char *cursor = line;
+    CK_ULONG label_len = get_hex(&cursor, label, sizeof label);
+    CK_ULONG id_len = get_hex(&cursor, id, sizeof id);
+    get_hex(&cursor, &bits, 1);
+    CK_ULONG kcv_len = get_hex(&cursor, kcv, sizeof kcv);
+    CK_ULONG wrapped_len = get_hex(&cursor, wrapped, sizeof wrapped);
+    CK_BBOOL usage[7];
+    CK_ATTRIBUTE template[16] = {
+        {CKA_CLASS, &secret, sizeof secret},
+        {CKA_KEY_TYPE, &aes, sizeof aes},
+        {CKA_TOKEN, &token, sizeof token},
+        {CKA_SENSITIVE, &yes, sizeof yes},
+        {CKA_PRIVATE, &yes, sizeof yes},
+        {CKA_EXTRACTABLE, &yes, sizeof yes},
+        {CKA_WRAP_WITH_TRUSTED, &no, sizeof no},
+        {CKA_LABEL, label, label_len},
+        {CKA_ID, id, id_len},
+    };
+    /* A check copy: a sensitive session key that may only encrypt. */
+    CK_ULONG count = kind == VERIFY ? 4 : 9;
+    for (int u = 0; u < 7; u++) {
+        usage[u] = (bits >> u) & 1 ? CK_TRUE : CK_FALSE;
+        if (kind == VERIFY && u > 0)
+            continue;
+        template[count].type = USAGES[u];
+        template[count].pValue = kind == VERIFY ? &yes : &usage[u];
+        template[count++].ulValueLen = sizeof usage[u];
     }
-    fclose(in);
+    CK_OBJECT_HANDLE key;
+    must(p11->C_UnwrapKey(session, &unwrap, kek, wrapped, wrapped_len, template, count, &key),
+         "C_UnwrapKey");
+    if (kind != RESTORE)
+        check_kcv(key, kcv, kcv_len);
+    if (kind == VERIFY)
+        must(p11->C_DestroyObject(session, key), "C_DestroyObject");
+    return 1;
+}
+
+/* Lines are taken one at a time from the shared input, so the loop holds
+ * no list of them whatever the number of sessions. */
+static FILE *input;
+
+static long restore_item(struct share *w, long i)
+{
+    char line[8192];
+    (void)i;
+    pthread_mutex_lock(&output);
+    char *got = fgets(line, sizeof line, input);
+    pthread_mutex_unlock(&output);
+    if (!got) {
+        w->items = 0; /* this thread stops: the input is done */
+        return 0;
+    }
+    return restore_one(w->kek, line, (enum restore_kind)w->kind);
+}
+
+static long restore(CK_OBJECT_HANDLE kek, const char *path, enum restore_kind kind)
+{
+    input = fopen(path, "r");
+    if (!input) {
+        perror(path);
+        exit(1);
+    }
+    struct share w = {.one = restore_item, .items = LONG_MAX, .kek = kek, .kind = kind};
+    long done = spread(w);
+    fclose(input);
     return done;
 }
 
@@ -363,7 +455,13 @@ int main(int argc, char **argv)
     must(get_list(&p11), "C_GetFunctionList");
     CK_C_INITIALIZE_ARGS init = {.flags = CKF_OS_LOCKING_OK};
     must(p11->C_Initialize(&init), "C_Initialize");
-    CK_SLOT_ID slot = slot_of(argv[2]);
+    const char *n = getenv("HSMKEY_LOOP_SESSIONS");
+    sessions = n ? atoi(n) : 1;
+    if (sessions < 1 || sessions > 64) {
+        fprintf(stderr, "loop: HSMKEY_LOOP_SESSIONS is 1 to 64\n");
+        return 2;
+    }
+    slot = slot_of(argv[2]);
     must(p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &session),
          "C_OpenSession");
     must(p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), "C_Login");

@@ -19,6 +19,7 @@ pub mod input;
 pub mod ops;
 pub mod output;
 pub mod serve;
+pub mod spool;
 
 pub use error::{Error, Result};
 

@@ -790,3 +790,58 @@ fn count_makes_numbered_keys_on_any_number_of_sessions() {
         );
     }
 }
+
+/// Calls per function, from the pass-through's HSMKEY_SHIM_COUNTS file.
+fn calls(path: &std::path::Path, function: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{function} ")))
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_key_named_by_one_label_is_found_by_that_label() {
+    let t = TestToken::new();
+    t.json(&["key", "generate", "--label", "db", "--type", "aes-128"]);
+    t.json(&["key", "rotate", "db"]);
+    t.json(&["key", "rotate", "db"]);
+    t.json(&[
+        "key", "generate", "--label", "other", "--type", "aes-128", "--count", "20",
+    ]);
+    // A gap: version 2 goes, version 3 stays a version of db.
+    t.json(&["key", "destroy", "db@v2", "--yes"]);
+    let counts = t.dir.path().join("counts");
+    let show = |key: &str| {
+        let v = t.json_ok(
+            t.shim_cmd(&[("HSMKEY_SHIM_COUNTS", counts.to_str().unwrap())])
+                .args(["key", "show", key]),
+        );
+        let versions: Vec<u64> = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["version"].as_u64().unwrap())
+            .collect();
+        (
+            versions,
+            calls(&counts, "C_FindObjectsInit"),
+            calls(&counts, "C_GetAttributeValue"),
+        )
+    };
+    // One label: one search with it in the template, and no read of the
+    // other 22 keys.
+    for key in ["db@v3", "db@v1", "pkcs11:object=db@v3"] {
+        let (versions, searches, reads) = show(key);
+        assert_eq!(versions.len(), 1, "{key}");
+        assert_eq!(searches, 1, "{key}");
+        assert!(reads < 10, "{key}: {reads} attribute reads");
+    }
+    // A bare name takes every version, past the gap: one search of every
+    // key, each read once (not three searches, two reads each).
+    let (versions, searches, reads) = show("db");
+    assert_eq!(versions, vec![1, 3]);
+    assert_eq!(searches, 1);
+    assert!(reads < 2 * 22, "{reads} attribute reads");
+}

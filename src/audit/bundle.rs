@@ -3,13 +3,12 @@
 //! KCV, version), read from the file as written or as given to restore.
 //! The bundle's MAC is not checked here: restore and verify do that.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 
 use super::line::{KeyRef, Protection};
 use crate::error::Result;
 use crate::formats::bundle::{self, BundleReader, Line};
-use crate::ops::backup::{EntrySummary, Input};
+use crate::ops::backup::Input;
 
 /// The protection of a bundle, as the audit line names it.
 pub fn protection_of(p: &bundle::Protection) -> Protection {
@@ -31,6 +30,20 @@ pub fn protection_of(p: &bundle::Protection) -> Protection {
 pub struct BundleFacts {
     pub protection: Protection,
     pub keys: Vec<KeyRef>,
+}
+
+/// A bundle's protection, from its header alone.
+pub fn protection(input: &Input) -> Result<Protection> {
+    let mut reader = BundleReader::new(input.reader()?);
+    match reader.next_line()? {
+        Some(bundle::ReadLine {
+            line: Line::Header(h),
+            ..
+        }) => Ok(protection_of(&h.protection)),
+        _ => Err(crate::error::Error::BundleCorrupt {
+            reason: "no header".into(),
+        }),
+    }
 }
 
 /// Read the header and the entries of a bundle (or blob).
@@ -72,30 +85,4 @@ pub fn sha256(input: &Input) -> Result<String> {
         reader.consume(n);
     }
     Ok(hex::encode(digest.finalize()))
-}
-
-impl BundleFacts {
-    /// The keys a restore or verify reports, with the ids the bundle gives
-    /// them (a key restored under a new name has an id of its own: none).
-    pub fn keys_for(&self, entries: &[EntrySummary]) -> Vec<KeyRef> {
-        let by_label: HashMap<(&str, &str), &KeyRef> = self
-            .keys
-            .iter()
-            .map(|k| ((k.label.as_str(), k.class.as_deref().unwrap_or("")), k))
-            .collect();
-        entries
-            .iter()
-            .map(|e| {
-                let found = by_label.get(&(e.label.as_str(), e.class.as_str()));
-                let renamed = e.renamed_from.is_some();
-                KeyRef {
-                    label: e.label.clone(),
-                    id: found.filter(|_| !renamed).and_then(|k| k.id.clone()),
-                    class: Some(e.class.clone()),
-                    kcv: e.kcv.clone(),
-                    version: Some(crate::hsm::keys::split_version(&e.label).1),
-                }
-            })
-            .collect()
-    }
 }

@@ -6,6 +6,12 @@
 //! `mac` last. The MAC covers the line's bytes without that last member:
 //! everything up to `,"mac":`, then `}`. The next line's `prev` is the
 //! SHA-256 of the whole line (without its newline).
+//!
+//! A line naming many keys is written as it is serialized ([`write`]) and
+//! the last line of a log is read as a stream ([`parse_last`]): neither is
+//! held whole in memory.
+
+use std::io::{Read, Write};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,10 +28,12 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 const MAC_MEMBER: &[u8] = b",\"mac\":";
 
 /// One operation, as recorded.
+// `K` holds the keys: a list when a line is read, any source that
+// serializes as one when it is written (`super::Keys`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "hsmkey audit line, version 1")]
-pub struct Line {
+#[schemars(title = "hsmkey audit line, version 1", rename = "Line")]
+pub struct Line<K = Vec<KeyRef>> {
     /// `hsmkey.audit-line.v1`: the format and its version.
     #[schemars(extend("const" = "hsmkey.audit-line.v1"))]
     pub schema: String,
@@ -62,7 +70,7 @@ pub struct Line {
     pub token: Option<TokenRef>,
     /// The keys made, moved, checked or destroyed (empty when the operation
     /// failed before it reached them).
-    pub keys: Vec<KeyRef>,
+    pub keys: K,
     /// What protected the keys that left or entered the token.
     pub protection: Option<Protection>,
     /// Files read (bundles, key material), with their SHA-256.
@@ -236,38 +244,166 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-impl Line {
-    /// The bytes the MAC covers: this line (with `mac` null) without its
-    /// `mac` member.
+impl<K: Serialize> Line<K> {
+    /// The bytes the MAC covers: this line without its `mac` member.
     pub fn mac_input(&self) -> Result<Vec<u8>, String> {
-        let mut unsigned = self.clone();
-        unsigned.mac = None;
-        let mut bytes = serde_json::to_vec(&unsigned).map_err(|e| e.to_string())?;
-        let tail = b",\"mac\":null}";
-        if !bytes.ends_with(tail) {
-            return Err("a line does not end with its mac member".into());
-        }
-        bytes.truncate(bytes.len() - tail.len());
+        let mut bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        let end = bytes.len().saturating_sub(MAC_END);
+        let at = bytes[end..]
+            .windows(MAC_MEMBER.len())
+            .rposition(|w| w == MAC_MEMBER)
+            .ok_or("a line does not end with its mac member")?;
+        bytes.truncate(end + at);
         bytes.push(b'}');
         Ok(bytes)
     }
+}
 
+impl Line {
     /// The line as written, without its newline: the MAC input with the
     /// `mac` member put back (null when unsigned).
     pub fn with_mac(mac_input: &[u8], mac: Option<&[u8]>) -> Vec<u8> {
         let mut out = mac_input[..mac_input.len().saturating_sub(1)].to_vec();
-        out.extend_from_slice(MAC_MEMBER);
-        match mac {
-            Some(m) => {
-                out.push(b'"');
-                out.extend_from_slice(hex::encode(m).as_bytes());
-                out.push(b'"');
-            }
-            None => out.extend_from_slice(b"null"),
-        }
-        out.push(b'}');
+        out.extend_from_slice(&mac_member(mac));
         out
     }
+}
+
+/// `,"mac":VALUE}`: the end of every line.
+fn mac_member(mac: Option<&[u8]>) -> Vec<u8> {
+    let mut out = MAC_MEMBER.to_vec();
+    match mac {
+        Some(m) => {
+            out.push(b'"');
+            out.extend_from_slice(hex::encode(m).as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    out
+}
+
+/// The longest end of a line from its `mac` member on: `,"mac":"` + 64
+/// hex digits + `"}`.
+const MAC_END: usize = 7 + 67;
+
+/// The token side of a line signed as it is written: the MAC input in
+/// pieces, then the MAC (None: the token could not sign it).
+pub trait MacStream {
+    fn update(&mut self, bytes: &[u8]);
+    fn finish(&mut self) -> Option<Vec<u8>>;
+}
+
+/// A line as [`write`] wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// SHA-256 (hex) of its bytes: the next line's `prev`, the head's `last`.
+    pub sha256: String,
+    /// Whether it carries a MAC.
+    pub signed: bool,
+}
+
+/// Bytes passed on at a time while a line is written.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Where the bytes of a line go while it is serialized: to `out`, the
+/// SHA-256 and the MAC, all but the last `keep` bytes (the `signer` and
+/// `mac` members, which depend on whether the MAC is made).
+struct Holdback<'o, 'm> {
+    keep: usize,
+    buf: Vec<u8>,
+    out: &'o mut dyn Write,
+    sha: Sha256,
+    mac: Option<&'m mut dyn MacStream>,
+}
+
+impl Holdback<'_, '_> {
+    fn pass(&mut self, upto: usize) -> std::io::Result<()> {
+        let bytes = &self.buf[..upto];
+        self.out.write_all(bytes)?;
+        self.sha.update(bytes);
+        if let Some(m) = self.mac.as_deref_mut() {
+            m.update(bytes);
+        }
+        self.buf.drain(..upto);
+        Ok(())
+    }
+}
+
+impl Write for Holdback<'_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= WRITE_BATCH + self.keep {
+            self.pass(self.buf.len() - self.keep)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Write `line` (with `mac` null, and `signer` the token that will sign it,
+/// or null) to `out` as it is serialized, feeding the MAC input to `mac`
+/// as it comes, and put the MAC at its end. When the token cannot sign
+/// (`mac` absent, or it fails), the line is written unsigned: `signer` and
+/// `mac` null. The bytes are those of [`Line::with_mac`] over
+/// [`Line::mac_input`]; no copy of the whole line is made.
+pub fn write<K: Serialize>(
+    line: &Line<K>,
+    out: &mut dyn Write,
+    mac: Option<&mut dyn MacStream>,
+) -> Result<Written, String> {
+    if line.mac.is_some() {
+        return Err("a line is written before its MAC is known".into());
+    }
+    let mut signer = b",\"signer\":".to_vec();
+    serde_json::to_writer(&mut signer, &line.signer).map_err(|e| e.to_string())?;
+    let mut end = signer.clone();
+    end.extend_from_slice(&mac_member(None));
+    let signing = line.signer.is_some() && mac.is_some();
+    let mut sink = Holdback {
+        keep: end.len(),
+        buf: Vec::with_capacity(WRITE_BATCH + end.len()),
+        out,
+        sha: Sha256::new(),
+        mac: if signing { mac } else { None },
+    };
+    serde_json::to_writer(&mut sink, line).map_err(|e| e.to_string())?;
+    let body = sink.buf.len().saturating_sub(sink.keep);
+    sink.pass(body).map_err(|e| e.to_string())?;
+    if sink.buf != end {
+        return Err("a line does not end with its signer and mac members".into());
+    }
+    sink.buf.clear();
+    let made = match sink.mac.as_deref_mut() {
+        Some(m) => {
+            m.update(&signer);
+            m.update(b"}");
+            m.finish()
+        }
+        None => None,
+    };
+    let tail = match &made {
+        Some(mac) => {
+            let mut t = signer;
+            t.extend_from_slice(&mac_member(Some(mac)));
+            t
+        }
+        None => {
+            let mut t = b",\"signer\":null".to_vec();
+            t.extend_from_slice(&mac_member(None));
+            t
+        }
+    };
+    sink.out.write_all(&tail).map_err(|e| e.to_string())?;
+    sink.sha.update(&tail);
+    Ok(Written {
+        sha256: hex::encode(sink.sha.finalize()),
+        signed: made.is_some(),
+    })
 }
 
 /// A line read back: its fields, the bytes its MAC covers and the MAC.
@@ -288,6 +424,23 @@ pub fn parse(raw: &[u8]) -> Result<Parsed, String> {
             line.schema
         ));
     }
+    let (at, mac) = mac_at_end(raw, line.mac.as_deref(), line.signer.is_some())?;
+    let mut mac_input = raw[..at].to_vec();
+    mac_input.push(b'}');
+    Ok(Parsed {
+        line,
+        mac_input,
+        mac,
+    })
+}
+
+/// Where the `mac` member of `raw` (a line, or its last bytes) begins, and
+/// the MAC, checked against the line's parsed `mac` and `signer`.
+fn mac_at_end(
+    raw: &[u8],
+    parsed_mac: Option<&str>,
+    signed: bool,
+) -> Result<(usize, Option<Vec<u8>>), String> {
     let at = raw
         .windows(MAC_MEMBER.len())
         .rposition(|w| w == MAC_MEMBER)
@@ -304,19 +457,97 @@ pub fn parse(raw: &[u8]) -> Result<Parsed, String> {
         }
         _ => return Err("the line does not end with its mac member".into()),
     };
-    if mac.as_ref().map(hex::encode) != line.mac {
+    if mac.as_ref().map(hex::encode).as_deref() != parsed_mac {
         return Err("the mac member is not the line's last member".into());
     }
-    if mac.is_some() != line.signer.is_some() {
+    if mac.is_some() != signed {
         return Err("a mac without a signer, or a signer without a mac".into());
     }
-    let mut mac_input = raw[..at].to_vec();
-    mac_input.push(b'}');
-    Ok(Parsed {
-        line,
-        mac_input,
-        mac,
-    })
+    Ok((at, mac))
+}
+
+/// The keys of a line read as a stream: each checked, only counted.
+struct Counted;
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
+        struct Each;
+        impl<'de> serde::de::Visitor<'de> for Each {
+            type Value = Counted;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of keys")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Counted, A::Error> {
+                while seq.next_element::<KeyRef>()?.is_some() {}
+                Ok(Counted)
+            }
+        }
+        d.deserialize_seq(Each)
+    }
+}
+
+/// What the next line needs of a log's last line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Last {
+    pub seq: u64,
+    pub log: String,
+}
+
+/// Read a log's last line from `reader` (its bytes, without the newline),
+/// checked as [`parse`] checks a line, without holding it: `end` is its
+/// last bytes (at least [`LAST_END`] of them, or all), where the `mac`
+/// member is. Returns what the next line needs and the line's SHA-256.
+pub fn parse_last(reader: impl Read, end: &[u8]) -> Result<(Last, String), String> {
+    let mut buffered = std::io::BufReader::with_capacity(
+        64 * 1024,
+        Hashed {
+            inner: reader,
+            sha: Sha256::new(),
+        },
+    );
+    let line: Line<Counted> = {
+        let mut de = serde_json::Deserializer::from_reader(&mut buffered);
+        let line =
+            Line::<Counted>::deserialize(&mut de).map_err(|e| format!("not an audit line: {e}"))?;
+        de.end().map_err(|e| format!("not an audit line: {e}"))?;
+        line
+    };
+    if line.schema != SCHEMA {
+        return Err(format!(
+            "schema {} (this hsmkey reads {SCHEMA})",
+            line.schema
+        ));
+    }
+    mac_at_end(end, line.mac.as_deref(), line.signer.is_some())?;
+    std::io::copy(&mut buffered, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    let sha = buffered.into_inner().sha;
+    Ok((
+        Last {
+            seq: line.seq,
+            log: line.log,
+        },
+        hex::encode(sha.finalize()),
+    ))
+}
+
+/// The bytes [`parse_last`] needs from the end of a line.
+pub const LAST_END: usize = MAC_END;
+
+/// A reader that hashes what it reads.
+struct Hashed<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// The JSON Schema of a line (docs/schemas/hsmkey.audit-line.v1.json).

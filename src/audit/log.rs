@@ -1,7 +1,9 @@
 //! The audit log file: where it lives, opening it (created 0600 in a 0700
 //! folder), the checks made before a command starts (appendable, last line
-//! whole, space left), and the locked append: read the last line, write one
-//! whole line with O_APPEND in a single call, fsync.
+//! whole, space left), and the locked append: read the last line (as a
+//! stream: a bulk line can be megabytes), write one whole line with
+//! O_APPEND in a single call (in pieces when it was spooled to a file),
+//! fsync.
 //!
 //! Every hsmkey process appending to one log takes an exclusive `flock` on
 //! it from reading the last line to the end of the append (and the update of
@@ -12,7 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::line::{self, Last};
 use crate::error::{Error, Result};
+use crate::spool::Spool;
 
 /// Free space the log's file system must have before a command starts.
 pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
@@ -57,8 +61,9 @@ pub struct AuditLog {
 /// The log's last line, as the next line needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tail {
-    /// The last line's bytes (without its newline); `None` for an empty log.
-    pub last: Option<Vec<u8>>,
+    /// `None` for an empty log; else the last line's seq and log id with its
+    /// SHA-256, or why it is not an audit line.
+    pub last: Option<std::result::Result<(Last, String), String>>,
 }
 
 impl AuditLog {
@@ -157,29 +162,36 @@ impl AuditLog {
                 "its last line is incomplete (no newline at the end): run `hsmkey audit verify`, then move the log aside to start a new one",
             ));
         }
-        // Look back from the final newline for the one before it.
+        // Look back from the final newline for the one before it; the line
+        // itself is then read as a stream (a line naming every key of a
+        // bulk backup can be many megabytes).
         let body_end = len - 1;
-        let mut start = body_end;
-        let mut buf = Vec::new();
-        loop {
-            let from = start.saturating_sub(TAIL_CHUNK);
-            let mut chunk = vec![0u8; (start - from) as usize];
-            self.read_at(from, &mut chunk)?;
-            chunk.extend_from_slice(&buf);
-            buf = chunk;
-            if let Some(pos) = buf[..(start - from) as usize]
-                .iter()
-                .rposition(|b| *b == b'\n')
-            {
-                return Ok(Tail {
-                    last: Some(buf[pos + 1..].to_vec()),
-                });
+        let mut start = 0;
+        let mut upto = body_end;
+        let mut chunk = vec![0u8; TAIL_CHUNK as usize];
+        while upto > 0 {
+            let from = upto.saturating_sub(TAIL_CHUNK);
+            let part = &mut chunk[..(upto - from) as usize];
+            self.read_at(from, part)?;
+            if let Some(pos) = part.iter().rposition(|b| *b == b'\n') {
+                start = from + pos as u64 + 1;
+                break;
             }
-            if from == 0 {
-                return Ok(Tail { last: Some(buf) });
-            }
-            start = from;
+            upto = from;
         }
+        let size = body_end - start;
+        let mut end = vec![0u8; size.min(line::LAST_END as u64) as usize];
+        self.read_at(body_end - end.len() as u64, &mut end)?;
+        let body = std::io::Read::take(
+            ReadAt {
+                file: &self.file,
+                pos: start,
+            },
+            size,
+        );
+        Ok(Tail {
+            last: Some(line::parse_last(body, &end)),
+        })
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -187,6 +199,20 @@ impl AuditLog {
             .seek(SeekFrom::Start(offset))
             .and_then(|_| self.file.read_exact(buf))
             .map_err(|e| unavailable(&self.path, e))
+    }
+}
+
+/// Reads the log at explicit offsets.
+struct ReadAt<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -201,24 +227,40 @@ impl Locked<'_> {
         self.log.tail()
     }
 
-    /// Append one line: a single write of the whole line and its newline
-    /// (O_APPEND), then fsync.
-    pub fn append(&mut self, line: &[u8]) -> Result<()> {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line);
-        bytes.push(b'\n');
+    /// Append one line, spooled with its newline: a single write when it
+    /// is in memory (every line but those naming thousands of keys), else
+    /// in pieces (the lock keeps other hsmkey processes out), then fsync.
+    pub fn append(&mut self, line: &mut Spool) -> Result<()> {
         let path = self.log.path.clone();
-        let written = self
-            .log
-            .file
-            .write(&bytes)
-            .map_err(|e| unavailable(&path, e))?;
-        if written != bytes.len() {
+        let total = line.len();
+        let mut written = 0u64;
+        let mut failure = None;
+        if let Some(bytes) = line.in_memory() {
+            match self.log.file.write(bytes) {
+                Ok(n) => written = n as u64,
+                Err(e) => failure = Some(e.to_string()),
+            }
+        } else {
+            let mut reader = line.reader()?;
+            let mut buf = vec![0u8; 1024 * 1024];
+            loop {
+                let n = reader.read(&mut buf).map_err(|e| unavailable(&path, e))?;
+                if n == 0 {
+                    break;
+                }
+                if let Err(e) = self.log.file.write_all(&buf[..n]) {
+                    failure = Some(e.to_string());
+                    break;
+                }
+                written += n as u64;
+            }
+        }
+        if written != total {
+            let why = failure.map(|e| format!(": {e}")).unwrap_or_default();
             return Err(unavailable(
                 &path,
                 format!(
-                    "only {written} of {} bytes were written (disk full?); the log's last line is now incomplete",
-                    bytes.len()
+                    "only {written} of {total} bytes were written (disk full?){why}; the log's last line is now incomplete"
                 ),
             ));
         }

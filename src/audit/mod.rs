@@ -11,6 +11,7 @@
 //! the word "password".
 
 pub mod bundle;
+pub mod keys;
 pub mod line;
 pub mod log;
 pub mod show;
@@ -28,11 +29,14 @@ use crate::error::{Error, Result};
 use crate::hsm::audit::{AuditToken, Head};
 use crate::hsm::keys::KeyInfo;
 use crate::hsm::{Token, TokenSummary};
+pub use keys::Keys;
 pub use line::{
     FileRef, KeyRef, Line, Outcome, Protection, Refused, RefusedRequests, RequestRef, Signer,
     TokenRef,
 };
 use log::{AuditLog, Tail};
+
+use crate::spool::Spool;
 
 /// The hsmkey version and commit every line names.
 pub const WRITER: &str = concat!(
@@ -43,9 +47,9 @@ pub const WRITER: &str = concat!(
 );
 
 /// What the operation did, as the command notes it.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Facts {
-    pub keys: Vec<KeyRef>,
+    pub keys: Keys,
     pub protection: Option<Protection>,
     pub inputs: Vec<FileRef>,
     pub outputs: Vec<FileRef>,
@@ -59,12 +63,12 @@ pub struct Facts {
 impl Facts {
     /// The keys the operation touched (replaces any noted before).
     pub fn keys<'a>(&mut self, keys: impl IntoIterator<Item = &'a KeyInfo>) {
-        self.keys = keys.into_iter().map(KeyRef::from).collect();
+        self.keys = Keys::Listed(keys.into_iter().map(KeyRef::from).collect());
     }
 
     /// Keys only named so far (the command has not found them yet).
     pub fn asked(&mut self, names: impl IntoIterator<Item = impl Into<String>>) {
-        self.keys = names.into_iter().map(|n| KeyRef::named(n.into())).collect();
+        self.keys = Keys::Listed(names.into_iter().map(|n| KeyRef::named(n.into())).collect());
     }
 
     /// A file the operation read, hashed now.
@@ -190,7 +194,7 @@ pub struct Recorder {
     op: String,
     log: Option<AuditLog>,
     token: Option<TokenRef>,
-    signer: Option<AuditToken>,
+    signer: Option<Signing>,
     client: Option<String>,
     facts: Facts,
 }
@@ -251,14 +255,32 @@ impl Recorder {
     /// sure its MAC key is there (made on first use), before the command
     /// does anything with keys.
     pub fn attach(&mut self, token: &Token<'_>) -> Result<()> {
+        self.attach_later(token)?;
+        self.ready()
+    }
+
+    /// [`Recorder::attach`] for a command whose first token work is a pass
+    /// over every object (`backup --all`): the audit session is opened now,
+    /// and the MAC key is taken from that pass by [`Recorder::ready`],
+    /// which the command calls before it does anything with keys. A command
+    /// that fails before then has its line signed all the same (the key is
+    /// then found by a search of its own).
+    pub fn attach_later(&mut self, token: &Token<'_>) -> Result<()> {
         self.saw_token(token.summary());
         if self.log.is_none() {
             return Ok(());
         }
-        let mut signer = AuditToken::open(token)?;
-        signer.ensure_key()?;
-        self.signer = Some(signer);
+        self.signer = Some(Signing::new(AuditToken::open(token)?));
         Ok(())
+    }
+
+    /// Make sure of the MAC key (made on first use) before the command
+    /// moves any key.
+    pub fn ready(&mut self) -> Result<()> {
+        match &mut self.signer {
+            Some(s) => s.token.ensure_key().map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// A Security Officer login is coming: the audit session lets go of the
@@ -266,14 +288,14 @@ impl Recorder {
     /// ([`Recorder::needs_login`]).
     pub fn suspend(&mut self) {
         if let Some(s) = &mut self.signer {
-            s.suspend();
+            s.token.suspend();
         }
     }
 
     /// Whether the line can only be signed after a new user login.
     pub fn needs_login(&mut self) -> bool {
         match &mut self.signer {
-            Some(s) => s.needs_login().unwrap_or(false),
+            Some(s) => s.token.needs_login().unwrap_or(false),
             None => false,
         }
     }
@@ -281,7 +303,7 @@ impl Recorder {
     /// Log the user in again to sign the line.
     pub fn login(&mut self, pin: &SecretString) -> Result<()> {
         match &mut self.signer {
-            Some(s) => s.login(pin),
+            Some(s) => s.token.login(pin),
             None => Ok(()),
         }
     }
@@ -306,15 +328,34 @@ impl Recorder {
         let path = log.path().to_path_buf();
         let mut locked = log.lock()?;
         let tail = locked.tail()?;
-        let (seq, prev, log_id) = match &tail.last {
+        let (seq, prev, log_id) = match tail.last {
             None => (1, line::GENESIS.to_string(), new_log_id()?),
-            Some(raw) => {
-                let last = line::parse(raw).map_err(|r| damaged(&path, &r))?;
-                (last.line.seq + 1, line::sha256_hex(raw), last.line.log)
+            Some(last) => {
+                let (last, sha256) = last.map_err(|r| damaged(&path, &r))?;
+                (last.seq + 1, sha256, last.log)
             }
         };
         let (user, uid, host) = os_identity();
         let facts = std::mem::take(&mut self.facts);
+        // The key that signs, made sure of before the line is written.
+        let signer = match &mut self.signer {
+            Some(s) => match s.token.ensure_key() {
+                Ok(key_id) => {
+                    let t = s.token.summary();
+                    Some(Signer {
+                        label: t.label.clone(),
+                        serial: t.serial.clone(),
+                        model: t.model.clone(),
+                        key_id: hex::encode(&key_id),
+                    })
+                }
+                Err(e) => {
+                    s.failure = Some(e);
+                    None
+                }
+            },
+            None => None,
+        };
         let mut entry = Line {
             schema: line::SCHEMA.to_string(),
             seq,
@@ -336,68 +377,157 @@ impl Recorder {
             dry_run: facts.dry_run,
             result,
             prev,
-            signer: None,
+            signer,
             mac: None,
         };
-        let mut sign_error = None;
-        let mut signed = None;
-        if let Some(s) = &mut self.signer {
-            match sign(s, &mut entry) {
-                Ok(bytes) => signed = Some(bytes),
-                Err(e) => sign_error = Some(e),
-            }
-        }
-        let bytes = match signed {
-            Some(b) => b,
-            None => {
-                entry.signer = None;
-                let input = entry.mac_input().map_err(Error::Internal)?;
-                Line::with_mac(&input, None)
+        let (mut bytes, written) = match write_line(&entry, self.signer.as_mut()) {
+            Ok(w) => w,
+            Err(reason) => {
+                // The keys could not be read again (a bundle gone meanwhile):
+                // the line is written without them rather than not at all.
+                tracing::warn!(
+                    "audit line {seq} of {} names no keys: they could not be read again ({reason})",
+                    path.display()
+                );
+                entry.keys = Keys::default();
+                write_line(&entry, self.signer.as_mut()).map_err(Error::Internal)?
             }
         };
-        locked.append(&bytes)?;
+        locked.append(&mut bytes)?;
         // The operation is done and its line is in the log: a token that
         // fails now can undo neither, so the run is not failed for it. The
         // next signed line covers an unsigned one; the next head move covers
         // this line (docs/AUDIT.md, "When the token fails").
-        if let Some(e) = sign_error {
-            tracing::warn!(
-                "audit line {seq} of {} was written without a MAC: the token could not sign it ({e})",
-                path.display()
-            );
-        }
-        if let (Some(s), true) = (&mut self.signer, entry.signer.is_some()) {
-            let head = Head {
-                log: log_id,
-                count: seq,
-                last: line::sha256_hex(&bytes),
-            };
-            if let Err(e) = s.write_head(&head) {
+        match &mut self.signer {
+            Some(s) if written.signed => {
+                let head = Head {
+                    log: log_id,
+                    count: seq,
+                    last: written.sha256,
+                };
+                if let Err(e) = s.token.write_head(&head) {
+                    tracing::warn!(
+                        "the token's audit chain head was not moved to line {seq} of {} ({e})",
+                        path.display()
+                    );
+                }
+            }
+            Some(s) => {
+                let why = s
+                    .failure
+                    .take()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
                 tracing::warn!(
-                    "the token's audit chain head was not moved to line {seq} of {} ({e})",
+                    "audit line {seq} of {} was written without a MAC: the token could not sign it{why}",
                     path.display()
                 );
             }
+            None => {}
         }
         drop(locked);
         Ok(())
     }
 }
 
-/// Sign `entry` in the token: fills its signer and MAC, returns its bytes.
-fn sign(s: &mut AuditToken, entry: &mut Line) -> Result<Vec<u8>> {
-    let key_id = s.ensure_key()?;
-    let t = s.summary();
-    entry.signer = Some(Signer {
-        label: t.label.clone(),
-        serial: t.serial.clone(),
-        model: t.model.clone(),
-        key_id: hex::encode(&key_id),
-    });
-    let input = entry.mac_input().map_err(Error::Internal)?;
-    let (mac, _) = s.sign(&input)?;
-    entry.mac = Some(hex::encode(&mac));
-    Ok(Line::with_mac(&input, Some(&mac)))
+/// Bytes of a line kept in memory before it is spooled to a file.
+const LINE_IN_MEMORY: usize = 256 * 1024;
+
+/// The line, signed as it is written (when the signer's key is known),
+/// spooled with its newline.
+fn write_line<K: serde::Serialize>(
+    entry: &Line<K>,
+    signer: Option<&mut Signing>,
+) -> std::result::Result<(Spool, line::Written), String> {
+    let mut spool = Spool::new(LINE_IN_MEMORY);
+    let written = match signer {
+        Some(s) if entry.signer.is_some() => {
+            s.restart();
+            line::write(entry, &mut spool, Some(s))?
+        }
+        _ => line::write(entry, &mut spool, None)?,
+    };
+    spool.push(b"\n").map_err(|e| e.to_string())?;
+    Ok((spool, written))
+}
+
+/// The audit session, and the line it signs as it is written: the MAC
+/// input is gathered up to [`SIGN_AT_ONCE`] bytes and signed in one C_Sign,
+/// a longer one in parts. The first failure is kept; the line then goes
+/// unsigned.
+struct Signing {
+    token: AuditToken,
+    pending: Vec<u8>,
+    begun: bool,
+    failure: Option<Error>,
+}
+
+/// MAC input signed in one call (most lines): two calls to the token.
+const SIGN_AT_ONCE: usize = 256 * 1024;
+
+impl Signing {
+    fn new(token: AuditToken) -> Signing {
+        Signing {
+            token,
+            pending: Vec::new(),
+            begun: false,
+            failure: None,
+        }
+    }
+
+    fn restart(&mut self) {
+        self.pending.clear();
+        self.begun = false;
+        self.failure = None;
+    }
+
+    fn step(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.failure.get_or_insert(e);
+        }
+    }
+}
+
+impl line::MacStream for Signing {
+    fn update(&mut self, bytes: &[u8]) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= SIGN_AT_ONCE {
+            if !self.begun {
+                let r = self.token.sign_begin();
+                self.step(r);
+                self.begun = true;
+            }
+            let part = std::mem::take(&mut self.pending);
+            if self.failure.is_none() {
+                let r = self.token.sign_part(&part);
+                self.step(r);
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let part = std::mem::take(&mut self.pending);
+        let made = if self.begun {
+            self.token
+                .sign_part(&part)
+                .and_then(|()| self.token.sign_end())
+        } else {
+            self.token.sign(&part).map(|(mac, _)| mac)
+        };
+        match made {
+            Ok(mac) => Some(mac),
+            Err(e) => {
+                self.failure = Some(e);
+                None
+            }
+        }
+    }
 }
 
 fn damaged(path: &Path, reason: &str) -> Error {
@@ -408,8 +538,8 @@ fn damaged(path: &Path, reason: &str) -> Error {
 }
 
 fn check_tail(path: &Path, tail: &Tail) -> Result<()> {
-    if let Some(raw) = &tail.last {
-        line::parse(raw).map_err(|r| damaged(path, &r))?;
+    if let Some(Err(reason)) = &tail.last {
+        return Err(damaged(path, reason));
     }
     Ok(())
 }

@@ -159,24 +159,170 @@ fn an_unsigned_line_ends_with_a_null_mac() {
     assert!(p.mac.is_none() && p.line.signer.is_none());
 }
 
-#[test]
-fn lines_that_are_not_audit_lines_are_refused() {
+/// Lines that are not audit lines, made from a good one.
+fn bad_lines() -> Vec<String> {
     let (lines, _) = log_of(1);
     let text = String::from_utf8(lines[0].clone()).unwrap();
     let upper = text.replace(
         &text[text.len() - 66..text.len() - 2],
         &text[text.len() - 66..text.len() - 2].to_uppercase(),
     );
-    for bad in [
+    vec![
         "{}".to_string(),
         "not json".to_string(),
         text.replace(SCHEMA, "hsmkey.audit-line.v9"),
         text.replace("\"dry_run\":false", "\"dry_run\":false,\"extra\":1"),
         upper,
         text.replace(",\"mac\":\"", ",\"mac\": \""),
-    ] {
+        text.replace("\"label\":\"key-1\"", "\"label\":\"key-1\",\"size\":1"),
+        text.replace(",\"signer\":{", ",\"signer\":null,\"x\":{"),
+    ]
+}
+
+#[test]
+fn lines_that_are_not_audit_lines_are_refused() {
+    for bad in bad_lines() {
         assert!(line::parse(bad.as_bytes()).is_err(), "{bad}");
     }
+}
+
+/// An HMAC on the host standing in for the token, fed in pieces.
+struct HostMac {
+    input: Vec<u8>,
+    fails: bool,
+}
+
+impl line::MacStream for HostMac {
+    fn update(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+    }
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.fails).then(|| hmac(KEY, &self.input))
+    }
+}
+
+/// A line naming more keys than the writer passes on at once.
+fn bulk_line() -> Line {
+    let mut l = entry(7, GENESIS, "backup");
+    l.keys = (0..3000)
+        .map(|i| super::KeyRef {
+            label: format!("k-{i:05}"),
+            id: Some(format!("{i:032x}")),
+            class: Some("secret-key".into()),
+            kcv: Some("a1b2c3".into()),
+            version: Some(1),
+        })
+        .collect();
+    l.signer = Some(Signer {
+        label: "t".into(),
+        serial: "s1".into(),
+        model: "m".into(),
+        key_id: KEY_ID.into(),
+    });
+    l
+}
+
+#[test]
+fn a_line_written_as_it_is_serialized_is_the_line_signed_whole() {
+    let l = bulk_line();
+    let mut out = Vec::new();
+    let mut mac = HostMac {
+        input: Vec::new(),
+        fails: false,
+    };
+    let written = line::write(&l, &mut out, Some(&mut mac)).unwrap();
+    let input = l.mac_input().unwrap();
+    assert!(input.len() > 200_000);
+    assert_eq!(out, Line::with_mac(&input, Some(&hmac(KEY, &input))));
+    assert_eq!(mac.input, input);
+    assert_eq!(
+        written,
+        line::Written {
+            sha256: sha256_hex(&out),
+            signed: true
+        }
+    );
+    assert_eq!(line::parse(&out).unwrap().line, l_with_mac(&l, &out));
+    // A token that cannot sign: the same line, unsigned.
+    let mut failing = HostMac {
+        input: Vec::new(),
+        fails: true,
+    };
+    let mut out = Vec::new();
+    let written = line::write(&l, &mut out, Some(&mut failing)).unwrap();
+    let mut unsigned = l.clone();
+    unsigned.signer = None;
+    assert_eq!(out, Line::with_mac(&unsigned.mac_input().unwrap(), None));
+    assert!(!written.signed);
+    // No token at all: unsigned too.
+    let mut again = Vec::new();
+    line::write(&l, &mut again, None).unwrap();
+    assert_eq!(again, out);
+}
+
+/// `l` with the MAC `bytes` carry, as parsing them gives it back.
+fn l_with_mac(l: &Line, bytes: &[u8]) -> Line {
+    let mut l = l.clone();
+    l.mac = Some(String::from_utf8(bytes[bytes.len() - 66..bytes.len() - 2].to_vec()).unwrap());
+    l
+}
+
+#[test]
+fn the_last_line_read_as_a_stream_is_checked_as_a_line_is() {
+    let (lines, _) = log_of(2);
+    let mut all = lines.clone();
+    let mut bulk = Vec::new();
+    let mut mac = HostMac {
+        input: Vec::new(),
+        fails: false,
+    };
+    line::write(&bulk_line(), &mut bulk, Some(&mut mac)).unwrap();
+    all.push(bulk);
+    for raw in &all {
+        let end = &raw[raw.len().saturating_sub(line::LAST_END)..];
+        let (last, sha) = line::parse_last(&raw[..], end).unwrap();
+        let whole = line::parse(raw).unwrap().line;
+        assert_eq!((last.seq, last.log), (whole.seq, whole.log));
+        assert_eq!(sha, sha256_hex(raw));
+    }
+    for bad in bad_lines() {
+        let b = bad.as_bytes();
+        let end = &b[b.len().saturating_sub(line::LAST_END)..];
+        assert!(line::parse_last(b, end).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn keys_read_from_a_report_are_named_as_listed_keys_are() {
+    use crate::ops::backup::{Entries, EntrySummary};
+    let mut entries = Entries::new();
+    let mut listed = Vec::new();
+    for (label, id, version) in [("a", Some("0a"), 1), ("b@v2", None, 2)] {
+        let summary = EntrySummary {
+            label: label.into(),
+            class: "secret-key".into(),
+            key_type: "aes".into(),
+            size: Some(256),
+            kcv: Some("a1b2c3".into()),
+            wrap: "rfc3394".into(),
+            renamed_from: None,
+            id_from: None,
+        };
+        entries
+            .push(summary, id.map(str::to_string), version)
+            .unwrap();
+        listed.push(super::KeyRef {
+            label: label.into(),
+            id: id.map(str::to_string),
+            class: Some("secret-key".into()),
+            kcv: Some("a1b2c3".into()),
+            version: Some(version),
+        });
+    }
+    assert_eq!(
+        serde_json::to_string(&super::Keys::Reported(entries)).unwrap(),
+        serde_json::to_string(&super::Keys::Listed(listed)).unwrap()
+    );
 }
 
 #[test]
@@ -429,4 +575,36 @@ fn the_published_line_schema_matches_the_code() {
     let schema = line::schema();
     assert_eq!(schema["properties"]["schema"]["const"], SCHEMA);
     assert_eq!(schema["required"][0], "schema");
+}
+
+#[test]
+fn a_long_last_line_is_found_and_appended_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (lines, _) = log_of(1);
+    let mut bulk = Vec::new();
+    let mut mac = HostMac {
+        input: Vec::new(),
+        fails: false,
+    };
+    line::write(&bulk_line(), &mut bulk, Some(&mut mac)).unwrap();
+    assert!(
+        bulk.len() > 4 * 64 * 1024,
+        "longer than a few chunks read back"
+    );
+    std::fs::write(&path, joined(&lines)).unwrap();
+    let mut log = super::log::AuditLog::open(&path).unwrap();
+    // Appended from a spool that went to a file (a tiny memory limit).
+    let mut spool = crate::spool::Spool::new(16);
+    spool.push(&bulk).unwrap();
+    spool.push(b"\n").unwrap();
+    assert!(!spool.is_in_memory());
+    log.lock().unwrap().append(&mut spool).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        joined(&[lines[0].clone(), bulk.clone()])
+    );
+    let tail = log.preflight().unwrap();
+    let (last, sha) = tail.last.unwrap().unwrap();
+    assert_eq!((last.seq, sha), (7, sha256_hex(&bulk)));
 }

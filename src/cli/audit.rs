@@ -8,10 +8,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use hsmkey::audit::bundle::BundleFacts;
 use hsmkey::audit::log::AuditLog;
 use hsmkey::audit::show::{self, Filter};
-use hsmkey::audit::{self, verify, Facts, Line, Recorder};
+use hsmkey::audit::{self, verify, Facts, Keys, Line, Recorder};
 use hsmkey::hsm::audit::AuditToken;
 use hsmkey::hsm::{Token, TokenSummary};
 use hsmkey::ops::backup::{Input, Protect};
@@ -105,8 +104,9 @@ impl Context {
     }
 
     /// Note what the audited operation did (keys, protection, files).
+    /// (Nothing is noted with `--no-audit`: nothing is recorded.)
     pub(crate) fn audit_note(&self, note: impl FnOnce(&mut Facts)) {
-        if let Some(r) = self.audit.0.borrow_mut().as_mut() {
+        if let Some(r) = self.audit.0.borrow_mut().as_mut().filter(|r| r.enabled()) {
             note(r.facts());
         }
     }
@@ -121,17 +121,31 @@ impl Context {
     }
 
     /// A user session is open: the line will be signed in this token.
-    pub(crate) fn audit_attach(&self, token: &Token<'_>) -> Result<()> {
+    /// `later`: the command lists the token first, and calls
+    /// [`Context::audit_ready`] before it moves a key.
+    pub(crate) fn audit_attach(&self, token: &Token<'_>, later: bool) -> Result<()> {
         match self.audit.0.borrow_mut().as_mut() {
+            Some(r) if later => r.attach_later(token),
             Some(r) => r.attach(token),
             None => Ok(()),
         }
     }
 
+    /// The command listed the token: the audit key is taken from the
+    /// listing (or searched for, or made), before any key moves.
+    pub(crate) fn audit_ready(&self) -> Result<()> {
+        match self.audit.0.borrow_mut().as_mut() {
+            Some(r) => r.ready(),
+            None => Ok(()),
+        }
+    }
+
     /// What the audit line of a restore or verify says before the token work:
-    /// the file, its protection and its keys.
-    pub(crate) fn audit_bundle(&self, file: &Path, input: &Input) -> Option<BundleFacts> {
-        let facts = hsmkey::audit::bundle::read(input).ok();
+    /// the file, its protection and (should the command fail) its keys,
+    /// read from the bundle when the line is written. Whether the bundle's
+    /// header could be read (false also when nothing is recorded).
+    pub(crate) fn audit_bundle(&self, file: &Path, input: &Input) -> bool {
+        let mut read = false;
         self.audit_note(|f| {
             if hsmkey::input::is_stdio(file) {
                 // Standard input cannot be read again: the bundle as read.
@@ -143,12 +157,15 @@ impl Context {
             } else {
                 f.input(file);
             }
-            if let Some(b) = &facts {
-                f.protection = Some(b.protection.clone());
-                f.keys = b.keys.clone();
+            if let (Ok(p), Ok(again)) =
+                (hsmkey::audit::bundle::protection(input), input.try_clone())
+            {
+                f.protection = Some(p);
+                f.keys = Keys::Bundle(again);
+                read = true;
             }
         });
-        facts
+        read
     }
 
     /// A Security Officer login comes next: the audit session steps aside.

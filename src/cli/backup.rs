@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
+use hsmkey::audit::Keys;
 use hsmkey::formats::password::Policy;
 use hsmkey::formats::{bundle, spki};
 use hsmkey::hsm::keys::KeySelector;
@@ -278,9 +279,10 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
             (Some(_), Some(text)) => Input::Bytes(bundle::decode_blob(text)?),
             (Some(bytes), None) => Input::Bytes(bytes.clone()),
         };
-        let facts = hsmkey::audit::bundle::read(&written)?;
+        let protection = hsmkey::audit::bundle::protection(&written)?;
         ctx.audit_note(|f| {
-            (f.keys, f.protection) = (facts.keys, Some(facts.protection));
+            f.keys = Keys::Reported(report.entries.clone());
+            f.protection = Some(protection);
             match &printed {
                 Some(bytes) => f.output_bytes("-", bytes),
                 None => f.output(&args.out),
@@ -310,7 +312,7 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
             secret_blob: blob,
         });
     } else {
-        let mut text = entries_table(&report.entries);
+        let mut text = entries_table(&report.entries)?;
         text.push_str(&skipped_text(&report.skipped));
         text.push_str(&format!(
             "{} key(s) backed up to {} ({} protection{})\n",
@@ -331,13 +333,13 @@ pub fn run_backup(ctx: &Context, args: BackupArgs) -> hsmkey::Result<()> {
 /// Rows shown before the table is cut short (--json has them all).
 const TABLE_ROWS: usize = 50;
 
-fn entries_table(entries: &[backup::EntrySummary]) -> String {
+fn entries_table(entries: &backup::Entries) -> hsmkey::Result<String> {
     if entries.is_empty() {
-        return String::new();
+        return Ok(String::new());
     }
     let rows: Vec<Vec<String>> = entries
-        .iter()
-        .take(TABLE_ROWS)
+        .first(TABLE_ROWS)?
+        .into_iter()
         .map(|e| {
             vec![
                 match &e.renamed_from {
@@ -359,7 +361,7 @@ fn entries_table(entries: &[backup::EntrySummary]) -> String {
             entries.len() - TABLE_ROWS
         ));
     }
-    text
+    Ok(text)
 }
 
 fn skipped_text(skipped: &[backup::Skipped]) -> String {
@@ -395,12 +397,12 @@ fn unprotect(args: &UnprotectArgs) -> hsmkey::Result<Unprotect> {
     }
 }
 
-fn render_restore(report: &RestoreReport, verb: &str) {
+fn render_restore(report: &RestoreReport, verb: &str) -> hsmkey::Result<()> {
     let mut text = format!(
         "bundle from token '{}' (serial {}), made {} by {}, {} protection\n",
         report.source.label, report.source.serial, report.created_at, report.tool, report.scheme
     );
-    text.push_str(&entries_table(&report.entries));
+    text.push_str(&entries_table(&report.entries)?);
     text.push_str(&skipped_text(&report.skipped));
     text.push_str(&lines_of("left out", &report.left_out));
     for n in &report.notes {
@@ -408,6 +410,7 @@ fn render_restore(report: &RestoreReport, verb: &str) {
     }
     text.push_str(&format!("{} key(s) {verb}\n", report.entries.len()));
     out(&text);
+    Ok(())
 }
 
 pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
@@ -415,11 +418,11 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
     let how = unprotect(&args.unprotect)?;
     let dry_run = args.dry_run;
     let report = ctx.audited("restore", || {
-        let facts = ctx.audit_bundle(&args.file, &input);
+        let read = ctx.audit_bundle(&args.file, &input);
         ctx.audit_note(|f| f.dry_run = args.dry_run);
         let report = restore_in_token(ctx, args, &input, &how)?;
-        if let Some(b) = facts {
-            ctx.audit_note(|f| f.keys = b.keys_for(&report.entries));
+        if read {
+            ctx.audit_note(|f| f.keys = Keys::Reported(report.entries.clone()));
         }
         Ok(report)
     })?;
@@ -434,8 +437,7 @@ pub fn run_restore(ctx: &Context, args: RestoreArgs) -> hsmkey::Result<()> {
         } else {
             "restored"
         },
-    );
-    Ok(())
+    )
 }
 
 /// The token work of `restore`.
@@ -470,7 +472,7 @@ pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
     let input = Input::open(&args.file)?;
     let how = unprotect(&args.unprotect)?;
     let report = ctx.audited("verify", || {
-        let facts = ctx.audit_bundle(&args.file, &input);
+        let read = ctx.audit_bundle(&args.file, &input);
         let module = ctx.module()?;
         let token = ctx.open_user(&module)?;
         let mut bar = Bar::new(ctx, "verify");
@@ -478,8 +480,8 @@ pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
             bar.update(d, t)
         })?;
         drop(bar);
-        if let Some(b) = facts {
-            ctx.audit_note(|f| f.keys = b.keys_for(&report.entries));
+        if read {
+            ctx.audit_note(|f| f.keys = Keys::Reported(report.entries.clone()));
         }
         Ok(report)
     })?;
@@ -494,8 +496,7 @@ pub fn run_verify(ctx: &Context, args: VerifyArgs) -> hsmkey::Result<()> {
     render_restore(
         &report,
         "verified (unwrapped in the token, KCVs and public halves match; nothing created)",
-    );
-    Ok(())
+    )
 }
 
 /// The token work of `backup`: the keys wrapped and written to `file`;
@@ -509,12 +510,14 @@ fn write_backup(
     cancel: &Arc<AtomicBool>,
 ) -> hsmkey::Result<(backup::BackupReport, Option<String>, Option<Vec<u8>>)> {
     let module = ctx.module()?;
-    let token = ctx.open_user(&module)?;
+    let token = ctx.open_user_listing(&module)?;
     let mut bar = Bar::new(ctx, "backup");
+    let listed = || ctx.audit_ready();
     let options = backup::BackupOptions {
         allow_skips: args.allow_skips,
         verify: args.verify,
         cancel,
+        listed: Some(&listed),
     };
     let (report, blob) = match args.format {
         Format::Bundle => {
@@ -549,12 +552,14 @@ fn write_backup(
                 &mut |d, t| bar.update(d, t),
             )?;
             // One key with its versions: refuse a selection that reached several names.
-            let mut names: Vec<String> = report
-                .entries
-                .iter()
-                .map(|e| hsmkey::hsm::keys::split_version(&e.label).0.to_string())
-                .collect();
-            names.dedup();
+            let mut names: Vec<String> = Vec::new();
+            report.entries.each(|(e, _, _)| {
+                let name = hsmkey::hsm::keys::split_version(&e.label).0.to_string();
+                if names.last() != Some(&name) {
+                    names.push(name);
+                }
+                Ok(names.len() < 2)
+            })?;
             if names.len() > 1 {
                 return Err(Error::Usage {
                     message: format!(

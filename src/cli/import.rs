@@ -101,15 +101,21 @@ pub fn run_params(ctx: &Context, args: ParamsArgs) -> hsmkey::Result<()> {
         let (params, written) = params_in_token(ctx, &args, bits, valid_for)?;
         ctx.audit_note(|f| {
             let id = hex::encode(params.key_id.as_bytes());
-            f.keys = ["private-key", "public-key"]
-                .into_iter()
-                .map(|class| hsmkey::audit::KeyRef {
-                    class: Some(class.into()),
-                    id: Some(id.clone()),
-                    version: Some(1),
-                    ..hsmkey::audit::KeyRef::named(format!("{}{}", imp::PAIR_PREFIX, params.key_id))
-                })
-                .collect();
+            f.keys = hsmkey::audit::Keys::Listed(
+                ["private-key", "public-key"]
+                    .into_iter()
+                    .map(|class| hsmkey::audit::KeyRef {
+                        class: Some(class.into()),
+                        id: Some(id.clone()),
+                        version: Some(1),
+                        ..hsmkey::audit::KeyRef::named(format!(
+                            "{}{}",
+                            imp::PAIR_PREFIX,
+                            params.key_id
+                        ))
+                    })
+                    .collect(),
+            );
             if to_stdout {
                 f.output_bytes("-", &written);
             } else {

@@ -394,6 +394,13 @@ impl Context {
         self.open_user_for(module, None)
     }
 
+    /// [`Context::open_user`] for a command whose first token work lists
+    /// every object: it calls [`Context::audit_ready`] once it has, before
+    /// it moves a key, and the audit trail takes its key from the listing.
+    pub(crate) fn open_user_listing<'m>(&self, module: &'m Module) -> Result<Token<'m>> {
+        self.open_user_with(module, None, true)
+    }
+
     /// Like [`Context::open_user`]; without --token, a key URI's token
     /// attributes (`pkcs11:token=prod;object=k`) choose the token.
     pub(crate) fn open_user_for<'m>(
@@ -401,12 +408,21 @@ impl Context {
         module: &'m Module,
         key: Option<&KeySelector>,
     ) -> Result<Token<'m>> {
+        self.open_user_with(module, key, false)
+    }
+
+    fn open_user_with<'m>(
+        &self,
+        module: &'m Module,
+        key: Option<&KeySelector>,
+        listing: bool,
+    ) -> Result<Token<'m>> {
         let slot = module.select_token(self.selector_for(key).as_deref())?;
         self.audit_saw(|| module.summary(slot))?;
         let pin = self.user_pin()?;
         let mut token = module.open(slot, Login::User(&pin))?;
         token.set_sessions(self.global.sessions)?;
-        self.audit_attach(&token)?;
+        self.audit_attach(&token, listing)?;
         Ok(token)
     }
 

@@ -174,7 +174,7 @@ fn init_token(
     let slot = module.select_token(Some(&made.uri))?;
     ctx.audit_saw(|| Ok(made.clone()))?;
     let token = module.open(slot, hsmkey::hsm::Login::User(&user_pin))?;
-    ctx.audit_attach(&token)?;
+    ctx.audit_attach(&token, false)?;
     Ok(made)
 }
 

@@ -403,6 +403,32 @@ impl Module {
             slot,
             summary,
             sessions: 1,
+            audit_seen: audit::Seen::default(),
+        })
+    }
+}
+
+impl Module {
+    /// A session of a worker of bulk work on a token already opened (and
+    /// logged in: login state belongs to the application): its summary is
+    /// the opener's, not read again (a round trip per worker on a network
+    /// HSM).
+    pub(in crate::hsm) fn open_worker(
+        &self,
+        slot: Slot,
+        summary: &TokenSummary,
+    ) -> Result<Token<'_>> {
+        let session = self
+            .pkcs11
+            .open_rw_session(slot)
+            .map_err(|e| Error::pkcs11("open a session", e))?;
+        Ok(Token {
+            module: self,
+            session,
+            slot,
+            summary: summary.clone(),
+            sessions: 1,
+            audit_seen: audit::Seen::default(),
         })
     }
 }
@@ -490,6 +516,9 @@ pub struct Token<'m> {
     slot: Slot,
     summary: TokenSummary,
     sessions: usize,
+    /// The audit trail's objects, as the last pass over every object saw
+    /// them; shared with the audit session opened on this token.
+    audit_seen: audit::Seen,
 }
 
 impl<'m> Token<'m> {
@@ -518,6 +547,17 @@ impl<'m> Token<'m> {
     pub fn set_sessions(&mut self, n: usize) -> Result<()> {
         self.sessions = pool::check_sessions(n)?;
         Ok(())
+    }
+
+    /// A pass over every token object saw the audit trail's objects (or
+    /// none): the audit session on this token uses their handles instead of
+    /// a search of its own.
+    pub(in crate::hsm) fn saw_audit_objects(&self, sighting: audit::Sighting) {
+        audit::note(&self.audit_seen, sighting);
+    }
+
+    pub(in crate::hsm) fn audit_seen(&self) -> audit::Seen {
+        self.audit_seen.clone()
     }
 
     /// Whether this session is logged in as the Security Officer.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 
-use super::{Login, Token};
+use super::Token;
 use crate::error::{Error, Result};
 
 /// The most sessions `--sessions` accepts.
@@ -92,6 +92,7 @@ where
 
     let module = token.module();
     let slot = token.slot();
+    let summary = token.summary();
     let stop = AtomicBool::new(false);
     let (work_tx, work_rx) = mpsc::channel::<(u64, I)>();
     let work_rx = Mutex::new(work_rx);
@@ -102,13 +103,14 @@ where
             let done_tx = done_tx.clone();
             let (work_rx, stop, work) = (&work_rx, &stop, &work);
             scope.spawn(move || {
-                let opened =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| module.open(slot, Login::None)))
-                        .unwrap_or_else(|_| {
-                            Err(Error::Internal(
-                                "a session worker panicked opening its session".into(),
-                            ))
-                        });
+                let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    module.open_worker(slot, summary)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "a session worker panicked opening its session".into(),
+                    ))
+                });
                 let worker = match opened {
                     Ok(t) => t,
                     Err(e) => {

@@ -309,7 +309,7 @@ pub fn generate_many(
         keys::validate_name(l)?;
     }
     let wanted: std::collections::HashSet<&str> = labels.iter().map(String::as_str).collect();
-    for info in keys::describe_all(token, &KeySelector::all(), false)? {
+    for info in keys::list_keys(token)?.infos() {
         if wanted.contains(info.name.as_str()) {
             return Err(Error::AlreadyExists {
                 what: format!("a key named '{}'", info.name),

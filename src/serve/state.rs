@@ -413,6 +413,7 @@ impl Call {
                 allow_skips: false,
                 verify: false,
                 cancel: &cancel,
+                listed: None,
             };
             crate::ops::backup::backup(
                 token,

@@ -2,10 +2,11 @@
 //! round trip where the token allows), its key check value computed in the
 //! token, and the generation request that would make it again (`spec_of`).
 
-use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use serde::Serialize;
 
-use super::{find, name_and_version, BackupPolicy, KeySelector, KeySpec, Usage};
+use super::attrs::{read, Attrs, Flags};
+use super::{find, name_and_version, BackupPolicy, KeySelector, KeySpec};
 use crate::error::{Error, Result};
 use crate::hsm::uri::{ObjectType, Pkcs11Uri};
 use crate::hsm::Token;
@@ -54,7 +55,7 @@ pub struct KeyInfo {
 
 const CKO_SECRET: &str = "secret-key";
 
-fn class_name(c: ObjectClass) -> &'static str {
+pub(super) fn class_name(c: ObjectClass) -> &'static str {
     if c == ObjectClass::SECRET_KEY {
         CKO_SECRET
     } else if c == ObjectClass::PRIVATE_KEY {
@@ -68,7 +69,7 @@ fn class_name(c: ObjectClass) -> &'static str {
     }
 }
 
-fn key_type_name(k: CkKeyType) -> String {
+pub(super) fn key_type_name(k: CkKeyType) -> String {
     if k == CkKeyType::AES {
         "aes".into()
     } else if k == CkKeyType::GENERIC_SECRET {
@@ -112,6 +113,14 @@ pub fn describe_all(
     let handles = crate::hsm::find_objects(token.session(), &template)
         .map_err(|e| Error::pkcs11("find objects", e))?;
     let mut out = describe_handles(token, handles, with_kcv)?;
+    if class.is_none() && selector.id.is_none() {
+        // Every object was read: the audit session needs no search of its own.
+        let mut sighting = crate::hsm::audit::Sighting::default();
+        for k in &out {
+            sighting.see(k.handle, &k.class, &k.label);
+        }
+        token.saw_audit_objects(sighting);
+    }
     // Certificates and data objects are not keys; the audit trail's key is
     // not one of the user's keys (docs/AUDIT.md).
     out.retain(|k| k.class != "data" && k.class != "cert");
@@ -125,51 +134,6 @@ pub fn describe_all(
         (&a.name, a.version, rank(&a.class)).cmp(&(&b.name, b.version, rank(&b.class)))
     });
     Ok(out)
-}
-
-/// Read a key's attributes, in one C_GetAttributeValue where the values fit
-/// the buffers offered (a round trip less per key on a network HSM), else in
-/// cryptoki's two. A token may answer CKR_ATTRIBUTE_TYPE_INVALID when a value
-/// also did not fit, and both leave the value out, so a read missing an
-/// attribute every key of its kind has is made again the two-call way.
-fn read_attributes(
-    token: &Token<'_>,
-    handle: ObjectHandle,
-    wanted: &[AttributeType],
-) -> Result<Vec<Attribute>> {
-    let once = token
-        .module()
-        .raw()
-        .get_attributes_once(token.session().handle(), handle.handle(), wanted)
-        .map_err(|rv| {
-            Error::pkcs11(
-                "read key attributes",
-                cryptoki::error::Error::Pkcs11(rv, cryptoki::context::Function::GetAttributeValue),
-            )
-        })?;
-    if let Some(attrs) = once {
-        let has = |t: AttributeType| attrs.iter().any(|a| a.attribute_type() == t);
-        let key_type = attrs.iter().find_map(|a| match a {
-            Attribute::KeyType(k) => Some(*k),
-            _ => None,
-        });
-        let needs = match key_type {
-            Some(CkKeyType::RSA) => Some(AttributeType::Modulus),
-            Some(CkKeyType::EC) => Some(AttributeType::EcParams),
-            _ => None,
-        };
-        let complete = [AttributeType::Label, AttributeType::Id]
-            .into_iter()
-            .chain(needs)
-            .all(|t| !wanted.contains(&t) || has(t));
-        if complete {
-            return Ok(attrs);
-        }
-    }
-    token
-        .session()
-        .get_attributes(handle, wanted)
-        .map_err(|e| Error::pkcs11("read key attributes", e))
 }
 
 /// Describe these objects, in this order, on as many sessions as the token
@@ -193,20 +157,6 @@ pub fn describe_handles(
     Ok(out)
 }
 
-/// The boolean attributes of a key, `None` where the token did not report one.
-#[derive(Default)]
-struct Flags {
-    sensitive: Option<bool>,
-    extractable: Option<bool>,
-    always_sensitive: Option<bool>,
-    never_extractable: Option<bool>,
-    wrap_with_trusted: Option<bool>,
-    trusted: Option<bool>,
-    private: Option<bool>,
-    local: Option<bool>,
-    modifiable: Option<bool>,
-}
-
 /// Read what matters of one object. Never asks for CKA_VALUE.
 pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
     describe_with(token, handle, true)
@@ -214,121 +164,27 @@ pub fn describe(token: &Token<'_>, handle: ObjectHandle) -> Result<KeyInfo> {
 
 /// [`describe`], optionally without computing the KCV (bulk selection).
 pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) -> Result<KeyInfo> {
-    // Bulk reads (no KCV) skip the attributes only `key show` displays:
-    // every attribute is work for the token, ten thousand times over.
-    const DISPLAY_ONLY: [AttributeType; 4] = [
-        AttributeType::AlwaysSensitive,
-        AttributeType::NeverExtractable,
-        AttributeType::Local,
-        AttributeType::Modifiable,
-    ];
-    let all = [
-        AttributeType::Class,
-        AttributeType::KeyType,
-        AttributeType::Label,
-        AttributeType::Id,
-        AttributeType::ValueLen,
-        AttributeType::ModulusBits,
-        AttributeType::Modulus,
-        AttributeType::EcParams,
-        AttributeType::Encrypt,
-        AttributeType::Decrypt,
-        AttributeType::Sign,
-        AttributeType::Verify,
-        AttributeType::Wrap,
-        AttributeType::Unwrap,
-        AttributeType::Derive,
-        AttributeType::Sensitive,
-        AttributeType::Extractable,
-        AttributeType::AlwaysSensitive,
-        AttributeType::NeverExtractable,
-        AttributeType::WrapWithTrusted,
-        AttributeType::Trusted,
-        AttributeType::Private,
-        AttributeType::Local,
-        AttributeType::Modifiable,
-        AttributeType::CheckValue,
-    ];
-    let wanted: Vec<AttributeType> = all
-        .into_iter()
-        .filter(|a| with_kcv || !DISPLAY_ONLY.contains(a))
-        .collect();
-    let attrs = read_attributes(token, handle, &wanted)?;
-    let mut class = ObjectClass::DATA;
-    let mut key_type = None;
-    let mut label = String::new();
-    let mut label_lossy = false;
-    let mut label_hex = None;
-    let mut id = Vec::new();
-    let mut value_len = None;
-    let mut modulus_bits = None;
-    let mut ec_params = None;
-    let mut usage = Usage::default();
-    let mut check_value = None;
-    let mut flags = Flags::default();
-    for a in attrs {
-        match a {
-            Attribute::Class(c) => class = c,
-            Attribute::KeyType(k) => key_type = Some(k),
-            Attribute::Label(l) => {
-                label_lossy = std::str::from_utf8(&l).is_err();
-                label_hex = label_lossy.then(|| hex::encode(&l));
-                label = String::from_utf8_lossy(&l).into_owned();
-            }
-            Attribute::Id(i) => id = i,
-            Attribute::ValueLen(l) => value_len = Some(u64::from(l)),
-            Attribute::ModulusBits(b) => modulus_bits = Some(u64::from(b)),
-            // Private keys carry the modulus (public information) but not CKA_MODULUS_BITS.
-            Attribute::Modulus(m) if modulus_bits.is_none() => {
-                let significant = m.iter().skip_while(|b| **b == 0).count() as u64;
-                modulus_bits = Some(significant * 8);
-            }
-            Attribute::EcParams(p) => ec_params = Some(p),
-            Attribute::Encrypt(b) => usage.encrypt = b,
-            Attribute::Decrypt(b) => usage.decrypt = b,
-            Attribute::Sign(b) => usage.sign = b,
-            Attribute::Verify(b) => usage.verify = b,
-            Attribute::Wrap(b) => usage.wrap = b,
-            Attribute::Unwrap(b) => usage.unwrap = b,
-            Attribute::Derive(b) => usage.derive = b,
-            Attribute::Sensitive(b) => {
-                flags.sensitive = Some(b);
-            }
-            Attribute::Extractable(b) => {
-                flags.extractable = Some(b);
-            }
-            Attribute::AlwaysSensitive(b) => {
-                flags.always_sensitive = Some(b);
-            }
-            Attribute::NeverExtractable(b) => {
-                flags.never_extractable = Some(b);
-            }
-            Attribute::WrapWithTrusted(b) => {
-                flags.wrap_with_trusted = Some(b);
-            }
-            Attribute::Trusted(b) => {
-                flags.trusted = Some(b);
-            }
-            Attribute::Private(b) => {
-                flags.private = Some(b);
-            }
-            Attribute::Local(b) => {
-                flags.local = Some(b);
-            }
-            Attribute::Modifiable(b) => {
-                flags.modifiable = Some(b);
-            }
-            Attribute::CheckValue(v) => check_value = Some(v),
-            _ => {}
-        }
+    let attrs = read(token, handle, with_kcv)?;
+    if !with_kcv {
+        // The bulk form, made as a listing makes it.
+        let mut one = super::Listing::default();
+        one.push(handle, attrs);
+        return Ok(one.info(0));
     }
-    let mut size = match (key_type, modulus_bits, value_len, &ec_params) {
-        (_, Some(bits), _, _) if bits > 0 => Some(bits),
-        (Some(k), _, _, Some(p)) if k == CkKeyType::EC => ec_bits(p),
-        // SoftHSM reports 0 for unwrapped secret keys (docs/TOKENS.md): unknown, not zero.
-        (_, _, Some(len), _) if len > 0 => Some(len * 8),
-        _ => None,
-    };
+    let Attrs {
+        class,
+        key_type,
+        label: raw_label,
+        id,
+        size,
+        usage,
+        check_value,
+        flags,
+    } = attrs;
+    let mut size = size;
+    let label_lossy = std::str::from_utf8(&raw_label).is_err();
+    let label_hex = label_lossy.then(|| hex::encode(&raw_label));
+    let label = String::from_utf8_lossy(&raw_label).into_owned();
     let backup_policy = if class == ObjectClass::PUBLIC_KEY {
         "public".to_string()
     } else {
@@ -339,60 +195,42 @@ pub fn describe_with(token: &Token<'_>, handle: ObjectHandle, with_kcv: bool) ->
             (None, _) => "unknown".into(),
         }
     };
-    let (kcv, kcv_method) = if !with_kcv {
-        // Free when the token keeps it: no operation, just the attribute.
-        match (&check_value, key_type) {
-            (Some(cv), Some(k)) if cv.len() >= 3 && k == CkKeyType::AES => {
-                (Some(hex::encode(&cv[..3])), "CKA_CHECK_VALUE".to_string())
-            }
-            _ => (None, "not computed".to_string()),
-        }
-    } else if class == ObjectClass::SECRET_KEY {
-        kcv(
+    let (kcv, kcv_method) = if class == ObjectClass::SECRET_KEY {
+        let found = kcv(
             token,
             handle,
             key_type,
             check_value.as_deref(),
             usage.encrypt,
             usage.sign,
-        )?
-    } else {
-        (None, "not defined for asymmetric keys".to_string())
-    };
-    let (kcv, kcv_method) = if with_kcv && class == ObjectClass::SECRET_KEY {
+        )?;
         measured(
             token,
             handle,
             &flags,
             key_type == Some(CkKeyType::AES),
             &mut size,
-            (kcv, kcv_method),
+            found,
         )?
     } else {
-        (kcv, kcv_method)
+        (None, "not defined for asymmetric keys".to_string())
     };
     let (name, version) = name_and_version(&label, &id);
-    // Bulk reads (backup selection, restore's index) keep no URI: it is
-    // the largest field and only displays need it.
-    let uri = if with_kcv {
-        let summary = token.summary();
-        let mut uri = Pkcs11Uri::for_token(
-            &summary.label,
-            &summary.manufacturer,
-            &summary.model,
-            &summary.serial,
-        );
-        uri.object = Some(label.clone());
-        uri.id = Some(id.clone());
-        uri.object_type = Some(match class_name(class) {
-            "secret-key" => ObjectType::SecretKey,
-            "private-key" => ObjectType::PrivateKey,
-            _ => ObjectType::PublicKey,
-        });
-        uri.to_string()
-    } else {
-        String::new()
-    };
+    let summary = token.summary();
+    let mut uri = Pkcs11Uri::for_token(
+        &summary.label,
+        &summary.manufacturer,
+        &summary.model,
+        &summary.serial,
+    );
+    uri.object = Some(label.clone());
+    uri.id = Some(id.clone());
+    uri.object_type = Some(match class_name(class) {
+        "secret-key" => ObjectType::SecretKey,
+        "private-key" => ObjectType::PrivateKey,
+        _ => ObjectType::PublicKey,
+    });
+    let uri = uri.to_string();
     Ok(KeyInfo {
         label_lossy,
         label_hex,
@@ -453,15 +291,6 @@ fn measured(
         ),
         _ => (kcv, method),
     })
-}
-
-fn ec_bits(params: &[u8]) -> Option<u64> {
-    match params {
-        [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07] => Some(256),
-        [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22] => Some(384),
-        [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23] => Some(521),
-        _ => None,
-    }
 }
 
 /// The 3-byte key check value, computed in the token. CKA_CHECK_VALUE when the

@@ -7,6 +7,7 @@
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 
 use crate::error::{Error, Result};
+use crate::hsm::audit::Sighting;
 use crate::hsm::Token;
 
 /// One key object's name on the token.
@@ -36,12 +37,17 @@ fn key_class(c: ObjectClass) -> Option<&'static str> {
 /// Every token object's handle, sorted, and the identities of the keys among
 /// them: one search (a pass over the whole token on SoftHSM, whatever the
 /// template) and one small attribute read per object.
+/// The audit trail's objects among them are noted for the audit session
+/// (which then needs no search of its own).
 pub fn identities(token: &Token<'_>) -> Result<(Vec<u64>, Vec<Identity>)> {
     let found = crate::hsm::find_objects(token.session(), &[Attribute::Token(true)])
         .map_err(|e| Error::pkcs11("find objects", e))?;
     let mut handles: Vec<u64> = found.iter().map(|h| h.handle()).collect();
     handles.sort_unstable();
-    Ok((handles, identities_of(token, found)?))
+    let mut sighting = Sighting::default();
+    let keys = read_all(token, found, Some(&mut sighting))?;
+    token.saw_audit_objects(sighting);
+    Ok((handles, keys))
 }
 
 /// The identities of the key objects on the token now that are in neither
@@ -67,18 +73,32 @@ pub fn identities_except(token: &Token<'_>, known: &[u64], ours: &[u64]) -> Resu
 /// a second search confirms it is gone; an object still found there is the
 /// read's error, so a token answering wrongly never shortens a listing.
 pub fn identities_of(token: &Token<'_>, handles: Vec<ObjectHandle>) -> Result<Vec<Identity>> {
+    read_all(token, handles, None)
+}
+
+fn read_all(
+    token: &Token<'_>,
+    handles: Vec<ObjectHandle>,
+    mut sighting: Option<&mut Sighting>,
+) -> Result<Vec<Identity>> {
     let mut out = Vec::new();
     let mut gone = Vec::new();
     crate::hsm::pool::run_ordered(
         token,
         handles.into_iter().map(Ok),
-        |t, h| match identity(t, h) {
+        |t, h| match read(t, h) {
             Err(e) if is_gone(&e) => Ok(Err((h, e))),
             other => other.map(Ok),
         },
-        |read| {
-            match read {
-                Ok(found) => out.extend(found),
+        |found| {
+            match found {
+                Ok(Read::Key(key)) => out.push(key),
+                Ok(Read::Audit(handle, class, label)) => {
+                    if let Some(s) = sighting.as_deref_mut() {
+                        s.see(handle, class, &label);
+                    }
+                }
+                Ok(Read::Other) => {}
                 Err(g) => gone.push(g),
             }
             Ok(())
@@ -107,9 +127,24 @@ fn is_gone(e: &Error) -> bool {
     matches!(e, Error::Pkcs11 { rv, .. } if rv == "CKR_OBJECT_HANDLE_INVALID")
 }
 
+/// One object, as the identity read finds it.
+enum Read {
+    Key(Identity),
+    /// An object of the audit trail: handle, class, label.
+    Audit(ObjectHandle, &'static str, String),
+    Other,
+}
+
 /// One object's identity; `None` when it is not a key, or is the audit
 /// trail's key.
 pub fn identity(token: &Token<'_>, handle: ObjectHandle) -> Result<Option<Identity>> {
+    Ok(match read(token, handle)? {
+        Read::Key(key) => Some(key),
+        _ => None,
+    })
+}
+
+fn read(token: &Token<'_>, handle: ObjectHandle) -> Result<Read> {
     let wanted = [
         AttributeType::Class,
         AttributeType::Label,
@@ -138,20 +173,25 @@ pub fn identity(token: &Token<'_>, handle: ObjectHandle) -> Result<Option<Identi
     let mut id = String::new();
     for a in attrs {
         match a {
-            Attribute::Class(c) => class = key_class(c),
+            Attribute::Class(c) => class = Some(c),
             // An unlabelled key (kryoptic leaves CKA_LABEL out) has label "".
             Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
             Attribute::Id(i) => id = hex::encode(i),
             _ => {}
         }
     }
-    let Some(class) = class else {
-        return Ok(None);
-    };
     if crate::hsm::audit::is_reserved_label(&label) {
-        return Ok(None);
+        let class = match class {
+            Some(c) if c == ObjectClass::DATA => "data",
+            Some(c) => key_class(c).unwrap_or("other"),
+            None => "other",
+        };
+        return Ok(Read::Audit(handle, class, label));
     }
-    Ok(Some(Identity {
+    let Some(class) = class.and_then(key_class) else {
+        return Ok(Read::Other);
+    };
+    Ok(Read::Key(Identity {
         handle,
         class,
         label,

@@ -8,9 +8,11 @@
 //! CKA_ID and class match a new one). A bare name selects every version;
 //! `N@vk` selects one.
 
+mod attrs;
 mod describe;
 mod generate;
 mod identity;
+mod listing;
 mod select;
 mod spec;
 
@@ -22,6 +24,7 @@ pub use generate::{
     remove_crash_shells, remove_new_unlabelled, unlabelled, Generated,
 };
 pub use identity::{identities, identities_except, identities_of, identity, Identity};
+pub use listing::{list_keys, Listing};
 pub use select::{
     destroy, find, find_required, highest_label_version, resolve_one, set_label, KeySelector,
 };

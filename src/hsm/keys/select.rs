@@ -1,7 +1,7 @@
 //! Which objects a KEY argument names (`KeySelector`), finding them in a
 //! stable order, picking exactly one, and destroying them.
 
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 
 use super::{describe_with, name_and_version, split_version, KeyInfo};
 use crate::error::{Error, Result};
@@ -92,6 +92,12 @@ impl KeySelector {
 
 /// Find every key object (secret, private, public) the selector names, in a
 /// stable order: by name, then version, then class.
+///
+/// A selector that names one label exactly (`NAME@v1`, `NAME@vk`, a URI's
+/// `object=`) is one search with that label in the template. A bare name
+/// also takes the versions `NAME@vk`, which no template can express (the
+/// versions present can have gaps): then one search of every key object
+/// and one read of its class, label and id, on `--sessions` sessions.
 pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandle>> {
     if let Some(uri) = &selector.token {
         if !crate::hsm::token_matches(uri, token.slot(), token.summary()) {
@@ -103,42 +109,42 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
             });
         }
     }
-    let session = token.session();
-    let classes: Vec<ObjectClass> = match selector.object_type {
-        Some(ObjectType::SecretKey) => vec![ObjectClass::SECRET_KEY],
-        Some(ObjectType::PrivateKey) => vec![ObjectClass::PRIVATE_KEY],
-        Some(ObjectType::PublicKey) => vec![ObjectClass::PUBLIC_KEY],
-        Some(_) => vec![],
-        None => vec![
-            ObjectClass::SECRET_KEY,
-            ObjectClass::PRIVATE_KEY,
-            ObjectClass::PUBLIC_KEY,
-        ],
+    let class = match selector.object_type {
+        None => None,
+        Some(ObjectType::SecretKey) => Some(ObjectClass::SECRET_KEY),
+        Some(ObjectType::PrivateKey) => Some(ObjectClass::PRIVATE_KEY),
+        Some(ObjectType::PublicKey) => Some(ObjectClass::PUBLIC_KEY),
+        Some(_) => return Ok(Vec::new()),
     };
+    // Token objects only: session objects (probes, transfer keys) are
+    // this process's own scaffolding.
+    let mut template = vec![Attribute::Token(true)];
+    template.extend(class.map(Attribute::Class));
+    // An empty id (`id=`) also matches an object that has no CKA_ID at
+    // all, which no template can say: compared below instead.
+    if let Some(id) = selector.id.as_ref().filter(|id| !id.is_empty()) {
+        template.push(Attribute::Id(id.clone()));
+    }
+    let exact = selector
+        .label
+        .as_ref()
+        .filter(|want| selector.exact || split_version(want).1 > 1);
+    if let Some(label) = exact {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    let handles = crate::hsm::find_objects(token.session(), &template)
+        .map_err(|e| Error::pkcs11("find objects", e))?;
+    // Class, label and id of each, one read apiece; objects that are not
+    // keys, and the audit trail's key, are left out.
     let mut found = Vec::new();
-    for class in classes {
-        // Token objects only: session objects (probes, transfer keys) are
-        // this process's own scaffolding.
-        let mut template = vec![Attribute::Class(class), Attribute::Token(true)];
-        // An empty id (`id=`) also matches an object that has no CKA_ID at
-        // all, which no template can say: compared below instead.
-        if let Some(id) = selector.id.as_ref().filter(|id| !id.is_empty()) {
-            template.push(Attribute::Id(id.clone()));
+    for key in super::identities_of(token, handles)? {
+        let id = hex::decode(&key.id).map_err(|e| Error::Internal(e.to_string()))?;
+        if selector.id.as_ref().is_some_and(|want| *want != id) {
+            continue;
         }
-        // A bare name must also catch `name@vN`, which no PKCS#11 template
-        // can express, so labels are filtered here.
-        let handles = crate::hsm::find_objects(session, &template)
-            .map_err(|e| Error::pkcs11("find objects", e))?;
-        for h in handles {
-            let (label, id) = read_label_and_id(token, h)?;
-            if selector.id.as_ref().is_some_and(|want| *want != id) {
-                continue;
-            }
-            // The audit trail's key is not one of the user's keys.
-            if selector.matches(&label, &id) && !crate::hsm::audit::is_reserved_label(&label) {
-                let (name, version) = name_and_version(&label, &id);
-                found.push((name.to_string(), version, class_rank(class), h));
-            }
+        if selector.matches(&key.label, &id) {
+            let (name, version) = name_and_version(&key.label, &id);
+            found.push((name.to_string(), version, class_rank(key.class), key.handle));
         }
     }
     found.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
@@ -147,57 +153,27 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
 
 /// The highest k of any key object labelled `name@vk`, a version or not
 /// (1 when there is none): `key rotate` makes k + 1, so that a new version
-/// never takes a label another key already has.
+/// never takes a label another key already has. One search of every key
+/// object, one read of each.
 pub fn highest_label_version(token: &Token<'_>, name: &str) -> Result<u32> {
-    let mut highest = 1;
-    for class in [
-        ObjectClass::SECRET_KEY,
-        ObjectClass::PRIVATE_KEY,
-        ObjectClass::PUBLIC_KEY,
-    ] {
-        let handles = crate::hsm::find_objects(
-            token.session(),
-            &[Attribute::Class(class), Attribute::Token(true)],
-        )
+    let handles = crate::hsm::find_objects(token.session(), &[Attribute::Token(true)])
         .map_err(|e| Error::pkcs11("find objects", e))?;
-        for h in handles {
-            let (label, _) = read_label_and_id(token, h)?;
-            match split_version(&label) {
-                (n, k) if n == name => highest = highest.max(k),
-                _ => {}
-            }
+    let mut highest = 1;
+    for key in super::identities_of(token, handles)? {
+        match split_version(&key.label) {
+            (n, k) if n == name => highest = highest.max(k),
+            _ => {}
         }
     }
     Ok(highest)
 }
 
-fn class_rank(c: ObjectClass) -> u8 {
-    if c == ObjectClass::SECRET_KEY {
-        0
-    } else if c == ObjectClass::PRIVATE_KEY {
-        1
-    } else {
-        2
+fn class_rank(class: &str) -> u8 {
+    match class {
+        "secret-key" => 0,
+        "private-key" => 1,
+        _ => 2,
     }
-}
-
-/// An object's label (lossy when not UTF-8) and CKA_ID; a missing
-/// attribute reads as empty.
-fn read_label_and_id(token: &Token<'_>, h: ObjectHandle) -> Result<(String, Vec<u8>)> {
-    let attrs = token
-        .session()
-        .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
-        .map_err(|e| Error::pkcs11("read a label", e))?;
-    let mut label = String::new();
-    let mut id = Vec::new();
-    for a in attrs {
-        match a {
-            Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
-            Attribute::Id(i) => id = i,
-            _ => {}
-        }
-    }
-    Ok((label, id))
 }
 
 /// The single object among those `selector` names that `keep` accepts:

@@ -151,7 +151,7 @@ pub struct Usage {
 }
 
 impl Usage {
-    const NAMES: [&'static str; 7] = [
+    pub(super) const NAMES: [&'static str; 7] = [
         "encrypt", "decrypt", "sign", "verify", "wrap", "unwrap", "derive",
     ];
 

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{public_values_of, OnConflict, Opened};
+use super::{public_values_of, Entries, OnConflict, Opened};
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry};
 use crate::hsm::check;
@@ -55,14 +55,25 @@ impl TokenIndex {
         &self,
         token: &Token<'_>,
         ours: &[u64],
-        made: &HashSet<(&str, &str)>,
+        made: &Entries,
     ) -> Result<Option<String>> {
-        for key in keys::identities_except(token, &self.handles, ours)? {
-            if made.contains(&(key.class, key.label.as_str())) {
-                return Ok(Some(key.label));
-            }
+        // The others are few (none, unless another host restored meanwhile):
+        // they are indexed, and the run's entries read once against them.
+        let others: HashSet<(String, String)> =
+            keys::identities_except(token, &self.handles, ours)?
+                .into_iter()
+                .map(|key| (key.class.to_string(), key.label))
+                .collect();
+        let mut found = None;
+        if !others.is_empty() {
+            made.each(|(e, _, _)| {
+                if others.contains(&(e.class.clone(), e.label.clone())) {
+                    found = Some(e.label);
+                }
+                Ok(found.is_none())
+            })?;
         }
-        Ok(None)
+        Ok(found)
     }
 }
 

@@ -20,14 +20,14 @@ pub(super) fn integrity_pass(
     input: &Input,
     opened: &Opened,
     mut per_entry: impl FnMut(u64, &Entry) -> Result<()>,
-) -> Result<(u64, [u8; 32], Vec<[u8; 32]>)> {
+) -> Result<(u64, [u8; 32], Vec<LineDigest>)> {
     let mut in_token = MacFeed::start(token, opened.mac_key, MacPurpose::Check)?;
     let mut reader = BundleReader::new(input.reader()?);
     let mut digest = Sha256::new();
     let mut count = 0u64;
     let mut problem = None;
     // One digest per entry line, so the second pass acts only on lines that
-    // are byte for byte the ones authenticated here (32 bytes a key).
+    // are byte for byte the ones authenticated here (16 bytes a key).
     let mut line_digests = Vec::new();
     loop {
         let line = reader.next_line()?.ok_or_else(|| Error::BundleCorrupt {
@@ -41,7 +41,7 @@ pub(super) fn integrity_pass(
                         problem = Some(e);
                     }
                 }
-                line_digests.push(Sha256::digest(&line.bytes).into());
+                line_digests.push(line_digest(&line.bytes));
                 count += 1;
             }
             Line::Trailer(trailer) => {
@@ -85,13 +85,13 @@ pub(super) fn integrity_pass(
 /// Yields the entries with their index.
 pub(super) struct SecondPass<'a> {
     reader: BundleReader<Box<dyn BufRead + 'a>>,
-    digests: &'a [[u8; 32]],
+    digests: &'a [LineDigest],
     hash: Sha256,
     index: u64,
 }
 
 impl<'a> SecondPass<'a> {
-    pub(super) fn new(input: &'a Input, digests: &'a [[u8; 32]]) -> Result<Self> {
+    pub(super) fn new(input: &'a Input, digests: &'a [LineDigest]) -> Result<Self> {
         Ok(SecondPass {
             reader: BundleReader::new(input.reader()?),
             digests,
@@ -137,8 +137,21 @@ impl Iterator for SecondPass<'_> {
     }
 }
 
-pub(super) fn same_line(digests: &[[u8; 32]], index: u64, bytes: &[u8]) -> Result<()> {
-    let now: [u8; 32] = Sha256::digest(bytes).into();
+/// What pass 1 keeps of an entry's line: the first 16 bytes of its
+/// SHA-256. A changed line with the same 16 bytes is a second preimage of
+/// a 128-bit hash; the line it must match was authenticated by the MAC, so
+/// whoever could choose both could make the whole bundle anyway.
+pub(super) type LineDigest = [u8; 16];
+
+fn line_digest(bytes: &[u8]) -> LineDigest {
+    let full = Sha256::digest(bytes);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+pub(super) fn same_line(digests: &[LineDigest], index: u64, bytes: &[u8]) -> Result<()> {
+    let now = line_digest(bytes);
     match digests.get(index as usize) {
         Some(d) if *d == now => Ok(()),
         _ => Err(Error::BundleCorrupt {

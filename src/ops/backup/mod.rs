@@ -7,6 +7,7 @@
 
 mod choose;
 mod conflict;
+mod entries;
 mod mac;
 mod protection;
 mod restore;
@@ -30,6 +31,7 @@ use crate::hsm::keys::{KeyInfo, KeySelector};
 use crate::hsm::wrap::{OaepHash, PublicValues, WrapSupport};
 use crate::hsm::Handle;
 
+pub use entries::Entries;
 pub(crate) use protection::resolve_kek;
 pub use protection::{check_header, ARGON2_M_KIB, ARGON2_P, ARGON2_T};
 pub use restore::restore;
@@ -68,7 +70,7 @@ pub enum Selection {
 }
 
 /// One key in a report.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct EntrySummary {
     pub label: String,
     pub class: String,
@@ -163,6 +165,10 @@ pub struct BackupOptions<'a> {
     /// Re-read the written bundle in the token before reporting success.
     pub verify: bool,
     pub cancel: &'a AtomicBool,
+    /// Called once the token's keys are listed (`--all`: every object, in
+    /// one pass) and before anything else is done with them: the audit
+    /// trail takes its key from that listing here.
+    pub listed: Option<&'a dyn Fn() -> Result<()>>,
 }
 
 /// Where a bundle is written, and how it is read back for `--verify`.
@@ -210,7 +216,7 @@ impl BundleSink for FileSink<'_> {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BackupReport {
     pub scheme: String,
-    pub entries: Vec<EntrySummary>,
+    pub entries: Entries,
     pub skipped: Vec<Skipped>,
     /// Keys backed up with something to know (code `not-sensitive`: the key
     /// is CKA_SENSITIVE=false on its token). A backup with warnings is
@@ -237,7 +243,7 @@ pub struct RestoreReport {
     pub created_at: String,
     pub tool: String,
     pub dry_run: bool,
-    pub entries: Vec<EntrySummary>,
+    pub entries: Entries,
     pub skipped: Vec<Skipped>,
     /// Entries read and authenticated but not created: not selected by
     /// `restore --only` (code `not-selected`).
@@ -345,6 +351,20 @@ impl Input {
             }
         }
         Ok(Input::Spooled(spool))
+    }
+
+    /// Another handle on the same input (the audit line reads the bundle
+    /// again when it is written): a file by its path, a spooled one by a
+    /// duplicated descriptor, bytes by a copy.
+    pub fn try_clone(&self) -> Result<Input> {
+        Ok(match self {
+            Input::File(p) => Input::File(p.clone()),
+            Input::Bytes(b) => Input::Bytes(b.clone()),
+            Input::Spooled(f) => Input::Spooled(f.try_clone().map_err(|e| Error::Io {
+                path: "-".into(),
+                source: e,
+            })?),
+        })
     }
 
     /// A fresh reader from the first byte (restore and verify read twice).

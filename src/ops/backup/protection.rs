@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Header, KdfParams, Protection, RecipientInfo};
 use crate::formats::{password, spki};
 use crate::hsm::check;
-use crate::hsm::keys::{self, KeyInfo, KeySelector};
+use crate::hsm::keys::{self, KeyInfo, KeySelector, Listing};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::{KeyKind, KeyTemplate};
 use crate::hsm::unwrap::{unwrap_into, unwrap_oaep_into};
@@ -42,7 +42,7 @@ pub(crate) fn resolve_kek(token: &Token<'_>, selector: &KeySelector) -> Result<K
 pub(crate) fn resolve_kek_listed(
     token: &Token<'_>,
     selector: &KeySelector,
-    listing: Option<&[KeyInfo]>,
+    listing: Option<&Listing>,
 ) -> Result<KeyInfo> {
     let kek = resolve_kek_unchecked(token, selector, listing)?;
     if kek.sensitive != Some(true) {
@@ -63,7 +63,7 @@ pub(crate) fn resolve_kek_listed(
 pub(super) fn resolve_kek_unchecked(
     token: &Token<'_>,
     selector: &KeySelector,
-    listing: Option<&[KeyInfo]>,
+    listing: Option<&Listing>,
 ) -> Result<KeyInfo> {
     // A KEK named by label is the secret key with exactly that label: the
     // token finds it without a scan of every object (a later version is
@@ -76,10 +76,11 @@ pub(super) fn resolve_kek_unchecked(
         (&selector.label, &selector.id, &selector.token, typed_secret)
     {
         let exact = match listing {
-            Some(keys) => keys
-                .iter()
-                .filter(|k| k.class == "secret-key" && !k.label_lossy && k.label == *label)
-                .map(|k| k.handle)
+            Some(keys) => (0..keys.len())
+                .filter(|&i| keys.class_and_label(i) == ("secret-key", label.as_str()))
+                .map(|i| keys.handle(i))
+                .filter(|(_, utf8)| *utf8)
+                .map(|(h, _)| h)
                 .collect(),
             None => KeyTemplate::token_secret_labelled(label).find(token, "find the KEK")?,
         };

@@ -3,6 +3,7 @@
 //! run back on any failure.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -12,8 +13,8 @@ use super::mac::{integrity_pass, SecondPass};
 use super::protection::open_protection;
 use super::verify::check_restored;
 use super::{
-    check_entry_capability, entry_summary, public_values_of, read_header, Input, OnConflict,
-    Opened, Progress, RestoreOptions, RestoreReport, Skipped, Unprotect,
+    check_entry_capability, entry_summary, public_values_of, read_header, Entries, Input,
+    OnConflict, Opened, Progress, RestoreOptions, RestoreReport, Skipped, Unprotect,
 };
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry, PublicPart};
@@ -25,6 +26,7 @@ use crate::hsm::undo::{self, Undo};
 use crate::hsm::unwrap::{unwrap_into, unwrap_kek_into};
 use crate::hsm::wrap::{PublicValues, WrapSupport};
 use crate::hsm::{Handle, Token};
+use crate::output::AtomicFile;
 
 /// The keys a journal names, as (class, label, id).
 pub(super) fn read_journal(path: Option<&Path>) -> HashSet<(String, String, String)> {
@@ -37,13 +39,69 @@ pub(super) fn read_journal(path: Option<&Path>) -> HashSet<(String, String, Stri
         .unwrap_or_default()
 }
 
-pub(super) fn write_journal(path: &Path, keys: &[(String, String, String)]) -> Result<()> {
-    let mut text = String::new();
-    for k in keys {
-        text.push_str(&serde_json::to_string(k).map_err(|e| Error::Internal(e.to_string()))?);
-        text.push('\n');
+/// The journal of the keys a restore is about to create, written as pass 1
+/// finds them (a temporary file beside the journal, renamed into place at
+/// the end of pass 1 when there is anything to create): memory does not
+/// grow with the keys.
+pub(super) struct Journal {
+    file: Option<AtomicFile>,
+    pending: Vec<u8>,
+    count: u64,
+}
+
+impl Journal {
+    /// A journal at `path`; `None`: only counted.
+    pub(super) fn start(path: Option<&Path>) -> Result<Journal> {
+        Ok(Journal {
+            file: path.map(|p| AtomicFile::create(p, true)).transpose()?,
+            pending: Vec::new(),
+            count: 0,
+        })
     }
-    crate::output::write_atomic(path, text.as_bytes(), true)
+
+    pub(super) fn push(&mut self, key: &(String, String, String)) -> Result<()> {
+        self.count += 1;
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        serde_json::to_writer(&mut self.pending, key)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.pending.push(b'\n');
+        if self.pending.len() >= 64 * 1024 {
+            let dest = file.dest().display().to_string();
+            file.file()
+                .write_all(&self.pending)
+                .map_err(|e| Error::Io {
+                    path: dest,
+                    source: e,
+                })?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Put the journal in place, when there is anything to create; else
+    /// nothing is left behind.
+    pub(super) fn commit(mut self) -> Result<()> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        if self.count == 0 {
+            return Ok(());
+        }
+        let dest = file.dest().display().to_string();
+        file.file()
+            .write_all(&self.pending)
+            .map_err(|e| Error::Io {
+                path: dest,
+                source: e,
+            })?;
+        file.commit()
+    }
 }
 
 /// The unwrap template of a restored key: what the entry records, always
@@ -214,12 +272,13 @@ pub fn restore(
     // Pass 1: authenticity, capabilities, conflicts. Nothing is created.
     let mut skip = HashMap::new();
     let mut stale_by_key: HashMap<(String, String), Vec<Handle>> = HashMap::new();
-    let mut to_create = Vec::new();
     let journal = if options.on_conflict == OnConflict::Skip {
         read_journal(options.journal.as_deref())
     } else {
         HashSet::new()
     };
+    let journal_path = options.journal.as_deref().filter(|_| !options.dry_run);
+    let mut to_create = Journal::start(journal_path)?;
     let on_token = TokenIndex::read(token)?;
     let (total, digest, line_digests) = integrity_pass(token, input, &opened, |index, entry| {
         let decision = choice.decide(entry);
@@ -237,7 +296,10 @@ pub fn restore(
             }
         };
         let new_id = matches!(decision, Decision::VersionId { .. });
-        decisions.insert(index, decision);
+        // Kept under its own name: the usual case, not recorded.
+        if decision != Decision::Keep {
+            decisions.insert(index, decision);
+        }
         let original = entry;
         let entry = renamed.as_ref().unwrap_or(entry);
         check_entry_capability(&support, entry)?;
@@ -274,7 +336,7 @@ pub fn restore(
             other => other,
         };
         match found? {
-            Present::No => to_create.push(key),
+            Present::No => to_create.push(&key)?,
             Present::Same => {
                 skip.insert(index, Present::Same);
             }
@@ -282,7 +344,7 @@ pub fn restore(
                 if let Present::Stale(handles) = &present {
                     stale_by_key.insert((key.0.clone(), key.1.clone()), handles.clone());
                 }
-                to_create.push(key);
+                to_create.push(&key)?;
                 skip.insert(index, present);
             }
         }
@@ -293,21 +355,15 @@ pub fn restore(
     choice.finish()?;
     // Before the first object: what this run will create, for a run after a
     // crash. Removed when the restore ends either way.
-    let journal_path = options
-        .journal
-        .as_deref()
-        .filter(|_| !options.dry_run && !to_create.is_empty());
-    if let Some(path) = journal_path {
-        write_journal(path, &to_create)?;
-    }
+    let journal_path = journal_path.filter(|_| !to_create.is_empty());
+    to_create.commit()?;
     let mut report = RestoreReport {
         scheme: opened.header.protection.scheme().into(),
         source: opened.header.source.clone(),
         created_at: opened.header.created.clone(),
         tool: opened.header.tool.clone(),
         dry_run: options.dry_run,
-        // One summary per entry: allocated once, not doubled as it grows.
-        entries: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+        entries: Entries::new(),
         skipped: Vec::new(),
         left_out: Vec::new(),
         notes: Vec::new(),
@@ -408,9 +464,16 @@ pub fn restore(
                 });
             } else {
                 let mut summary = entry_summary(&entry);
+                // The id the bundle gives the key: none under a new name.
+                let id = match (&from, &old_id) {
+                    (Some(_), _) => None,
+                    (None, Some(old)) => Some(old.clone()),
+                    (None, None) => Some(entry.id.clone()),
+                };
+                let version = keys::split_version(&entry.label).1;
                 summary.renamed_from = from;
                 summary.id_from = old_id;
-                report.entries.push(summary);
+                report.entries.push(summary, id, version)?;
             }
             progress(done, total);
             Ok(())
@@ -426,12 +489,7 @@ pub fn restore(
         // another host may have restored the same keys meanwhile.
         let mut ours: Vec<u64> = rollback.borrow().handles().map(|h| h.handle()).collect();
         ours.sort_unstable();
-        let made: HashSet<(&str, &str)> = report
-            .entries
-            .iter()
-            .map(|e| (e.class.as_str(), e.label.as_str()))
-            .collect();
-        match on_token.made_meanwhile(token, &ours, &made)? {
+        match on_token.made_meanwhile(token, &ours, &report.entries)? {
             Some(label) => Err(Error::ConcurrentCreate {
                 what: format!("the key labelled '{label}'"),
             }),

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{shown_label, Selection, Skipped, POLICY_SKIPS};
 use crate::error::{Error, Result};
-use crate::hsm::keys::{self, KeyInfo, KeySelector};
+use crate::hsm::keys::{self, KeyInfo, Listing};
 use crate::hsm::template::KeyTemplate;
 use crate::hsm::{Handle, Token};
 
@@ -20,15 +20,17 @@ pub(super) struct Candidate {
 /// second list of every key would be memory that grows with the token), and
 /// the public halves of the private keys among them, by private key handle.
 pub(super) struct Selected {
-    pub(super) keys: Vec<KeyInfo>,
+    pub(super) keys: Listing,
     pub(super) publics: HashMap<u64, KeyInfo>,
 }
 
 impl Selected {
-    /// Hand each key over with its public half.
+    /// Hand each key over with its public half, described one at a time.
     pub(super) fn into_candidates(self) -> impl Iterator<Item = Candidate> {
         let mut publics = self.publics;
-        self.keys.into_iter().map(move |info| {
+        let keys = self.keys;
+        (0..keys.len()).map(move |i| {
+            let info = keys.info(i);
             let public = publics.remove(&info.handle.handle()).map(Box::new);
             Candidate { info, public }
         })
@@ -130,15 +132,15 @@ pub(super) fn refuse_or_skip(
 pub(super) fn select(
     token: &Token<'_>,
     selection: &Selection,
-    listing: Option<Vec<KeyInfo>>,
+    listing: Option<Listing>,
     trusted_kek: bool,
     kek_handle: Option<Handle>,
 ) -> Result<(Selected, Vec<Skipped>)> {
-    let (mut infos, named) = match selection {
+    let (mut listed, named) = match selection {
         Selection::All => (
             match listing {
-                Some(infos) => infos,
-                None => keys::describe_all(token, &KeySelector::all(), false)?,
+                Some(listed) => listed,
+                None => keys::list_keys(token)?,
             },
             false,
         ),
@@ -151,43 +153,29 @@ pub(super) fn select(
                     }
                 }
             }
-            (keys::describe_handles(token, handles, false)?, true)
+            (Listing::of_handles(token, handles)?, true)
         }
     };
-    let private_pairs: HashSet<(&str, &str)> = infos
-        .iter()
-        .filter(|i| i.class == "private-key")
-        .map(|i| (i.label.as_str(), i.id.as_str()))
-        .collect();
-    let mut seen_labels = HashSet::new();
-    let shared_labels: HashSet<(String, String)> = infos
-        .iter()
-        .map(|i| (i.class.as_str(), i.label.as_str()))
-        .filter(|key| !seen_labels.insert(*key))
-        .map(|(c, l)| (c.to_string(), l.to_string()))
-        .collect();
-    // The public keys that travel with their private half, by position.
-    let travelling: Vec<bool> = infos
-        .iter()
+    // Private keys are few: their (label, id), to know which public keys
+    // travel with them.
+    let private_pairs: HashSet<(String, String)> = (0..listed.len())
+        .filter(|&i| listed.class_and_label(i).0 == "private-key")
         .map(|i| {
-            i.class == "public-key" && private_pairs.contains(&(i.label.as_str(), i.id.as_str()))
+            let info = listed.info(i);
+            (info.label, info.id)
         })
         .collect();
-    drop(private_pairs);
-    drop(seen_labels);
+    let shared_labels = shared_labels(&listed);
     let mut skipped = Vec::new();
     let mut publics = HashMap::new();
     let mut failure = None;
-    let mut position = 0;
-    infos.retain(|info| {
-        let travels = travelling[position];
-        position += 1;
+    listed.retain(|info| {
         if failure.is_some() {
             return false;
         }
         let mut decide = || -> Result<bool> {
             if info.class == "public-key" {
-                if travels {
+                if private_pairs.contains(&(info.label.clone(), info.id.clone())) {
                     return Ok(false); // travels with its private half
                 }
                 let reason =
@@ -230,11 +218,33 @@ pub(super) fn select(
     }
     Ok((
         Selected {
-            keys: infos,
+            keys: listed,
             publics,
         },
         skipped,
     ))
+}
+
+/// The (class, label) pairs more than one key of the listing carries: from
+/// the keys' positions sorted by class and label, not a set of every label.
+fn shared_labels(listed: &Listing) -> HashSet<(String, String)> {
+    let mut order: Vec<u32> = (0..listed.len() as u32).collect();
+    order.sort_unstable_by(|a, b| {
+        listed
+            .class_and_label(*a as usize)
+            .cmp(&listed.class_and_label(*b as usize))
+    });
+    order
+        .windows(2)
+        .map(|w| {
+            (
+                listed.class_and_label(w[0] as usize),
+                listed.class_and_label(w[1] as usize),
+            )
+        })
+        .filter(|(a, b)| a == b)
+        .map(|((c, l), _)| (c.to_string(), l.to_string()))
+        .collect()
 }
 
 /// A hex CKA_ID as RFC 7512 percent-escapes (`0f0e` -> `%0f%0e`).

@@ -8,8 +8,8 @@ use super::choose::{Choice, Decision};
 use super::mac::{integrity_pass, SecondPass};
 use super::protection::open_protection;
 use super::{
-    check_entry_capability, entry_summary, public_values_of, read_header, EntrySummary, Input,
-    Opened, Progress, RestoreReport, Skipped, Unprotect,
+    check_entry_capability, entry_summary, public_values_of, read_header, Entries, EntrySummary,
+    Input, Opened, Progress, RestoreReport, Skipped, Unprotect,
 };
 use crate::error::{Error, Result};
 use crate::formats::bundle::{unb64, Entry};
@@ -122,7 +122,8 @@ pub fn verify(
 
 /// What the second pass did with one entry.
 enum Checked {
-    Verified(EntrySummary),
+    /// Its summary, and its id in the bundle.
+    Verified((EntrySummary, String)),
     LeftOut(Skipped),
 }
 
@@ -154,8 +155,7 @@ pub(super) fn verify_opened(
         created_at: opened.header.created.clone(),
         tool: opened.header.tool.clone(),
         dry_run: true,
-        // One summary per entry: allocated once, not doubled as it grows.
-        entries: Vec::with_capacity(usize::try_from(total).unwrap_or(0)),
+        entries: Entries::new(),
         skipped: Vec::new(),
         left_out: Vec::new(),
         notes: Vec::new(),
@@ -200,11 +200,14 @@ pub(super) fn verify_opened(
             })?;
             let copy = checks.keep(copy);
             check_restored(t, &mut checks, opened, mech, &entry, &blob, copy)?;
-            Ok(Checked::Verified(entry_summary(&entry)))
+            Ok(Checked::Verified((entry_summary(&entry), entry.id)))
         },
         |checked| {
             match checked {
-                Checked::Verified(summary) => report.entries.push(summary),
+                Checked::Verified((summary, id)) => {
+                    let version = crate::hsm::keys::split_version(&summary.label).1;
+                    report.entries.push(summary, Some(id), version)?
+                }
                 Checked::LeftOut(skipped) => report.left_out.push(skipped),
             }
             done += 1;

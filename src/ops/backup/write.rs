@@ -14,7 +14,7 @@ use super::protection::{
 use super::select::{select, Candidate};
 use super::verify::verify_opened;
 use super::{
-    read_header, BackupOptions, BackupReport, BundleSink, EntrySummary, Progress, Protect,
+    read_header, BackupOptions, BackupReport, BundleSink, Entries, EntrySummary, Progress, Protect,
     Selection, Skipped, Unprotect, Warning, ARGON2_M_KIB, ARGON2_P, ARGON2_T,
 };
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ use crate::formats::bundle::{
     RecipientInfo, SourceToken, Trailer,
 };
 use crate::hsm::check;
-use crate::hsm::keys::{self, KeyInfo, KeySelector};
+use crate::hsm::keys::{self, KeyInfo, Listing};
 use crate::hsm::mac::{MacFeed, MacPurpose};
 use crate::hsm::probe::Ephemeral;
 use crate::hsm::template::{self, KeyClass, KeyKind, KeyTemplate};
@@ -56,13 +56,16 @@ pub fn backup(
 
     // `--all` reads the token's keys once, and finds the KEK among them.
     let mut listing = match selection {
-        Selection::All => Some(keys::describe_all(token, &KeySelector::all(), false)?),
+        Selection::All => Some(keys::list_keys(token)?),
         Selection::Named(_) => None,
     };
+    if let Some(listed) = options.listed {
+        listed()?;
+    }
     // Protection first: whether the KEK is trusted decides what may be selected.
     let (wrapping, protection, trusted_kek, kek_handle) = match protect {
         Protect::Kek(selector) => {
-            let kek = resolve_kek_listed(token, selector, listing.as_deref())?;
+            let kek = resolve_kek_listed(token, selector, listing.as_ref())?;
             if !kek.usage.contains(&"wrap") {
                 return Err(Error::PolicyRefused {
                     key: kek.label,
@@ -220,7 +223,7 @@ pub fn backup(
     // Wrapping (and the check copies of keys without a token KCV) runs on
     // `--sessions` sessions; lines are written and MACed here, in order.
     let total = work.keys.len() as u64;
-    let mut entries = Vec::with_capacity(work.keys.len());
+    let mut entries = Entries::new();
     crate::hsm::pool::run_ordered(
         token,
         work.into_candidates().map(Ok),
@@ -237,7 +240,7 @@ pub fn backup(
                     ),
                 });
             }
-            entries.push(EntrySummary {
+            let summary = EntrySummary {
                 label: entry.label.clone(),
                 class: entry.class.clone(),
                 key_type: entry.key_type.clone(),
@@ -246,7 +249,8 @@ pub fn backup(
                 wrap: entry.wrap.clone(),
                 renamed_from: None,
                 id_from: None,
-            });
+            };
+            entries.push(summary, Some(entry.id.clone()), entry.version)?;
             emit(&Line::Key(entry), out, &mut mac)?;
             progress(done + 1, total);
             Ok(())
@@ -502,8 +506,8 @@ fn secret_bits_of_blob(info: &KeyInfo, alg: &str, blob: &[u8]) -> Option<u64> {
 /// Keys the bundle carries that are not CKA_SENSITIVE on their token:
 /// backed up all the same, with a warning (their value can be read in the
 /// clear there, so the bundle is not their only way out).
-fn not_sensitive(work: &[KeyInfo]) -> Vec<Warning> {
-    work.iter()
+fn not_sensitive(work: &Listing) -> Vec<Warning> {
+    work.infos()
         .filter(|info| info.sensitive == Some(false))
         .map(|info| Warning {
             label: info.label.clone(),

@@ -198,7 +198,7 @@ async fn backup_key(call: Call, Path((vaultid, name)): Path<(String, String)>) -
         Err(e) => return ask.refuse(&call, e),
     };
     call.note(|f| {
-        f.keys = facts.keys;
+        f.keys = crate::audit::Keys::Listed(facts.keys);
         f.protection = Some(facts.protection);
         f.output_bytes("response", blob.as_bytes());
     });
@@ -249,7 +249,7 @@ async fn restore_key(
         });
         if let Some(b) = &facts {
             f.protection = Some(b.protection.clone());
-            f.keys = b.keys.clone();
+            f.keys = crate::audit::Keys::Listed(b.keys.clone());
         }
     });
     let only = vec![name.clone()];
@@ -265,13 +265,15 @@ async fn restore_key(
         Ok(r) => r,
         Err(e) => return ask.refuse(&call, e),
     };
-    if let Some(b) = facts {
-        call.note(|f| f.keys = b.keys_for(&report.entries));
+    if facts.is_some() {
+        call.note(|f| f.keys = crate::audit::Keys::Reported(report.entries.clone()));
     }
     Json(RestoreAnswer {
         CALLINFO: call_info("SUCCESS", name, false),
         KEYS: report
             .entries
+            .to_vec()
+            .unwrap_or_default()
             .iter()
             .map(|e| RestoredKey {
                 label: e.label.clone(),

@@ -200,7 +200,7 @@ async fn backup_keys(call: Call, body: Result<Bytes, BytesRejection>) -> Respons
         Err(e) => return refuse(e),
     };
     call.note(|f| {
-        f.keys = facts.keys;
+        f.keys = crate::audit::Keys::Listed(facts.keys);
         f.protection = Some(facts.protection);
         f.output_bytes("response", &bundle);
     });
@@ -343,7 +343,7 @@ async fn restore_keys(call: Call, multipart: Result<Multipart, MultipartRejectio
         });
         f.protection = Some(crate::audit::Protection::Password);
         if let Some(b) = &facts {
-            f.keys = b.keys.clone();
+            f.keys = crate::audit::Keys::Listed(b.keys.clone());
         }
     });
     let password = upload.password;
@@ -359,12 +359,14 @@ async fn restore_keys(call: Call, multipart: Result<Multipart, MultipartRejectio
         Ok(r) => r,
         Err(e) => return refuse(e),
     };
-    if let Some(b) = facts {
-        call.note(|f| f.keys = b.keys_for(&report.entries));
+    if facts.is_some() {
+        call.note(|f| f.keys = crate::audit::Keys::Reported(report.entries.clone()));
     }
     Json(RestoreAnswer {
         keys: report
             .entries
+            .to_vec()
+            .unwrap_or_default()
             .iter()
             .map(|e| RestoredKey {
                 label: e.label.clone(),

@@ -20,7 +20,17 @@
 //!   such calls per listing (the size query, then the list);
 //! - `HSMKEY_SHIM_COUNTS`: a file that receives, whenever a session closes
 //!   (C_CloseSession, C_CloseAllSessions) or the module is finalized, how many
-//!   times each function was called.
+//!   times each function was called;
+//! - `HSMKEY_SHIM_TRACE`: a file that receives, at C_Finalize, one line per
+//!   call: start and end (microseconds since the module was loaded), the
+//!   thread, the session (0 for calls without one), the function and its
+//!   return code: where a run's time goes, and which calls wait on others;
+//! - `HSMKEY_SHIM_PAUSE`: `FUNCTION:session=S:after=N:PATH`: the call
+//!   numbered N (from 0) of FUNCTION on the session that the S-th
+//!   C_OpenSession (from 0) opened is held before it is forwarded: the shim
+//!   creates `PATH.paused` and waits until `PATH.go` exists (at most a
+//!   minute). A test changes the token meanwhile, as another program would
+//!   between two calls.
 //!
 //! C_GetFunctionList is answered by the shim (with its own list); the 67
 //! other functions of the 2.40 list are forwarded.
@@ -44,7 +54,7 @@ use cryptoki_sys::*;
 
 pub mod spec;
 
-use spec::Fault;
+use spec::{Fault, Pause};
 
 struct Real {
     // Keeps the real module mapped for as long as the process runs.
@@ -67,7 +77,39 @@ struct State {
     counts_path: Option<String>,
     counts_lock: Mutex<()>,
     hide_tokens: AtomicU64,
+    pause: Option<Pause>,
+    /// Calls of the paused function on the paused session so far.
+    pause_calls: AtomicU64,
+    /// Session handles in the order C_OpenSession returned them.
+    opened: Mutex<Vec<CK_SESSION_HANDLE>>,
+    trace: Option<Trace>,
 }
+
+/// The calls of a run, for HSMKEY_SHIM_TRACE: written out whenever a
+/// session closes, as the counts are (a program may exit without
+/// C_Finalize).
+struct Trace {
+    path: String,
+    start: std::time::Instant,
+    /// Calls not yet written, and whether the file was started.
+    calls: Mutex<(Vec<Call>, bool)>,
+}
+
+struct Call {
+    start: u64,
+    end: u64,
+    thread: u64,
+    session: CK_SESSION_HANDLE,
+    function: usize,
+    rv: CK_RV,
+}
+
+thread_local! {
+    /// A small number per thread, for the trace.
+    static THREAD: u64 = NEXT_THREAD.fetch_add(1, Ordering::SeqCst);
+}
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
 
 static STATE: OnceLock<Result<State, String>> = OnceLock::new();
 
@@ -89,6 +131,10 @@ fn load() -> Result<State, String> {
     let faults = match std::env::var("HSMKEY_SHIM_FAULT") {
         Ok(v) => spec::parse_faults(&v, NAMES)?,
         Err(_) => Vec::new(),
+    };
+    let pause = match std::env::var("HSMKEY_SHIM_PAUSE") {
+        Ok(v) => Some(spec::parse_pause(&v, NAMES, PAUSABLE)?),
+        Err(_) => None,
     };
     // SAFETY: loading a PKCS#11 module runs its initializers, which is what
     // any PKCS#11 application does with the module it is given.
@@ -125,6 +171,14 @@ fn load() -> Result<State, String> {
                 .map_err(|_| format!("HSMKEY_SHIM_HIDE_TOKENS={v:?} is not a number of calls"))?,
             Err(_) => 0,
         }),
+        pause,
+        pause_calls: AtomicU64::new(0),
+        opened: Mutex::new(Vec::new()),
+        trace: std::env::var("HSMKEY_SHIM_TRACE").ok().map(|path| Trace {
+            path,
+            start: std::time::Instant::now(),
+            calls: Mutex::new((Vec::new(), false)),
+        }),
     })
 }
 
@@ -150,6 +204,94 @@ impl State {
             .iter()
             .filter(|fault| fault.function == index)
             .find_map(|fault| fault.fires(n))
+    }
+
+    /// Hold the call if it is the one HSMKEY_SHIM_PAUSE names.
+    fn maybe_pause(&self, f: Func, session: CK_SESSION_HANDLE) {
+        let Some(pause) = &self.pause else {
+            return;
+        };
+        if pause.function != f as usize {
+            return;
+        }
+        let opened = self.opened.lock().map(|o| o.get(pause.session).copied());
+        if opened.ok().flatten() != Some(session) {
+            return;
+        }
+        if self.pause_calls.fetch_add(1, Ordering::SeqCst) != pause.after {
+            return;
+        }
+        let paused = format!("{}.paused", pause.path);
+        let go = format!("{}.go", pause.path);
+        if let Err(e) = std::fs::write(&paused, b"") {
+            eprintln!("hsmkey-p11shim: cannot create {paused}: {e}");
+            return;
+        }
+        let start = std::time::Instant::now();
+        while !std::path::Path::new(&go).exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Microseconds since the module was loaded (0 without a trace).
+    fn now(&self) -> u64 {
+        self.trace
+            .as_ref()
+            .map(|t| t.start.elapsed().as_micros() as u64)
+            .unwrap_or(0)
+    }
+
+    fn traced(&self, f: Func, start: u64, session: CK_SESSION_HANDLE, rv: CK_RV) {
+        let Some(trace) = &self.trace else {
+            return;
+        };
+        let call = Call {
+            start,
+            end: self.now(),
+            thread: THREAD.with(|t| *t),
+            session,
+            function: f as usize,
+            rv,
+        };
+        if let Ok(mut calls) = trace.calls.lock() {
+            calls.0.push(call);
+        }
+    }
+
+    fn write_trace(&self) {
+        let Some(trace) = &self.trace else {
+            return;
+        };
+        let Ok(mut calls) = trace.calls.lock() else {
+            return;
+        };
+        let mut text = String::with_capacity(calls.0.len() * 48);
+        for c in calls.0.drain(..) {
+            text.push_str(&format!(
+                "{} {} {} {} {} 0x{:x}\n",
+                c.start, c.end, c.thread, c.session, NAMES[c.function], c.rv
+            ));
+        }
+        let started = std::mem::replace(&mut calls.1, true);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(started)
+            .truncate(!started)
+            .open(&trace.path);
+        let written = file.and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "hsmkey-p11shim: cannot write the trace to {}: {e}",
+                trace.path
+            );
+        }
+    }
+
+    fn opened(&self, session: CK_SESSION_HANDLE) {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.push(session);
+        }
     }
 
     fn write_counts(&self) {
@@ -205,8 +347,16 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
     }
 }
 
+/// The name of a function the shim can pause (the session argument only
+/// marks it).
+macro_rules! name_of {
+    ($name:ident $session:ident) => {
+        stringify!($name)
+    };
+}
+
 macro_rules! shims {
-    ($($name:ident($($a:ident: $t:ty),*);)*) => {
+    ($($name:ident($($a:ident: $t:ty),*) $([$session:ident])? $(=> $opened:ident)?;)*) => {
         /// Every forwarded function, in function-list order.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy)]
@@ -214,6 +364,9 @@ macro_rules! shims {
 
         /// Names of the forwarded functions, indexed like [`Func`].
         pub const NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        /// The functions HSMKEY_SHIM_PAUSE can hold (a session first).
+        pub const PAUSABLE: &[&str] = &[$($(name_of!($name $session),)?)*];
 
         #[allow(non_snake_case, clippy::too_many_arguments)]
         mod forward {
@@ -223,15 +376,29 @@ macro_rules! shims {
                     let Some(st) = state() else {
                         return CKR_GENERAL_ERROR;
                     };
+                    let start = st.now();
+                    #[allow(unused_mut, unused_assignments)]
+                    let mut session: CK_SESSION_HANDLE = 0;
+                    $(session = $session;)?
                     if let Some(rv) = st.before(Func::$name) {
+                        st.traced(Func::$name, start, session, rv);
                         return rv;
                     }
+                    $(st.maybe_pause(Func::$name, $session);)?
                     let rv = match st.real().$name {
                         // SAFETY: the arguments come unchanged from the caller,
                         // who owes the real module what it owes any module.
                         Some(f) => unsafe { f($($a),*) },
                         None => CKR_FUNCTION_NOT_SUPPORTED,
                     };
+                    $(
+                        if rv == CKR_OK && !$opened.is_null() {
+                            // SAFETY: the module wrote the new session's
+                            // handle through this out-pointer, as it returned OK.
+                            st.opened(unsafe { *$opened });
+                        }
+                    )?
+                    st.traced(Func::$name, start, session, rv);
                     after(st, Func::$name);
                     rv
                 }
@@ -283,6 +450,7 @@ fn after(st: &State, f: Func) {
         Func::C_CloseSession | Func::C_CloseAllSessions | Func::C_Finalize
     ) {
         st.write_counts();
+        st.write_trace();
     }
 }
 
@@ -301,62 +469,62 @@ shims! {
     C_GetMechanismList(a1: CK_SLOT_ID, a2: *mut CK_MECHANISM_TYPE, a3: *mut CK_ULONG);
     C_GetMechanismInfo(a1: CK_SLOT_ID, a2: CK_MECHANISM_TYPE, a3: *mut CK_MECHANISM_INFO);
     C_InitToken(a1: CK_SLOT_ID, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR);
-    C_InitPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG);
-    C_SetPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR, a5: CK_ULONG);
-    C_OpenSession(a1: CK_SLOT_ID, a2: CK_FLAGS, a3: *mut c_void, a4: CK_NOTIFY, a5: *mut CK_SESSION_HANDLE);
-    C_CloseSession(a1: CK_SESSION_HANDLE);
+    C_InitPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG) [a1];
+    C_SetPIN(a1: CK_SESSION_HANDLE, a2: *mut CK_UTF8CHAR, a3: CK_ULONG, a4: *mut CK_UTF8CHAR, a5: CK_ULONG) [a1];
+    C_OpenSession(a1: CK_SLOT_ID, a2: CK_FLAGS, a3: *mut c_void, a4: CK_NOTIFY, a5: *mut CK_SESSION_HANDLE) => a5;
+    C_CloseSession(a1: CK_SESSION_HANDLE) [a1];
     C_CloseAllSessions(a1: CK_SLOT_ID);
-    C_GetSessionInfo(a1: CK_SESSION_HANDLE, a2: *mut CK_SESSION_INFO);
-    C_GetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_SetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: CK_OBJECT_HANDLE, a5: CK_OBJECT_HANDLE);
-    C_Login(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG);
-    C_Logout(a1: CK_SESSION_HANDLE);
-    C_CreateObject(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG, a4: *mut CK_OBJECT_HANDLE);
-    C_CopyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE);
-    C_DestroyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE);
-    C_GetObjectSize(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ULONG);
-    C_GetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG);
-    C_SetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG);
-    C_FindObjectsInit(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG);
-    C_FindObjects(a1: CK_SESSION_HANDLE, a2: *mut CK_OBJECT_HANDLE, a3: CK_ULONG, a4: *mut CK_ULONG);
-    C_FindObjectsFinal(a1: CK_SESSION_HANDLE);
-    C_EncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_Encrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_EncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_EncryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_DecryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_Decrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_DigestInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM);
-    C_Digest(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_DigestKey(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE);
-    C_DigestFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_SignInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_Sign(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_SignUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_SignFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
-    C_SignRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_SignRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_VerifyInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_Verify(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG);
-    C_VerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_VerifyFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_VerifyRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_VerifyRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DigestEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptDigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_GenerateKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE);
-    C_GenerateKeyPair(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_ATTRIBUTE, a6: CK_ULONG, a7: *mut CK_OBJECT_HANDLE, a8: *mut CK_OBJECT_HANDLE);
-    C_WrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: CK_OBJECT_HANDLE, a5: *mut CK_BYTE, a6: *mut CK_ULONG);
-    C_UnwrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_ATTRIBUTE, a7: CK_ULONG, a8: *mut CK_OBJECT_HANDLE);
-    C_DeriveKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_ATTRIBUTE, a5: CK_ULONG, a6: *mut CK_OBJECT_HANDLE);
-    C_SeedRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_GenerateRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG);
-    C_GetFunctionStatus(a1: CK_SESSION_HANDLE);
-    C_CancelFunction(a1: CK_SESSION_HANDLE);
+    C_GetSessionInfo(a1: CK_SESSION_HANDLE, a2: *mut CK_SESSION_INFO) [a1];
+    C_GetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_SetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: CK_OBJECT_HANDLE, a5: CK_OBJECT_HANDLE) [a1];
+    C_Login(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG) [a1];
+    C_Logout(a1: CK_SESSION_HANDLE) [a1];
+    C_CreateObject(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG, a4: *mut CK_OBJECT_HANDLE) [a1];
+    C_CopyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE) [a1];
+    C_DestroyObject(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE) [a1];
+    C_GetObjectSize(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ULONG) [a1];
+    C_GetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG) [a1];
+    C_SetAttributeValue(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG) [a1];
+    C_FindObjectsInit(a1: CK_SESSION_HANDLE, a2: *mut CK_ATTRIBUTE, a3: CK_ULONG) [a1];
+    C_FindObjects(a1: CK_SESSION_HANDLE, a2: *mut CK_OBJECT_HANDLE, a3: CK_ULONG, a4: *mut CK_ULONG) [a1];
+    C_FindObjectsFinal(a1: CK_SESSION_HANDLE) [a1];
+    C_EncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_Encrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_EncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_EncryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_DecryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_Decrypt(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_DigestInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM) [a1];
+    C_Digest(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_DigestKey(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE) [a1];
+    C_DigestFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_SignInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_Sign(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_SignUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_SignFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG) [a1];
+    C_SignRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_SignRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_VerifyInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_Verify(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG) [a1];
+    C_VerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_VerifyFinal(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_VerifyRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE) [a1];
+    C_VerifyRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DigestEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptDigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG) [a1];
+    C_GenerateKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_OBJECT_HANDLE) [a1];
+    C_GenerateKeyPair(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: *mut CK_ATTRIBUTE, a4: CK_ULONG, a5: *mut CK_ATTRIBUTE, a6: CK_ULONG, a7: *mut CK_OBJECT_HANDLE, a8: *mut CK_OBJECT_HANDLE) [a1];
+    C_WrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: CK_OBJECT_HANDLE, a5: *mut CK_BYTE, a6: *mut CK_ULONG) [a1];
+    C_UnwrapKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_ATTRIBUTE, a7: CK_ULONG, a8: *mut CK_OBJECT_HANDLE) [a1];
+    C_DeriveKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_ATTRIBUTE, a5: CK_ULONG, a6: *mut CK_OBJECT_HANDLE) [a1];
+    C_SeedRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_GenerateRandom(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG) [a1];
+    C_GetFunctionStatus(a1: CK_SESSION_HANDLE) [a1];
+    C_CancelFunction(a1: CK_SESSION_HANDLE) [a1];
     C_WaitForSlotEvent(a1: CK_FLAGS, a2: *mut CK_SLOT_ID, a3: *mut c_void);
 }

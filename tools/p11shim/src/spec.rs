@@ -126,6 +126,46 @@ pub fn parse_faults(spec: &str, names: &[&str]) -> Result<Vec<Fault>, String> {
     Ok(faults)
 }
 
+/// A call to hold until the test says go: the call numbered `after` (from
+/// 0) of `function` on the session the `session`-th C_OpenSession (from 0)
+/// opened. The shim creates `PATH.paused`, then waits for `PATH.go`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    pub function: usize,
+    pub session: usize,
+    pub after: u64,
+    pub path: String,
+}
+
+/// Parse `FUNCTION:session=S:after=N:PATH`; `pausable` are the names of
+/// the functions whose first argument is a session.
+pub fn parse_pause(spec: &str, names: &[&str], pausable: &[&str]) -> Result<Pause, String> {
+    let bad = |why: String| format!("HSMKEY_SHIM_PAUSE {spec:?}: {why}");
+    let parts: Vec<&str> = spec.trim().splitn(4, ':').collect();
+    if parts.len() != 4 || parts[3].is_empty() {
+        return Err(bad("expected FUNCTION:session=S:after=N:PATH".into()));
+    }
+    if !pausable.contains(&parts[0]) {
+        return Err(bad(format!(
+            "{:?} is not a function the shim can pause (one of {})",
+            parts[0],
+            pausable.join(", ")
+        )));
+    }
+    let function = names
+        .iter()
+        .position(|n| *n == parts[0])
+        .ok_or_else(|| bad(format!("unknown function {:?}", parts[0])))?;
+    let session = parse_count(parts[1], "session").map_err(bad)? as usize;
+    let after = parse_count(parts[2], "after").map_err(bad)?;
+    Ok(Pause {
+        function,
+        session,
+        after,
+        path: parts[3].to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +214,35 @@ mod tests {
         };
         let fired: Vec<_> = (0..5).map(|n| once.fires(n)).collect();
         assert_eq!(fired, vec![None, None, Some(0x30), None, None]);
+    }
+
+    #[test]
+    fn a_pause_names_function_session_count_and_path() {
+        let p = parse_pause(
+            "C_WrapKey:session=1:after=2:/tmp/gate",
+            NAMES,
+            &["C_WrapKey"],
+        );
+        assert_eq!(
+            p.unwrap(),
+            Pause {
+                function: 1,
+                session: 1,
+                after: 2,
+                path: "/tmp/gate".into()
+            }
+        );
+        for (spec, needle) in [
+            (
+                "C_Initialize:session=0:after=0:/g",
+                "not a function the shim can pause",
+            ),
+            ("C_WrapKey:session=x:after=0:/g", "session=<number>"),
+            ("C_WrapKey:session=0:after=0", "expected FUNCTION"),
+        ] {
+            let e = parse_pause(spec, NAMES, &["C_WrapKey"]).unwrap_err();
+            assert!(e.contains(needle), "{spec}: {e}");
+        }
     }
 
     #[test]

@@ -187,7 +187,7 @@ async fn backup_secret(
             let answer = BlobBody { secret_blob: blob };
             let printed = serde_json::to_vec(&answer).unwrap_or_default();
             call.note(|f| {
-                f.keys = facts.keys;
+                f.keys = crate::audit::Keys::Listed(facts.keys);
                 f.protection = Some(facts.protection);
                 f.output_bytes("response", &printed);
             });
@@ -241,7 +241,7 @@ async fn restore_secret(
         f.inputs = std::mem::take(&mut f.outputs);
         if let Some(b) = &facts {
             f.protection = Some(b.protection.clone());
-            f.keys = b.keys.clone();
+            f.keys = crate::audit::Keys::Listed(b.keys.clone());
         }
     });
     let restored = call
@@ -256,11 +256,13 @@ async fn restore_secret(
         Ok(r) => r,
         Err(e) => return refuse(&call, e),
     };
-    if let Some(b) = facts {
-        call.note(|f| f.keys = b.keys_for(&report.entries));
+    if facts.is_some() {
+        call.note(|f| f.keys = crate::audit::Keys::Reported(report.entries.clone()));
     }
     let name = report
         .entries
+        .first(1)
+        .unwrap_or_default()
         .first()
         .map(|e| e.label.clone())
         .unwrap_or_default();
@@ -280,6 +282,8 @@ async fn restore_secret(
         },
         keys: report
             .entries
+            .to_vec()
+            .unwrap_or_default()
             .iter()
             .map(|e| RestoredKey {
                 label: e.label.clone(),

@@ -12,6 +12,8 @@
 //! CKA_ID is 16 random bytes from the token; each line names it, so that two
 //! keys made at once by two processes (each saw none) both stay usable.
 
+use std::sync::{Arc, Mutex};
+
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -19,7 +21,10 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+
+mod head;
+
+pub use head::Head;
 
 use super::{Token, TokenSummary};
 use crate::error::{Error, Result};
@@ -39,15 +44,38 @@ pub fn is_reserved_label(label: &str) -> bool {
     label.starts_with(RESERVED_PREFIX)
 }
 
-/// What a head object holds: for one log (named by the SHA-256 of its first
-/// line), the number of lines it had and the SHA-256 of the last one when
-/// this token last signed a line of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Head {
-    pub log: String,
-    pub count: u64,
-    pub last: String,
+/// The audit trail's objects that a pass over every token object saw
+/// (backup's listing, restore's index), by handle: the audit session then
+/// needs no search of its own, which on SoftHSM is another pass over every
+/// object. Each handle is read again before it is used; one that is gone, or
+/// is no longer the object it was, sends the audit session back to its
+/// search, as does a sighting with no MAC key, or no head for the log.
+#[derive(Debug, Clone, Default)]
+pub struct Sighting {
+    mac_keys: Vec<ObjectHandle>,
+    heads: Vec<ObjectHandle>,
+}
+
+impl Sighting {
+    /// One object of the pass: `class` as hsmkey names it (`secret-key`,
+    /// `data`, ...), its label as read.
+    pub fn see(&mut self, handle: ObjectHandle, class: &str, label: &str) {
+        if label == MAC_LABEL && class == "secret-key" {
+            self.mac_keys.push(handle);
+        } else if label == HEAD_LABEL && matches!(class, "secret-key" | "data") {
+            self.heads.push(handle);
+        }
+    }
+}
+
+/// A token's latest sighting, shared by the token's session (whose listings
+/// make it) and the audit session opened on it (which uses it up).
+pub type Seen = Arc<Mutex<Option<Sighting>>>;
+
+pub(in crate::hsm) fn note(seen: &Seen, sighting: Sighting) {
+    if let Ok(mut slot) = seen.lock() {
+        *slot = Some(sighting);
+    }
 }
 
 /// A session for the audit trail on one token, and its MAC key.
@@ -58,6 +86,35 @@ pub struct AuditToken {
     session: Option<Session>,
     /// The key lines are signed with: handle and CKA_ID.
     key: Option<(ObjectHandle, Vec<u8>)>,
+    /// What the token's own listings saw of the audit objects.
+    seen: Seen,
+}
+
+/// An audit MAC key: its CKA_ID and handle.
+type MacKey = (Vec<u8>, ObjectHandle);
+
+/// What reading a primed handle found.
+enum Primed<T> {
+    /// The object is what the sighting said.
+    Found(T),
+    /// Gone, or another object now: search instead.
+    Stale,
+}
+
+/// A primed handle that cannot be read is stale: gone (most tokens answer
+/// CKR_OBJECT_HANDLE_INVALID, kryoptic CKR_GENERAL_ERROR for an object
+/// another process destroyed). The search that follows reports a token
+/// that really fails.
+fn primed<T>(read: std::result::Result<T, CkError>) -> Primed<T> {
+    match read {
+        Ok(v) => Primed::Found(v),
+        Err(e) => {
+            tracing::debug!(
+                "a handle the listing gave the audit session is stale ({e}): searching"
+            );
+            Primed::Stale
+        }
+    }
 }
 
 fn audit_err(action: &str) -> impl Fn(CkError) -> Error + '_ {
@@ -79,6 +136,7 @@ impl AuditToken {
             summary: token.summary().clone(),
             session: Some(session),
             key: None,
+            seen: token.audit_seen(),
         })
     }
 
@@ -131,7 +189,7 @@ impl AuditToken {
     /// Every audit MAC key on the token, as (CKA_ID, handle), smallest id
     /// first. An object with the label that is not such a key (extractable,
     /// not sensitive, unable to sign) is refused: it is not one hsmkey made.
-    fn mac_keys(&mut self) -> Result<Vec<(Vec<u8>, ObjectHandle)>> {
+    fn mac_keys(&mut self) -> Result<Vec<MacKey>> {
         let session = self.session()?;
         let handles = crate::hsm::find_objects(
             session,
@@ -145,38 +203,42 @@ impl AuditToken {
         let mut keys = Vec::new();
         for h in handles {
             let attrs = session
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Id,
-                        AttributeType::KeyType,
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::Sign,
-                    ],
-                )
+                .get_attributes(h, &MAC_KEY_ATTRIBUTES)
                 .map_err(audit_err("read the audit MAC key's attributes"))?;
-            let (mut id, mut good) = (Vec::new(), [false; 4]);
-            for a in attrs {
-                match a {
-                    Attribute::Id(v) => id = v,
-                    Attribute::KeyType(k) => good[0] = k == KeyType::GENERIC_SECRET,
-                    Attribute::Sensitive(b) => good[1] = b,
-                    Attribute::Extractable(b) => good[2] = !b,
-                    Attribute::Sign(b) => good[3] = b,
-                    _ => {}
-                }
-            }
-            if !good.iter().all(|g| *g) {
-                return Err(Error::BadInput {
-                    what: format!("the token's {MAC_LABEL} key"),
-                    reason: "it is not the sensitive, non-extractable generic secret that signs audit lines; someone else made it (remove it with another PKCS#11 tool)".into(),
-                });
+            keys.push((judge_mac_key(attrs)?.1, h));
+        }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keys)
+    }
+
+    /// The MAC keys the token's listing saw, read again: `None` when it saw
+    /// none, or one is gone or is another object now (then: search).
+    fn primed_mac_keys(&mut self) -> Result<Option<Vec<MacKey>>> {
+        let handles = match self.seen.lock() {
+            Ok(mut slot) => slot
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.mac_keys))
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        if handles.is_empty() {
+            return Ok(None);
+        }
+        let session = self.session()?;
+        let mut keys = Vec::new();
+        for h in handles {
+            let attrs = match primed(session.get_attributes(h, &MAC_KEY_ATTRIBUTES)) {
+                Primed::Found(attrs) => attrs,
+                Primed::Stale => return Ok(None),
+            };
+            let (is_mac_key, id) = judge_mac_key(attrs)?;
+            if !is_mac_key {
+                return Ok(None);
             }
             keys.push((id, h));
         }
         keys.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(keys)
+        Ok(Some(keys))
     }
 
     /// The key lines are signed with, made on first use. When two processes
@@ -186,7 +248,10 @@ impl AuditToken {
         if let Some((_, id)) = &self.key {
             return Ok(id.clone());
         }
-        let mut keys = self.mac_keys()?;
+        let mut keys = match self.primed_mac_keys()? {
+            Some(keys) => keys,
+            None => self.mac_keys()?,
+        };
         if keys.is_empty() {
             let mine = self.create_key()?;
             keys = self.mac_keys()?;
@@ -248,6 +313,29 @@ impl AuditToken {
         Ok((mac, id))
     }
 
+    /// A MAC made in parts, for input too long to hold at once: C_SignInit
+    /// here, then [`AuditToken::sign_part`] and [`AuditToken::sign_end`].
+    pub fn sign_begin(&mut self) -> Result<()> {
+        self.ensure_key()?;
+        let handle = self.key.as_ref().map(|(h, _)| *h);
+        let handle = handle.ok_or_else(|| Error::Internal("no audit MAC key".into()))?;
+        self.session()?
+            .sign_init(&Mechanism::Sha256Hmac, handle)
+            .map_err(audit_err("sign the audit line"))
+    }
+
+    pub fn sign_part(&mut self, data: &[u8]) -> Result<()> {
+        self.session()?
+            .sign_update(data)
+            .map_err(audit_err("sign the audit line"))
+    }
+
+    pub fn sign_end(&mut self) -> Result<Vec<u8>> {
+        self.session()?
+            .sign_final()
+            .map_err(audit_err("sign the audit line"))
+    }
+
     /// Whether this token holds an audit MAC key with this CKA_ID.
     pub fn has_key(&mut self, key_id: &[u8]) -> Result<bool> {
         Ok(self.mac_keys()?.iter().any(|(id, _)| id == key_id))
@@ -282,142 +370,45 @@ impl AuditToken {
             Err(e) => Err(Error::pkcs11("check an audit line's MAC", e)),
         }
     }
-
-    /// Every head object, with its handle and where its value sits. Values
-    /// that do not parse are left out (they are not heads hsmkey wrote).
-    fn heads(&mut self) -> Result<Vec<(Head, ObjectHandle, Carrier)>> {
-        let session = self.session()?;
-        let mut out = Vec::new();
-        // One search for both carriers (a search is a pass over every
-        // object on SoftHSM); the class read first says which it is.
-        let handles = crate::hsm::find_objects(
-            session,
-            &[
-                Attribute::Token(true),
-                Attribute::Label(HEAD_LABEL.as_bytes().to_vec()),
-            ],
-        )
-        .map_err(audit_err("find the audit chain heads"))?;
-        for h in handles {
-            let class = session
-                .get_attributes(h, &[AttributeType::Class])
-                .map_err(audit_err("read an audit chain head"))?;
-            let carrier = match class.first() {
-                Some(Attribute::Class(c)) if *c == ObjectClass::DATA => Carrier::Data,
-                Some(Attribute::Class(c)) if *c == ObjectClass::SECRET_KEY => Carrier::Key,
-                _ => continue,
-            };
-            let holder = match carrier {
-                Carrier::Data => AttributeType::Value,
-                Carrier::Key => AttributeType::Id,
-            };
-            // The class is read again with the value, so that a trace of the
-            // PKCS#11 calls shows whose CKA_VALUE this is: a data object's.
-            let attrs = session
-                .get_attributes(h, &[AttributeType::Class, holder])
-                .map_err(audit_err("read an audit chain head"))?;
-            for a in attrs {
-                if let Attribute::Value(v) | Attribute::Id(v) = a {
-                    if let Ok(head) = serde_json::from_slice::<Head>(&v) {
-                        out.push((head, h, carrier));
-                    }
-                }
-            }
-        }
-        // Data objects first, as the two searches gave them before.
-        out.sort_by_key(|(_, _, c)| matches!(c, Carrier::Key));
-        Ok(out)
-    }
-
-    /// The head this token keeps for the log whose id is `log` (the
-    /// furthest one, should a crash have left two).
-    pub fn head(&mut self, log: &str) -> Result<Option<Head>> {
-        Ok(self
-            .heads()?
-            .into_iter()
-            .filter(|(h, _, _)| h.log == log)
-            .map(|(h, _, _)| h)
-            .max_by_key(|h| h.count))
-    }
-
-    /// Record the new head of a log: the value is changed in place where the
-    /// token allows it, else a new object is made before the old is removed.
-    pub fn write_head(&mut self, head: &Head) -> Result<()> {
-        let value = serde_json::to_vec(head).map_err(|e| Error::Internal(e.to_string()))?;
-        let old: Vec<(ObjectHandle, Carrier)> = self
-            .heads()?
-            .into_iter()
-            .filter(|(h, _, _)| h.log == head.log)
-            .map(|(_, o, c)| (o, c))
-            .collect();
-        let session = self.session()?;
-        if let [(only, carrier)] = old.as_slice() {
-            let attr = match carrier {
-                Carrier::Data => Attribute::Value(value.clone()),
-                Carrier::Key => Attribute::Id(value.clone()),
-            };
-            if session.update_attributes(*only, &[attr]).is_ok() {
-                return Ok(());
-            }
-        }
-        let data = session.create_object(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Modifiable(true),
-            Attribute::Label(HEAD_LABEL.as_bytes().to_vec()),
-            Attribute::Application(APPLICATION.as_bytes().to_vec()),
-            Attribute::Value(value.clone()),
-        ]);
-        match data {
-            Ok(_) => {}
-            // NSS softokn refuses private and token data objects: the head
-            // then rides in the CKA_ID of a key that can do nothing.
-            Err(CkError::Pkcs11(
-                RvError::AttributeValueInvalid
-                | RvError::TemplateInconsistent
-                | RvError::AttributeTypeInvalid,
-                _,
-            )) => {
-                session
-                    .generate_key(
-                        &Mechanism::GenericSecretKeyGen,
-                        &[
-                            Attribute::Class(ObjectClass::SECRET_KEY),
-                            Attribute::KeyType(KeyType::GENERIC_SECRET),
-                            Attribute::Token(true),
-                            Attribute::Private(true),
-                            Attribute::Modifiable(true),
-                            Attribute::Label(HEAD_LABEL.as_bytes().to_vec()),
-                            Attribute::Id(value),
-                            Attribute::ValueLen(16u64.into()),
-                            Attribute::Sensitive(true),
-                            Attribute::Extractable(false),
-                            Attribute::Sign(false),
-                            Attribute::Verify(false),
-                            Attribute::Encrypt(false),
-                            Attribute::Decrypt(false),
-                            Attribute::Wrap(false),
-                            Attribute::Unwrap(false),
-                            Attribute::Derive(false),
-                        ],
-                    )
-                    .map_err(audit_err("record the audit chain head"))?;
-            }
-            Err(e) => return Err(Error::pkcs11("record the audit chain head", e)),
-        }
-        for (o, _) in old {
-            let _ = session.destroy_object(o);
-        }
-        Ok(())
-    }
 }
 
-/// Where a head's value is kept: CKA_VALUE of a CKO_DATA object (with
-/// CKA_APPLICATION "hsmkey"), or, on a token that refuses private token
-/// data objects (NSS softokn), CKA_ID of a generic secret key with no use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Carrier {
-    Data,
-    Key,
+/// What is read of an audit MAC key to judge it.
+const MAC_KEY_ATTRIBUTES: [AttributeType; 7] = [
+    AttributeType::Class,
+    AttributeType::Label,
+    AttributeType::Id,
+    AttributeType::KeyType,
+    AttributeType::Sensitive,
+    AttributeType::Extractable,
+    AttributeType::Sign,
+];
+
+/// Whether these attributes are an object labelled as the audit MAC key
+/// (false: another object, as a stale handle may now be), and its CKA_ID.
+/// One so labelled that is not the sensitive, non-extractable generic
+/// secret hsmkey makes is refused.
+fn judge_mac_key(attrs: Vec<Attribute>) -> Result<(bool, Vec<u8>)> {
+    let (mut id, mut good, mut named) = (Vec::new(), [false; 4], [false; 2]);
+    for a in attrs {
+        match a {
+            Attribute::Class(c) => named[0] = c == ObjectClass::SECRET_KEY,
+            Attribute::Label(l) => named[1] = l == MAC_LABEL.as_bytes(),
+            Attribute::Id(v) => id = v,
+            Attribute::KeyType(k) => good[0] = k == KeyType::GENERIC_SECRET,
+            Attribute::Sensitive(b) => good[1] = b,
+            Attribute::Extractable(b) => good[2] = !b,
+            Attribute::Sign(b) => good[3] = b,
+            _ => {}
+        }
+    }
+    if !named.iter().all(|n| *n) {
+        return Ok((false, id));
+    }
+    if !good.iter().all(|g| *g) {
+        return Err(Error::BadInput {
+            what: format!("the token's {MAC_LABEL} key"),
+            reason: "it is not the sensitive, non-extractable generic secret that signs audit lines; someone else made it (remove it with another PKCS#11 tool)".into(),
+        });
+    }
+    Ok((true, id))
 }

@@ -380,16 +380,29 @@ impl Recorder {
             signer,
             mac: None,
         };
+        // A run that failed already exits non-zero with its own error.
+        let succeeded = entry.result.ok;
+        let mut incomplete = None;
         let (mut bytes, written) = match write_line(&entry, self.signer.as_mut()) {
             Ok(w) => w,
             Err(reason) => {
-                // The keys could not be read again (a bundle gone meanwhile):
-                // the line is written without them rather than not at all.
+                // The keys could not be read again (a bundle gone meanwhile,
+                // no room for the spool): the line is written without them
+                // rather than not at all, and the run fails (HK1904 below),
+                // so that exit 0 never stands for a line that names nothing.
                 tracing::warn!(
                     "audit line {seq} of {} names no keys: they could not be read again ({reason})",
                     path.display()
                 );
+                if let Some(s) = self.signer.as_mut() {
+                    if s.begun {
+                        // A signing operation may be open in the token: a
+                        // fresh session for the line written again.
+                        s.token.suspend();
+                    }
+                }
                 entry.keys = Keys::default();
+                incomplete = Some(reason);
                 write_line(&entry, self.signer.as_mut()).map_err(Error::Internal)?
             }
         };
@@ -426,7 +439,15 @@ impl Recorder {
             None => {}
         }
         drop(locked);
-        Ok(())
+        match incomplete {
+            Some(reason) if succeeded => Err(Error::AuditUnavailable {
+                path: path.display().to_string(),
+                reason: format!(
+                    "line {seq} was written without the keys it should name: they could not be read again ({reason})"
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -125,9 +125,12 @@ pub fn find(token: &Token<'_>, selector: &KeySelector) -> Result<Vec<ObjectHandl
     if let Some(id) = selector.id.as_ref().filter(|id| !id.is_empty()) {
         template.push(Attribute::Id(id.clone()));
     }
+    // An empty label (`object=`) also matches an object that has no
+    // CKA_LABEL at all (kryoptic leaves it out): compared below instead.
     let exact = selector
         .label
         .as_ref()
+        .filter(|want| !want.is_empty())
         .filter(|want| selector.exact || split_version(want).1 > 1);
     if let Some(label) = exact {
         template.push(Attribute::Label(label.as_bytes().to_vec()));
